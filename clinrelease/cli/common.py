@@ -1,0 +1,89 @@
+"""What every command shares: error handling and exit codes, ``--json`` output, progress bars.
+
+Exit codes: 0 ok, 1 a verification or policy failure, 2 a usage or input error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from clinrelease.errors import ClinReleaseError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+#: the ``--json`` option every reporting command takes
+JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout instead of text.")
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn a :class:`ClinReleaseError` into a one-line message on stderr and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ClinReleaseError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """Write ``obj`` as JSON on stdout (numpy scalars and paths made plain)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=_plain, sort_keys=False) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+    """A rich progress bar on stderr; silent when ``enabled`` is false (``--json``, CI logs)."""
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not enabled,
+        transient=False,
+    )
+    with progress:
+        yield progress
+
+
+def track(items: Iterable[Any], description: str, total: int | None = None, enabled: bool = True) -> Iterator[Any]:
+    """Iterate ``items`` under a progress bar."""
+    with progress_bar(enabled) as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)

@@ -1,0 +1,1 @@
+"""DICOM and video input/output, and header de-identification."""
