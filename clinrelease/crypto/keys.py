@@ -1,0 +1,326 @@
+"""Release keys, signing keys and custodian key pairs on disk.
+
+A *key folder* (``clinrelease keys init DIR``) holds what one release site needs:
+
+``release.key``
+    32 random bytes as 64 hex characters: the HMAC key every keyed value of a release is derived
+    from (:mod:`clinrelease.crypto.kdf`). Mode 0600.
+``signing.key`` / ``signing.pub``
+    An Ed25519 key pair (PKCS#8 / SubjectPublicKeyInfo PEM) that signs the audit statement. The
+    private file is mode 0600 and unencrypted so that unattended runs can sign; protect the folder.
+
+A *custodian* (``clinrelease keys custodian NAME DIR``) holds ``NAME.key`` (PKCS#8 PEM encrypted
+with a passphrase, mode 0600) and ``NAME.pub``: X25519 for HPKE, or RSA-3072 for custodians whose
+keys live on smartcards/HSMs that only speak RSA-OAEP. Escrowed originals are wrapped to the
+public halves (:mod:`clinrelease.crypto.escrow`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Union
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
+
+from clinrelease.crypto.kdf import KEY_BYTES
+from clinrelease.errors import ConfigError
+
+RELEASE_KEY_FILE = "release.key"
+SIGNING_KEY_FILE = "signing.key"
+SIGNING_PUB_FILE = "signing.pub"
+#: environment variable scripts use to pass a custodian passphrase
+PASSPHRASE_ENV = "CLINRELEASE_PASSPHRASE"
+
+CustodianKind = Literal["x25519", "rsa3072"]
+CustodianPublicKey = Union[x25519.X25519PublicKey, rsa.RSAPublicKey]
+CustodianPrivateKey = Union[x25519.X25519PrivateKey, rsa.RSAPrivateKey]
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The keys of one release site, loaded from a key folder.
+
+    Attributes
+    ----------
+    release_key:
+        32-byte HMAC key for every keyed value of a release.
+    signing_key:
+        Ed25519 private key that signs the audit statement; ``None`` when loaded without it.
+    signing_pub:
+        The matching public key (what auditors verify against).
+    directory:
+        The key folder.
+    """
+
+    release_key: bytes
+    signing_key: ed25519.Ed25519PrivateKey | None
+    signing_pub: ed25519.Ed25519PublicKey
+    directory: Path
+
+    @property
+    def signing_key_id(self) -> str:
+        """The DSSE key id of the signing key (see :func:`key_id`)."""
+        return key_id(self.signing_pub)
+
+
+@dataclass(frozen=True)
+class Custodian:
+    """A custodian key pair written by :func:`create_custodian`."""
+
+    name: str
+    kind: CustodianKind
+    private_path: Path
+    public_path: Path
+    fingerprint: str
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 and write ``data``; never overwrite an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError("already exists; refusing to overwrite a key", path) from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)  # the umask cannot widen it, but be explicit
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "xb") as fh:
+            fh.write(data)
+    except FileExistsError:
+        raise ConfigError("already exists; refusing to overwrite a key", path) from None
+
+
+def public_der(key: ed25519.Ed25519PublicKey | CustodianPublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo bytes of a public key."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_id(key: ed25519.Ed25519PublicKey | CustodianPublicKey) -> str:
+    """SHA-256 (hex) of the key's DER SubjectPublicKeyInfo.
+
+    The same value ``openssl pkey -pubin -in KEY.pub -outform DER | sha256sum`` prints, so an
+    auditor can match a key id without this tool.
+    """
+    return hashlib.sha256(public_der(key)).hexdigest()
+
+
+def init_keys(directory: str | Path) -> KeySet:
+    """Create a key folder: ``release.key``, ``signing.key`` and ``signing.pub``.
+
+    Parameters
+    ----------
+    directory:
+        Folder to write into; created (mode 0700) when missing.
+
+    Returns
+    -------
+    KeySet
+        The new keys.
+
+    Raises
+    ------
+    ConfigError
+        When any of the three files already exists (nothing is written then).
+    """
+    directory = Path(directory)
+    targets = [directory / name for name in (RELEASE_KEY_FILE, SIGNING_KEY_FILE, SIGNING_PUB_FILE)]
+    for target in targets:
+        if target.exists():
+            raise ConfigError("already exists; refusing to overwrite release keys", target)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    release_key = os.urandom(KEY_BYTES)
+    signing_key = ed25519.Ed25519PrivateKey.generate()
+    write_private(targets[0], release_key.hex().encode("ascii") + b"\n")
+    write_private(
+        targets[1],
+        signing_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    _write_public(
+        targets[2],
+        signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return KeySet(release_key, signing_key, signing_key.public_key(), directory)
+
+
+def _missing(path: Path, directory: Path) -> ConfigError:
+    return ConfigError(f"missing; run `clinrelease keys init {directory}` to create the release keys", path)
+
+
+def load_release_key(path: str | Path) -> bytes:
+    """Read a ``release.key`` file (64 hex characters, or 32 raw bytes)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    text = raw.strip()
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = raw
+    if len(key) != KEY_BYTES:
+        raise ConfigError(f"not a release key: expected {KEY_BYTES} bytes (64 hex characters)", path)
+    return key
+
+
+def load_signing_private(path: str | Path) -> ed25519.Ed25519PrivateKey:
+    """Load an unencrypted Ed25519 private key (PEM)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("signing key not found", path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not an unencrypted PEM private key ({exc})", path) from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigError("not an Ed25519 signing key", path)
+    return key
+
+
+def load_signing_public(path: str | Path) -> ed25519.Ed25519PublicKey:
+    """Load an Ed25519 public key (PEM SubjectPublicKeyInfo)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("public key not found", path)
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"not a PEM public key ({exc})", path) from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ConfigError("not an Ed25519 public key", path)
+    return key
+
+
+def load_keys(directory: str | Path, need_signing: bool = True) -> KeySet:
+    """Load a key folder written by :func:`init_keys`.
+
+    Parameters
+    ----------
+    directory:
+        The key folder.
+    need_signing:
+        When false, a missing ``signing.key`` is allowed (workers that only derive keyed values);
+        ``signing_key`` is ``None`` then.
+
+    Raises
+    ------
+    ConfigError
+        A file is missing (the message says to run ``clinrelease keys init DIR``) or malformed.
+    """
+    directory = Path(directory)
+    release_path = directory / RELEASE_KEY_FILE
+    signing_path = directory / SIGNING_KEY_FILE
+    pub_path = directory / SIGNING_PUB_FILE
+    if not release_path.is_file():
+        raise _missing(release_path, directory)
+    if not pub_path.is_file():
+        raise _missing(pub_path, directory)
+    signing_key = None
+    if signing_path.is_file():
+        signing_key = load_signing_private(signing_path)
+    elif need_signing:
+        raise _missing(signing_path, directory)
+    signing_pub = load_signing_public(pub_path)
+    if signing_key is not None and public_der(signing_key.public_key()) != public_der(signing_pub):
+        raise ConfigError("does not match signing.key; the key folder is inconsistent", pub_path)
+    return KeySet(load_release_key(release_path), signing_key, signing_pub, directory)
+
+
+def create_custodian(
+    name: str, directory: str | Path, passphrase: str, kind: CustodianKind = "x25519"
+) -> Custodian:
+    """Create a custodian key pair ``DIR/NAME.key`` (encrypted PKCS#8 PEM, 0600) + ``DIR/NAME.pub``.
+
+    Parameters
+    ----------
+    name:
+        Custodian name: letters, digits, ``-``, ``_`` and ``.``.
+    directory:
+        Folder to write into (created when missing).
+    passphrase:
+        Protects the private key; must not be empty.
+    kind:
+        ``"x25519"`` (HPKE, default) or ``"rsa3072"`` (RSA-OAEP-SHA256).
+    """
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise ConfigError(f"custodian name {name!r}: use letters, digits, '-', '_' or '.'")
+    if not passphrase:
+        raise ConfigError("an empty passphrase would leave the custodian key unprotected")
+    directory = Path(directory)
+    private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
+    for target in (private_path, public_path):
+        if target.exists():
+            raise ConfigError("already exists; refusing to overwrite a custodian key", target)
+    if kind == "x25519":
+        private: CustodianPrivateKey = x25519.X25519PrivateKey.generate()
+    elif kind == "rsa3072":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise ConfigError(f"custodian key kind {kind!r}: use 'x25519' or 'rsa3072'")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(
+        private_path,
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
+        ),
+    )
+    public = private.public_key()
+    _write_public(
+        public_path, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return Custodian(name, kind, private_path, public_path, key_id(public))
+
+
+def load_custodian_public(path: str | Path) -> CustodianPublicKey:
+    """Load a custodian public key (X25519 or RSA, PEM)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("custodian public key not found", path)
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"not a PEM public key ({exc})", path) from None
+    if not isinstance(key, (x25519.X25519PublicKey, rsa.RSAPublicKey)):
+        raise ConfigError("not a custodian key: expected X25519 or RSA", path)
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 3072:
+        raise ConfigError(f"RSA custodian key has {key.key_size} bits; at least 3072 are required", path)
+    return key
+
+
+def load_custodian_private(path: str | Path, passphrase: str | None) -> CustodianPrivateKey:
+    """Load and decrypt a custodian private key.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, missing or wrong passphrase, or not a custodian key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("custodian key not found", path)
+    if not passphrase:
+        raise ConfigError(f"no passphrase given for the custodian key; set {PASSPHRASE_ENV} or enter it", path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase.encode("utf-8"))
+    except TypeError:
+        raise ConfigError("not a passphrase-protected custodian key", path) from None
+    except ValueError:
+        raise ConfigError("wrong passphrase, or not a custodian private key", path) from None
+    if not isinstance(key, (x25519.X25519PrivateKey, rsa.RSAPrivateKey)):
+        raise ConfigError("not a custodian key: expected X25519 or RSA", path)
+    return key
+
+
+def passphrase_from_env() -> str | None:
+    """The passphrase in ``CLINRELEASE_PASSPHRASE``, or ``None`` when unset or empty."""
+    return os.environ.get(PASSPHRASE_ENV) or None

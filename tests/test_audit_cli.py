@@ -1,0 +1,131 @@
+"""The command line of keys, reversal and audit: CliRunner on `clinrelease.cli:app`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from _audit_helpers import build_release
+from clinrelease.audit.dsse import pae
+from clinrelease.cli import app
+from clinrelease.crypto.escrow import Vault
+from clinrelease.crypto.keys import load_custodian_private
+
+PASS = "pw for tests"
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("CLINRELEASE_PASSPHRASE", raising=False)
+    return CliRunner()
+
+
+def _clean(result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+
+
+def test_keys_init_then_refuses_again(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["keys", "init", str(tmp_path / "k"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert Path(info["signing_pub"]).is_file() and len(info["signing_key_id"]) == 64
+    again = runner.invoke(app, ["keys", "init", str(tmp_path / "k")])
+    assert again.exit_code == 2 and "refusing to overwrite" in again.output
+    _clean(again)
+
+
+def test_keys_custodian_from_env_prompt_and_neither(runner: CliRunner, tmp_path: Path) -> None:
+    from_env = runner.invoke(app, ["keys", "custodian", "alice", str(tmp_path)], env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert from_env.exit_code == 0, from_env.output
+    load_custodian_private(tmp_path / "alice.key", PASS)
+    prompted = runner.invoke(app, ["keys", "custodian", "bob", str(tmp_path), "--rsa", "--json"], input=f"{PASS}\n{PASS}\n")
+    assert prompted.exit_code == 0, prompted.output
+    assert json.loads(prompted.stdout[prompted.stdout.index("{"):])["kind"] == "rsa3072"
+    load_custodian_private(tmp_path / "bob.key", PASS)
+    mismatch_then_none = runner.invoke(app, ["keys", "custodian", "carol", str(tmp_path)], input="one\ntwo\n")
+    assert mismatch_then_none.exit_code == 2 and "no passphrase" in mismatch_then_none.output
+    none = runner.invoke(app, ["keys", "custodian", "dave", str(tmp_path)])
+    assert none.exit_code == 2 and "CLINRELEASE_PASSPHRASE" in none.output
+    assert not (tmp_path / "dave.key").exists()
+    _clean(none)
+
+
+@pytest.fixture
+def vault_setup(runner: CliRunner, tmp_path: Path) -> dict:
+    env = {"CLINRELEASE_PASSPHRASE": PASS}
+    for name in ("alice", "mallory"):
+        assert runner.invoke(app, ["keys", "custodian", name, str(tmp_path / "cust")], env=env).exit_code == 0
+    assert runner.invoke(app, ["keys", "init", str(tmp_path / "keys")]).exit_code == 0
+    original = tmp_path / "original.bin"
+    original.write_bytes(os.urandom(20_000))
+    released = tmp_path / "released.bin"
+    released.write_bytes(b"de-identified")
+    import hashlib
+
+    with Vault(tmp_path / "vault").open_release("rel-cli", [tmp_path / "cust" / "alice.pub"], chunk_size=8192) as s:
+        s.escrow(original, "2.25.99", hashlib.sha256(released.read_bytes()).hexdigest())
+    return {"tmp": tmp_path, "original": original, "released": released}
+
+
+def test_reverse_restores_and_logs_a_signed_event(runner: CliRunner, vault_setup: dict) -> None:
+    t = vault_setup["tmp"]
+    args = ["reverse", str(vault_setup["released"]), "--vault", str(t / "vault"), "--key", str(t / "cust" / "alice.key"),
+            "--output", str(t / "back.bin"), "--log", str(t / "site.jsonl"), "--signing-key", str(t / "keys" / "signing.key"),
+            "--reason", "re-contact", "--json"]
+    result = runner.invoke(app, args, input=f"{PASS}\n")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout[result.stdout.index("{"):])
+    assert info["audit_seq"] == 0 and info["release_id"] == "rel-cli"
+    assert (t / "back.bin").read_bytes() == vault_setup["original"].read_bytes()
+    check = runner.invoke(app, ["audit", "verify-log", str(t / "site.jsonl"), "--key", str(t / "keys" / "signing.pub"), "--json"])
+    assert check.exit_code == 0 and json.loads(check.stdout)["signed"] == 1
+
+
+def test_reverse_with_wrong_key_or_no_passphrase_exits_2_cleanly(runner: CliRunner, vault_setup: dict) -> None:
+    t = vault_setup["tmp"]
+    base = ["reverse", str(vault_setup["released"]), "--vault", str(t / "vault"), "--output", str(t / "back.bin")]
+    wrong = runner.invoke(app, [*base, "--key", str(t / "cust" / "mallory.key")], env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert wrong.exit_code == 2 and "not one release rel-cli was escrowed to" in wrong.output
+    no_pass = runner.invoke(app, [*base, "--key", str(t / "cust" / "alice.key")])
+    assert no_pass.exit_code == 2 and "no passphrase" in no_pass.output
+    half = runner.invoke(app, [*base, "--key", str(t / "cust" / "alice.key"), "--log", str(t / "l.jsonl")],
+                         env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert half.exit_code == 2 and "--log and --signing-key go together" in half.output
+    for result in (wrong, no_pass, half):
+        _clean(result)
+    assert not (t / "back.bin").exists()
+
+
+def test_audit_verify_exit_codes_and_json(runner: CliRunner, tmp_path: Path) -> None:
+    release = build_release(tmp_path)
+    pub = str(release.keys.directory / "signing.pub")
+    ok = runner.invoke(app, ["audit", "verify", str(release.out), "--key", pub])
+    assert ok.exit_code == 0 and "verified" in ok.stdout
+    (release.out / "data" / "extra.dcm").write_bytes(b"x")
+    bad = runner.invoke(app, ["audit", "verify", str(release.out), "--key", pub, "--json"])
+    assert bad.exit_code == 1
+    report = json.loads(bad.stdout)
+    assert report["ok"] is False and report["checks"]["files"] is False
+    assert "file added: data/extra.dcm is not in the signed statement" in report["failures"]
+    missing_key = runner.invoke(app, ["audit", "verify", str(release.out), "--key", str(tmp_path / "nope.pub")])
+    not_release = runner.invoke(app, ["audit", "verify", str(tmp_path), "--key", pub])
+    assert missing_key.exit_code == 2 and "public key not found" in missing_key.output
+    assert not_release.exit_code == 2 and "not a finalized release" in not_release.output
+    _clean(missing_key)
+
+
+def test_audit_pae_writes_the_signed_bytes(runner: CliRunner, tmp_path: Path) -> None:
+    release = build_release(tmp_path)
+    result = runner.invoke(app, ["audit", "pae", str(release.out), "-o", str(tmp_path / "pae.bin")])
+    assert result.exit_code == 0
+    data = (tmp_path / "pae.bin").read_bytes()
+    envelope = json.loads((release.out / "audit" / "statement.dsse.json").read_bytes())
+    import base64
+
+    assert data == pae(envelope["payloadType"], base64.b64decode(envelope["payload"]))
+    release.keys.signing_pub.verify(base64.b64decode(envelope["signatures"][0]["sig"]), data)
