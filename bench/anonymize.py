@@ -1,0 +1,196 @@
+"""Face anonymizer benchmark on the shared clips: de-identification, consistency, flicker, speed.
+
+Prints tables comparing the swap with the paper's baselines (blur, pixelate, mask) in the same run
+and writes a contact sheet (original | swap | blur) to look at.
+
+    .venv/bin/python bench/anonymize.py [--frames 60] [--step 2] [--out bench/out]
+
+dlib: distance > 0.6 means "different person"; SFace: cosine >= 0.363 means "same person".
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from _face_helpers import KEY_A, KEY_B, SHARED_MEDIA, cosine, dlib_embedding, read_rgb, sface_embedding  # noqa: E402
+
+from clinrelease.dicom.video import open_video  # noqa: E402
+from clinrelease.face.detect import FaceDetector  # noqa: E402
+from clinrelease.face.landmarks import LandmarkModel  # noqa: E402
+from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
+from clinrelease.face.registry import get_anonymizer  # noqa: E402
+
+
+def frames_of(path: Path, count: int, step: int) -> list[np.ndarray]:
+    return list(itertools.islice(itertools.islice(open_video(path).frames(), 0, None, step), count))
+
+
+def other_people() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image, box) of the other people available offline: the faces of t1.jpg and the astronaut."""
+    from clinrelease.models import model_path
+
+    det = FaceDetector()
+    out = []
+    for p in (model_path("sample_faces_t1"), model_path("sample_astronaut")):
+        img = read_rgb(p)
+        out += [(img, d.box) for d in det.detect(img)]
+    return out
+
+
+def flicker(frames: list[np.ndarray], boxes: list[np.ndarray]) -> float:
+    """Mean absolute frame-to-frame change inside the face box (union of consecutive boxes)."""
+    vals = []
+    for i in range(1, len(frames)):
+        b = np.concatenate([np.minimum(boxes[i - 1][:2], boxes[i][:2]), np.maximum(boxes[i - 1][2:], boxes[i][2:])]).astype(int)
+        a, c = frames[i - 1][b[1] : b[3], b[0] : b[2]], frames[i][b[1] : b[3], b[0] : b[2]]
+        vals.append(np.abs(a.astype(int) - c).mean())
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--step", type=int, default=2, help="use every step-th frame (flicker uses step 1 runs)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = ap.parse_args()
+    clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
+    if not clips:
+        sys.exit(f"no clips in {SHARED_MEDIA / 'asl'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = ["swap", "blur", "pixelate", "mask"]
+    stats = {n: {"dlib": [], "sface": [], "dlib_match": [], "sface_match": []} for n in names}
+    speed = {"detect": [], "landmarks": [], "analyze": [], "swap_opencv": [], "swap_torch": [], "blur": []}
+    flick = {"orig": [], "swap": []}
+    anon_embed = {}  # (clip, key) -> (mean dlib, mean sface) of the swapped patient
+    sheet_rows = []
+    detector, mesher = FaceDetector(), LandmarkModel()
+    for clip in clips:
+        frames = frames_of(clip, args.frames, args.step)
+        for f in frames[:10]:
+            t = time.perf_counter()
+            dets = detector.detect(f)
+            speed["detect"].append(time.perf_counter() - t)
+            if dets:
+                t = time.perf_counter()
+                mesher.landmarks(f, dets[0].box)
+                speed["landmarks"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        analysis = analyze_faces(frames)
+        speed["analyze"].append((time.perf_counter() - t) / len(frames))
+        patient = analysis.patient
+        idx = [i for i in range(len(frames)) if patient is not None and i in patient.faces]
+        outs = {}
+        for n in names:
+            anon = get_anonymizer(n, key=KEY_A, pseudonym="patient-1") if n == "swap" else get_anonymizer(n)
+            t = time.perf_counter()
+            outs[n] = list(anonymize_frames(frames, analysis, patient=anon, bystander=get_anonymizer("blur")))
+            if n in ("swap", "blur"):
+                speed["swap_opencv" if n == "swap" else "blur"].append((time.perf_counter() - t) / len(frames))
+        anon = get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", backend="torch")
+        t = time.perf_counter()
+        list(anonymize_frames(frames[:10], analysis, patient=anon, bystander=get_anonymizer("blur")))
+        speed["swap_torch"].append((time.perf_counter() - t) / 10)
+        embeds = {}
+        for i in idx:
+            box = patient.faces[i].box
+            d0, s0 = dlib_embedding(frames[i], box), sface_embedding(frames[i], box)
+            for n in names:
+                d1, s1 = dlib_embedding(outs[n][i], box), sface_embedding(outs[n][i], box)
+                dist = float(np.linalg.norm(d0 - d1))
+                cos = cosine(s0, s1) if (s0 is not None and s1 is not None) else -1.0  # no face found = no match
+                stats[n]["dlib"].append(dist)
+                stats[n]["sface"].append(cos)
+                if n == "swap":
+                    embeds.setdefault("d", []).append(d1)
+                    if s1 is not None:
+                        embeds.setdefault("s", []).append(s1)
+        anon_embed[(clip.stem, "A")] = (np.mean(embeds["d"], axis=0), np.mean(embeds["s"], axis=0))
+        flick["orig"].append(flicker([frames[i] for i in idx], [patient.faces[i].box for i in idx]))
+        flick["swap"].append(flicker([outs["swap"][i] for i in idx], [patient.faces[i].box for i in idx]))
+        if clip == clips[0]:
+            for i in idx[:: max(1, len(idx) // 4)][:4]:
+                b = patient.faces[i].box.astype(int)
+                cx, cy, r = (b[0] + b[2]) // 2, (b[1] + b[3]) // 2, int(0.9 * max(b[2] - b[0], b[3] - b[1]))
+                crop = lambda im: np.ascontiguousarray(im[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r])  # noqa: E731
+                sheet_rows.append(np.hstack([crop(frames[i]), crop(outs["swap"][i]), crop(outs["blur"][i])]))
+        # the same clip under another key, for the key-consistency table
+        anon = get_anonymizer("swap", key=KEY_B, pseudonym="patient-1")
+        out_b = list(anonymize_frames([frames[i] for i in idx[:10]], _subset(analysis, idx[:10]), patient=anon, bystander=get_anonymizer("blur")))
+        eb_d = [dlib_embedding(o, patient.faces[i].box) for o, i in zip(out_b, idx[:10])]
+        eb_s = [e for e in (sface_embedding(o, patient.faces[i].box) for o, i in zip(out_b, idx[:10])) if e is not None]
+        anon_embed[(clip.stem, "B")] = (np.mean(eb_d, axis=0), np.mean(eb_s, axis=0))
+        print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient", file=sys.stderr)
+
+    # people who are not the patient, as the chance baseline for "matched to the original"
+    others = other_people()
+    orig_first = frames_of(clips[0], 1, 1)[0]
+    a0 = analyze_faces([orig_first]).patient.faces[0].box
+    pd0, ps0 = dlib_embedding(orig_first, a0), sface_embedding(orig_first, a0)
+    rand_dlib = np.mean([np.linalg.norm(pd0 - dlib_embedding(img, b)) < 0.6 for img, b in others])
+    rand_sface = np.mean([cosine(ps0, sface_embedding(img, b)) >= 0.363 for img, b in others])
+
+    print(f"\nDe-identification over {len(stats['swap']['dlib'])} patient frames of {len(clips)} clips (frames={args.frames}, step={args.step})")
+    print(f"{'anonymizer':<10} {'dlib med':>9} {'dlib>0.6':>9} {'SFace med':>10} {'SFace<.363':>11}")
+    for n in names:
+        d, s = np.array(stats[n]["dlib"]), np.array(stats[n]["sface"])
+        print(f"{n:<10} {np.median(d):9.3f} {np.mean(d > 0.6):9.1%} {np.median(s):10.3f} {np.mean(s < 0.363):11.1%}")
+    d, s = np.array(stats["swap"]["dlib"]), np.array(stats["swap"]["sface"])
+    print(f"\nMatched to the original patient: swap dlib {np.mean(d <= 0.6):.1%}, SFace {np.mean(s >= 0.363):.1%}; "
+          f"a random other person ({len(others)} faces): dlib {rand_dlib:.1%}, SFace {rand_sface:.1%}")
+
+    print("\nKey consistency (mean embedding of the swapped patient per clip)")
+    stems = [c.stem for c in clips]
+    same_d = [np.linalg.norm(anon_embed[(a, "A")][0] - anon_embed[(b, "A")][0]) for a, b in itertools.combinations(stems, 2)]
+    same_s = [cosine(anon_embed[(a, "A")][1], anon_embed[(b, "A")][1]) for a, b in itertools.combinations(stems, 2)]
+    diff_d = [np.linalg.norm(anon_embed[(a, "A")][0] - anon_embed[(a, "B")][0]) for a in stems]
+    diff_s = [cosine(anon_embed[(a, "A")][1], anon_embed[(a, "B")][1]) for a in stems]
+    print(f"  same key, two clips ({len(same_d)} pairs): dlib dist median {np.median(same_d):.3f} (match<0.6: {np.mean(np.array(same_d) < 0.6):.0%}), "
+          f"SFace cos median {np.median(same_s):.3f} (match>=0.363: {np.mean(np.array(same_s) >= 0.363):.0%})")
+    print(f"  key A vs key B, same clip ({len(diff_d)}): dlib dist median {np.median(diff_d):.3f} (match: {np.mean(np.array(diff_d) < 0.6):.0%}), "
+          f"SFace cos median {np.median(diff_s):.3f} (match: {np.mean(np.array(diff_s) >= 0.363):.0%})")
+
+    ratio = np.array(flick["swap"]) / np.maximum(np.array(flick["orig"]), 1e-6)
+    print(f"\nFlicker (mean |frame-to-frame change| in the face box, swap / original): median {np.median(ratio):.2f}, max {ratio.max():.2f}")
+
+    print("\nSpeed, 640x480, 2 shared CPU cores (median ms per frame)")
+    for k, v in speed.items():
+        print(f"  {k:<12} {1000 * statistics.median(v):8.1f}")
+    print(f"  swap/blur render ratio {statistics.median(speed['swap_opencv']) / statistics.median(speed['blur']):.1f}x")
+
+    import cv2
+
+    width = max(r.shape[1] for r in sheet_rows)
+    rows = [cv2.resize(r, (width, int(r.shape[0] * width / r.shape[1]))) for r in sheet_rows]
+    sheet = np.vstack(rows)
+    path = args.out / "anonymize_contact_sheet.png"
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    print(f"\ncontact sheet (original | swap | blur): {path}")
+
+
+def _subset(analysis, keep):
+    """The analysis restricted to frames ``keep``, renumbered 0.. (for re-rendering a few frames)."""
+    from copy import deepcopy
+
+    from clinrelease.face.base import FaceAnalysis
+
+    sub = deepcopy(analysis)
+    for t in sub.tracks:
+        t.faces = {j: t.faces[i] for j, i in enumerate(keep) if i in t.faces}
+        for j, f in t.faces.items():
+            f.frame_index = j
+    return FaceAnalysis(len(keep), sub.rows, sub.columns, [t for t in sub.tracks if t.faces])
+
+
+if __name__ == "__main__":
+    main()

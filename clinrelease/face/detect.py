@@ -1,0 +1,190 @@
+"""Face detection: mediapipe (short and full range) with YuNet as a second opinion, SCRFD when configured.
+
+Each detector proposes boxes; proposals from different detectors that overlap are merged into one
+:class:`Detection`. A merged face is kept when two detectors agree or one is confident on its own,
+which drops the occasional single-detector false positive on hands while keeping small and profile
+faces that only one detector sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clinrelease.errors import ConfigError, MissingModelError
+
+#: detectors analyze_faces uses unless told otherwise
+DEFAULT_DETECTORS: tuple[str, ...] = ("mediapipe", "yunet")
+KNOWN_DETECTORS: tuple[str, ...] = ("mediapipe", "yunet", "scrfd")
+
+
+@dataclass
+class Detection:
+    """One face found in one frame, merged over detectors."""
+
+    box: np.ndarray  # (4,) float32 x0, y0, x1, y1
+    score: float
+    sources: tuple[str, ...]
+
+    @property
+    def size(self) -> float:
+        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _centre_inside(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the centre of box ``a`` lies in box ``b`` or the centre of ``b`` lies in ``a``."""
+    ca, cb = (a[:2] + a[2:]) / 2, (b[:2] + b[2:]) / 2
+    return bool((b[:2] <= ca).all() and (ca <= b[2:]).all() or (a[:2] <= cb).all() and (cb <= a[2:]).all())
+
+
+def _find_scrfd(model_dir: Path | None) -> Path | None:
+    if model_dir is None or not model_dir.is_dir():
+        return None
+    found = sorted(model_dir.glob("scrfd*.onnx")) + sorted(model_dir.glob("det_*.onnx"))
+    return found[0] if found else None
+
+
+class FaceDetector:
+    """Every face in an RGB frame, from several detectors merged.
+
+    Parameters
+    ----------
+    detectors:
+        Names from :data:`KNOWN_DETECTORS`. ``"scrfd"`` needs an insightface SCRFD ``.onnx`` in the
+        configured model folder (``CLINRELEASE_MODEL_DIR``); it is added automatically when one is there.
+    min_face_px:
+        Smallest face side in pixels that is reported.
+    min_score:
+        Lowest per-detector score that counts as a proposal.
+    confirm_score:
+        A face seen by only one detector is kept when that detector's score reaches this value.
+    agree_score:
+        A face seen by two or more detectors is kept when the best of their scores reaches this value
+        (hands held up in front of the body reach ~0.7 on both).
+    model_dir:
+        Folder of site-provided model packs (overrides ``CLINRELEASE_MODEL_DIR``).
+    """
+
+    def __init__(
+        self,
+        detectors: Sequence[str] = DEFAULT_DETECTORS,
+        *,
+        min_face_px: int = 12,
+        min_score: float = 0.5,
+        confirm_score: float = 0.85,
+        agree_score: float = 0.75,
+        model_dir: str | Path | None = None,
+    ) -> None:
+        from clinrelease.models import configured_model_dir
+
+        unknown = [d for d in detectors if d not in KNOWN_DETECTORS]
+        if unknown:
+            raise ConfigError(f"unknown face detector(s) {unknown}; known: {', '.join(KNOWN_DETECTORS)}")
+        self.detectors = list(dict.fromkeys(detectors))
+        folder = configured_model_dir(model_dir)
+        scrfd = _find_scrfd(folder)
+        if "scrfd" in self.detectors and scrfd is None:
+            raise MissingModelError(
+                "the SCRFD face detector needs an insightface scrfd*.onnx or det_*.onnx, which clinrelease "
+                "never downloads: put it in a folder and set CLINRELEASE_MODEL_DIR to it",
+                folder,
+            )
+        if scrfd is not None and "scrfd" not in self.detectors:
+            self.detectors.append("scrfd")
+        self.min_face_px = min_face_px
+        self.min_score = min_score
+        self.confirm_score = confirm_score
+        self.agree_score = agree_score
+        self._mp: list = []
+        self._yunet = None
+        self._scrfd = None
+        if "mediapipe" in self.detectors:
+            import mediapipe as mp
+
+            # short range for faces near the camera, full range for small, distant ones
+            self._mp = [
+                mp.solutions.face_detection.FaceDetection(model_selection=sel, min_detection_confidence=min_score)
+                for sel in (0, 1)
+            ]
+        if "yunet" in self.detectors:
+            import cv2
+
+            from clinrelease.models import model_path
+
+            self._yunet = cv2.FaceDetectorYN.create(str(model_path("yunet")), "", (320, 320), min_score, 0.3, 5000)
+        if "scrfd" in self.detectors and scrfd is not None:
+            from insightface.model_zoo import get_model
+
+            self._scrfd = get_model(str(scrfd), providers=["CPUExecutionProvider"])
+            self._scrfd.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=min_score)
+
+    def proposals(self, frame: np.ndarray) -> list[tuple[np.ndarray, float, str]]:
+        """Raw ``(box, score, detector)`` proposals of every detector for one RGB frame."""
+        h, w = frame.shape[:2]
+        out: list[tuple[np.ndarray, float, str]] = []
+        for model in self._mp:
+            result = model.process(frame)
+            for det in result.detections or []:
+                rb = det.location_data.relative_bounding_box
+                box = np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h], np.float32)
+                out.append((box, float(det.score[0]), "mediapipe"))
+        if self._yunet is not None:
+            import cv2
+
+            self._yunet.setInputSize((w, h))
+            _, faces = self._yunet.detect(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            for f in faces if faces is not None else []:
+                out.append((np.array([f[0], f[1], f[0] + f[2], f[1] + f[3]], np.float32), float(f[14]), "yunet"))
+        if self._scrfd is not None:
+            import cv2
+
+            boxes, _ = self._scrfd.detect(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            for b in boxes:
+                out.append((np.asarray(b[:4], np.float32), float(b[4]), "scrfd"))
+        return out
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in one RGB ``uint8`` frame, merged over detectors, largest first."""
+        h, w = frame.shape[:2]
+        props = [p for p in self.proposals(frame) if p[1] >= self.min_score]
+        props.sort(key=lambda p: -p[1])
+        clusters: list[list[tuple[np.ndarray, float, str]]] = []
+        for p in props:
+            for c in clusters:
+                if box_iou(c[0][0], p[0]) > 0.3 or _centre_inside(p[0], c[0][0]):
+                    c.append(p)
+                    break
+            else:
+                clusters.append([p])
+        found: list[Detection] = []
+        for c in clusters:
+            sources = tuple(sorted({p[2] for p in c}))
+            best = max(p[1] for p in c)
+            # one detector must be confident alone; two that agree need a fair score
+            if best < (self.agree_score if len(sources) >= 2 else self.confirm_score):
+                continue
+            box = np.mean([p[0] for p in c], axis=0).astype(np.float32)
+            box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)
+            det = Detection(box=box, score=best, sources=sources)
+            if det.size >= self.min_face_px:
+                found.append(det)
+        found.sort(key=lambda d: -d.size)
+        return found
+
+    def close(self) -> None:
+        """Release the mediapipe graphs."""
+        for model in self._mp:
+            model.close()
+        self._mp = []

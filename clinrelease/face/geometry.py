@@ -1,0 +1,112 @@
+"""2-D geometry for mesh warps: similarity fits, the ring of points around a face, piecewise-affine maps.
+
+A piecewise-affine warp is described by destination points, source points and triangles. For every
+destination pixel inside the mesh, :func:`warp_maps` gives the source coordinates, so that one
+``cv2.remap`` (or ``torch.nn.functional.grid_sample``) renders the warp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: how far beyond the face oval the warped region reaches (ring radius / oval radius)
+RING_SCALE = 1.35
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
+
+    Returns a ``(2, 3)`` matrix ``M`` with ``dst ~ src @ M[:, :2].T + M[:, 2]`` (Umeyama's method).
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    ms, md = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - ms, dst - md
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    var = (s**2).sum() / len(src)
+    scale = (sig * np.diag(sign)).sum() / var if var > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = md - m[:, :2] @ ms
+    return m
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a ``(2, 3)`` affine matrix to points ``(N, 2)``."""
+    return (np.asarray(pts, np.float64) @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def ring_points(landmarks: np.ndarray, oval: np.ndarray, scale: float = RING_SCALE) -> np.ndarray:
+    """Points on the face oval pushed outward from its centre: the outer edge of the warped region."""
+    pts = landmarks[oval]
+    centre = pts.mean(axis=0)
+    return (centre + scale * (pts - centre)).astype(np.float32)
+
+
+def triangulate(points: np.ndarray) -> np.ndarray:
+    """Delaunay triangles ``(M, 3)`` of a point set (used once per surrogate, on its frontal shape)."""
+    from scipy.spatial import Delaunay
+
+    return Delaunay(np.asarray(points, np.float64)).simplices.astype(np.int32)
+
+
+@dataclass
+class WarpMaps:
+    """Source coordinates for each pixel of a destination region, for one or more sources."""
+
+    #: destination region in frame pixels (x0, y0, x1, y1), x1/y1 exclusive
+    region: tuple[int, int, int, int]
+    #: True where a pixel lies inside the mesh
+    inside: np.ndarray  # (h, w) bool
+    #: one (h, w, 2) float32 map per source, in that source's pixel coordinates
+    maps: list[np.ndarray]
+
+
+def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Per-triangle affine matrices ``(M, 2, 3)`` mapping destination to source coordinates."""
+    d = np.concatenate([dst[tris], np.ones((len(tris), 3, 1))], axis=2)  # (M, 3, 3) rows x, y, 1
+    s = src[tris].astype(np.float64)  # (M, 3, 2)
+    # degenerate (zero-area) triangles cover no pixel; pinv keeps them finite
+    return np.transpose(np.linalg.pinv(d) @ s, (0, 2, 1))
+
+
+def warp_maps(
+    dst: np.ndarray, sources: list[np.ndarray], tris: np.ndarray, rows: int, columns: int
+) -> WarpMaps | None:
+    """Piecewise-affine maps from destination points to each source's points over ``tris``.
+
+    Returns None when the mesh lies outside the frame.
+    """
+    import cv2
+
+    dst = np.asarray(dst, np.float64)
+    x0 = int(max(0, np.floor(dst[:, 0].min())))
+    y0 = int(max(0, np.floor(dst[:, 1].min())))
+    x1 = int(min(columns, np.ceil(dst[:, 0].max()) + 1))
+    y1 = int(min(rows, np.ceil(dst[:, 1].max()) + 1))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    # rasterize triangle ids (id + 1; 0 = outside) at 1/16 px precision
+    ids = np.zeros((y1 - y0, x1 - x0), np.int32)
+    local = np.round((dst - [x0, y0]) * 16).astype(np.int32)
+    for k, tri in enumerate(tris):
+        cv2.fillConvexPoly(ids, local[tri], k + 1, lineType=cv2.LINE_8, shift=4)
+    inside = ids > 0
+    ys, xs = np.nonzero(inside)
+    k = ids[ys, xs] - 1
+    homo = np.stack([xs + x0, ys + y0, np.ones_like(xs)], axis=1).astype(np.float64)  # (P, 3)
+    maps = []
+    for src in sources:
+        aff = _triangle_affines(dst, np.asarray(src, np.float64), tris)  # (M, 2, 3)
+        coords = np.einsum("pij,pj->pi", aff[k], homo)
+        m = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
+        m[ys, xs] = coords
+        maps.append(m)
+    return WarpMaps((x0, y0, x1, y1), inside, maps)

@@ -1,0 +1,121 @@
+"""Dense face landmarks: mediapipe's 478-point face mesh on a tracked crop, smoothed over time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+#: number of mesh points (468 face + 10 iris)
+N_POINTS = 478
+
+
+@lru_cache(maxsize=1)
+def mesh_indices() -> dict[str, np.ndarray]:
+    """Ordered point indices of the mesh's outlines: face oval, lips, eyes, brows (closed polygons)."""
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    def ordered(edges: frozenset) -> np.ndarray:
+        # the connection sets are undirected edges of one closed loop: walk it
+        adj: dict[int, list[int]] = {}
+        for a, b in edges:
+            adj.setdefault(a, []).append(b)
+            adj.setdefault(b, []).append(a)
+        start = min(adj)
+        loop, prev = [start], -1
+        while True:
+            nxt = next((n for n in adj[loop[-1]] if n != prev), None)
+            if nxt is None or nxt == start:
+                break
+            prev = loop[-1]
+            loop.append(nxt)
+        return np.array(loop, np.int32)
+
+    return {
+        "oval": ordered(fmc.FACEMESH_FACE_OVAL),
+        "left_eye": ordered(fmc.FACEMESH_LEFT_EYE),
+        "right_eye": ordered(fmc.FACEMESH_RIGHT_EYE),
+        "inner_lips": _INNER_LIPS,
+        "left_iris": np.arange(473, 478, dtype=np.int32),
+        "right_iris": np.arange(468, 473, dtype=np.int32),
+    }
+
+
+#: inner lip contour, in order around the mouth opening
+_INNER_LIPS = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95], np.int32)
+
+
+def crop_box(box: np.ndarray, rows: int, columns: int, scale: float = 1.7) -> tuple[int, int, int, int]:
+    """A square crop around ``box`` enlarged ``scale`` times, clipped to the frame."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = scale * max(box[2] - box[0], box[3] - box[1]) / 2
+    x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+    x1, y1 = int(min(columns, np.ceil(cx + half))), int(min(rows, np.ceil(cy + half)))
+    return x0, y0, x1, y1
+
+
+def landmark_box(points: np.ndarray) -> np.ndarray:
+    """The ``(x0, y0, x1, y1)`` box of a landmark set."""
+    return np.array([*points.min(axis=0), *points.max(axis=0)], np.float32)
+
+
+class LandmarkModel:
+    """mediapipe face mesh (with irises) run on a crop around a tracked face box.
+
+    Parameters
+    ----------
+    min_crop_px:
+        Crops smaller than this are upscaled first, so 30-60 px faces still get a mesh.
+    """
+
+    def __init__(self, min_crop_px: int = 256, min_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self.min_crop_px = min_crop_px
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=min_confidence
+        )
+
+    def landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """478 points in frame pixels for the face in ``box``, or None when the mesh finds no face there."""
+        import cv2
+
+        rows, columns = frame.shape[:2]
+        x0, y0, x1, y1 = crop_box(box, rows, columns)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
+        scale = max(1.0, self.min_crop_px / max(crop.shape[:2]))
+        if scale > 1.0:
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        ch, cw = crop.shape[:2]
+        pts = np.array([(p.x * cw, p.y * ch) for p in result.multi_face_landmarks[0].landmark], np.float32)
+        pts = pts / scale + np.array([x0, y0], np.float32)
+        # the mesh must describe the tracked face, not a neighbour that entered the crop
+        centre = pts.mean(axis=0)
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        if not (box[0] - 0.25 * bw <= centre[0] <= box[2] + 0.25 * bw and box[1] - 0.25 * bh <= centre[1] <= box[3] + 0.25 * bh):
+            return None
+        return pts
+
+    def close(self) -> None:
+        """Release the mediapipe graph."""
+        self._mesh.close()
+
+
+def smooth_sequence(points: np.ndarray, window: int = 7, order: int = 2) -> np.ndarray:
+    """Savitzky-Golay smoothing of a landmark sequence ``(T, P, 2)`` along time.
+
+    A quadratic fit over ``window`` frames removes detector jitter but follows fast mouth and eye
+    motion better than a moving average. Sequences shorter than the window are returned as they are.
+    """
+    from scipy.signal import savgol_filter
+
+    t = points.shape[0]
+    w = min(window, t if t % 2 == 1 else t - 1)
+    if w <= order:
+        return points.copy()
+    return savgol_filter(points, w, order, axis=0, mode="interp").astype(np.float32)

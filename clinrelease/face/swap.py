@@ -1,0 +1,232 @@
+"""The default anonymizer: swap each face to a key-chosen composite surrogate (texture and shape).
+
+Per track, the patient's neutral shape is the per-point median of the similarity-aligned meshes;
+the surrogate's mean shape, aligned to it, gives an identity offset. Each frame's new geometry is the
+frame's mesh plus ``identity_strength`` times that offset, turned and scaled with the head, so
+expression, head pose and eye/mouth state stay the patient's while the face shape (brows, jaw line,
+nose, proportions) becomes the surrogate's. The surrogate texture is warped onto the new geometry
+(piecewise affine over mesh + an outer ring), colour-matched to the patient's skin and blended with a
+feathered mask. The ring band between the new face outline and the ring carries the patient's own
+pixels warped to meet the new outline, and the eye openings and the mouth interior carry the
+patient's own pixels warped to the new geometry, so gaze and mouth motion survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clinrelease.errors import ConfigError
+from clinrelease.face.base import PATIENT, FaceAnalysis, TrackedFace
+from clinrelease.face.baselines import BlurAnonymizer
+from clinrelease.face.geometry import apply_affine, fit_similarity, ring_points, warp_maps
+from clinrelease.face.landmarks import mesh_indices
+from clinrelease.face.surrogates import DonorPool, Surrogate, choose_surrogate, default_pool
+
+#: mesh points used for similarity fits (the 468 face points; irises move with gaze)
+FIT_POINTS = slice(0, 468)
+
+
+def neutral_shape(meshes: list[np.ndarray], iterations: int = 2) -> np.ndarray:
+    """A track's neutral face: per-point median of its meshes after similarity alignment."""
+    ref = np.asarray(meshes[len(meshes) // 2], np.float64)
+    for _ in range(iterations):
+        aligned = np.stack([apply_affine(fit_similarity(m[FIT_POINTS], ref[FIT_POINTS]), m) for m in meshes])
+        ref = np.median(aligned, axis=0)
+    return ref.astype(np.float32)
+
+
+def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray) -> np.ndarray:
+    """Surrogate shape minus neutral shape, after aligning the surrogate onto the neutral face."""
+    m = fit_similarity(surrogate_shape[FIT_POINTS], neutral[FIT_POINTS])
+    return (apply_affine(m, surrogate_shape) - neutral).astype(np.float32)
+
+
+def swapped_geometry(mesh: np.ndarray, neutral: np.ndarray, offset: np.ndarray, strength: float) -> np.ndarray:
+    """One frame's new mesh: the frame's mesh plus the identity offset turned and scaled with the head."""
+    lin = fit_similarity(neutral[FIT_POINTS], mesh[FIT_POINTS])[:, :2]
+    return (mesh + strength * offset @ lin.T.astype(np.float32)).astype(np.float32)
+
+
+@dataclass
+class FacePlan:
+    """Everything needed to render one swapped face, independent of the renderer (OpenCV or torch)."""
+
+    region: tuple[int, int, int, int]
+    inside: np.ndarray  # (h, w) bool, pixels inside the ring
+    map_surrogate: np.ndarray  # (h, w, 2) float32, texture pixels
+    map_patient: np.ndarray  # (h, w, 2) float32, frame pixels
+    alpha: np.ndarray  # (h, w) float32, weight of the surrogate
+    stats: np.ndarray  # (h, w) bool, skin pixels used for the colour match
+
+
+def _ramp_inside(mask: np.ndarray, width: float) -> np.ndarray:
+    """0 at the edge of ``mask`` rising linearly to 1 at ``width`` pixels inside it."""
+    import cv2
+
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(dist / max(width, 1.0), 0.0, 1.0)
+
+
+def plan_face(mesh: np.ndarray, new_mesh: np.ndarray, surrogate: Surrogate, rows: int, columns: int) -> FacePlan | None:
+    """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``."""
+    import cv2
+
+    idx = mesh_indices()
+    ring = ring_points(mesh, idx["oval"])
+    dst = np.concatenate([new_mesh, ring])
+    src_patient = np.concatenate([mesh, ring])
+    src_surrogate = np.concatenate([surrogate.landmarks, surrogate.ring])
+    maps = warp_maps(dst, [src_surrogate, src_patient], surrogate.triangles, rows, columns)
+    if maps is None:
+        return None
+    x0, y0, x1, y1 = maps.region
+    h, w = y1 - y0, x1 - x0
+    origin = np.array([x0, y0], np.float32)
+    face_h = float(np.ptp(new_mesh[idx["oval"], 1]))
+
+    def poly(points: np.ndarray) -> np.ndarray:
+        m = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(m, [np.round((points - origin) * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
+        return m > 0
+
+    face = poly(new_mesh[idx["oval"]])
+    holes = poly(new_mesh[idx["inner_lips"]]) | poly(new_mesh[idx["left_eye"]]) | poly(new_mesh[idx["right_eye"]])
+    # the surrogate fades in over the outer 8% of the face and out around eye/mouth openings
+    alpha = _ramp_inside(face, 0.08 * face_h) * _ramp_inside(~holes, 0.025 * face_h)
+    alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
+    return FacePlan(maps.region, maps.inside, maps.maps[0], maps.maps[1], alpha, alpha > 0.5)
+
+
+def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel means and clipped std ratio that move the surrogate's skin colour onto the patient's."""
+    if stats.sum() < 16:
+        z = np.zeros(3, np.float32)
+        return z, z, np.ones(3, np.float32)
+    s, p = surrogate[stats].astype(np.float64), patient[stats].astype(np.float64)
+    gain = np.clip((p.std(axis=0) + 1.0) / (s.std(axis=0) + 1.0), 0.6, 1.6)
+    return s.mean(axis=0).astype(np.float32), p.mean(axis=0).astype(np.float32), gain.astype(np.float32)
+
+
+def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
+    """Render one planned face into ``frame`` (RGB uint8, modified in place) with OpenCV."""
+    import cv2
+
+    x0, y0, x1, y1 = plan.region
+    sur = cv2.remap(texture, plan.map_surrogate, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    pat = cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    mu_s, mu_p, gain = colour_gain(sur, pat, plan.stats)
+    sur = (sur - mu_s) * gain + mu_p
+    a = plan.alpha[..., None]
+    out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)
+    patch = frame[y0:y1, x0:x1]
+    patch[plan.inside] = out[plan.inside]
+
+
+@dataclass
+class _TrackState:
+    surrogate: Surrogate | None
+    neutral: np.ndarray | None = None
+    offset: np.ndarray | None = None
+
+
+@dataclass
+class SwapAnonymizer:
+    """Swap faces to composite surrogates chosen by the release key.
+
+    Parameters
+    ----------
+    key, pseudonym:
+        Release key and the patient's pseudonym; they choose the patient's surrogate
+        (:func:`~clinrelease.face.surrogates.choose_surrogate`). Bystander tracks get surrogates of
+        their own (pseudonym ``"<pseudonym>/bystander/<track id>"``).
+    surrogate:
+        A fixed surrogate for every track instead of the key-driven choice.
+    pool:
+        Donor pool (a :class:`DonorPool` or a folder); the built-in default pool when None.
+    k:
+        Donors per composite.
+    identity_strength:
+        0 = surrogate texture on the patient's own face shape ... 1 = the surrogate's full face shape.
+    backend:
+        "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
+    device:
+        torch device for the torch backend ("cpu", "cuda").
+    """
+
+    key: bytes | None = None
+    pseudonym: str | None = None
+    surrogate: Surrogate | None = None
+    pool: DonorPool | str | Path | None = None
+    k: int = 3
+    identity_strength: float = 1.0
+    backend: str = "opencv"
+    device: str = "cpu"
+    name: str = "swap"
+    _tracks: dict[int, _TrackState] = field(default_factory=dict, repr=False)
+    _fallback: BlurAnonymizer = field(default_factory=BlurAnonymizer, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.identity_strength) <= 1.0:
+            raise ConfigError(f"identity_strength must be within [0, 1], got {self.identity_strength}")
+        if self.backend not in ("opencv", "torch"):
+            raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
+        if self.surrogate is None and (self.key is None or not self.pseudonym):
+            raise ConfigError("the swap anonymizer needs a release key and the patient's pseudonym (or a surrogate)")
+        if isinstance(self.key, str):
+            self.key = bytes.fromhex(self.key)
+        if self.pool is not None and not isinstance(self.pool, DonorPool):
+            self.pool = DonorPool.load(self.pool)
+
+    def surrogate_for(self, role: str, track_id: int) -> Surrogate:
+        """The surrogate a track gets: the patient's for PATIENT tracks, one of its own otherwise."""
+        if self.surrogate is not None:
+            return self.surrogate
+        pool = self.pool if isinstance(self.pool, DonorPool) else default_pool()
+        who = self.pseudonym if role == PATIENT else f"{self.pseudonym}/bystander/{track_id}"
+        return choose_surrogate(pool, self.key, who, self.k)
+
+    def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
+        """Fit the track's neutral shape and its identity offset towards its surrogate."""
+        track = next(t for t in analysis.tracks if t.track_id == track_id)
+        meshes = [f.landmarks for _, f in sorted(track.faces.items()) if f.landmarks is not None]
+        if not meshes:
+            # no mesh anywhere on the track (a tiny or turned face): fail safe with a blur
+            self._tracks[track_id] = _TrackState(None)
+            return
+        surrogate = self.surrogate_for(track.role, track_id)
+        neutral = neutral_shape(meshes)
+        self._tracks[track_id] = _TrackState(surrogate, neutral, identity_offset(neutral, surrogate.landmarks))
+
+    def plans(self, frame_shape: tuple[int, ...], faces: list[TrackedFace]) -> tuple[list[tuple[FacePlan, Surrogate]], list[TrackedFace]]:
+        """Render plans for the faces that can be swapped, and the faces that need the blur fallback."""
+        rows, columns = frame_shape[:2]
+        planned, fallback = [], []
+        for face in faces:
+            state = self._tracks.get(face.track_id)
+            if state is None or state.surrogate is None or face.landmarks is None:
+                fallback.append(face)
+                continue
+            new = swapped_geometry(face.landmarks, state.neutral, state.offset, float(self.identity_strength))
+            plan = plan_face(face.landmarks, new, state.surrogate, rows, columns)
+            if plan is None:
+                fallback.append(face)
+            else:
+                planned.append((plan, state.surrogate))
+        return planned, fallback
+
+    def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
+        """Swap every face of ``frame`` (RGB uint8, modified in place)."""
+        planned, fallback = self.plans(frame.shape, faces)
+        if self.backend == "torch" and planned:
+            from clinrelease.face.swap_torch import render_batch
+
+            frame[...] = render_batch([frame], [planned], device=self.device)[0]
+        else:
+            for plan, surrogate in planned:
+                render_plan(frame, surrogate.texture, plan)
+        if fallback:
+            self._fallback.anonymize_frame(frame, fallback)
+        return frame

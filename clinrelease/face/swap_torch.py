@@ -1,0 +1,80 @@
+"""Batched torch renderer for the swap: the same warp, colour match and blend as
+:func:`clinrelease.face.swap.render_plan`, with ``grid_sample`` over a batch of frames, on CPU or CUDA.
+
+Geometry (warp maps, masks) is planned once on the CPU by :mod:`clinrelease.face.swap`; this module
+only does the per-pixel work, which is what a GPU speeds up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clinrelease.face.surrogates import Surrogate
+from clinrelease.face.swap import FacePlan
+
+
+def _sample(image, coords, torch):
+    """Bilinear sampling of ``image`` (1|B, 3, H, W) at pixel ``coords`` (B, h, w, 2), border clamp."""
+    h, w = image.shape[-2:]
+    grid = torch.empty_like(coords)
+    # align_corners=True maps -1/+1 to pixel centres 0 and size-1, as cv2.remap does
+    grid[..., 0] = coords[..., 0] * (2.0 / max(w - 1, 1)) - 1.0
+    grid[..., 1] = coords[..., 1] * (2.0 / max(h - 1, 1)) - 1.0
+    if image.shape[0] != coords.shape[0]:
+        image = image.expand(coords.shape[0], -1, -1, -1)
+    return torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def render_batch(
+    frames: list[np.ndarray], planned: list[list[tuple[FacePlan, Surrogate]]], *, device: str = "cpu"
+) -> list[np.ndarray]:
+    """Render the planned faces of a batch of frames; returns new RGB uint8 frames.
+
+    Faces are rendered in rounds (first face of every frame, then the second, ...) so every round is
+    one batched ``grid_sample`` over frames, padded to the largest face region of the round.
+    """
+    import torch
+
+    dev = torch.device(device)
+    out = [np.array(f, copy=True) for f in frames]
+    rounds = max((len(p) for p in planned), default=0)
+    for r in range(rounds):
+        members = [(i, p[r]) for i, p in enumerate(planned) if len(p) > r]
+        hh = max(plan.alpha.shape[0] for _, (plan, _) in members)
+        ww = max(plan.alpha.shape[1] for _, (plan, _) in members)
+        b = len(members)
+        map_s = torch.zeros((b, hh, ww, 2), dtype=torch.float32)
+        map_p = torch.zeros((b, hh, ww, 2), dtype=torch.float32)
+        alpha = torch.zeros((b, hh, ww), dtype=torch.float32)
+        stats = torch.zeros((b, hh, ww), dtype=torch.bool)
+        for j, (_, (plan, _)) in enumerate(members):
+            h, w = plan.alpha.shape
+            map_s[j, :h, :w] = torch.from_numpy(plan.map_surrogate)
+            map_p[j, :h, :w] = torch.from_numpy(plan.map_patient)
+            alpha[j, :h, :w] = torch.from_numpy(plan.alpha)
+            stats[j, :h, :w] = torch.from_numpy(plan.stats)
+        textures = torch.stack([torch.from_numpy(s.texture) for _, (_, s) in members]).permute(0, 3, 1, 2).float()
+        images = torch.stack([torch.from_numpy(out[i]) for i, _ in members]).permute(0, 3, 1, 2).float()
+        textures, images = textures.to(dev), images.to(dev)
+        map_s, map_p, alpha, stats = map_s.to(dev), map_p.to(dev), alpha.to(dev), stats.to(dev)
+        sur = _sample(textures, map_s, torch)  # (b, 3, hh, ww)
+        pat = _sample(images, map_p, torch)
+        # per-frame colour statistics over the skin pixels, as colour_gain does
+        wgt = stats.unsqueeze(1).float()
+        n = wgt.sum(dim=(2, 3)).clamp(min=1.0)
+        mu_s = (sur * wgt).sum(dim=(2, 3)) / n
+        mu_p = (pat * wgt).sum(dim=(2, 3)) / n
+        sd_s = (((sur - mu_s[..., None, None]) ** 2 * wgt).sum(dim=(2, 3)) / n).sqrt()
+        sd_p = (((pat - mu_p[..., None, None]) ** 2 * wgt).sum(dim=(2, 3)) / n).sqrt()
+        gain = ((sd_p + 1.0) / (sd_s + 1.0)).clamp(0.6, 1.6)
+        few = wgt.sum(dim=(1, 2, 3)) < 16
+        gain[few], mu_s[few], mu_p[few] = 1.0, 0.0, 0.0
+        sur = (sur - mu_s[..., None, None]) * gain[..., None, None] + mu_p[..., None, None]
+        a = alpha.unsqueeze(1)
+        blended = (a * sur + (1.0 - a) * pat + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for j, (i, (plan, _)) in enumerate(members):
+            x0, y0, x1, y1 = plan.region
+            h, w = plan.alpha.shape
+            patch = out[i][y0:y1, x0:x1]
+            patch[plan.inside] = blended[j, :h, :w][plan.inside]
+    return out

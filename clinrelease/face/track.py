@@ -1,0 +1,172 @@
+"""Tracking: associate per-frame detections into face tracks, fill short gaps, pick the patient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from clinrelease.errors import ConfigError
+from clinrelease.face.base import BYSTANDER, PATIENT, FaceTrack, TrackedFace
+from clinrelease.face.detect import box_iou
+from clinrelease.face.landmarks import smooth_sequence
+
+PATIENT_RULES: tuple[str, ...] = ("largest", "most_present", "all")
+
+
+@dataclass
+class _Active:
+    track: FaceTrack
+    box: np.ndarray
+    last_frame: int
+
+
+class FaceTracker:
+    """Online association of face boxes to tracks (Hungarian assignment on IoU and centre distance).
+
+    Parameters
+    ----------
+    max_gap:
+        Frames a track may go unseen and still be continued.
+    """
+
+    def __init__(self, max_gap: int = 15) -> None:
+        self.max_gap = max_gap
+        self._active: list[_Active] = []
+        self._done: list[FaceTrack] = []
+        self._next_id = 0
+
+    @staticmethod
+    def _cost(a: np.ndarray, b: np.ndarray) -> float:
+        iou = box_iou(a, b)
+        size = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1], 1.0)
+        dist = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / size
+        if iou < 0.05 and dist > 0.75:
+            return np.inf
+        return (1.0 - iou) + dist
+
+    def update(self, frame_index: int, boxes: Sequence[np.ndarray], scores: Sequence[float]) -> list[int]:
+        """Assign this frame's boxes to tracks; returns the track id of each box, in order."""
+        from scipy.optimize import linear_sum_assignment
+
+        # retire tracks unseen for too long
+        keep = []
+        for a in self._active:
+            if frame_index - a.last_frame <= self.max_gap:
+                keep.append(a)
+            else:
+                self._done.append(a.track)
+        self._active = keep
+        ids = [-1] * len(boxes)
+        if self._active and boxes:
+            cost = np.array([[self._cost(a.box, b) for b in boxes] for a in self._active])
+            finite = np.where(np.isfinite(cost), cost, 1e6)
+            rows, cols = linear_sum_assignment(finite)
+            for r, c in zip(rows, cols):
+                if np.isfinite(cost[r, c]):
+                    ids[c] = self._active[r].track.track_id
+                    self._active[r].box = np.asarray(boxes[c], np.float32)
+                    self._active[r].last_frame = frame_index
+        for i, box in enumerate(boxes):
+            if ids[i] == -1:
+                track = FaceTrack(track_id=self._next_id)
+                self._next_id += 1
+                self._active.append(_Active(track, np.asarray(box, np.float32), frame_index))
+                ids[i] = track.track_id
+        by_id = {a.track.track_id: a.track for a in self._active}
+        for i, box in enumerate(boxes):
+            by_id[ids[i]].faces[frame_index] = TrackedFace(ids[i], frame_index, np.asarray(box, np.float32), float(scores[i]))
+        return ids
+
+    def active_boxes(self, frame_index: int) -> dict[int, np.ndarray]:
+        """Last box of each live track not yet seen in ``frame_index`` (for landmark re-acquisition)."""
+        return {a.track.track_id: a.box for a in self._active if a.last_frame < frame_index and frame_index - a.last_frame <= self.max_gap}
+
+    def track(self, track_id: int) -> FaceTrack:
+        """The live track with this id."""
+        return next(a.track for a in self._active if a.track.track_id == track_id)
+
+    def finish(self) -> list[FaceTrack]:
+        """All tracks, ordered by id."""
+        tracks = self._done + [a.track for a in self._active]
+        self._active, self._done = [], []
+        return sorted(tracks, key=lambda t: t.track_id)
+
+
+def fill_gaps(track: FaceTrack, max_gap: int = 15) -> None:
+    """Interpolate boxes and landmarks linearly over gaps of at most ``max_gap`` frames.
+
+    Frames of a face that has no mesh (landmarks None) between meshed neighbours get interpolated
+    landmarks too, so the swap has geometry wherever the track has a box.
+    """
+    idx = track.frame_indices
+    for a, b in zip(idx, idx[1:]):
+        if 1 < b - a <= max_gap + 1:
+            fa, fb = track.faces[a], track.faces[b]
+            for i in range(a + 1, b):
+                t = (i - a) / (b - a)
+                lm = None
+                if fa.landmarks is not None and fb.landmarks is not None:
+                    lm = ((1 - t) * fa.landmarks + t * fb.landmarks).astype(np.float32)
+                box = ((1 - t) * fa.box + t * fb.box).astype(np.float32)
+                track.faces[i] = TrackedFace(track.track_id, i, box, min(fa.score, fb.score), lm, interpolated=True)
+    _fill_missing_landmarks(track)
+
+
+def _fill_missing_landmarks(track: FaceTrack) -> None:
+    idx = [i for i in track.frame_indices if track.faces[i].landmarks is not None]
+    if not idx:
+        return
+    for i in track.frame_indices:
+        face = track.faces[i]
+        if face.landmarks is not None:
+            continue
+        pos = np.searchsorted(idx, i)
+        lo, hi = (idx[pos - 1] if pos > 0 else None), (idx[pos] if pos < len(idx) else None)
+        if lo is not None and hi is not None:
+            t = (i - lo) / (hi - lo)
+            lm = (1 - t) * track.faces[lo].landmarks + t * track.faces[hi].landmarks
+        else:
+            near = lo if lo is not None else hi
+            # a single neighbour: move its mesh with the box centre
+            src = track.faces[near]
+            shift = (face.box[:2] + face.box[2:]) / 2 - (src.box[:2] + src.box[2:]) / 2
+            lm = src.landmarks + shift
+        face.landmarks = np.asarray(lm, np.float32)
+
+
+def smooth_track(track: FaceTrack, window: int = 7) -> None:
+    """Smooth landmarks over time within each run of consecutive frames (Savitzky-Golay)."""
+    idx = [i for i in track.frame_indices if track.faces[i].landmarks is not None]
+    runs: list[list[int]] = []
+    for i in idx:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    for run in runs:
+        seq = np.stack([track.faces[i].landmarks for i in run])
+        smooth = smooth_sequence(seq, window)
+        for i, pts in zip(run, smooth):
+            track.faces[i].landmarks = pts
+
+
+def assign_roles(tracks: list[FaceTrack], rule: str) -> None:
+    """Mark the patient track(s) by ``rule``; every other track is a bystander.
+
+    ``largest``: the track with the largest median face size (ties: the longer one);
+    ``most_present``: the track seen in the most frames; ``all``: every track.
+    """
+    if rule not in PATIENT_RULES:
+        raise ConfigError(f"unknown patient rule {rule!r}; use one of {', '.join(PATIENT_RULES)}")
+    for t in tracks:
+        t.role = PATIENT if rule == "all" else BYSTANDER
+    if rule == "all" or not tracks:
+        return
+    if rule == "largest":
+        # size weighted by presence, so a large one-frame false positive does not win
+        best = max(tracks, key=lambda t: (t.median_size * min(1.0, len(t.faces) / 10), len(t.faces)))
+    else:
+        best = max(tracks, key=lambda t: (len(t.faces), t.median_size))
+    best.role = PATIENT

@@ -1,0 +1,95 @@
+"""Pass 1 on real faces: detection, tracking, gap filling, smoothed meshes, patient roles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _face_helpers import carphone, read_rgb
+from clinrelease.errors import ConfigError, MissingModelError
+from clinrelease.face.base import BYSTANDER, PATIENT, FaceTrack, TrackedFace
+from clinrelease.face.detect import FaceDetector
+from clinrelease.face.pipeline import analyze_faces
+from clinrelease.face.track import assign_roles, fill_gaps
+
+
+@pytest.fixture(scope="module")
+def carphone_analysis():
+    frames = carphone(12, 3)
+    return frames, analyze_faces(frames)
+
+
+def test_talking_face_is_one_patient_track_with_meshes(carphone_analysis):
+    frames, analysis = carphone_analysis
+    assert (analysis.frames, analysis.rows, analysis.columns) == (12, 144, 176)
+    patient = analysis.patient
+    assert patient is not None and patient.role == PATIENT
+    assert len(patient.faces) == 12
+    for face in patient.faces.values():
+        assert face.landmarks.shape == (478, 2) and face.landmarks.dtype == np.float32
+        # the mesh lies on the face the detector found
+        cx, cy = face.landmarks.mean(axis=0)
+        assert face.box[0] <= cx <= face.box[2] and face.box[1] <= cy <= face.box[3]
+
+
+def test_group_photo_all_six_faces_found_and_rule_all_marks_every_track():
+    from clinrelease.models import model_path
+
+    t1 = read_rgb(model_path("sample_faces_t1"))
+    analysis = analyze_faces([t1], patient_rule="all")
+    assert len(analysis.tracks) == 6
+    assert all(t.role == PATIENT for t in analysis.tracks)
+    assert len(FaceDetector().detect(t1)) == 6
+
+
+def test_frames_without_faces_give_no_tracks():
+    from clinrelease.models import model_path
+
+    coffee = read_rgb(model_path("sample_astronaut").parent / "coffee.png")
+    assert analyze_faces([coffee, coffee]).tracks == []
+
+
+def test_bad_frame_is_an_input_error():
+    from clinrelease.errors import InputError
+
+    with pytest.raises(InputError, match="frame 0"):
+        analyze_faces([np.zeros((10, 10), np.uint8)])
+
+
+def test_unknown_detector_and_missing_scrfd_are_config_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLINRELEASE_MODEL_DIR", raising=False)
+    with pytest.raises(ConfigError, match="unknown face detector"):
+        FaceDetector(("haar",))
+    with pytest.raises(MissingModelError, match="scrfd"):
+        FaceDetector(("scrfd",), model_dir=tmp_path)
+
+
+def _track(track_id: int, frames: range, size: float) -> FaceTrack:
+    t = FaceTrack(track_id)
+    for i in frames:
+        t.faces[i] = TrackedFace(track_id, i, np.array([0, 0, size, size], np.float32))
+    return t
+
+
+def test_patient_rules_largest_most_present_all():
+    big_short, small_long = _track(0, range(0, 20), 120), _track(1, range(0, 60), 60)
+    tracks = [big_short, small_long]
+    assign_roles(tracks, "largest")
+    assert (big_short.role, small_long.role) == (PATIENT, BYSTANDER)
+    assign_roles(tracks, "most_present")
+    assert (big_short.role, small_long.role) == (BYSTANDER, PATIENT)
+    assign_roles(tracks, "all")
+    assert {t.role for t in tracks} == {PATIENT}
+    with pytest.raises(ConfigError, match="patient rule"):
+        assign_roles(tracks, "oldest")
+
+
+def test_short_gaps_are_interpolated_long_ones_are_not():
+    t = FaceTrack(0)
+    mesh = np.zeros((478, 2), np.float32)
+    for i, x in ((0, 0.0), (4, 40.0), (30, 40.0)):
+        t.faces[i] = TrackedFace(0, i, np.array([x, 0, x + 10, 10], np.float32), landmarks=mesh + x)
+    fill_gaps(t, max_gap=5)
+    assert sorted(t.faces) == [0, 1, 2, 3, 4, 30]
+    assert t.faces[2].interpolated and np.allclose(t.faces[2].box[0], 20.0)
+    assert np.allclose(t.faces[1].landmarks, 10.0)

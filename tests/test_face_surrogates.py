@@ -1,0 +1,95 @@
+"""Donor pools, k-Same composites and the key-driven surrogate choice, on real faces."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from _face_helpers import KEY_A, KEY_B, read_rgb
+from clinrelease.errors import ConfigError
+from clinrelease.face.surrogates import TEXTURE_SIZE, DonorPool, choose_surrogate, composite, default_pool
+from clinrelease.models import model_path, package_dir
+
+
+def _write(path, rgb):
+    import cv2
+
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def test_default_pool_has_offline_donors_with_meshes():
+    pool = default_pool()
+    assert len(pool) >= 5
+    ids = [d.donor_id for d in pool.donors]
+    assert "astronaut" in ids and sum(i.startswith("insightface-t1#") for i in ids) >= 3
+    assert all(d.landmarks.shape == (478, 2) for d in pool.donors)
+
+
+def test_same_key_and_patient_same_surrogate_other_key_or_patient_other_one():
+    pool = default_pool()
+    a1 = choose_surrogate(pool, KEY_A, "patient-1")
+    a2 = choose_surrogate(pool, KEY_A, "patient-1")
+    assert a1.digest == a2.digest and np.array_equal(a1.texture, a2.texture)
+    assert choose_surrogate(pool, KEY_B, "patient-1").digest != a1.digest
+    assert choose_surrogate(pool, KEY_A, "patient-2").digest != a1.digest
+    assert len(a1.donor_ids) == 3
+    assert a1.texture.shape == (TEXTURE_SIZE, TEXTURE_SIZE, 3) and a1.landmarks.shape == (478, 2)
+
+
+def test_composite_is_not_any_single_donor():
+    pool = default_pool()
+    donors = pool.donors[:3]
+    mixed = composite(donors)
+    alone = composite(donors[:1])
+    inner = mixed.texture[100:220, 100:220].astype(float)
+    assert np.abs(inner - alone.texture[100:220, 100:220]).mean() > 5.0
+    # the mean shape is the average of the aligned donor shapes, not the first donor's
+    assert np.abs(mixed.landmarks - alone.landmarks).max() > 1.0
+
+
+def test_k_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="k must be"):
+        choose_surrogate(default_pool(), KEY_A, "p", k=1)
+    with pytest.raises(ConfigError, match="k must be"):
+        choose_surrogate(default_pool(), KEY_A, "p", k=99)
+
+
+def test_donor_folder_loads_valid_faces(tmp_path):
+    shutil.copy(model_path("sample_astronaut"), tmp_path / "a.png")
+    shutil.copy(package_dir("insightface") / "data/images/Tom_Hanks_54745.png", tmp_path / "b.png")
+    pool = DonorPool.load(tmp_path)
+    assert [d.donor_id for d in pool.donors] == ["a", "b"]
+    assert choose_surrogate(pool, KEY_A, "p", k=2).donor_ids == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / "x.png").write_bytes(b"not an image"), "not a readable image"),
+        (lambda d: shutil.copy(model_path("sample_faces_t1"), d / "x.jpg"), "faces found"),
+        (lambda d: shutil.copy(model_path("sample_astronaut").parent / "coffee.png", d / "x.png"), "no face"),
+        (lambda d: _write(d / "x.png", _small_astronaut()), "at least 80 px"),
+    ],
+    ids=["unreadable", "several-faces", "no-face", "too-small"],
+)
+def test_bad_donor_file_is_named_in_the_error(tmp_path, make, message):
+    shutil.copy(model_path("sample_astronaut"), tmp_path / "ok.png")
+    make(tmp_path)
+    with pytest.raises(ConfigError, match=message) as info:
+        DonorPool.load(tmp_path)
+    assert info.value.path is not None and info.value.path.name.startswith("x.")
+
+
+def _small_astronaut() -> np.ndarray:
+    import cv2
+
+    return cv2.resize(read_rgb(model_path("sample_astronaut")), (200, 200), interpolation=cv2.INTER_AREA)
+
+
+def test_missing_or_tiny_pool_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        DonorPool.load(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="at least two"):
+        DonorPool.load(tmp_path)

@@ -1,0 +1,188 @@
+"""Pass 2 on real faces: the swap renderer, its torch twin, baselines, registry and the fail-closed check."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from _face_helpers import KEY_A, SHARED_MEDIA, carphone, clip_frames, cosine, dlib_embedding, sface_embedding
+from clinrelease.errors import ConfigError
+from clinrelease.face.base import Anonymizer
+from clinrelease.face.pipeline import analyze_faces, anonymize_frames, residual_faces
+from clinrelease.face.registry import available_anonymizers, get_anonymizer
+
+
+@pytest.fixture(scope="module")
+def talking():
+    frames = carphone(9, 4)
+    return frames, analyze_faces(frames)
+
+
+def _swap(**params):
+    return get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", **params)
+
+
+def _anonymize(frames, analysis, patient):
+    return list(anonymize_frames(frames, analysis, patient=patient, bystander=get_anonymizer("blur")))
+
+
+def _patient_mask(analysis, index, shape):
+    import cv2
+
+    from clinrelease.face.geometry import ring_points
+    from clinrelease.face.landmarks import mesh_indices
+
+    face = analysis.patient.faces[index]
+    ring = ring_points(face.landmarks, mesh_indices()["oval"])
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
+    return mask > 0
+
+
+def test_swap_changes_the_face_and_nothing_outside_it(talking):
+    frames, analysis = talking
+    out = _anonymize(frames, analysis, _swap())
+    assert len(out) == len(frames)
+    for i, (a, b) in enumerate(zip(frames, out)):
+        inside = _patient_mask(analysis, i, a.shape)
+        diff = np.abs(a.astype(int) - b).sum(axis=2)
+        assert diff[inside].mean() > 8.0
+        # one pixel of slack for the ring's anti-aliased edge
+        import cv2
+
+        grown = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert diff[~grown].max() == 0
+
+
+def test_swap_defeats_dlib_and_sface_on_the_talking_face(talking):
+    frames, analysis = talking
+    out = _anonymize(frames, analysis, _swap())
+    dlib_far, sface_low = [], []
+    for i, (a, b) in enumerate(zip(frames, out)):
+        box = analysis.patient.faces[i].box
+        dlib_far.append(np.linalg.norm(dlib_embedding(a, box) - dlib_embedding(b, box)) > 0.6)
+        fa, fb = sface_embedding(a, box), sface_embedding(b, box)
+        sface_low.append(fb is None or cosine(fa, fb) < 0.363)
+    assert np.mean(dlib_far) >= 0.75, dlib_far
+    assert np.mean(sface_low) >= 0.75, sface_low
+
+
+def test_identity_strength_moves_the_face_shape(talking):
+    from clinrelease.face.swap import swapped_geometry
+
+    frames, analysis = talking
+    weak, strong = _swap(identity_strength=0.0), _swap(identity_strength=1.0)
+    for s in (weak, strong):
+        s.prepare(analysis, analysis.patient.track_id)
+    state = strong._tracks[analysis.patient.track_id]
+    mesh = analysis.patient.faces[0].landmarks
+    assert np.array_equal(swapped_geometry(mesh, state.neutral, state.offset, 0.0), mesh)
+    assert np.abs(swapped_geometry(mesh, state.neutral, state.offset, 1.0) - mesh).max() > 1.0
+    a = _anonymize(frames[:2], analysis, weak)
+    b = _anonymize(frames[:2], analysis, strong)
+    assert np.abs(a[0].astype(int) - b[0]).max() > 20
+
+
+def test_torch_renderer_matches_opencv(talking):
+    from clinrelease.face.swap import render_plan
+    from clinrelease.face.swap_torch import render_batch
+
+    frames, analysis = talking
+    swap = _swap()
+    swap.prepare(analysis, analysis.patient.track_id)
+    plans = [swap.plans(f.shape, analysis.faces_in_frame(i))[0] for i, f in enumerate(frames)]
+    assert all(len(p) == 1 for p in plans)
+    reference = []
+    for frame, planned in zip(frames, plans):
+        frame = frame.copy()
+        for plan, surrogate in planned:
+            render_plan(frame, surrogate.texture, plan)
+        reference.append(frame)
+    batched = render_batch(frames, plans, device="cpu")
+    diff = np.abs(np.stack(reference).astype(int) - np.stack(batched))
+    assert diff.max() <= 3 and diff.mean() < 0.05
+    assert any(np.abs(r.astype(int) - f).max() > 20 for r, f in zip(reference, frames))
+
+
+def test_swapped_video_has_no_residual_faces_unanonymized_one_does(talking):
+    frames, analysis = talking
+    out = _anonymize(frames[:4], analysis, _swap())
+    assert residual_faces(out, analysis) == []
+    # the same frames with the analysis of a faceless video: every face is a residual
+    from clinrelease.face.base import FaceAnalysis
+
+    empty = FaceAnalysis(frames=4, rows=144, columns=176)
+    assert residual_faces(frames[:4], empty) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["blur", "pixelate", "mask"])
+def test_baselines_cover_the_face_ellipse_only(talking, name):
+    frames, analysis = talking
+    out = _anonymize(frames[:1], analysis, get_anonymizer(name))[0]
+    face = analysis.patient.faces[0]
+    cx, cy = face.landmarks.mean(axis=0).astype(int)
+    assert np.abs(out[cy - 3 : cy + 3, cx - 3 : cx + 3].astype(int) - frames[0][cy - 3 : cy + 3, cx - 3 : cx + 3]).mean() > 3
+    assert np.array_equal(out[:, :10], frames[0][:, :10])
+    if name == "mask":
+        assert (out[cy, cx] == 128).all()
+    if name == "blur":
+        # detail inside the face is gone: local variance collapses
+        assert out[cy - 8 : cy + 8, cx - 8 : cx + 8].std() < frames[0][cy - 8 : cy + 8, cx - 8 : cx + 8].std() / 2
+
+
+def test_registry_builtins_errors_and_entry_point_plugins(tmp_path, monkeypatch):
+    assert available_anonymizers()[:4] == ["swap", "blur", "pixelate", "mask"]
+    assert isinstance(get_anonymizer("pixelate", blocks=4), Anonymizer)
+    with pytest.raises(ConfigError, match="unknown anonymizer"):
+        get_anonymizer("cartoon")
+    with pytest.raises(ConfigError, match="does not accept"):
+        get_anonymizer("blur", radius=3)
+    with pytest.raises(ConfigError, match="release key"):
+        get_anonymizer("swap")
+    with pytest.raises(ConfigError, match="identity_strength"):
+        _swap(identity_strength=1.5)
+    # a third-party package registering through the entry-point group, installed on sys.path
+    (tmp_path / "acme_anon.py").write_text(
+        textwrap.dedent(
+            """
+            class Solid:
+                name = "acme"
+                def __init__(self, value=0):
+                    self.value = value
+                def prepare(self, analysis, track_id):
+                    pass
+                def anonymize_frame(self, frame, faces):
+                    frame[...] = self.value
+                    return frame
+            """
+        )
+    )
+    dist = tmp_path / "acme_anon-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-anon\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[clinrelease.anonymizers]\nacme = acme_anon:Solid\nbroken = acme_anon:Nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "acme" in available_anonymizers()
+    plugin = get_anonymizer("acme", value=7)
+    assert plugin.anonymize_frame(np.zeros((2, 2, 3), np.uint8), [])[0, 0, 0] == 7
+    with pytest.raises(ConfigError, match="failed to load"):
+        get_anonymizer("broken")
+    sys.modules.pop("acme_anon", None)
+
+
+@pytest.mark.skipif(not (SHARED_MEDIA / "asl").is_dir(), reason="needs ../shared/media (the shared ASL clips)")
+def test_signing_clip_patient_is_swapped_sface_and_dlib_defeated():
+    frames = [f.copy() for f in clip_frames(str(SHARED_MEDIA / "asl" / "again.mkv"), 8, 6)]
+    analysis = analyze_faces(frames)
+    patient = analysis.patient
+    assert patient is not None and len(patient.faces) == len(frames)
+    out = _anonymize(frames, analysis, _swap())
+    assert residual_faces(out, analysis) == []
+    for i, (a, b) in enumerate(zip(frames, out)):
+        box = patient.faces[i].box
+        assert np.linalg.norm(dlib_embedding(a, box) - dlib_embedding(b, box)) > 0.6
+        fb = sface_embedding(b, box)
+        assert fb is None or cosine(sface_embedding(a, box), fb) < 0.363
