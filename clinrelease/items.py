@@ -1,0 +1,153 @@
+"""Finding the input items of a release: DICOM files, DICOMDIR sets, plain videos with a metadata table.
+
+An *item* is one thing that is released or quarantined on its own: a DICOM object, or a plain video
+file (MP4, MKV, AVI, ...) together with its row of the metadata table, which supplies the patient and
+study attributes a DICOM header would hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clinrelease.errors import InputError
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".ts"}
+#: files never taken as items (sidecars, the metadata table itself, OS litter)
+IGNORED_NAMES = {".ds_store", "thumbs.db"}
+
+#: metadata-table columns that map onto DICOM header keywords
+METADATA_COLUMNS = {
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "birth_date": "PatientBirthDate",
+    "sex": "PatientSex",
+    "age": "PatientAge",
+    "study_date": "StudyDate",
+    "study_time": "StudyTime",
+    "study_description": "StudyDescription",
+    "series_description": "SeriesDescription",
+    "accession_number": "AccessionNumber",
+    "institution_name": "InstitutionName",
+    "referring_physician": "ReferringPhysicianName",
+    "operator": "OperatorsName",
+    "comments": "PatientComments",
+}
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input of a release."""
+
+    path: Path
+    #: path relative to the input root, POSIX style: used in reports (never in output names)
+    relpath: str
+    #: "dicom" or "container"
+    kind: str
+    #: header attributes for a plain video, from its metadata-table row (DICOM keyword -> value)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def item_id(self) -> str:
+        """A stable short id for this input within a release (from its relative path)."""
+        return hashlib.sha256(self.relpath.encode("utf-8")).hexdigest()[:16]
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True when the file carries the DICM magic after a 128-byte preamble."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_metadata_table(path: Path) -> dict[str, dict[str, str]]:
+    """Read the metadata table for plain videos: one row per video, keyed by its ``file`` column.
+
+    Columns: ``file`` (path of the video relative to the input folder, or its name) and any of
+    :data:`METADATA_COLUMNS`. Unknown columns are an error, so that nothing is silently dropped.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "file" not in reader.fieldnames:
+                raise InputError("the metadata table needs a 'file' column naming each video", path)
+            unknown = [c for c in reader.fieldnames if c != "file" and c not in METADATA_COLUMNS]
+            if unknown:
+                raise InputError(
+                    f"unknown metadata column(s) {', '.join(unknown)}; allowed: file, {', '.join(METADATA_COLUMNS)}",
+                    path,
+                )
+            rows: dict[str, dict[str, str]] = {}
+            for line, row in enumerate(reader, start=2):
+                name = (row.get("file") or "").strip()
+                if not name:
+                    raise InputError(f"row {line}: empty 'file' value", path)
+                rows[name] = {METADATA_COLUMNS[k]: v for k, v in row.items() if k != "file" and v}
+            return rows
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a UTF-8 CSV file: {exc}", path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the metadata table: {exc}", path) from exc
+
+
+def _dicomdir_members(dicomdir: Path) -> list[Path]:
+    """The files a DICOMDIR references (it lists them; it is not an item itself)."""
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(dicomdir)
+    except Exception as exc:  # pydicom raises many types for a bad file
+        raise InputError(f"unreadable DICOMDIR: {exc}", dicomdir) from exc
+    members = []
+    for record in ds.get("DirectoryRecordSequence", []):
+        ref = record.get("ReferencedFileID")
+        if ref:
+            parts = [ref] if isinstance(ref, str) else list(ref)
+            members.append(dicomdir.parent.joinpath(*parts))
+    return members
+
+
+def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[InputItem]:
+    """All items under the given files and folders, sorted by relative path.
+
+    Folders are searched recursively. A DICOMDIR contributes the files it references (which must
+    exist). Plain videos need a row in the metadata table; without one they are an input error,
+    since their header attributes would be unknown.
+    """
+    table = read_metadata_table(metadata) if metadata else {}
+    items: dict[str, InputItem] = {}
+    for root in inputs:
+        if not root.exists():
+            raise InputError("no such file or folder", root)
+        base = root if root.is_dir() else root.parent
+        candidates = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in candidates:
+            if path.name.lower() in IGNORED_NAMES or (metadata and path.resolve() == metadata.resolve()):
+                continue
+            rel = path.relative_to(base).as_posix()
+            if path.name.upper() == "DICOMDIR":
+                for member in _dicomdir_members(path):
+                    if not member.is_file():
+                        raise InputError(f"the DICOMDIR references {member.name}, which is missing", path)
+                continue
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                row = table.get(rel) or table.get(path.name)
+                if row is None:
+                    raise InputError(
+                        "a plain video needs a row in the metadata table (--metadata FILE, column 'file')", path
+                    )
+                items[rel] = InputItem(path, rel, "container", row)
+            elif is_dicom_file(path):
+                items[rel] = InputItem(path, rel, "dicom")
+            elif path.suffix.lower() in {".csv", ".tsv", ".txt", ".md", ".json", ".yaml", ".yml"}:
+                continue  # sidecar documents are not items
+            else:
+                raise InputError("neither a DICOM file (no DICM preamble) nor a known video file type", path)
+    if not items:
+        raise InputError("no DICOM or video files found", inputs[0] if inputs else None)
+    return [items[k] for k in sorted(items)]

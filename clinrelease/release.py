@@ -1,0 +1,1086 @@
+"""The release orchestrator: the only module that knows the order of the stages.
+
+A release is many items plus the clinical tables. Each item goes through
+``header de-id -> faces -> anonymize -> encode -> verify -> release or quarantine`` in
+:func:`process_item`, a pure, idempotent function of the item and a picklable
+:class:`ItemContext` that returns an unsigned record (a plain dict). Items may run in a local
+process pool, on a Dask cluster, or in shards on a batch scheduler; one merge step
+(:func:`merge_release`) then orders the records, writes the clinical tables, ``summary.json``, the QA
+report, the manifest and the signed audit log.
+
+Where things go::
+
+    OUT/                      the release (only verified files ever land here, by atomic rename)
+      data/...                released DICOM, paths from pseudonyms and UIDs
+      clinical/...            released clinical tables
+      report/index.html       the QA report; report/summary.json
+      audit/                  released audit log, signed in-toto statement
+      manifest-sha256.txt     BagIt-style manifest
+    OUT.quarantine/ITEM/      what failed, with reasons.json (outside the release)
+    OUT.work/                 the site's working state: staging, per-item records, internal log
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clinrelease import __version__
+from clinrelease.crypto.kdf import derive_hex
+from clinrelease.errors import ClinReleaseError, ConfigError, InputError, VerificationError
+from clinrelease.items import InputItem, discover_items
+
+#: item statuses
+RELEASED = "released"
+QUARANTINED = "quarantined"
+ERROR = "error"
+
+#: SOP classes whose pixels are photographs or video of a person (faces may be present)
+_PHOTOGRAPHIC_PREFIXES = ("1.2.840.10008.5.1.4.1.1.77.1.", "1.2.840.10008.5.1.4.1.1.7")
+_CONTACT_SHEET_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class ReleasePaths:
+    """The folders of one release."""
+
+    output: Path
+    quarantine: Path
+    work: Path
+
+    @classmethod
+    def for_output(cls, output: Path, quarantine: Path | None = None, work: Path | None = None) -> ReleasePaths:
+        output = output.resolve()
+        return cls(
+            output=output,
+            quarantine=(quarantine or output.with_name(output.name + ".quarantine")).resolve(),
+            work=(work or output.with_name(output.name + ".work")).resolve(),
+        )
+
+    @property
+    def data(self) -> Path:
+        return self.output / "data"
+
+    @property
+    def staging(self) -> Path:
+        return self.work / "staging"
+
+    @property
+    def records(self) -> Path:
+        return self.work / "records"
+
+    @property
+    def visuals(self) -> Path:
+        return self.work / "visuals"
+
+    def make(self) -> None:
+        for folder in (self.output, self.data, self.staging, self.records, self.visuals):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class ItemContext:
+    """Everything :func:`process_item` needs, picklable so that it can travel to workers."""
+
+    profile_name: str
+    profile_source: str | None
+    profile_digest: str
+    release_key: bytes
+    release_id: str
+    paths: ReleasePaths
+    escrow: Any = None  # an escrow session (clinrelease.crypto.escrow), or None
+    input_root: Path | None = None
+
+    def profile(self):
+        """The resolved profile (loaded once per process)."""
+        return _load_profile_cached(self.profile_source or self.profile_name)
+
+
+_PROFILE_CACHE: dict[str, Any] = {}
+
+
+def _load_profile_cached(name_or_path: str):
+    from clinrelease.profiles import load_profile
+
+    if name_or_path not in _PROFILE_CACHE:
+        _PROFILE_CACHE[name_or_path] = load_profile(name_or_path)
+    return _PROFILE_CACHE[name_or_path]
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def resume_digest(ctx: ItemContext, input_sha256: str) -> str:
+    """Keyed digest of (input, profile, key): an item is redone only when one of them changed."""
+    return derive_hex(ctx.release_key, "resume", f"{input_sha256}:{ctx.profile_digest}:{ctx.release_id}")
+
+
+# --------------------------------------------------------------------------------------------------
+# header
+
+
+def _container_header(item: InputItem) -> Any:
+    """A DICOM header for a plain video from its metadata-table row.
+
+    UIDs are derived from the file's digest (not random) so that re-running a release produces the
+    same output; dates come from the table only.
+    """
+    from pydicom.dataset import Dataset
+
+    from clinrelease.dicom.writer import new_video_header
+
+    meta = item.metadata
+    ds: Dataset = new_video_header(
+        patient_name=meta.get("PatientName", ""),
+        patient_id=meta.get("PatientID", ""),
+        patient_birth_date=meta.get("PatientBirthDate", ""),
+        patient_sex=meta.get("PatientSex", ""),
+        study_description=meta.get("StudyDescription", ""),
+        series_description=meta.get("SeriesDescription", ""),
+    )
+    file_digest = sha256_file(item.path)
+    for n, keyword in enumerate(("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+        # a 128-bit value keeps the 2.25 UID within the 64 characters a UI may hold
+        setattr(ds, keyword, "2.25." + str(int(hashlib.sha256(f"{file_digest}:{n}".encode()).hexdigest()[:32], 16)))
+    study_date = meta.get("StudyDate", "")
+    study_time = meta.get("StudyTime", "")
+    for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+        setattr(ds, keyword, study_date)
+    for keyword in ("StudyTime", "SeriesTime", "ContentTime"):
+        setattr(ds, keyword, study_time)
+    ds.AcquisitionDateTime = study_date + study_time if study_date else ""
+    for keyword, value in meta.items():
+        if keyword not in ds:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def _is_video(header, item: InputItem) -> bool:
+    """Plain videos, DICOM video IODs and multi-frame colour images go through the pixel stages."""
+    if item.kind == "container":
+        return True
+    if str(header.get("SOPClassUID", "")).startswith("1.2.840.10008.5.1.4.1.1.77.1.") and "NumberOfFrames" in header:
+        return True
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    return frames > 1 and int(header.get("SamplesPerPixel", 1) or 1) == 3
+
+
+def _is_photographic(header) -> bool:
+    uid = str(header.get("SOPClassUID", ""))
+    return uid.startswith(_PHOTOGRAPHIC_PREFIXES) or str(header.get("Modality", "")) in {"XC", "ES", "GM", "SM"}
+
+
+# --------------------------------------------------------------------------------------------------
+# the per-item pipeline
+
+
+@dataclass
+class _ItemWork:
+    """Mutable scratch state of one item while it moves through the stages."""
+
+    item: InputItem
+    ctx: ItemContext
+    record: dict[str, Any]
+    staged: Path | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
+    """Run one item through every stage; return its (unsigned) record.
+
+    The record is also saved under ``WORK/records/ITEM.json`` so that a later run resumes and the
+    merge step can find it. Released files are moved into ``OUT/data`` atomically; failing ones go
+    to the quarantine folder with their reasons. Input files are only ever read.
+    """
+    paths = ctx.paths
+    record_path = paths.records / f"{item.item_id}.json"
+    input_sha = sha256_file(item.path)
+    digest = resume_digest(ctx, input_sha)
+    previous = _load_record(record_path)
+    if previous and previous.get("resume_digest") == digest and _record_still_valid(previous, paths):
+        previous["resumed"] = True
+        return previous
+
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "item_id": item.item_id,
+        "input": item.relpath,
+        "kind": item.kind,
+        "status": None,
+        "reasons": [],
+        "output": None,
+        "resume_digest": digest,
+        # internal only: the released audit log carries a keyed commitment instead
+        "input_sha256": input_sha,
+        "input_commitment": derive_hex(ctx.release_key, "commitment", input_sha),
+    }
+    work = _ItemWork(item, ctx, record)
+    try:
+        _run_stages(work)
+    except VerificationError as exc:
+        work.reasons.append(exc.message)
+    except InputError as exc:
+        record["status"] = ERROR
+        work.reasons.append(f"input error: {exc.message}")
+    except ClinReleaseError as exc:
+        record["status"] = ERROR
+        work.reasons.append(f"{type(exc).__name__}: {exc.message}")
+    record["reasons"] = work.reasons
+    if record["status"] is None:
+        record["status"] = QUARANTINED if work.reasons else RELEASED
+    _finish(work)
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    _write_json_atomic(record_path, record)
+    return record
+
+
+def _load_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _record_still_valid(record: dict[str, Any], paths: ReleasePaths) -> bool:
+    """A previous record counts only if its released file is still there, unchanged."""
+    if record.get("status") != RELEASED:
+        return record.get("status") in (QUARANTINED, ERROR)
+    out = paths.output / record["output"]
+    return out.is_file() and sha256_file(out) == record.get("output_sha256")
+
+
+def _run_stages(work: _ItemWork) -> None:
+    from clinrelease.dicom.deid import Deidentifier, read_dataset
+    from clinrelease.dicom.video import open_video, read_dicom_header
+
+    item, ctx, record = work.item, work.ctx, work.record
+    profile = ctx.profile()
+    source = None
+    if item.kind == "container":
+        source = open_video(item.path)
+        header = _container_header(item)
+        record["container_metadata_keys"] = sorted(source.info.container_metadata)
+    else:
+        header = read_dicom_header(item.path)
+    video = _is_video(header, item)
+    faces_on = bool(video and profile.faces.enabled and profile.anonymizer is not None)
+    options = list(profile.deid.options)
+    # pixels are decoded and re-encoded only when a pixel stage needs them (or a plain video must
+    # become DICOM); otherwise the original pixel data is carried over untouched
+    video = item.kind == "container" or faces_on or (video and "clean_pixel_data" in options)
+    if video and source is None:
+        source = open_video(item.path)
+    if not video:
+        header = read_dataset(item.path)
+    if not faces_on and "clean_recognizable_visual_features" in options:
+        if _is_photographic(header):
+            raise VerificationError(
+                "the profile requires Clean Recognizable Visual Features, and faces are anonymized in video only"
+            )
+        options.remove("clean_recognizable_visual_features")
+    if not video and "clean_pixel_data" in options:
+        options.remove("clean_pixel_data")
+    record["deid_options"] = options
+    deidentifier = Deidentifier(options, ctx.release_key, keep=profile.deid.keep, safe_private_extra=profile.deid.safe_private_extra)
+    result = deidentifier.deidentify(header, pixels_cleaned="clean_pixel_data" in options, faces_anonymized=faces_on)
+    record["pseudonym"] = result.pseudonym
+    record["header_changes"] = [{"tag": c.tag, "name": c.name, "action": c.action, "path": c.path} for c in result.changes]
+    if video:
+        _release_video(work, source, header, result, faces_on)
+    else:
+        _release_header_only(work, header, result)
+
+
+def _release_header_only(work: _ItemWork, original, result) -> None:
+    """A still or non-image object: the de-identified header with the pixels as they are."""
+    from pydicom import dcmread
+
+    from clinrelease.dicom.deid import output_relpath, write_deidentified
+    from clinrelease.dicom.residual import residual_phi
+    from clinrelease.verify.leaks import scan_bytes
+
+    item, ctx, record = work.item, work.ctx, work.record
+    staged = ctx.paths.staging / f"{item.item_id}.dcm"
+    work.staged = staged
+    write_deidentified(result.dataset, staged)
+    record["output"] = "data/" + output_relpath(result.dataset)
+    record["output_uid"] = str(result.dataset.get("SOPInstanceUID", ""))
+    findings = residual_phi(original, dcmread(staged), result)
+    figures: dict[str, Any] = {"header_residual": len(findings)}
+    work.reasons.extend(f"header: {f}" for f in findings)
+    if ctx.profile().verify.leak_scan:
+        leaks = scan_bytes(staged, _identifying_strings(result.original_phi, item, None), encoder_text=False)
+        figures["leaks"] = len(leaks)
+        work.reasons.extend(f"leak: {leak.describe() if hasattr(leak, 'describe') else leak}" for leak in leaks[:20])
+    record["verification"] = figures
+    record["audit_checks"] = _audit_checks({k: v for k, v in check_specs(ctx.profile()).items() if k in figures}, figures)
+
+
+def _identifying_strings(original_phi: list[str], item: InputItem, source) -> list[str]:
+    """Everything of the input that identifies the patient: header values, metadata row, container tags."""
+    strings = list(original_phi)
+    strings.extend(v for v in item.metadata.values() if v)
+    if source is not None:
+        strings.extend(v for v in source.info.container_metadata.values() if v)
+    return sorted({s.strip() for s in strings if len(s.strip()) >= 3})
+
+
+def check_specs(profile) -> dict[str, tuple[str, float]]:
+    """The checks an item must pass under ``profile``: name -> (operator, threshold).
+
+    The same table goes into the audit log's ``release_start`` record, so an auditor can recompute
+    every item's verdict from its recorded figures.
+    """
+    verify = profile.verify
+    specs: dict[str, tuple[str, float]] = {"header_residual": ("<=", 0)}
+    if profile.faces.enabled and profile.anonymizer is not None:
+        for name, rec in verify.recognizers.items():
+            specs[f"{name}_match_rate"] = ("<=", rec.max_matched_fraction)
+            specs[f"{name}_frames_checked"] = (">=", 1)
+        if verify.residual_faces:
+            specs["residual_face_frames"] = ("<=", 0)
+    kp = verify.keypoints
+    for part in ("body", "head", "arms", "legs"):
+        limit = getattr(kp, f"{part}_ap_min")
+        if limit is not None:
+            specs[f"{part}_ap"] = (">=", limit)
+    if kp.face_nme_max is not None:
+        specs["face_nme"] = ("<=", kp.face_nme_max)
+    if verify.ocr.enabled and "clean_pixel_data" in profile.deid.options:
+        specs["text_boxes"] = ("<=", 0)
+    if verify.leak_scan:
+        specs["leaks"] = ("<=", 0)
+    return specs
+
+
+def _audit_checks(specs: dict[str, tuple[str, float]], figures: dict[str, Any]) -> list[dict[str, Any]]:
+    from clinrelease.audit.records import make_check
+
+    return [make_check(name, figures[name], op, threshold) for name, (op, threshold) in specs.items() if figures.get(name) is not None]
+
+
+def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> None:
+    """Anonymize, encode, verify one video; stage the output for :func:`_finish`."""
+    from pydicom import dcmread
+
+    from clinrelease.dicom.deid import output_relpath
+    from clinrelease.dicom.residual import residual_phi
+    from clinrelease.dicom.video import open_video
+    from clinrelease.dicom.writer import write_dicom_video
+    from clinrelease.verify.checks import ItemReports, Thresholds, decide
+    from clinrelease.verify.leaks import scan_bytes
+    from clinrelease.verify.ocr import TextScan, clean_video_text, scan_text
+
+    item, ctx, record = work.item, work.ctx, work.record
+    profile = ctx.profile()
+    verify = profile.verify
+    info = source.info
+    clean_text = "clean_pixel_data" in record["deid_options"] and verify.ocr.enabled
+
+    analysis = None
+    frames = source.frames()
+    if faces_on:
+        from clinrelease.face.pipeline import analyze_faces, anonymize_frames
+
+        analysis = analyze_faces(
+            source.frames(), patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px
+        )
+        patient, bystander = _anonymizers(profile, ctx.release_key, result.pseudonym)
+        frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
+        record["faces"] = {
+            "tracks": len(analysis.tracks),
+            "patient_frames": len(analysis.patient.faces) if analysis.patient else 0,
+            "bystander_tracks": sum(1 for t in analysis.tracks if t.role != "patient"),
+        }
+    burned_in = TextScan(verify.ocr.sample_every)
+    if clean_text:
+        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in)
+
+    staged = ctx.paths.staging / f"{item.item_id}.dcm"
+    work.staged = staged
+    written = write_dicom_video(
+        staged, result.dataset, frames, fps=info.fps, syntax=profile.output.syntax, quality=profile.output.quality
+    )
+    record["output"] = "data/" + output_relpath(result.dataset)
+    record["output_uid"] = written.sop_instance_uid
+    if written.frames != info.frames and info.frames:
+        work.reasons.append(f"encode: wrote {written.frames} frames, the input has {info.frames}")
+
+    output = open_video(staged)
+    reports = ItemReports()
+    figures: dict[str, Any] = {"frames": written.frames}
+    if clean_text:
+        figures["burned_in_text_found"] = len(burned_in.found)
+    if faces_on:
+        from clinrelease.face.pipeline import residual_faces
+        from clinrelease.verify.reid import verify_reid
+
+        reports.reid = verify_reid(
+            source.frames(), output.frames(), analysis, recognizers=list(verify.recognizers), sample_every=verify.sample_every
+        )
+        for name, res in reports.reid.results.items():
+            figures[f"{name}_match_rate"] = res.match_rate
+            figures[f"{name}_frames_checked"] = res.frames_checked
+            figures[f"{name}_frames_matched"] = res.frames_matched
+            figures[f"{name}_worst"] = res.worst_similarity
+        if verify.residual_faces:
+            residual = residual_faces(output.frames(), analysis)
+            figures["residual_face_frames"] = len(residual)
+            if residual:
+                work.reasons.append(f"faces: a face that was not anonymized is visible in frames {_frame_list(residual)}")
+    kp = verify.keypoints
+    if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or kp.face_nme_max is not None:
+        from clinrelease.verify.keypoints import verify_keypoints
+
+        reports.keypoints = verify_keypoints(
+            source.frames(), output.frames(), sample_every=verify.sample_every, face=kp.face_nme_max is not None
+        )
+        for part, value in reports.keypoints.part_ap().items():
+            figures[f"{part}_ap"] = value
+        figures["face_nme"] = reports.keypoints.face_nme
+    if clean_text:
+        reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
+        figures["text_boxes"] = len(reports.text.found)
+    phi = _identifying_strings(result.original_phi, item, source)
+    if verify.leak_scan:
+        reports.leaks = scan_bytes(staged, phi)
+        figures["leaks"] = len(reports.leaks)
+    findings = residual_phi(header, dcmread(staged, stop_before_pixels=True), result)
+    figures["header_residual"] = len(findings)
+    work.reasons.extend(f"header: {f}" for f in findings)
+
+    thresholds = Thresholds.from_profile(verify)
+    if not clean_text:
+        thresholds.text_max_boxes = None
+    if not faces_on:
+        thresholds.recognizers = {}
+        thresholds.max_residual_faces = None
+    verdict = decide(reports, thresholds)
+    work.reasons.extend(verdict.reasons)
+    record["verification"] = {k: v for k, v in figures.items()}
+    record["audit_checks"] = _audit_checks(check_specs(profile), figures)
+    record["series"] = _series(reports)
+    record["identifying_strings_count"] = len(phi)
+    _visuals(work, source, output, analysis, verify)
+
+
+def _anonymizers(profile, key: bytes, pseudonym: str):
+    """The profile's patient and bystander anonymizers, keyed to this patient."""
+    from clinrelease.face.registry import get_anonymizer
+
+    settings = profile.anonymizer
+    params = dict(settings.params)
+    keyed = {"key": key, "pseudonym": pseudonym}
+    patient = get_anonymizer(settings.name, **_swap_params(settings.name, params, keyed))
+    bystander = get_anonymizer(settings.bystander, **_swap_params(settings.bystander, params, keyed))
+    return patient, bystander
+
+
+def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> dict[str, Any]:
+    """Translate profile parameters into an anonymizer's keyword arguments."""
+    if name == "swap":
+        out = dict(keyed)
+        if "identity_strength" in params:
+            out["identity_strength"] = params["identity_strength"]
+        if "k_donors" in params:
+            out["k"] = params["k_donors"]
+        if params.get("pool") not in (None, "default"):
+            out["pool"] = params["pool"]
+        return out
+    if name in ("blur", "pixelate", "mask"):
+        return {}
+    # a learned or third-party backend takes the profile's parameters as they are, plus the key
+    return {**{k: v for k, v in params.items() if k not in ("k_donors", "pool")}, **keyed}
+
+
+def _frame_list(frames: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(f) for f in frames[:limit])
+    return shown + (f" (and {len(frames) - limit} more)" if len(frames) > limit else "")
+
+
+def _series(reports) -> dict[str, Any]:
+    """Per-frame figures for the report's plots."""
+    series: dict[str, Any] = {"similarity": {}, "oks": []}
+    if reports.reid is not None:
+        for name, res in reports.reid.results.items():
+            series["similarity"][name] = [(s.frame, s.similarity) for s in res.samples]
+    if reports.keypoints is not None:
+        series["oks"] = [(f.frame, f.oks.get("body")) for f in reports.keypoints.per_frame if f.oks.get("body") is not None]
+    return series
+
+
+def _visuals(work: _ItemWork, source, output, analysis, verify) -> None:
+    """Contact sheet for the report, and face embeddings for the release-level gallery attack."""
+    import cv2
+
+    from clinrelease.report import compose_contact_sheet
+
+    total = work.record["verification"].get("frames", 0)
+    if not total:
+        return
+    if analysis is not None and analysis.patient is not None and analysis.patient.faces:
+        candidates = analysis.patient.frame_indices
+    else:
+        candidates = list(range(total))
+    picks = sorted({candidates[int(i)] for i in np.linspace(0, len(candidates) - 1, min(_CONTACT_SHEET_FRAMES, len(candidates)))})
+    gallery_picks = sorted({candidates[int(i)] for i in np.linspace(0, len(candidates) - 1, min(8, len(candidates)))})
+    wanted = set(picks) | (set(gallery_picks) if analysis is not None else set())
+    pairs = []
+    embeddings: dict[str, list[np.ndarray]] = {}
+    recognizers = _gallery_recognizers(verify) if analysis is not None and analysis.patient is not None else []
+    for index, (orig, anon) in enumerate(zip(source.frames(), output.frames())):
+        if index > max(wanted):
+            break
+        if index not in wanted:
+            continue
+        if index in picks:
+            pairs.append((index, orig, anon))
+        if index in gallery_picks and recognizers:
+            face = analysis.patient.faces.get(index)
+            if face is None:
+                continue
+            for rec in recognizers:
+                for side, frame in (("orig", orig), ("anon", anon)):
+                    vec = rec.embed(frame, box=face.box, landmarks=face.landmarks)
+                    if vec is not None:
+                        embeddings.setdefault(f"{side}:{rec.name}", []).append(np.asarray(vec, dtype=np.float32))
+    if pairs:
+        sheet = compose_contact_sheet(pairs)
+        cv2.imwrite(str(work.ctx.paths.visuals / f"{work.item.item_id}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if embeddings:
+        folder = work.ctx.paths.work / "embeddings"
+        folder.mkdir(exist_ok=True)
+        np.savez(folder / f"{work.item.item_id}.npz", **{k: np.stack(v) for k, v in embeddings.items()})
+
+
+def _gallery_recognizers(verify) -> list:
+    from clinrelease.verify.reid import get_recognizer
+
+    return [get_recognizer(name) for name in verify.recognizers if name in ("dlib", "sface")]
+
+
+def _finish(work: _ItemWork) -> None:
+    """Move the staged output into the release or the quarantine; never leave it half-way."""
+    item, ctx, record = work.item, work.ctx, work.record
+    paths = ctx.paths
+    if work.staged is not None and work.staged.exists():
+        if record["status"] == RELEASED and record.get("output"):
+            target = paths.output / record["output"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            record["output_sha256"] = sha256_file(work.staged)
+            if ctx.escrow is not None:
+                record["escrow"] = _escrow(ctx, item, record)
+            os.replace(work.staged, target)
+        else:
+            qdir = paths.quarantine / item.item_id
+            qdir.mkdir(parents=True, exist_ok=True)
+            os.replace(work.staged, qdir / "anonymized.dcm")
+            record["quarantined_output"] = str(qdir / "anonymized.dcm")
+    if record["status"] != RELEASED:
+        qdir = paths.quarantine / item.item_id
+        qdir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(qdir / "reasons.json", {"input": item.relpath, "status": record["status"], "reasons": record["reasons"]})
+        record["output"] = None
+
+
+def _escrow(ctx: ItemContext, item: InputItem, record: dict[str, Any]) -> dict[str, Any]:
+    entry = ctx.escrow.escrow(item.path, record.get("output_uid", ""), record["output_sha256"])
+    return {"object_id": getattr(entry, "object_id", None), "wrap_id": getattr(entry, "wrap_id", None)}
+
+
+# --------------------------------------------------------------------------------------------------
+# a whole release
+
+
+@dataclass
+class ReleaseOptions:
+    """What ``clinrelease run`` was asked to do."""
+
+    profile: str
+    inputs: list[Path]
+    output: Path
+    keys_dir: Path
+    quarantine: Path | None = None
+    work: Path | None = None
+    metadata: Path | None = None
+    clinical: Path | None = None
+    workers: int = 1
+    executor: str = "process"  # "process" or "dask"
+    scheduler: str | None = None  # dask scheduler address, or None for a LocalCluster
+    shard: tuple[int, int] | None = None  # (i, N): process items i, i+N, ...; merge later
+    escrow_to: list[Path] = field(default_factory=list)
+    vault: Path | None = None
+    m_of_n: int | None = None
+    operator: str = ""
+    irb: str | None = None
+    dua: str | None = None
+    release_id: str | None = None
+
+
+@dataclass
+class ReleaseSummary:
+    """What a run or merge did, for the CLI to print."""
+
+    output: Path
+    quarantine: Path
+    records: list[dict[str, Any]]
+    finalized: bool
+    report: Path | None = None
+    gallery: dict[str, Any] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {RELEASED: 0, QUARANTINED: 0, ERROR: 0}
+        for r in self.records:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        counts = self.counts
+        if counts.get(ERROR):
+            return 2
+        return 1 if counts.get(QUARANTINED) else 0
+
+
+def _check_folders(opts: ReleaseOptions, paths: ReleasePaths) -> None:
+    for root in opts.inputs:
+        r = root.resolve()
+        for label, folder in (("output", paths.output), ("quarantine", paths.quarantine), ("work", paths.work)):
+            if r == folder or folder in r.parents or r in folder.parents:
+                raise ConfigError(f"the {label} folder {folder} overlaps the input; inputs are never written to", root)
+    if opts.vault is not None:
+        v = opts.vault.resolve()
+        if v == paths.output or paths.output in v.parents:
+            raise ConfigError("the vault must live outside the release folder", opts.vault)
+    if opts.escrow_to and opts.vault is None:
+        raise ConfigError("--escrow-to needs --vault DIR (where the encrypted originals go)")
+
+
+def run_release(
+    opts: ReleaseOptions,
+    on_start: Callable[[int], None] | None = None,
+    on_item: Callable[[dict[str, Any]], None] | None = None,
+) -> ReleaseSummary:
+    """Process every item (resuming where a previous run stopped), then merge unless sharded."""
+    from clinrelease.crypto.keys import load_keys
+    from clinrelease.profiles import load_profile
+
+    profile = load_profile(opts.profile)
+    keys = load_keys(opts.keys_dir, need_signing=opts.shard is None)
+    paths = ReleasePaths.for_output(opts.output, opts.quarantine, opts.work)
+    _check_folders(opts, paths)
+    items = discover_items(opts.inputs, opts.metadata)
+    if opts.shard is not None:
+        index, count = opts.shard
+        items = [it for n, it in enumerate(items) if n % count == index]
+    paths.make()
+    release_id = opts.release_id or derive_hex(keys.release_key, "release-id", profile.digest, 24)
+    meta = {
+        "release_id": release_id,
+        "profile": profile.name,
+        "profile_source": str(profile.source) if profile.source else profile.name,
+        "profile_digest": profile.digest,
+        "operator": opts.operator,
+        "irb": opts.irb,
+        "dua": opts.dua,
+        "clinical": str(opts.clinical.resolve()) if opts.clinical else None,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    release_meta = paths.work / "release.json"
+    previous = _load_record(release_meta)
+    if previous and previous.get("profile_digest") != profile.digest:
+        raise ConfigError(
+            f"{paths.output} was started with profile {previous.get('profile')} (another digest); "
+            "use a new output folder for a different profile"
+        )
+    if previous:
+        meta["started"] = previous.get("started", meta["started"])
+    _write_json_atomic(release_meta, meta)
+
+    escrow = None
+    if opts.escrow_to:
+        from clinrelease.crypto.escrow import Vault
+
+        escrow = Vault(opts.vault).open_release(release_id, opts.escrow_to, opts.m_of_n)
+    ctx = ItemContext(
+        profile_name=profile.name,
+        profile_source=meta["profile_source"],
+        profile_digest=profile.digest,
+        release_key=keys.release_key,
+        release_id=release_id,
+        paths=paths,
+        escrow=escrow,
+    )
+    if on_start:
+        on_start(len(items))
+    records = _execute(items, ctx, opts, on_item)
+    if escrow is not None and hasattr(escrow, "close"):
+        escrow.close()
+    if opts.shard is not None:
+        return ReleaseSummary(paths.output, paths.quarantine, records, finalized=False)
+    return merge_release(opts.output, opts.keys_dir, quarantine=opts.quarantine, work=opts.work)
+
+
+def _execute(
+    items: list[InputItem], ctx: ItemContext, opts: ReleaseOptions, on_item: Callable[[dict[str, Any]], None] | None
+) -> list[dict[str, Any]]:
+    """Run :func:`process_item` over the items: in this process, a process pool, or Dask."""
+    records: list[dict[str, Any]] = []
+
+    def done(record: dict[str, Any]) -> None:
+        records.append(record)
+        if on_item:
+            on_item(record)
+
+    if opts.executor == "dask":
+        try:
+            from distributed import Client, LocalCluster, as_completed
+        except ImportError as exc:
+            raise ConfigError("--executor dask needs the dask extra: pip install -e '.[dask]'") from exc
+        if opts.scheduler:
+            client = Client(opts.scheduler)
+            cluster = None
+        else:
+            cluster = LocalCluster(n_workers=max(1, opts.workers), threads_per_worker=1, processes=True)
+            client = Client(cluster)
+        try:
+            futures = client.map(process_item, items, ctx=ctx, pure=False)
+            for future in as_completed(futures):
+                done(future.result())
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    elif opts.workers > 1 and len(items) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed as futures_completed
+
+        # spawn: model runtimes (mediapipe, onnxruntime, torch) do not survive fork reliably
+        with ProcessPoolExecutor(max_workers=opts.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(process_item, item, ctx) for item in items]
+            for future in futures_completed(futures):
+                done(future.result())
+    else:
+        for item in items:
+            done(process_item(item, ctx))
+    order = {it.item_id: n for n, it in enumerate(items)}
+    records.sort(key=lambda r: order.get(r["item_id"], 0))
+    return records
+
+
+# --------------------------------------------------------------------------------------------------
+# merge: the one step that holds the signing key
+
+
+def load_records(paths: ReleasePaths) -> list[dict[str, Any]]:
+    """Every item record of a release's work folder, in input order."""
+    records = [r for p in sorted(paths.records.glob("*.json")) if (r := _load_record(p))]
+    return sorted(records, key=lambda r: r["input"])
+
+
+def merge_release(
+    output: Path,
+    keys_dir: Path,
+    quarantine: Path | None = None,
+    work: Path | None = None,
+) -> ReleaseSummary:
+    """Close a release: gallery attack, clinical tables, summary, QA report, audit log, manifest.
+
+    Idempotent: merging again rebuilds every release-level file from the item records.
+    """
+    from clinrelease.audit.chain import AuditLog
+    from clinrelease.crypto.keys import load_keys
+    from clinrelease.profiles import load_profile
+
+    paths = ReleasePaths.for_output(output, quarantine, work)
+    meta = _load_record(paths.work / "release.json")
+    if not meta:
+        raise ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", output)
+    keys = load_keys(keys_dir, need_signing=True)
+    profile = load_profile(meta["profile_source"])
+    records = load_records(paths)
+    if not records:
+        raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
+
+    gallery = _gallery_attack(paths, records, profile)
+    for stale in ("audit", "report"):
+        shutil.rmtree(paths.output / stale, ignore_errors=True)
+    for name in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bagit.txt"):
+        (paths.output / name).unlink(missing_ok=True)
+    _drop_unrecorded_outputs(paths, records)
+
+    clinical = _release_clinical(meta, paths, keys.release_key, profile)
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary = _summary(meta, profile, records, gallery, clinical, keys.signing_key_id, finished)
+    report_dir = paths.output / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(report_dir / "summary.json", summary)
+    report = _write_report(report_dir, summary, records, paths, profile)
+
+    internal = paths.work / "audit-internal.jsonl"
+    released_log = paths.work / "audit-released.jsonl"
+    internal.unlink(missing_ok=True)
+    released_log.unlink(missing_ok=True)
+    log = AuditLog(internal, released_log, commitment_key=keys.release_key)
+    log.append("release_start", _start_record(meta, profile))
+    for record in records:
+        fields, internal_only = _item_audit_fields(record)
+        log.append("item", fields, internal_only_fields=internal_only)
+    log.finalize_release(paths.output, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
+    return ReleaseSummary(paths.output, paths.quarantine, records, finalized=True, report=report, gallery=gallery)
+
+
+def _drop_unrecorded_outputs(paths: ReleasePaths, records: list[dict[str, Any]]) -> None:
+    """Remove files under OUT/data that no released record vouches for (left by an older run)."""
+    vouched = {r["output"] for r in records if r["status"] == RELEASED and r.get("output")}
+    for path in sorted(paths.data.rglob("*")):
+        if path.is_file() and path.relative_to(paths.output).as_posix() not in vouched:
+            path.unlink()
+
+
+def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile) -> dict[str, Any] | None:
+    """Release-level attack: identify each anonymized video's patient among all originals + distractors.
+
+    Reports closed-set rank-1 and rank-5 rates per recognizer. An item counts as *re-identified*
+    when its true identity is the rank-1 hit **and** the recognizer calls that a match (open-set
+    identification: a rank-1 hit far below the match threshold is chance among few identities).
+    Re-identified items are withdrawn from the release before anything is signed; the release
+    passes when the re-identified rate is within the profile's ``gallery.max_rank1``.
+    """
+    limit = profile.verify.gallery.max_rank1 if profile.verify.gallery is not None else None
+    folder = paths.work / "embeddings"
+    embedded = [r for r in records if r["status"] == RELEASED and (folder / f"{r['item_id']}.npz").is_file()]
+    if limit is None or not embedded:
+        return None
+    from clinrelease.verify.reid import distractor_embeddings, gallery_attack, get_recognizer
+
+    data = {r["item_id"]: dict(np.load(folder / f"{r['item_id']}.npz")) for r in embedded}
+    identity = {r["item_id"]: r.get("pseudonym") or r["item_id"] for r in embedded}
+    per_recognizer: dict[str, Any] = {}
+    reidentified: set[str] = set()
+    for name in profile.verify.recognizers:
+        if not any(f"anon:{name}" in d for d in data.values()):
+            continue
+        rec = get_recognizer(name)
+        probes = {item: list(d[f"anon:{name}"]) for item, d in data.items() if f"anon:{name}" in d}
+        gallery: dict[str, list[np.ndarray]] = {}
+        for item, d in data.items():
+            gallery.setdefault(identity[item], []).extend(d.get(f"orig:{name}", []))
+        report = gallery_attack(probes, gallery, rec, distractors=distractor_embeddings(rec), truth=identity)
+        hits = []
+        for item, rank in report.ranks.items():
+            if rank != 1:
+                continue
+            best = [max(rec.similarity(p, g) for g in gallery[identity[item]]) for p in probes[item]]
+            score = float(np.median(best))
+            if rec.is_match(score):
+                hits.append(item)
+        reidentified.update(hits)
+        per_recognizer[name] = {
+            "items": report.items,
+            "gallery_identities": report.gallery_identities,
+            "distractor_identities": report.distractor_identities,
+            "rank1": report.rank1,
+            "rank5": report.rank5,
+            "reidentified": len(hits) / report.items if report.items else 0.0,
+        }
+    rate = len(reidentified) / len(embedded)
+    for record in embedded:
+        if record["item_id"] in reidentified and rate > limit:
+            _withdraw(paths, record, f"gallery attack: re-identified at rank 1 among the release's originals (rate {rate:.3f} > {limit})")
+    return {"recognizers": per_recognizer, "reidentified_rate": rate, "max_rank1": limit, "passed": rate <= limit}
+
+
+def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:
+    """Take a released item back out of the release into the quarantine."""
+    qdir = paths.quarantine / record["item_id"]
+    qdir.mkdir(parents=True, exist_ok=True)
+    src = paths.output / record["output"]
+    if src.is_file():
+        os.replace(src, qdir / "anonymized.dcm")
+    record["status"] = QUARANTINED
+    record["reasons"] = [*record.get("reasons", []), reason]
+    record["output"] = None
+    _write_json_atomic(qdir / "reasons.json", {"input": record["input"], "status": QUARANTINED, "reasons": record["reasons"]})
+    _write_json_atomic(paths.records / f"{record['item_id']}.json", record)
+
+
+def _release_clinical(meta: dict[str, Any], paths: ReleasePaths, key: bytes, profile) -> dict[str, Any] | None:
+    """De-identify the clinical table by the profile's column rules into ``OUT/clinical/``."""
+    if not meta.get("clinical"):
+        return None
+    from clinrelease.clinical import deidentify_table, write_table
+
+    settings = profile.clinical
+    rules: dict[str, Any] = {}
+    for column, rule in settings.columns.items():
+        rules[column] = f"generalize_age:{settings.age_band_years}" if rule == "generalize_age" and settings.age_band_years else rule
+    result = deidentify_table(Path(meta["clinical"]), rules, key, settings.id_column)
+    target = paths.output / "clinical" / "clinical.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_table(result, target)
+    return {"file": "clinical/clinical.csv", "columns": result.columns, "dropped_columns": result.dropped_columns, **result.report}
+
+
+def _safe_input_name(record: dict[str, Any]) -> str:
+    """The input path for released reports, unless it carries the patient's identifying strings."""
+    rel = record["input"]
+    lowered = rel.lower()
+    for s in record.get("identifying_strings", []):
+        if len(s) >= 3 and s.lower() in lowered:
+            return f"(withheld: the input name carries PHI) item {record['item_id']}"
+    return rel
+
+
+def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: str) -> dict[str, Any]:
+    from clinrelease.dicom.annex_e import EDITION
+
+    counts = {RELEASED: 0, QUARANTINED: 0, ERROR: 0}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return {
+        "tool": {"name": "clinrelease", "version": __version__},
+        "release_id": meta["release_id"],
+        "profile": profile.name,
+        "profile_digest": profile.digest,
+        "ps315_edition": EDITION,
+        "key_id": key_id,
+        "started": meta["started"],
+        "finished": finished,
+        "counts": counts,
+        "gallery": gallery,
+        "clinical": clinical,
+        "items": [
+            {
+                "input": _safe_input_name(r),
+                "item_id": r["item_id"],
+                "status": r["status"],
+                "reasons": r["reasons"],
+                "output": r.get("output"),
+                "verification": r.get("verification", {}),
+            }
+            for r in records
+        ],
+    }
+
+
+def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
+    from clinrelease.dicom.annex_e import EDITION
+    from clinrelease.dicom.deid_options import BASIC_PROFILE_CODE, OPTION_CODES
+    from clinrelease.models import MODELS, file_digest, model_path
+
+    models = {}
+    for name in MODELS:
+        if name.startswith("sample_"):
+            continue
+        try:
+            models[name] = {"file": model_path(name).name, "sha256": file_digest(model_path(name))}
+        except ClinReleaseError:
+            continue
+    return {
+        "release_id": meta["release_id"],
+        "tool_version": __version__,
+        "profile": {"name": profile.name, "sha256": profile.digest},
+        "ps315": {"edition": EDITION, "options": list(profile.deid.options), "codes": [BASIC_PROFILE_CODE[0], *(OPTION_CODES[o][0] for o in profile.deid.options)]},
+        "models": models,
+        "thresholds": {name: {"op": op, "threshold": t} for name, (op, t) in check_specs(profile).items()},
+        "operator": meta.get("operator") or "",
+        "irb": meta.get("irb") or "",
+        "dua": meta.get("dua") or "",
+        "started": meta["started"],
+    }
+
+
+def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    fields: dict[str, Any] = {
+        "item_id": record["item_id"],
+        "verdict": RELEASED if record["status"] == RELEASED else QUARANTINED,
+        "reasons": record["reasons"],
+        "checks": record.get("audit_checks", []),
+        "figures": record.get("verification", {}),
+    }
+    if record["status"] == RELEASED:
+        fields["output"] = {"path": record["output"], "sha256": record["output_sha256"], "uid": record.get("output_uid", "")}
+    internal = {"original_sha256": record["input_sha256"], "input": record["input"]}
+    return fields, internal
+
+
+def _write_report(report_dir: Path, summary: dict[str, Any], records: list[dict[str, Any]], paths: ReleasePaths, profile) -> Path:
+    from clinrelease.report import ItemVisuals, write_report
+
+    visuals = []
+    for r in records:
+        sheet = None
+        sheet_path = paths.visuals / f"{r['item_id']}.png"
+        if sheet_path.is_file():
+            import cv2
+
+            bgr = cv2.imread(str(sheet_path), cv2.IMREAD_COLOR)
+            sheet = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        series = r.get("series", {})
+        visuals.append(
+            ItemVisuals(
+                input=_safe_input_name(r),
+                status=r["status"],
+                reasons=r["reasons"],
+                output=r.get("output"),
+                contact_sheet=sheet,
+                similarity_series={k: [tuple(p) for p in v] for k, v in series.get("similarity", {}).items()},
+                thresholds={k: c.threshold for k, c in profile.verify.recognizers.items()},
+                oks_series=[tuple(p) for p in series.get("oks", [])],
+                header_changes=[(c.get("tag", ""), c.get("name", ""), c.get("action", "")) for c in r.get("header_changes", [])],
+                figures=_flat_figures(r.get("verification", {})),
+            )
+        )
+    return write_report(report_dir, summary, visuals)
+
+
+def _flat_figures(verification: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in verification.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                if isinstance(v, (int, float, str, bool)) or v is None:
+                    flat[f"{key}.{sub}"] = v
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            flat[key] = value
+    return flat
