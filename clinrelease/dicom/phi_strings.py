@@ -1,0 +1,155 @@
+"""The identifying strings of a patient, and scrubbing them out of free text.
+
+Shared by header de-identification (Clean Descriptors and friends), the residual-PHI check and the
+verification stage's byte-level leak scanner, so that all three look for the same strings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+
+#: attributes (at any depth) whose values identify the patient
+PATIENT_KEYWORDS = (
+    "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers",
+    "PatientTelecomInformation", "PatientBirthDate", "MedicalRecordLocator", "ResponsiblePerson",
+    "PatientInsurancePlanCodeSequence", "MilitaryRank", "BranchOfService", "RegionOfResidence",
+    "CountryOfResidence", "AccessionNumber",
+)
+_PATIENT_TAGS = frozenset(tag_for_keyword(k) for k in PATIENT_KEYWORDS)
+_NAME_TAGS = frozenset(
+    tag_for_keyword(k)
+    for k in ("PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
+              "ResponsiblePerson")
+)
+_DATE_TAGS = frozenset({tag_for_keyword("PatientBirthDate")})
+_COARSE_TAGS = frozenset(tag_for_keyword(k) for k in ("CountryOfResidence", "RegionOfResidence",
+                                                      "BranchOfService", "MilitaryRank"))
+
+#: shortest string worth looking for (shorter ones match everywhere by chance)
+MIN_LENGTH = 3
+#: name parts that are titles, not names
+_STOPWORDS = frozenset({"MR", "MRS", "MS", "DR", "PROF", "JR", "SR", "III", "THE", "AND", "VON", "VAN",
+                        "DE", "DEL", "LA", "LE"})
+
+
+def _is_sequence(raw, tag: int) -> bool:
+    if raw.VR:
+        return raw.VR == "SQ"
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
+
+
+def _patient_values(ds: Dataset) -> Iterator[tuple[int, str]]:
+    """(tag, value text) for every patient-identifying element at any depth.
+
+    Only those elements and sequences are decoded (without caching in ``ds``): decoding every
+    element of a large header would cost more than de-identifying it.
+    """
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        wanted = tag in _PATIENT_TAGS
+        if not wanted and not _is_sequence(raw, tag):
+            continue
+        elem = raw if isinstance(raw, DataElement) else convert_raw_data_element(
+            raw, encoding=ds._character_set, ds=ds
+        )
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                yield from _patient_values(item)
+        elif wanted and elem.value not in (None, "", b""):
+            values = elem.value if elem.VM > 1 else [elem.value]
+            for v in values:
+                text = v.decode("latin-1", "replace") if isinstance(v, bytes) else str(v)
+                if text.strip():
+                    yield int(tag), text.strip()
+
+
+def date_forms(da: str) -> list[str]:
+    """A DA value in the formats people write dates in."""
+    if len(da) != 8 or not da.isdigit():
+        return [da]
+    y, m, d = da[:4], da[4:6], da[6:]
+    return [da, f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d}-{m}-{y}",
+            f"{y}/{m}/{d}"]
+
+
+def _name_forms(pn: str) -> list[str]:
+    """A PN value whole, its components, and 'given family' / 'family, given' orders.
+
+    Components are not split further on spaces: single words of a multi-word component
+    ("Name" of "Last Name") are too common to search for.
+    """
+    forms = [pn]
+    for group in pn.split("="):
+        parts = [p.strip() for p in group.split("^") if p.strip()]
+        forms += parts
+        if len(parts) >= 2:
+            forms += [f"{parts[1]} {parts[0]}", f"{parts[0]}, {parts[1]}", f"{parts[0]} {parts[1]}"]
+    return forms
+
+
+def identifying_strings(ds: Dataset) -> list[str]:
+    """The strings that identify the patient of ``ds``, longest first.
+
+    Names (whole, each part, common orders), IDs and other IDs, the birth date in common formats,
+    addresses, telephone numbers and the accession number, from any depth. Strings shorter than
+    :data:`MIN_LENGTH` and name titles are left out (they would match everywhere).
+
+    Parameters
+    ----------
+    ds:
+        The original (not de-identified) dataset.
+    """
+    found: set[str] = set()
+    for tag, text in _patient_values(ds):
+        if tag in _COARSE_TAGS:
+            continue  # a country is not identifying on its own, and would match everywhere
+        if tag in _NAME_TAGS:
+            forms = _name_forms(text)
+        elif tag in _DATE_TAGS:
+            forms = date_forms(text)
+        else:
+            forms = [text]
+        found.update(f.strip() for f in forms)
+    keep = {
+        f for f in found
+        if len(f) >= MIN_LENGTH and f.upper() not in _STOPWORDS and any(c.isalnum() for c in f)
+    }
+    return sorted(keep, key=lambda s: (-len(s), s))
+
+
+def phi_pattern(strings: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive regex matching any of ``strings`` as a whole word; None if empty."""
+    strings = sorted(set(strings), key=len, reverse=True)
+    if not strings:
+        return None
+    alternation = "|".join(re.escape(s) for s in strings)
+    return re.compile(rf"(?<![0-9A-Za-z])(?:{alternation})(?![0-9A-Za-z])", re.IGNORECASE)
+
+
+#: what else free text must not carry: dates, long digit runs (IDs, phone numbers), e-mail addresses
+_GENERIC_PHI = re.compile(
+    r"\b\d{1,4}[-./]\d{1,2}[-./]\d{1,4}\b"  # dates written with separators
+    r"|\d{5,}"  # MRNs, phone numbers, compact dates
+    r"|[\w.+-]+@[\w-]+\.[\w.]+",  # e-mail addresses
+)
+
+
+def scrub_text(text: str, pattern: re.Pattern[str] | None) -> str:
+    """Remove the patient's identifying strings and generic PHI shapes from free text.
+
+    This is the "C" (clean) action for descriptors: the words that remain keep their meaning
+    ("CT HEAD W/O CONTRAST" stays) while names, IDs, dates, phone numbers and e-mail addresses go.
+    """
+    if pattern is not None:
+        text = pattern.sub("", text)
+    text = _GENERIC_PHI.sub("", text)
+    return re.sub(r"\s{2,}", " ", text).strip()

@@ -1,0 +1,204 @@
+"""Residual-PHI check: what the profile took out must not be anywhere in the output.
+
+Runs after header de-identification on every output. Two checks:
+
+1. every original value of an attribute the profile removed, emptied, replaced or gave a dummy
+   (X, Z, D, U: :attr:`DeidResult.changes`) is absent from every element of the output, at any depth
+   and in any private block;
+2. no identifying string of the patient (:func:`identifying_strings`: names, IDs, birth date in
+   common formats, addresses, telephone numbers) appears in any text or binary element of the
+   output other than the pixel data.
+
+Findings name where and what kind of value leaked, never the value itself (they go into logs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID_dictionary
+
+from clinrelease.dicom.phi_strings import date_forms, identifying_strings, phi_pattern
+
+if TYPE_CHECKING:
+    from clinrelease.dicom.deid import DeidResult
+
+__all__ = ["Finding", "identifying_strings", "residual_phi"]
+
+#: actions whose original value must be gone (C may keep clean text by design)
+_REMOVING_ACTIONS = frozenset({"X", "Z", "D", "U"})
+#: elements never scanned as text: pixel data is the pixel stage's business
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "DS", "IS", "SV", "UV", "AT",
+                          "OF", "OD", "OL", "OV", "UI"})
+#: controlled vocabularies: coded strings and the Code Sequence macro's designator, value, version.
+#: A surname that is also a coded term ("TEST", "PERFUSION") is not flagged there.
+_VOCABULARY_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119, 0x00080120})
+_BINARY_VRS = frozenset({"OB", "OW", "UN"})
+#: shortest identifying string searched for inside binary values
+MIN_BINARY_LENGTH = 5
+#: shortest original value worth searching for
+MIN_VALUE_LENGTH = 4
+_PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\])?")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One residual-PHI problem.
+
+    Attributes
+    ----------
+    kind:
+        ``"residual-value"`` (an original value the profile took out is still there) or
+        ``"identifying-string"`` (one of the patient's identifying strings is in the output).
+    path:
+        Where the leaked value was found in the output.
+    source:
+        Which original attribute (path) or which identifying-string category it came from.
+    """
+
+    kind: str
+    path: str
+    source: str
+
+
+def _elements(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement]]:
+    """(path, element) for every element at any depth, sequences included."""
+    for elem in ds:
+        path = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
+        yield path, elem
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value or ()):
+                yield from _elements(item, f"{path}[{i}].")
+
+
+def _texts(elem: DataElement) -> list[str]:
+    """The element's value as text pieces (each value of a multi-valued one, bytes as latin-1)."""
+    value = elem.value
+    if value is None or elem.VR == "SQ":
+        return []
+    if isinstance(value, (bytes, bytearray)):
+        return [bytes(value).decode("latin-1")]
+    values = list(value) if elem.VM > 1 else [value]
+    return [str(v) for v in values if v is not None and str(v) != ""]
+
+
+def _value_at(ds: Dataset, path: str) -> DataElement | None:
+    """The element at a :class:`HeaderChange` path, or None if the path does not resolve."""
+    current: Dataset = ds
+    elem = None
+    for m in _PATH_STEP.finditer(path):
+        tag = int(m.group(1) + m.group(2), 16)
+        if tag not in current:
+            return None
+        elem = current[tag]
+        if m.group(3) is not None:
+            try:
+                current = elem.value[int(m.group(3))]
+            except (IndexError, TypeError):
+                return None
+    return elem
+
+
+def _kept_values(original: Dataset, changed: set[str], prefix: str = "") -> Iterator[str]:
+    """Values of the original's elements that the profile kept unchanged (not under a change)."""
+    for elem in original:
+        path = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
+        if path in changed:
+            continue
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value or ()):
+                yield from _kept_values(item, changed, f"{path}[{i}].")
+        else:
+            yield from (t.strip(" \x00") for t in _texts(elem))
+
+
+def _is_trivial(text: str, dummies: frozenset[str]) -> bool:
+    stripped = text.strip(" \x00")
+    return (
+        len(stripped) < MIN_VALUE_LENGTH
+        or stripped in dummies
+        or stripped in UID_dictionary
+        or sum(c.isalnum() for c in stripped) < MIN_VALUE_LENGTH
+    )
+
+
+def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -> list[Finding]:
+    """Check a de-identified dataset against its original.
+
+    Parameters
+    ----------
+    original:
+        The dataset as read, before de-identification.
+    deidentified:
+        The output dataset (``result.dataset`` or the file read back).
+    result:
+        The :class:`DeidResult` of that de-identification (changes and identifying strings).
+
+    Returns
+    -------
+    list[Finding]
+        Empty when nothing leaked.
+    """
+    from clinrelease.dicom.deid import DUMMY_VALUES
+
+    dummies = frozenset(str(v) for v in DUMMY_VALUES.values()) | {result.pseudonym}
+    removed: dict[str, str] = {}  # original value -> where it came from
+    for change in result.changes:
+        if change.action not in _REMOVING_ACTIONS:
+            continue
+        elem = _value_at(original, change.path)
+        if elem is None or elem.tag in _PIXEL_TAGS:
+            continue
+        for text in _texts(elem):
+            if not _is_trivial(text, dummies):
+                removed.setdefault(text.strip(" \x00"), change.path)
+    # a value that an attribute kept by the profile also holds (a private copy of Body Part
+    # Examined, a Segment Label equal to its Code Meaning) is released on purpose, not a leak
+    kept = set(_kept_values(original, {c.path for c in result.changes}))
+    for text in kept:
+        removed.pop(text, None)
+    long_removed = [v for v in removed if len(v) >= 8]
+    long_pattern = re.compile("|".join(re.escape(v) for v in sorted(long_removed, key=len, reverse=True))) if long_removed else None
+    strings = result.original_phi or identifying_strings(original)
+    # an original that already held clinrelease's dummies (a birth date of 19000101) leaks nothing
+    dummy_forms = dummies | set(date_forms(str(DUMMY_VALUES["DA"])))
+    strings = [s for s in strings if s not in dummy_forms]
+    pattern = phi_pattern(strings)
+    # inside binary values words have no boundaries: plain substrings, long enough not to be chance
+    binary = [s for s in strings if len(s) >= MIN_BINARY_LENGTH]
+    binary_pattern = re.compile("|".join(map(re.escape, binary)), re.IGNORECASE) if binary else None
+
+    findings: list[Finding] = []
+    for path, elem in _elements(deidentified):
+        if elem.tag in _PIXEL_TAGS or elem.VR == "SQ":
+            continue
+        for text in _texts(elem):
+            stripped = text.strip(" \x00")
+            if stripped in removed:
+                findings.append(Finding("residual-value", path, removed[stripped]))
+                continue
+            if (
+                long_pattern is not None
+                and elem.VR not in _NUMERIC_VRS
+                and stripped not in kept  # a kept value may contain a removed one by design
+                and (m := long_pattern.search(text))
+            ):
+                findings.append(Finding("residual-value", path, removed[m.group(0)]))
+                continue
+            if binary_pattern is not None and elem.VR in _BINARY_VRS and binary_pattern.search(text):
+                findings.append(Finding("identifying-string", path, "patient identifying string"))
+                continue
+            if (
+                pattern is not None
+                and elem.VR not in _NUMERIC_VRS
+                and elem.VR != "CS"
+                and elem.tag not in _VOCABULARY_TAGS
+                and pattern.search(text)
+            ):
+                findings.append(Finding("identifying-string", path, "patient identifying string"))
+    return findings

@@ -1,0 +1,137 @@
+"""The Basic Profile on every file of deid-data and every readable image file of pydicom's test data.
+
+Zero residual original values, markers present, UIDs one-to-one with references intact, no new
+dciodvfy error (except where Table E.1-1 itself says remove), burned-in files quarantined without
+Clean Pixel Data.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from _deid_helpers import KEY, UNREADABLE, CorpusFile, dciodvfy_errors, deid_data_files, pydicom_image_files
+from clinrelease.dicom.annex_e import load_table
+from clinrelease.dicom.deid import BURNED_IN_REASON, DeidResult, Deidentifier, output_relpath, write_deidentified
+from clinrelease.dicom.residual import Finding, _value_at, residual_phi
+from clinrelease.errors import VerificationError
+
+CORPUS = deid_data_files() + pydicom_image_files()
+pytestmark = pytest.mark.skipif(not CORPUS, reason="deid-data / pydicom-data are not installed")
+
+
+@dataclass
+class Item:
+    file: CorpusFile
+    original: pydicom.Dataset
+    result: DeidResult
+    out_path: Path
+    findings: list[Finding]
+    quarantined: str | None  # the VerificationError message under the Basic Profile, if any
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[Item]:
+    out_root = tmp_path_factory.mktemp("release")
+    basic = Deidentifier([], KEY)
+    pixel = Deidentifier(["clean_pixel_data"], KEY)
+    items = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the test files' invalid values
+        for n, cf in enumerate(CORPUS):
+            ds = cf.read()
+            quarantined = None
+            try:
+                result = basic.deidentify(ds)
+            except VerificationError as exc:
+                quarantined = exc.message
+                result = pixel.deidentify(ds, pixels_cleaned=True)
+            # pydicom's test files share SOP Instance UIDs between variants: one folder each
+            out = write_deidentified(result.dataset, out_root / str(n) / output_relpath(result.dataset))
+            back = pydicom.dcmread(out)
+            items.append(Item(cf, ds, result, out, residual_phi(ds, back, result), quarantined))
+    return items
+
+
+def test_corpus_is_complete(corpus):
+    names = {i.file.name for i in corpus}
+    assert len([n for n in names if n.startswith("deid-data/")]) == 15
+    assert len(corpus) >= 150
+
+
+def test_zero_residual_phi(corpus):
+    leaks = {i.file.name: i.findings for i in corpus if i.findings}
+    assert leaks == {}
+
+
+def test_markers_present(corpus):
+    for item in corpus:
+        ds = pydicom.dcmread(item.out_path, stop_before_pixels=True)
+        assert ds.PatientIdentityRemoved == "YES", item.file.name
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100", item.file.name
+        assert ds.LongitudinalTemporalInformationModified == "REMOVED", item.file.name
+        assert "OriginalAttributesSequence" not in ds and "IconImageSequence" not in ds
+        assert ds.file_meta.ImplementationClassUID == "2.25.163981712392741386640712431587373318417"
+        assert ds.PatientID == item.result.pseudonym
+
+
+def test_burned_in_files_are_quarantined(corpus):
+    flagged = {i.file.name for i in corpus if i.quarantined}
+    expected = {i.file.name for i in corpus if str(i.original.get("BurnedInAnnotation", "")).upper() == "YES"}
+    assert flagged == expected and len(expected) >= 2
+    assert all(i.quarantined == BURNED_IN_REASON for i in corpus if i.quarantined)
+
+
+def test_uids_one_to_one_and_references_intact(corpus):
+    mapping: dict[str, str] = {}
+    for item in corpus:
+        for change in item.result.changes:
+            if change.action != "U":
+                continue
+            before = _value_at(item.original, change.path)
+            after = _value_at(item.result.dataset, change.path)
+            olds = list(before.value) if before.VM > 1 else [before.value]
+            news = list(after.value) if after.VM > 1 else [after.value]
+            for old, new in zip([o for o in olds if str(o).strip()], news):
+                assert mapping.setdefault(str(old), str(new)) == str(new), "same UID, two replacements"
+    assert len(set(mapping.values())) == len(mapping), "two UIDs share a replacement"
+    assert not set(mapping) & set(mapping.values())
+    assert all(re.fullmatch(r"2\.25\.\d{1,39}", v) for v in mapping.values())
+    # references between corpus files still resolve after de-identification
+    sop_in = {str(i.original.SOPInstanceUID) for i in corpus}
+    sop_out = {str(i.result.dataset.SOPInstanceUID) for i in corpus}
+    followed = 0
+    for item in corpus:
+        for elem in item.original.iterall():
+            if elem.keyword == "ReferencedSOPInstanceUID" and str(elem.value) in sop_in:
+                assert mapping[str(elem.value)] in sop_out
+                followed += 1
+    assert followed > 0
+
+
+def _table_removes(error: str) -> bool:
+    """An error about an attribute Table E.1-1 says to remove (X): the standard's own choice."""
+    tags = re.findall(r"\(([0-9a-f]{4}),([0-9a-f]{4})\)>", error)
+    if not tags:
+        return False
+    row = load_table().lookup(int("".join(tags[-1]), 16))
+    return row is not None and row.basic == "X"
+
+
+def test_no_new_dciodvfy_errors(corpus, tmp_path):
+    if dciodvfy_errors(corpus[0].out_path) is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    new_errors = {}
+    for item in corpus:
+        before = dciodvfy_errors(item.file.materialize(tmp_path))
+        if any(UNREADABLE in e for e in before):
+            continue  # dciodvfy cannot parse the input (deflate, truncated): nothing to compare
+        added = {e for e in dciodvfy_errors(item.out_path) - before if not _table_removes(e)}
+        if added:
+            new_errors[item.file.name] = sorted(added)
+    assert new_errors == {}
