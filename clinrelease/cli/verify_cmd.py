@@ -1,0 +1,112 @@
+"""``clinrelease verify ORIGINAL ANONYMIZED``: run the release checks on any pair of videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from clinrelease.cli.app import app
+from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, err_console, handles_errors, out_console
+
+
+@app.command("verify")
+@handles_errors
+def verify_command(
+    original: Path = typer.Argument(..., help="The original video (DICOM video, MP4, MKV, ...)."),
+    anonymized: Path = typer.Argument(..., help="Its anonymized counterpart (same frames)."),
+    recognizer: list[str] = typer.Option(
+        ["dlib", "sface"], "--recognizer", "-r", help="Face recognizer that must not match (repeat for several): dlib, sface, arcface."
+    ),
+    sample_every: int = typer.Option(5, "--sample-every", min=1, help="Check every Nth frame for re-id and keypoints."),
+    text_every: int = typer.Option(30, "--text-every", min=1, help="Look for burned-in text on every Nth frame (plus the last)."),
+    phi: list[str] = typer.Option([], "--phi", help="An identifying string that must not appear in the output's bytes (repeat)."),
+    profile: str | None = typer.Option(None, "--profile", help="Take thresholds from this release profile's verify block."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help="Folder of site model packs (arcface); default $CLINRELEASE_MODEL_DIR."),
+    no_keypoints: bool = typer.Option(False, "--no-keypoints", help="Skip the keypoint-preservation check."),
+    no_text: bool = typer.Option(False, "--no-text", help="Skip the burned-in text check."),
+    json_: bool = JsonOption,
+) -> None:
+    """Check that ANONYMIZED de-identifies ORIGINAL and keeps its clinical signal.
+
+    Runs re-identification (each recognizer on the original vs anonymized face of every tracked face
+    on sampled frames), keypoint preservation (AP@[.5:.95] per body part, face NME), burned-in text
+    and the PHI/encoder-text byte scan. Exit 0 when every check passes, 1 when one fails.
+    """
+    from clinrelease.verify.checks import RecognizerLimit, Thresholds, decide
+    from clinrelease.verify.pair import PairOptions, verify_pair
+
+    if profile is not None:
+        from clinrelease.profiles import load_profile
+
+        thresholds = Thresholds.from_profile(load_profile(profile).verify)
+    else:
+        defaults = Thresholds().recognizers
+        thresholds = Thresholds(recognizers={r: defaults.get(r, RecognizerLimit()) for r in recognizer})
+    if no_keypoints:
+        thresholds.body_ap_min = thresholds.head_ap_min = thresholds.arms_ap_min = None
+        thresholds.hands_ap_min = thresholds.legs_ap_min = thresholds.face_nme_max = None
+    if no_text:
+        thresholds.text_max_boxes = None
+    options = PairOptions(
+        recognizers=list(thresholds.recognizers) or list(recognizer),
+        sample_every=sample_every,
+        text_every=text_every,
+        phi=list(phi),
+        keypoints=not no_keypoints,
+        text=not no_text,
+        model_dir=str(model_dir) if model_dir else None,
+    )
+    if not json_:
+        err_console.print(f"verifying {anonymized} against {original} ...")
+    reports, info = verify_pair(original, anonymized, options)
+    verdict = decide(reports, thresholds)
+    if json_:
+        emit_json({"info": info, "verdict": verdict.to_dict(), "reports": reports.to_dict()})
+    else:
+        _print_text(info, reports, verdict)
+    if not verdict.released:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _print_text(info: dict[str, Any], reports: Any, verdict: Any) -> None:
+    from rich.table import Table
+
+    out_console.print(f"analysis: {info['analysis']}, {info['tracks']} face track(s), {info['frames']} frames")
+    if reports.reid is not None:
+        table = Table("recognizer", "threshold", "frames checked", "frames matched", "worst similarity", "matched frames", title="re-identification")
+        for name, res in reports.reid.results.items():
+            rule = ("<" if not res.higher_is_same else ">=") + f" {res.threshold}"
+            table.add_row(name, rule, str(res.frames_checked), str(res.frames_matched), _f(res.worst_similarity), ", ".join(map(str, res.matched_frames[:12])))
+        out_console.print(table)
+        if reports.reid.residual_faces:
+            out_console.print(f"residual (untracked, recognizable) faces: {len(reports.reid.residual_faces)}")
+    if reports.keypoints is not None:
+        kp = reports.keypoints
+        table = Table("part", "AP@[.5:.95]", title=f"keypoints ({kp.frames_checked} frames)")
+        for part, value in kp.part_ap().items():
+            table.add_row(part, _f(value))
+        table.add_row("body AP50 / AP75", f"{_f(kp.body_ap50)} / {_f(kp.body_ap75)}")
+        table.add_row("face NME", _f(kp.face_nme, 4))
+        out_console.print(table)
+        if kp.frames_without_person:
+            out_console.print(f"no person in the original at frames {kp.frames_without_person}")
+    if reports.text is not None:
+        out_console.print(f"burned-in text: {len(reports.text.found)} box(es) on {len(reports.text.frames_scanned)} scanned frames")
+        for tb in reports.text.found[:10]:
+            out_console.print(f"  frame {tb.frame}: {tb.text!r} score {tb.score:.2f} at {tb.box}", highlight=False, markup=False)
+    if reports.leaks is not None:
+        out_console.print(f"PHI/encoder text in the output bytes: {len(reports.leaks)}")
+        for leak in reports.leaks[:10]:
+            out_console.print(f"  offset {leak.offset}: {leak.kind} {leak.variant!r} ({leak.encoding}) ...{leak.context}...", highlight=False, markup=False)
+    if verdict.released:
+        out_console.print("[bold green]PASS[/]: every check passed")
+    else:
+        out_console.print("[bold red]FAIL[/]:")
+        for reason in verdict.reasons:
+            out_console.print(f"  - {reason}", highlight=False, markup=False)

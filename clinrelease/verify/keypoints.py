@@ -1,0 +1,353 @@
+"""Keypoint preservation: does the clinical signal (body and face keypoints) survive anonymization?
+
+Body keypoints come from mediapipe's pose (33 points, ``pose_landmark_full.tflite`` shipped in
+mediapipe 0.10.21, legacy solutions API) run independently (static-image mode) on original and
+anonymized frames; face landmarks from mediapipe's 478-point face mesh run on the same head crop of
+both frames. Following Zhu et al. (AIES 2020), the original's detections are the ground truth and the
+anonymized video's detections the predictions, scored with COCO's object keypoint similarity (OKS)
+and averaged into AP over OKS thresholds .50:.05:.95; face landmarks get the normalised mean error
+(NME, inter-ocular).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from clinrelease.errors import ConfigError
+from clinrelease.face.base import iter_pairs
+
+#: Per-keypoint OKS sigmas for mediapipe's 33 pose points. Points that COCO's 17 also have take
+#: COCO's sigmas (nose .026, eyes .025, ears .035, shoulders .079, elbows .072, wrists .062, hips
+#: .107, knees .087, ankles .089). The others, chosen from COCO-WholeBody where it has a counterpart:
+#: eye inner/outer corners as the eye (.025); mouth corners .025 (facial points as precise as eyes);
+#: pinky/index/thumb .035 (COCO-WholeBody's hand root, hand points are smaller than the wrist's
+#: error scale but these are coarse pose estimates); heels .089 (COCO-WholeBody heel); foot index
+#: .068 (COCO-WholeBody big toe).
+POSE_SIGMAS = np.array(
+    [
+        0.026,  # 0 nose
+        0.025, 0.025, 0.025,  # 1-3 left eye inner, eye, outer
+        0.025, 0.025, 0.025,  # 4-6 right eye inner, eye, outer
+        0.035, 0.035,  # 7-8 ears
+        0.025, 0.025,  # 9-10 mouth left, right
+        0.079, 0.079,  # 11-12 shoulders
+        0.072, 0.072,  # 13-14 elbows
+        0.062, 0.062,  # 15-16 wrists
+        0.035, 0.035, 0.035, 0.035, 0.035, 0.035,  # 17-22 pinky, index, thumb
+        0.107, 0.107,  # 23-24 hips
+        0.087, 0.087,  # 25-26 knees
+        0.089, 0.089,  # 27-28 ankles
+        0.089, 0.089,  # 29-30 heels
+        0.068, 0.068,  # 31-32 foot index
+    ],
+    dtype=np.float64,
+)
+
+#: body parts scored on their own (mediapipe pose indices)
+BODY_PARTS: dict[str, list[int]] = {
+    "body": list(range(33)),
+    "head": list(range(0, 11)),
+    "arms": list(range(11, 17)),
+    "hands": list(range(15, 23)),
+    "legs": list(range(23, 33)),
+}
+
+#: OKS thresholds of COCO's AP@[.50:.05:.95]
+OKS_THRESHOLDS = np.round(np.arange(0.50, 0.951, 0.05), 2)
+
+#: face-mesh outer eye corners, for the inter-ocular normalisation of NME
+_EYE_OUTER = (33, 263)
+
+#: a pose keypoint counts as ground truth when mediapipe's visibility is at least this
+VISIBILITY_MIN = 0.5
+
+
+@dataclass
+class Pose:
+    """One person's 33 pose keypoints in pixels, with visibility and a detection score."""
+
+    points: np.ndarray  # (33, 2) float64
+    visibility: np.ndarray  # (33,) float64
+    score: float
+
+    def box(self, visible_only: bool = True) -> np.ndarray:
+        """The person box ``(x0, y0, x1, y1)`` spanned by the (visible) keypoints."""
+        pts = self.points[self.visibility >= VISIBILITY_MIN] if visible_only else self.points
+        if len(pts) == 0:
+            pts = self.points
+        return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
+
+
+class PoseDetector:
+    """mediapipe pose (full model) in static-image mode, so each frame is judged on its own."""
+
+    def __init__(self, min_detection_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self._pose = mp.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=1, min_detection_confidence=min_detection_confidence
+        )
+
+    def __call__(self, frame: np.ndarray) -> Pose | None:
+        """The pose of the most prominent person in an RGB frame, or None when none is found."""
+        result = self._pose.process(np.ascontiguousarray(frame))
+        if result.pose_landmarks is None:
+            return None
+        h, w = frame.shape[:2]
+        lm = result.pose_landmarks.landmark
+        points = np.array([[p.x * w, p.y * h] for p in lm], np.float64)
+        vis = np.array([p.visibility for p in lm], np.float64)
+        inside = (points[:, 0] >= 0) & (points[:, 0] < w) & (points[:, 1] >= 0) & (points[:, 1] < h)
+        vis = np.where(inside, vis, 0.0)  # points off-frame are guesses, never ground truth
+        return Pose(points, vis, float(vis.mean()))
+
+
+class FaceMeshDetector:
+    """mediapipe face mesh (478 points) run on an upsampled head crop."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.3
+        )
+
+    def __call__(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """Face-mesh landmarks ``(478, 2)`` in frame pixels for the face inside ``box``, or None."""
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0 = max(0, x0), max(0, y0)
+        x1, y1 = min(frame.shape[1], x1), min(frame.shape[0], y1)
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return None
+        crop = frame[y0:y1, x0:x1]
+        scale = max(1.0, 256.0 / max(crop.shape[:2]))  # the mesh's detector misses faces under ~100 px
+        if scale > 1.0:
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        result = self._mesh.process(np.ascontiguousarray(crop))
+        if not result.multi_face_landmarks:
+            return None
+        h, w = crop.shape[:2]
+        pts = np.array([[p.x * w, p.y * h] for p in result.multi_face_landmarks[0].landmark], np.float64)
+        return pts / scale + np.array([x0, y0], np.float64)
+
+
+@lru_cache(maxsize=1)
+def pose_detector() -> PoseDetector:
+    """The shared, lazily built pose detector."""
+    return PoseDetector()
+
+
+@lru_cache(maxsize=1)
+def face_mesh_detector() -> FaceMeshDetector:
+    """The shared, lazily built face-mesh detector."""
+    return FaceMeshDetector()
+
+
+def oks(gt: Pose, pred: Pose, indices: list[int] | None = None, area: float | None = None) -> float | None:
+    """COCO object keypoint similarity of ``pred`` against ground truth ``gt``.
+
+    ``OKS = mean_i exp(-d_i^2 / (2 s^2 k_i^2))`` over the ground truth's visible keypoints ``i``, with
+    ``k_i = 2 sigma_i`` and ``s^2`` the object area, here the area of the ground-truth person box.
+
+    Returns
+    -------
+    float or None
+        None when none of ``indices`` is visible in the ground truth.
+    """
+    idx = np.array(indices if indices is not None else range(33))
+    vis = gt.visibility[idx] >= VISIBILITY_MIN
+    if not vis.any():
+        return None
+    if area is None:
+        x0, y0, x1, y1 = gt.box()
+        area = max((x1 - x0) * (y1 - y0), 1.0)
+    d2 = ((gt.points[idx] - pred.points[idx]) ** 2).sum(axis=1)
+    k2 = (2 * POSE_SIGMAS[idx]) ** 2
+    e = d2 / (2 * area * k2)
+    return float(np.exp(-e)[vis].mean())
+
+
+def average_precision(oks_values: list[float | None], scores: list[float], n_gt: int, thresholds: np.ndarray = OKS_THRESHOLDS) -> float | None:
+    """COCO-style AP averaged over OKS thresholds, one ground-truth person per frame.
+
+    Parameters
+    ----------
+    oks_values:
+        One entry per prediction: its OKS with the frame's ground truth, or None for a prediction in
+        a frame without ground truth (a false positive at every threshold).
+    scores:
+        Prediction confidences, used to rank them.
+    n_gt:
+        Number of ground-truth persons (frames where the original has one); frames where the
+        anonymized video has no detection count as misses through this.
+
+    Returns
+    -------
+    float or None
+        Mean over thresholds of the 101-point interpolated precision; None without ground truth.
+    """
+    if n_gt == 0:
+        return None
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    values = np.array([-1.0 if oks_values[i] is None else oks_values[i] for i in order])
+    recall_points = np.linspace(0, 1, 101)
+    aps = []
+    for t in thresholds:
+        tp = np.cumsum(values >= t)
+        fp = np.cumsum(values < t)
+        recall = tp / n_gt
+        precision = tp / np.maximum(tp + fp, 1)
+        # precision envelope, then sampled at 101 recall points as COCO does
+        precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        sampled = []
+        for r in recall_points:
+            hit = np.searchsorted(recall, r, side="left")
+            sampled.append(precision[hit] if hit < len(precision) else 0.0)
+        aps.append(float(np.mean(sampled)))
+    return float(np.mean(aps))
+
+
+def face_nme(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Normalised mean error of face landmarks: mean point distance over the outer-eye distance."""
+    iod = float(np.linalg.norm(gt[_EYE_OUTER[0]] - gt[_EYE_OUTER[1]]))
+    return float(np.linalg.norm(gt - pred, axis=1).mean() / max(iod, 1e-6))
+
+
+def head_box(pose: Pose, scale: float = 2.4) -> np.ndarray:
+    """A square crop around the head from the pose's face points (nose, eyes, ears, mouth)."""
+    pts = pose.points[:11]
+    center = pts.mean(axis=0)
+    span = float(np.ptp(pts, axis=0).max()) * scale
+    span = max(span, 32.0)
+    return np.array([center[0] - span / 2, center[1] - span / 2, center[0] + span / 2, center[1] + span / 2])
+
+
+@dataclass
+class FrameKeypoints:
+    """Per-frame scores (None where the part or face could not be scored)."""
+
+    frame: int
+    oks: dict[str, float | None] = field(default_factory=dict)
+    face_nme: float | None = None
+
+
+@dataclass
+class KeypointReport:
+    """Keypoint preservation of one item: AP@[.5:.95] per body part and face-landmark NME."""
+
+    sample_every: int
+    frames_checked: int
+    body_ap: float | None
+    head_ap: float | None
+    arms_ap: float | None
+    hands_ap: float | None
+    legs_ap: float | None
+    body_ap50: float | None
+    body_ap75: float | None
+    #: mean face NME over frames with a face in both videos (None when there was none)
+    face_nme: float | None
+    per_frame: list[FrameKeypoints] = field(default_factory=list)
+    #: sampled frames where the original shows no person (reported, not scored)
+    frames_without_person: list[int] = field(default_factory=list)
+    #: sampled frames where the original has a person and the anonymized video has none
+    frames_person_lost: list[int] = field(default_factory=list)
+    #: frames where the original's face mesh was found and the anonymized one was not
+    frames_face_lost: list[int] = field(default_factory=list)
+
+    def part_ap(self) -> dict[str, float | None]:
+        """AP by part name."""
+        return {"body": self.body_ap, "head": self.head_ap, "arms": self.arms_ap, "hands": self.hands_ap, "legs": self.legs_ap}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return asdict(self)
+
+
+def verify_keypoints(
+    original_frames: Iterable[np.ndarray],
+    anonymized_frames: Iterable[np.ndarray],
+    sample_every: int = 5,
+    face: bool = True,
+) -> KeypointReport:
+    """Score keypoint preservation on every ``sample_every``-th frame of a pair of videos.
+
+    Parameters
+    ----------
+    original_frames, anonymized_frames:
+        The two RGB frame streams, in step.
+    sample_every:
+        Score frames 0, N, 2N, ...
+    face:
+        Also run the face mesh and report NME.
+
+    Returns
+    -------
+    KeypointReport
+        AP per part with the original's detections as ground truth (a part with no visible ground
+        truth gets None), ap50/ap75 for the body, mean face NME, and the frames that could not be
+        scored.
+    """
+    if sample_every < 1:
+        raise ConfigError(f"sample_every must be >= 1, got {sample_every}")
+    detect = pose_detector()
+    mesh = face_mesh_detector() if face else None
+    oks_by_part: dict[str, list[float | None]] = {p: [] for p in BODY_PARTS}
+    n_gt: dict[str, int] = {p: 0 for p in BODY_PARTS}
+    scores: dict[str, list[float]] = {p: [] for p in BODY_PARTS}
+    report = KeypointReport(sample_every, 0, None, None, None, None, None, None, None, None)
+    nmes: list[float] = []
+    for index, orig, anon in iter_pairs(original_frames, anonymized_frames):
+        if index % sample_every:
+            continue
+        report.frames_checked += 1
+        gt, pred = detect(orig), detect(anon)
+        row = FrameKeypoints(index)
+        report.per_frame.append(row)
+        if gt is None:
+            report.frames_without_person.append(index)
+            if pred is not None:  # a person where the original has none: a false positive
+                for part in BODY_PARTS:
+                    oks_by_part[part].append(None)
+                    scores[part].append(pred.score)
+            continue
+        if pred is None:
+            report.frames_person_lost.append(index)
+        x0, y0, x1, y1 = gt.box()
+        area = max((x1 - x0) * (y1 - y0), 1.0)
+        for part, idx in BODY_PARTS.items():
+            if not (gt.visibility[idx] >= VISIBILITY_MIN).any():
+                row.oks[part] = None
+                continue
+            n_gt[part] += 1
+            if pred is None:
+                row.oks[part] = 0.0
+                continue
+            value = oks(gt, pred, idx, area)
+            row.oks[part] = value
+            oks_by_part[part].append(value)
+            scores[part].append(pred.score)
+        if mesh is not None:
+            box = head_box(gt)
+            gt_face = mesh(orig, box)
+            if gt_face is not None:
+                pred_face = mesh(anon, box)
+                if pred_face is None:
+                    report.frames_face_lost.append(index)
+                else:
+                    row.face_nme = face_nme(gt_face, pred_face)
+                    nmes.append(row.face_nme)
+    ap = {p: average_precision(oks_by_part[p], scores[p], n_gt[p]) for p in BODY_PARTS}
+    report.body_ap, report.head_ap, report.arms_ap = ap["body"], ap["head"], ap["arms"]
+    report.hands_ap, report.legs_ap = ap["hands"], ap["legs"]
+    report.body_ap50 = average_precision(oks_by_part["body"], scores["body"], n_gt["body"], np.array([0.5]))
+    report.body_ap75 = average_precision(oks_by_part["body"], scores["body"], n_gt["body"], np.array([0.75]))
+    # a face lost in the output counts as an NME of 1 (an error of a full eye distance), not a skip
+    all_nme = nmes + [1.0] * len(report.frames_face_lost)
+    report.face_nme = float(np.mean(all_nme)) if all_nme else None
+    return report

@@ -1,0 +1,107 @@
+"""Run every check on a pair of video files (original, anonymized): what ``clinrelease verify`` does.
+
+The release pipeline calls the individual checks with the analysis it already has; this module is
+for arbitrary pairs, where the face analysis has to be made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clinrelease.errors import InputError
+from clinrelease.face.base import FaceAnalysis
+from clinrelease.verify.checks import ItemReports
+
+
+@dataclass
+class PairOptions:
+    """What to check on a pair and how densely."""
+
+    recognizers: Sequence[str] = ("dlib", "sface")
+    sample_every: int = 5
+    text_every: int = 30
+    text_min_score: float = 0.5
+    phi: Sequence[str] = field(default_factory=list)
+    keypoints: bool = True
+    text: bool = True
+    model_dir: str | None = None
+
+
+def find_analyzer() -> Callable[[Iterable[np.ndarray]], FaceAnalysis] | None:
+    """The face stage's ``analyze_faces(frames) -> FaceAnalysis`` when that stage provides one."""
+    import importlib
+
+    for module in ("clinrelease.face", "clinrelease.face.pipeline"):
+        try:
+            fn = getattr(importlib.import_module(module), "analyze_faces", None)
+        except ImportError:
+            continue
+        if fn is not None:
+            return fn
+    return None
+
+
+def analyze(frames: Iterable[np.ndarray], sample_every: int) -> tuple[FaceAnalysis, str]:
+    """Face analysis of the original: the face stage's tracker, or YuNet per sampled frame as fallback.
+
+    Returns the analysis and the name of what made it (for the report).
+    """
+    from clinrelease.verify.reid import detect_analysis
+
+    analyzer = find_analyzer()
+    if analyzer is not None:
+        return analyzer(frames), "clinrelease.face.analyze_faces"
+    return detect_analysis(frames, sample_every), "yunet-largest-face"
+
+
+def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptions | None = None) -> tuple[ItemReports, dict[str, object]]:
+    """Run re-id, keypoint, burned-in text and leak checks on two video files.
+
+    Returns
+    -------
+    (ItemReports, info)
+        The reports, and facts about the run (frame counts, analysis source).
+
+    Raises
+    ------
+    InputError
+        When a file cannot be opened or the two videos differ in frame size.
+    """
+    from clinrelease.dicom.video import open_video
+    from clinrelease.verify.keypoints import verify_keypoints
+    from clinrelease.verify.leaks import scan_bytes
+    from clinrelease.verify.ocr import scan_text
+    from clinrelease.verify.reid import verify_reid
+
+    opts = options or PairOptions()
+    src, out = open_video(original), open_video(anonymized)
+    a, b = src.info, out.info
+    if (a.rows, a.columns) != (b.rows, b.columns):
+        raise InputError(f"frame size {b.columns}x{b.rows} differs from the original's {a.columns}x{a.rows} ({a.path})", b.path)
+    if a.frames and b.frames and a.frames != b.frames:
+        raise InputError(f"{b.frames} frames but the original ({a.path}) has {a.frames}", b.path)
+    analysis, source = analyze(src.frames(), opts.sample_every)
+    reports = ItemReports()
+    try:
+        reports.reid = verify_reid(src.frames(), out.frames(), analysis, opts.recognizers, opts.sample_every, model_dir=opts.model_dir)
+        if opts.keypoints:
+            reports.keypoints = verify_keypoints(src.frames(), out.frames(), opts.sample_every)
+    except ValueError as exc:  # zip(strict=True): the streams ended at different frames
+        if "zip()" not in str(exc):
+            raise
+        raise InputError(f"the two videos do not have the same number of frames ({exc})", b.path) from exc
+    if opts.text:
+        reports.text = scan_text(out.frames(), opts.text_every, opts.text_min_score)
+    reports.leaks = scan_bytes(b.path, opts.phi)
+    info = {
+        "original": str(a.path),
+        "anonymized": str(b.path),
+        "frames": b.frames,
+        "analysis": source,
+        "tracks": len(analysis.tracks),
+    }
+    return reports, info

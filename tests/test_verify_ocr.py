@@ -1,0 +1,74 @@
+"""Burned-in text: planted text is found, cleaned (fill and inpaint), and verified gone."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from clinrelease.errors import ConfigError
+from clinrelease.models import model_path
+from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from clinrelease.verify.ocr import clean_text, clean_video_text, find_text, scan_text, TextScan
+
+TEXT_ONLY = dict(recognizers={}, body_ap_min=None, face_nme_max=None, leaks_max=None)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    """scikit-image's astronaut (a registry package, so no shared media needed), 512x512 RGB."""
+    return cv2.imread(str(model_path("sample_astronaut")))[:, :, ::-1].copy()
+
+
+def plant(frame: np.ndarray, text: str = "MRN 123456", at: tuple[int, int] = (20, 40)) -> np.ndarray:
+    out = frame.copy()
+    cv2.putText(out, text, at, cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+def _texts(boxes) -> str:
+    return " ".join(b.text for b in boxes)
+
+
+@pytest.mark.parametrize("method", ["fill", "inpaint"])
+def test_planted_text_is_found_and_cleaned(portrait, method):
+    frame = plant(portrait)
+    boxes = find_text(frame, frame_index=7)
+    assert "123456" in _texts(boxes)
+    hit = next(b for b in boxes if "123456" in b.text)
+    assert hit.frame == 7 and hit.score > 0.8
+    x0, y0, x1, y1 = hit.box
+    assert x0 < 40 and 10 < y1 < 60  # where cv2.putText drew it
+    cleaned = clean_text(frame, boxes, method=method)
+    assert "123456" not in _texts(find_text(cleaned))
+    # only the boxes changed
+    mask = np.zeros(frame.shape[:2], bool)
+    for b in boxes:
+        mask[max(0, b.box[1] - 4) : b.box[3] + 4, max(0, b.box[0] - 4) : b.box[2] + 4] = True
+    assert np.array_equal(cleaned[~mask], frame[~mask])
+
+
+def test_video_scan_cleans_text_that_appears_between_scans(portrait):
+    small = cv2.resize(portrait, (256, 256))
+    # text appears at frame 4, between the scans at 0 and 6, and is gone after frame 7 (last = 7)
+    frames = [plant(small, "ID 98765", (10, 30)) if 4 <= i <= 7 else small.copy() for i in range(8)]
+    scan = TextScan(sample_every=6)
+    cleaned = list(clean_video_text(frames, sample_every=6, scan=scan))
+    assert len(cleaned) == 8
+    assert scan.frames_scanned == [0, 6, 7]
+    assert "98765" in _texts(scan.found)
+    after = scan_text(cleaned[4:], sample_every=1)  # every frame that had text
+    assert after.frames_scanned == [0, 1, 2, 3]
+    assert "98765" not in _texts(after.found)
+    before = scan_text(frames, sample_every=3)
+    assert before.frames_scanned == [0, 3, 6, 7]
+    verdict = decide(ItemReports(text=before), Thresholds(**TEXT_ONLY))
+    assert not verdict.released and verdict.reasons[0].startswith("burned-in text: 2 text box(es) remain")
+    assert decide(ItemReports(text=after), Thresholds(**TEXT_ONLY)).released
+
+
+def test_bad_method_and_sampling_are_config_errors(portrait):
+    with pytest.raises(ConfigError, match="unknown text cleaning method"):
+        clean_text(portrait, [], method="smudge")
+    with pytest.raises(ConfigError, match="sample_every"):
+        scan_text([portrait], sample_every=0)

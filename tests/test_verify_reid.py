@@ -1,0 +1,110 @@
+"""Re-identification checks on real faces: an un-anonymized video must be caught, a masked one pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _verify_helpers import mask_faces, paste_donor, read_frames, require_media, t1_donor
+from clinrelease.errors import ConfigError, MissingModelError
+from clinrelease.face.base import FaceAnalysis
+from clinrelease.verify.checks import ItemReports, RecognizerLimit, Thresholds, decide
+from clinrelease.verify.reid import detect_analysis, distractor_embeddings, embed_all_faces, gallery_attack, get_recognizer, verify_reid
+
+#: only the re-id limits, so that these verdicts depend on re-id alone
+REID_ONLY = dict(body_ap_min=None, face_nme_max=None, text_max_boxes=None, leaks_max=None)
+
+
+@pytest.fixture(scope="module")
+def clip() -> tuple[list[np.ndarray], FaceAnalysis]:
+    frames = read_frames(require_media("asl/book.mkv"), 20)
+    return frames, detect_analysis(frames, 1)
+
+
+def test_unanonymized_video_is_reidentified_and_quarantined(clip):
+    frames, analysis = clip
+    report = verify_reid(frames, [f.copy() for f in frames], analysis, ("dlib", "sface"), sample_every=5)
+    assert report.frames_sampled == 4
+    for name in ("dlib", "sface"):
+        res = report.results[name]
+        assert res.frames_checked == 4
+        assert res.frames_matched == 4
+        assert res.matched_frames == [0, 5, 10, 15]
+        assert [s.frame for s in res.samples] == [0, 5, 10, 15]
+    assert report.results["dlib"].worst_similarity < 0.05  # a distance: identical faces
+    assert report.results["sface"].worst_similarity > 0.95
+    verdict = decide(ItemReports(reid=report), Thresholds(**REID_ONLY))
+    assert not verdict.released
+    assert any(r.startswith("re-id (dlib): 4/4") for r in verdict.reasons)
+    assert any(r.startswith("re-id (sface): 4/4") for r in verdict.reasons)
+
+
+def test_masked_faces_pass_reid(clip):
+    frames, analysis = clip
+    masked = mask_faces(frames, analysis)
+    report = verify_reid(frames, masked, analysis, ("dlib", "sface"), sample_every=5)
+    assert report.results["dlib"].frames_checked == 4
+    assert report.results["dlib"].frames_matched == 0
+    assert report.results["dlib"].worst_similarity > 0.6
+    assert report.results["sface"].frames_matched == 0
+    assert report.results["sface"].worst_similarity < 0.363
+    # the detector cannot find a blacked-out face: it is still compared, aligned like the original
+    assert all(s.aligned_as_original for s in report.results["sface"].samples)
+    assert report.residual_faces == []
+    assert decide(ItemReports(reid=report), Thresholds(**REID_ONLY)).released
+
+
+def test_profile_threshold_is_applied_to_the_recorded_similarities(clip):
+    frames, analysis = clip
+    masked = mask_faces(frames, analysis)
+    report = verify_reid(frames, masked, analysis, ("sface",), sample_every=10)
+    strict = Thresholds(recognizers={"sface": RecognizerLimit(threshold=-1.0)}, **REID_ONLY)
+    verdict = decide(ItemReports(reid=report), strict)
+    assert not verdict.released and "re-id (sface): 2/2" in verdict.reasons[0]
+    lenient = Thresholds(recognizers={"sface": RecognizerLimit(threshold=-1.0, max_matched_fraction=1.0)}, **REID_ONLY)
+    assert decide(ItemReports(reid=report), lenient).released
+
+
+def test_untracked_face_is_a_residual_face(clip):
+    frames, _ = clip
+    empty = FaceAnalysis(frames=len(frames), rows=frames[0].shape[0], columns=frames[0].shape[1])
+    report = verify_reid(frames, frames, empty, ("dlib",), sample_every=10)
+    assert report.results["dlib"].frames_checked == 0
+    assert [r.frame for r in report.residual_faces] == [0, 10]
+    verdict = decide(ItemReports(reid=report), Thresholds(recognizers={"dlib": RecognizerLimit()}, **REID_ONLY))
+    assert any("residual faces: 2" in r for r in verdict.reasons)
+    assert any("only 0 frame(s) could be compared" in r for r in verdict.reasons)
+
+
+def test_gallery_attack_ranks_originals_first_and_swaps_lower(clip):
+    frames, analysis = clip
+    sface = get_recognizer("sface")
+    # the ASL clips show several signers: enrol each clip's last-read frame as one identity
+    gallery = {name: embed_all_faces(sface, read_frames(require_media(f"asl/{name}.mkv"), 40)[-1]) for name in ("bird", "book", "eat", "help")}
+    distractors = distractor_embeddings(sface)
+    assert len(distractors) >= 7  # six t1 faces, the astronaut, carphone
+    swapped = paste_donor(frames, analysis, t1_donor(1))[:10:3]
+    probes = {
+        "original": [e for f in frames[:10:3] for e in embed_all_faces(sface, f)],
+        "swapped": [e for f in swapped for e in embed_all_faces(sface, f)],
+    }
+    result = gallery_attack(probes, gallery, sface, distractors, truth={"original": "book", "swapped": "book"})
+    assert result.ranks["original"] == 1
+    assert result.ranks["swapped"] > 1
+    assert result.rank1 == 0.5 and result.items == 2
+    verdict = decide(ItemReports(gallery=result), Thresholds(recognizers={}, **REID_ONLY))
+    assert verdict.reasons == ["gallery attack (sface): rank-1 re-identification 0.500 above 0.0"]
+
+
+def test_arcface_without_model_folder_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLINRELEASE_MODEL_DIR", raising=False)
+    with pytest.raises(MissingModelError, match="w600k_r50.onnx"):
+        get_recognizer("arcface")
+    with pytest.raises(MissingModelError, match="w600k_r50.onnx") as info:
+        get_recognizer("arcface", str(tmp_path))
+    assert str(tmp_path) in str(info.value)
+
+
+def test_unknown_recognizer_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown recognizer 'nope'"):
+        get_recognizer("nope")
