@@ -21,14 +21,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from clinrelease.dicom.video import MpegDicomVideo, VideoSource, open_video
+from clinrelease.dicom.video import MpegDicomVideo, VideoSource, is_technical_metadata, open_video
 
-#: container metadata keys that describe the encoding, not the patient
-_TECHNICAL_KEYS = {
-    "major_brand", "minor_version", "compatible_brands", "encoder", "handler_name", "vendor_id",
-    "language", "duration", "_statistics_tags", "_statistics_writing_app", "bps", "number_of_frames",
-    "number_of_bytes",
-}  # fmt: skip
 
 
 #: value representations that hold person names or free text
@@ -223,8 +217,7 @@ def container_phi(metadata: dict[str, str], where: str) -> list[PhiLocation]:
     """Container metadata entries that are not purely technical."""
     found = []
     for key, value in metadata.items():
-        bare = key.split(":", 1)[-1].lower()
-        if bare in _TECHNICAL_KEYS or bare.startswith("_statistics") or not str(value).strip():
+        if is_technical_metadata(key) or not str(value).strip():
             continue
         found.append(PhiLocation(where, key, key, "X"))
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clinrelease.errors import InputError
@@ -48,6 +48,9 @@ class InputItem:
     kind: str
     #: header attributes for a plain video, from its metadata-table row (DICOM keyword -> value)
     metadata: dict[str, str] = field(default_factory=dict)
+    #: item id of an earlier input that is the same object (same SOP Instance UID, or the same
+    #: plain video file): both would be released under one output path, so only the first is
+    duplicate_of: str | None = None
 
     @property
     def item_id(self) -> str:
@@ -127,13 +130,19 @@ def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[Inp
         base = root if root.is_dir() else root.parent
         candidates = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for path in candidates:
-            if path.name.lower() in IGNORED_NAMES or (metadata and path.resolve() == metadata.resolve()):
+            hidden = path.name.startswith(".")  # OS litter (._x.mp4, .DS_Store) and tools' temporary files
+            if hidden or path.name.lower() in IGNORED_NAMES or (metadata and path.resolve() == metadata.resolve()):
                 continue
             rel = path.relative_to(base).as_posix()
             if path.name.upper() == "DICOMDIR":
+                # its members are items even when only the DICOMDIR itself was named as input
                 for member in _dicomdir_members(path):
                     if not member.is_file():
                         raise InputError(f"the DICOMDIR references {member.name}, which is missing", path)
+                    if not is_dicom_file(member):
+                        raise InputError(f"the DICOMDIR references {member.name}, which is not a DICOM file", path)
+                    member_rel = member.relative_to(base).as_posix()
+                    items[member_rel] = InputItem(member, member_rel, "dicom")
                 continue
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 row = table.get(rel) or table.get(path.name)
@@ -150,4 +159,49 @@ def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[Inp
                 raise InputError("neither a DICOM file (no DICM preamble) nor a known video file type", path)
     if not items:
         raise InputError("no DICOM or video files found", inputs[0] if inputs else None)
-    return [items[k] for k in sorted(items)]
+    return _mark_duplicates([items[k] for k in sorted(items)])
+
+
+def _identity_key(item: InputItem) -> str | None:
+    """What decides an item's output path: its SOP Instance UID, or a plain video's content."""
+    if item.kind == "container":
+        from clinrelease.crypto.digest import sha256_file
+
+        return "file:" + sha256_file(item.path)
+    from pydicom import dcmread
+
+    try:
+        uid = dcmread(item.path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID")
+    except Exception:  # an unreadable file is reported by the pipeline, with the reason
+        return None
+    return f"uid:{uid}" if uid else None
+
+
+def _mark_duplicates(items: list[InputItem]) -> list[InputItem]:
+    """Mark later inputs that are the same object as an earlier one (in relative-path order).
+
+    Two inputs with one SOP Instance UID would both be released under one output path and the
+    second would silently replace the first; deciding here, before any item runs, keeps the
+    outcome the same for every worker count and shard. Plain videos are only hashed when another
+    one has the same size.
+    """
+    sizes: dict[int, int] = {}
+    for item in items:
+        if item.kind == "container":
+            size = item.path.stat().st_size
+            sizes[size] = sizes.get(size, 0) + 1
+    first: dict[str, str] = {}
+    marked = []
+    for item in items:
+        if item.kind == "container" and sizes[item.path.stat().st_size] < 2:
+            marked.append(item)
+            continue
+        key = _identity_key(item)
+        if key is None:
+            marked.append(item)
+        elif key in first:
+            marked.append(replace(item, duplicate_of=first[key]))
+        else:
+            first[key] = item.item_id
+            marked.append(item)
+    return marked

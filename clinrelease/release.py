@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from clinrelease import __version__
+from clinrelease.crypto.digest import sha256_file
 from clinrelease.crypto.kdf import derive_hex
 from clinrelease.errors import ClinReleaseError, ConfigError, InputError, VerificationError
 from clinrelease.items import InputItem, discover_items
@@ -47,7 +49,12 @@ ERROR = "error"
 
 #: SOP classes whose pixels are photographs or video of a person (faces may be present)
 _PHOTOGRAPHIC_PREFIXES = ("1.2.840.10008.5.1.4.1.1.77.1.", "1.2.840.10008.5.1.4.1.1.7")
+_PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM"})
+_SCANNER_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "RG", "OCT", "OPT"})
 _CONTACT_SHEET_FRAMES = 4
+#: x264 output depends on its thread count, and "automatic" depends on the machine's cores: a fixed
+#: count makes a release byte-identical across resumed runs, worker counts, shards and machines
+ENCODER_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -119,15 +126,6 @@ def _load_profile_cached(name_or_path: str):
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -204,8 +202,13 @@ def _is_video(header, item: InputItem) -> bool:
 
 
 def _is_photographic(header) -> bool:
+    """Could the pixels be a photograph of a person? (Secondary Capture unless a scanner made it.)"""
     uid = str(header.get("SOPClassUID", ""))
-    return uid.startswith(_PHOTOGRAPHIC_PREFIXES) or str(header.get("Modality", "")) in {"XC", "ES", "GM", "SM"}
+    modality = str(header.get("Modality", "") or "")
+    if modality in _PHOTO_MODALITIES:
+        return True
+    # a Secondary Capture of a CT or MR slice is a screenshot of a scan, not a camera picture
+    return uid.startswith(_PHOTOGRAPHIC_PREFIXES) and modality not in _SCANNER_MODALITIES
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,6 +224,8 @@ class _ItemWork:
     record: dict[str, Any]
     staged: Path | None = None
     reasons: list[str] = field(default_factory=list)
+    #: the patient's identifying strings (header values, metadata row, container tags)
+    phi: list[str] = field(default_factory=list)
 
 
 def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
@@ -232,12 +237,21 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
     """
     paths = ctx.paths
     record_path = paths.records / f"{item.item_id}.json"
-    input_sha = sha256_file(item.path)
+    try:
+        input_sha = sha256_file(item.path)
+    except OSError as exc:
+        input_sha = ""
+        unreadable = f"input error: cannot read the file: {exc.strerror or exc}"
+    else:
+        unreadable = None
     digest = resume_digest(ctx, input_sha)
     previous = _load_record(record_path)
     if previous and previous.get("resume_digest") == digest and _record_still_valid(previous, paths):
         previous["resumed"] = True
         return previous
+    # a killed run may have left this item's staged output behind (never in OUT)
+    for stale in paths.staging.glob(f"*{item.item_id}*"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
     started = time.perf_counter()
     record: dict[str, Any] = {
@@ -252,24 +266,47 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
         "input_sha256": input_sha,
         "input_commitment": derive_hex(ctx.release_key, "commitment", input_sha),
     }
-    work = _ItemWork(item, ctx, record)
-    try:
-        _run_stages(work)
-    except VerificationError as exc:
-        work.reasons.append(exc.message)
-    except InputError as exc:
+    work = _ItemWork(item, ctx, record, phi=_identifying_strings([], item, None))
+    if unreadable:
         record["status"] = ERROR
-        work.reasons.append(f"input error: {exc.message}")
-    except ClinReleaseError as exc:
-        record["status"] = ERROR
-        work.reasons.append(f"{type(exc).__name__}: {exc.message}")
+        work.reasons.append(unreadable)
+    elif item.duplicate_of:
+        work.reasons.append(
+            f"duplicate: the same object (SOP Instance UID or file content) as item {item.duplicate_of}, "
+            "which is released in its place"
+        )
+    else:
+        _guarded(work, _run_stages)
     record["reasons"] = work.reasons
     if record["status"] is None:
         record["status"] = QUARANTINED if work.reasons else RELEASED
-    _finish(work)
+    _guarded(work, _finish)
+    if record["status"] != RELEASED:
+        _quarantine(work)
+    # the input's name goes into released reports only when no identifying string is in it
+    record["input_name_has_phi"] = any(s.lower() in item.relpath.lower() for s in work.phi)
     record["seconds"] = round(time.perf_counter() - started, 3)
     _write_json_atomic(record_path, record)
     return record
+
+
+def _guarded(work: _ItemWork, stage: Callable[[_ItemWork], None]) -> None:
+    """Run ``stage``; any failure makes the item fail closed (quarantine or error), never the run."""
+    try:
+        stage(work)
+    except VerificationError as exc:
+        work.reasons.append(exc.message)
+    except InputError as exc:
+        work.record["status"] = ERROR
+        work.reasons.append(f"input error: {exc.message}")
+    except ClinReleaseError as exc:
+        work.record["status"] = ERROR
+        work.reasons.append(f"{type(exc).__name__}: {exc.message}")
+    except Exception as exc:  # a codec or model failure on one odd input must not stop the release
+        work.record["status"] = ERROR
+        work.reasons.append(f"unexpected {type(exc).__name__}: {exc}")
+    if work.reasons and work.record["status"] == RELEASED:
+        work.record["status"] = ERROR
 
 
 def _load_record(path: Path) -> dict[str, Any] | None:
@@ -280,15 +317,20 @@ def _load_record(path: Path) -> dict[str, Any] | None:
 
 
 def _record_still_valid(record: dict[str, Any], paths: ReleasePaths) -> bool:
-    """A previous record counts only if its released file is still there, unchanged."""
+    """A previous record counts only if its released file is still there, unchanged.
+
+    Quarantined items are not redone (the verdict would be the same); errors are (they may have
+    been transient: a missing model, a full disk).
+    """
     if record.get("status") != RELEASED:
-        return record.get("status") in (QUARANTINED, ERROR)
+        return record.get("status") == QUARANTINED
     out = paths.output / record["output"]
     return out.is_file() and sha256_file(out) == record.get("output_sha256")
 
 
 def _run_stages(work: _ItemWork) -> None:
     from clinrelease.dicom.deid import Deidentifier, read_dataset
+    from clinrelease.dicom.phi_strings import identifying_strings
     from clinrelease.dicom.video import open_video, read_dicom_header
 
     item, ctx, record = work.item, work.ctx, work.record
@@ -300,12 +342,16 @@ def _run_stages(work: _ItemWork) -> None:
         record["container_metadata_keys"] = sorted(source.info.container_metadata)
     else:
         header = read_dicom_header(item.path)
+    work.phi = _identifying_strings(identifying_strings(header), item, source)
     video = _is_video(header, item)
     faces_on = bool(video and profile.faces.enabled and profile.anonymizer is not None)
     options = list(profile.deid.options)
     # pixels are decoded and re-encoded only when a pixel stage needs them (or a plain video must
     # become DICOM); otherwise the original pixel data is carried over untouched
-    video = item.kind == "container" or faces_on or (video and "clean_pixel_data" in options)
+    # a profile that verifies faces without anonymizing them still gets its checks run on the pixels
+    # (fail closed: a visible face then fails them) instead of having them silently dropped
+    face_checks = bool(profile.verify.recognizers) or bool(profile.verify.residual_faces)
+    video = item.kind == "container" or faces_on or (video and ("clean_pixel_data" in options or face_checks))
     if video and source is None:
         source = open_video(item.path)
     if not video:
@@ -347,7 +393,7 @@ def _release_header_only(work: _ItemWork, original, result) -> None:
     figures: dict[str, Any] = {"header_residual": len(findings)}
     work.reasons.extend(f"header: {f}" for f in findings)
     if ctx.profile().verify.leak_scan:
-        leaks = scan_bytes(staged, _identifying_strings(result.original_phi, item, None), encoder_text=False)
+        leaks = scan_bytes(staged, _identifying_strings(result.original_phi, item, None) or work.phi, encoder_text=False)
         figures["leaks"] = len(leaks)
         work.reasons.extend(f"leak: {leak.describe() if hasattr(leak, 'describe') else leak}" for leak in leaks[:20])
     record["verification"] = figures
@@ -359,7 +405,9 @@ def _identifying_strings(original_phi: list[str], item: InputItem, source) -> li
     strings = list(original_phi)
     strings.extend(v for v in item.metadata.values() if v)
     if source is not None:
-        strings.extend(v for v in source.info.container_metadata.values() if v)
+        # technical tags (brand "isom", minor version "512", muxer name) identify no one, and short
+        # ones turn up by chance in compressed bytes: a false leak would quarantine every video
+        strings.extend(source.info.descriptive_metadata.values())
     return sorted({s.strip() for s in strings if len(s.strip()) >= 3})
 
 
@@ -371,12 +419,11 @@ def check_specs(profile) -> dict[str, tuple[str, float]]:
     """
     verify = profile.verify
     specs: dict[str, tuple[str, float]] = {"header_residual": ("<=", 0)}
-    if profile.faces.enabled and profile.anonymizer is not None:
-        for name, rec in verify.recognizers.items():
-            specs[f"{name}_match_rate"] = ("<=", rec.max_matched_fraction)
-            specs[f"{name}_frames_checked"] = (">=", 1)
-        if verify.residual_faces:
-            specs["residual_face_frames"] = ("<=", 0)
+    for name, rec in verify.recognizers.items():
+        specs[f"{name}_match_rate"] = ("<=", rec.max_matched_fraction)
+        specs[f"{name}_frames_checked"] = (">=", 1)
+    if verify.residual_faces:
+        specs["residual_face_frames"] = ("<=", 0)
     kp = verify.keypoints
     for part in ("body", "head", "arms", "legs"):
         limit = getattr(kp, f"{part}_ap_min")
@@ -417,12 +464,15 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
     analysis = None
     frames = source.frames()
-    if faces_on:
-        from clinrelease.face.pipeline import analyze_faces, anonymize_frames
+    if faces_on or verify.recognizers or verify.residual_faces:
+        from clinrelease.face.pipeline import analyze_faces
 
         analysis = analyze_faces(
             source.frames(), patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px
         )
+    if faces_on:
+        from clinrelease.face.pipeline import anonymize_frames
+
         patient, bystander = _anonymizers(profile, ctx.release_key, result.pseudonym)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
         record["faces"] = {
@@ -437,7 +487,13 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
     written = write_dicom_video(
-        staged, result.dataset, frames, fps=info.fps, syntax=profile.output.syntax, quality=profile.output.quality
+        staged,
+        result.dataset,
+        frames,
+        fps=info.fps,
+        syntax=profile.output.syntax,
+        quality=profile.output.quality,
+        threads=ENCODER_THREADS,
     )
     record["output"] = "data/" + output_relpath(result.dataset)
     record["output_uid"] = written.sop_instance_uid
@@ -449,7 +505,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     figures: dict[str, Any] = {"frames": written.frames}
     if clean_text:
         figures["burned_in_text_found"] = len(burned_in.found)
-    if faces_on:
+    if analysis is not None:
         from clinrelease.face.pipeline import residual_faces
         from clinrelease.verify.reid import verify_reid
 
@@ -490,9 +546,6 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     thresholds = Thresholds.from_profile(verify)
     if not clean_text:
         thresholds.text_max_boxes = None
-    if not faces_on:
-        thresholds.recognizers = {}
-        thresholds.max_residual_faces = None
     verdict = decide(reports, thresholds)
     work.reasons.extend(verdict.reasons)
     record["verification"] = {k: v for k, v in figures.items()}
@@ -598,27 +651,28 @@ def _gallery_recognizers(verify) -> list:
 
 
 def _finish(work: _ItemWork) -> None:
-    """Move the staged output into the release or the quarantine; never leave it half-way."""
+    """Escrow the original, then move the staged output into the release in one atomic rename."""
     item, ctx, record = work.item, work.ctx, work.record
-    paths = ctx.paths
+    if record["status"] != RELEASED or work.staged is None or not work.staged.exists():
+        return
+    target = ctx.paths.output / record["output"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    record["output_sha256"] = sha256_file(work.staged)
+    if ctx.escrow is not None:
+        record["escrow"] = _escrow(ctx, item, record)
+    os.replace(work.staged, target)
+
+
+def _quarantine(work: _ItemWork) -> None:
+    """Put a failing item's staged output (if any) and its reasons into the quarantine folder."""
+    item, record = work.item, work.record
+    qdir = work.ctx.paths.quarantine / item.item_id
+    qdir.mkdir(parents=True, exist_ok=True)
     if work.staged is not None and work.staged.exists():
-        if record["status"] == RELEASED and record.get("output"):
-            target = paths.output / record["output"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            record["output_sha256"] = sha256_file(work.staged)
-            if ctx.escrow is not None:
-                record["escrow"] = _escrow(ctx, item, record)
-            os.replace(work.staged, target)
-        else:
-            qdir = paths.quarantine / item.item_id
-            qdir.mkdir(parents=True, exist_ok=True)
-            os.replace(work.staged, qdir / "anonymized.dcm")
-            record["quarantined_output"] = str(qdir / "anonymized.dcm")
-    if record["status"] != RELEASED:
-        qdir = paths.quarantine / item.item_id
-        qdir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(qdir / "reasons.json", {"input": item.relpath, "status": record["status"], "reasons": record["reasons"]})
-        record["output"] = None
+        os.replace(work.staged, qdir / "anonymized.dcm")
+        record["quarantined_output"] = str(qdir / "anonymized.dcm")
+    _write_json_atomic(qdir / "reasons.json", {"input": item.relpath, "status": record["status"], "reasons": record["reasons"]})
+    record["output"] = None
 
 
 def _escrow(ctx: ItemContext, item: InputItem, record: dict[str, Any]) -> dict[str, Any]:
@@ -957,18 +1011,50 @@ def _release_clinical(meta: dict[str, Any], paths: ReleasePaths, key: bytes, pro
     result = deidentify_table(Path(meta["clinical"]), rules, key, settings.id_column)
     target = paths.output / "clinical" / "clinical.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_table(result, target)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    write_table(result, partial)
+    os.replace(partial, target)  # never a half-written table in OUT
     return {"file": "clinical/clinical.csv", "columns": result.columns, "dropped_columns": result.dropped_columns, **result.report}
 
 
 def _safe_input_name(record: dict[str, Any]) -> str:
     """The input path for released reports, unless it carries the patient's identifying strings."""
-    rel = record["input"]
-    lowered = rel.lower()
-    for s in record.get("identifying_strings", []):
-        if len(s) >= 3 and s.lower() in lowered:
-            return f"(withheld: the input name carries PHI) item {record['item_id']}"
-    return rel
+    if record.get("input_name_has_phi", True):
+        return f"(withheld: the input name carries PHI) item {record['item_id']}"
+    return record["input"]
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def released_reasons(record: dict[str, Any]) -> list[str]:
+    """An item's reasons as the release may show them: quoted text replaced by ``'…'``.
+
+    Checks quote what they found (OCR text read off the frames, a leaked header value), which is
+    exactly the patient's data; the full reasons stay in the quarantine folder and the internal log.
+    """
+    return [_QUOTED.sub("'…'", reason) for reason in record["reasons"]]
+
+
+#: figures of one recognizer in a record (flat ``NAME_FIGURE`` keys) -> their summary names
+_RECOGNIZER_FIGURES = ("frames_checked", "frames_matched", "worst", "match_rate")
+_KEYPOINT_FIGURES = ("body_ap", "head_ap", "face_nme", "arms_ap", "legs_ap", "hands_ap")
+
+
+def summary_figures(verification: dict[str, Any], recognizers: Iterable[str]) -> dict[str, Any]:
+    """Nest a record's flat verification figures the way ``summary.json`` shows them.
+
+    ``{"recognizers": {NAME: {frames_checked, frames_matched, worst, match_rate}}, "keypoints":
+    {body_ap, head_ap, face_nme, arms_ap, legs_ap, hands_ap}, ...}``; keypoint figures that were
+    not measured are ``null``, and the remaining figures (frames, leaks, text_boxes, ...) stay as
+    they are.
+    """
+    rest = dict(verification)
+    nested: dict[str, Any] = {"recognizers": {}, "keypoints": {k: rest.pop(k, None) for k in _KEYPOINT_FIGURES}}
+    for name in recognizers:
+        if f"{name}_frames_checked" in rest:
+            nested["recognizers"][name] = {k: rest.pop(f"{name}_{k}", None) for k in _RECOGNIZER_FIGURES}
+    return {**nested, **rest}
 
 
 def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: str) -> dict[str, Any]:
@@ -994,9 +1080,9 @@ def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: s
                 "input": _safe_input_name(r),
                 "item_id": r["item_id"],
                 "status": r["status"],
-                "reasons": r["reasons"],
+                "reasons": released_reasons(r),
                 "output": r.get("output"),
-                "verification": r.get("verification", {}),
+                "verification": summary_figures(r.get("verification", {}), profile.verify.recognizers),
             }
             for r in records
         ],
@@ -1034,13 +1120,13 @@ def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     fields: dict[str, Any] = {
         "item_id": record["item_id"],
         "verdict": RELEASED if record["status"] == RELEASED else QUARANTINED,
-        "reasons": record["reasons"],
+        "reasons": released_reasons(record),
         "checks": record.get("audit_checks", []),
         "figures": record.get("verification", {}),
     }
     if record["status"] == RELEASED:
         fields["output"] = {"path": record["output"], "sha256": record["output_sha256"], "uid": record.get("output_uid", "")}
-    internal = {"original_sha256": record["input_sha256"], "input": record["input"]}
+    internal = {"original_sha256": record["input_sha256"], "input": record["input"], "reasons_full": record["reasons"]}
     return fields, internal
 
 
@@ -1061,7 +1147,7 @@ def _write_report(report_dir: Path, summary: dict[str, Any], records: list[dict[
             ItemVisuals(
                 input=_safe_input_name(r),
                 status=r["status"],
-                reasons=r["reasons"],
+                reasons=released_reasons(r),
                 output=r.get("output"),
                 contact_sheet=sheet,
                 similarity_series={k: [tuple(p) for p in v] for k, v in series.get("similarity", {}).items()},

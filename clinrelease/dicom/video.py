@@ -36,6 +36,19 @@ from clinrelease.dicom.syntaxes import NON_IMAGE_HINTS, SyntaxInfo, syntax_info,
 from clinrelease.errors import InputError
 
 
+#: container metadata keys that describe the encoding, not the patient
+TECHNICAL_METADATA_KEYS = frozenset({
+    "major_brand", "minor_version", "compatible_brands", "encoder", "handler_name", "vendor_id",
+    "language", "duration", "bps", "number_of_frames", "number_of_bytes",
+})  # fmt: skip
+
+
+def is_technical_metadata(key: str) -> bool:
+    """True for container tags written by muxers and encoders (``stream:language``, ``encoder``, ...)."""
+    bare = key.split(":", 1)[-1].lower()
+    return bare in TECHNICAL_METADATA_KEYS or bare.startswith("_statistics")
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video source holds, read from its header or container without decoding frames."""
@@ -57,6 +70,11 @@ class VideoInfo:
     @property
     def duration_s(self) -> float:
         return self.frames / self.fps if self.fps else 0.0
+
+    @property
+    def descriptive_metadata(self) -> dict[str, str]:
+        """Container tags a person or camera may have filled in (title, comment, location, ...)."""
+        return {k: v for k, v in self.container_metadata.items() if not is_technical_metadata(k) and str(v).strip()}
 
 
 class VideoSource:

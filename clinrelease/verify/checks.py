@@ -163,8 +163,12 @@ def _keypoint_reasons(report: KeypointReport, t: Thresholds) -> list[str]:
         if minimum is None:
             continue
         value = report.part_ap()[part]
-        if value is None:
-            reasons.append(f"keypoints: no {part} keypoints visible in the original's sampled frames, {part} AP unverified")
+        if value is None and part == "body":
+            reasons.append("keypoints: no person found in the original's sampled frames, body AP unverified")
+        elif value is None:
+            # the part is out of frame in the original (legs in a head-and-shoulders exam): there is
+            # nothing of it to preserve, and the body AP above still judges the whole pose
+            continue
         elif value < minimum:
             reasons.append(f"keypoints: {part} AP@[.5:.95] {value:.3f} below {minimum}")
     if t.face_nme_max is not None:

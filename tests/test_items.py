@@ -1,0 +1,138 @@
+"""Input discovery: folders, DICOMDIR sets, plain videos with their metadata rows, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.fileset import FileSet
+
+from _release_helpers import deid_data_dir
+from clinrelease.errors import InputError
+from clinrelease.fixtures import build_mp4_fixture, carphone_path
+from clinrelease.items import discover_items, read_metadata_table
+
+
+@pytest.fixture(scope="module")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_mp4_fixture(tmp_path_factory.mktemp("mp4") / "clip.mp4", carphone_path(), 4).path
+
+
+def _ct(folder: Path, name: str = "ct.dcm", source: str = "humans/ctbrain1.dcm") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(deid_data_dir() / source, folder / name))
+
+
+def test_folder_recursion_sidecars_and_metadata_rows(tmp_path: Path, mp4: Path) -> None:
+    _ct(tmp_path / "in" / "a" / "b")
+    shutil.copyfile(mp4, tmp_path / "in" / "a" / "walk.mp4")
+    (tmp_path / "in" / "notes.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "in" / "README.txt").write_text("hello")
+    (tmp_path / "in" / "._walk.mp4").write_bytes(b"\x00\x05\x16\x07AppleDouble")  # macOS litter
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,patient_id,patient_name,study_date\na/walk.mp4,P1,Doe^Jane,20240101\n")
+    items = discover_items([tmp_path / "in"], meta)
+    assert [(i.relpath, i.kind) for i in items] == [("a/b/ct.dcm", "dicom"), ("a/walk.mp4", "container")]
+    assert items[1].metadata == {"PatientID": "P1", "PatientName": "Doe^Jane", "StudyDate": "20240101"}
+    # ids are stable (resume depends on them) and distinct
+    again = discover_items([tmp_path / "in"], meta)
+    assert [i.item_id for i in again] == [i.item_id for i in items] and items[0].item_id != items[1].item_id
+
+
+def test_metadata_row_by_file_name_and_single_file_inputs(tmp_path: Path, mp4: Path) -> None:
+    ct = _ct(tmp_path / "in")
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,patient_id\nclip.mp4,P9\n")
+    items = discover_items([mp4, ct], meta)
+    assert [i.relpath for i in items] == ["clip.mp4", "ct.dcm"]
+    assert items[0].metadata == {"PatientID": "P9"}
+
+
+def test_plain_video_without_metadata_row_is_a_clear_error(tmp_path: Path, mp4: Path) -> None:
+    with pytest.raises(InputError, match="needs a row in the metadata table") as exc:
+        discover_items([mp4])
+    assert exc.value.path == mp4
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,patient_id\nother.mp4,P1\n")
+    with pytest.raises(InputError, match="--metadata FILE"):
+        discover_items([mp4], meta)
+
+
+def test_metadata_table_errors_name_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "meta.csv"
+    bad.write_text("video,patient_id\nx.mp4,P1\n")
+    with pytest.raises(InputError, match="'file' column"):
+        read_metadata_table(bad)
+    bad.write_text("file,patient_id,shoe_size\nx.mp4,P1,42\n")
+    with pytest.raises(InputError, match="unknown metadata column.*shoe_size"):
+        read_metadata_table(bad)
+    bad.write_bytes(b"file,patient_id\n\xff\xfe.mp4,P1\n")
+    with pytest.raises(InputError, match="not a UTF-8 CSV"):
+        read_metadata_table(bad)
+
+
+def test_unknown_files_and_empty_inputs_are_clear_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _ct(folder)
+    (folder / "scan.bin").write_bytes(b"\x00" * 300)
+    with pytest.raises(InputError, match="neither a DICOM file") as exc:
+        discover_items([folder])
+    assert exc.value.path == folder / "scan.bin"
+    with pytest.raises(InputError, match="no such file"):
+        discover_items([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no items here")
+    with pytest.raises(InputError, match="no DICOM or video files"):
+        discover_items([tmp_path / "empty"])
+
+
+def _dicomdir_set(folder: Path) -> Path:
+    """A real DICOMDIR (pydicom's FileSet writer) over two deid-data files."""
+    staging = folder.parent / "staging"
+    fs = FileSet()
+    for name in ("humans/ctbrain1.dcm", "dicom-cookies/image1.dcm"):
+        ds = pydicom.dcmread(_ct(staging, Path(name).name, name))
+        # the default directory records need these (the deid-data files leave them empty)
+        for keyword, value in (("StudyID", "1"), ("SeriesNumber", 1), ("InstanceNumber", 1), ("Modality", "OT")):
+            if not ds.get(keyword):
+                setattr(ds, keyword, value)
+        fs.add(ds)
+    fs.write(folder)
+    return folder / "DICOMDIR"
+
+
+def test_dicomdir_members_are_items_and_the_dicomdir_is_not(tmp_path: Path) -> None:
+    dicomdir = _dicomdir_set(tmp_path / "set")
+    from_folder = discover_items([tmp_path / "set"])
+    from_file = discover_items([dicomdir])
+    assert len(from_folder) == 2 and all(i.kind == "dicom" for i in from_folder)
+    assert all(i.path.name != "DICOMDIR" for i in from_folder)
+    # naming only the DICOMDIR finds the same members
+    assert [i.relpath for i in from_file] == [i.relpath for i in from_folder]
+
+
+def test_dicomdir_with_a_missing_member_is_an_error(tmp_path: Path) -> None:
+    dicomdir = _dicomdir_set(tmp_path / "set")
+    member = next(p for p in (tmp_path / "set").rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    member.unlink()
+    with pytest.raises(InputError, match="references .* which is missing") as exc:
+        discover_items([tmp_path / "set"])
+    assert exc.value.path == dicomdir
+
+
+def test_duplicate_objects_are_marked_after_the_first(tmp_path: Path, mp4: Path) -> None:
+    # deid-data's two CT brain files share one SOP Instance UID; two copies of one video share bytes
+    _ct(tmp_path / "in", "ct1.dcm", "humans/ctbrain1.dcm")
+    _ct(tmp_path / "in", "ct2.dcm", "humans/ctbrain2.dcm")
+    _ct(tmp_path / "in", "other.dcm", "dicom-cookies/image1.dcm")
+    shutil.copyfile(mp4, tmp_path / "in" / "a.mp4")
+    shutil.copyfile(mp4, tmp_path / "in" / "b.mp4")
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,patient_id\na.mp4,P1\nb.mp4,P1\n")
+    items = {i.relpath: i for i in discover_items([tmp_path / "in"], meta)}
+    assert items["ct2.dcm"].duplicate_of == items["ct1.dcm"].item_id
+    assert items["b.mp4"].duplicate_of == items["a.mp4"].item_id
+    assert items["ct1.dcm"].duplicate_of is None and items["a.mp4"].duplicate_of is None
+    assert items["other.dcm"].duplicate_of is None

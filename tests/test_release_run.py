@@ -1,0 +1,308 @@
+"""`clinrelease run` / `merge` over a mixed real input with the header-only `basic` profile.
+
+One reference release is made per module; the other runs (2 workers, Dask, shards + merge, escrow)
+must produce byte-identical data files with the same key.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from _release_helpers import (
+    PHI_NAMED_MP4,
+    ReleaseInput,
+    build_release_input,
+    data_digests,
+    invoke,
+    json_result,
+    make_keys,
+    manifest_data_lines,
+    records,
+    released_header,
+    summary,
+)
+from clinrelease.dicom.deid import BURNED_IN_REASON
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> ReleaseInput:
+    return build_release_input(tmp_path_factory.mktemp("release-input"))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_keys(tmp_path_factory.mktemp("keys") / "keys")
+
+
+@pytest.fixture(scope="module")
+def reference(built: ReleaseInput, keys: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ref") / "release"
+    result = invoke(built.run_args("basic", out, keys, "--json"))
+    assert result.exit_code == 1, result.output  # the burned-in DICOM video is quarantined
+    return out, json_result(result)
+
+
+def _by_input(items: list[dict]) -> dict[str, dict]:
+    return {i["input"]: i for i in items}
+
+
+def test_layout_statuses_and_exit_code(built: ReleaseInput, reference: tuple[Path, dict]) -> None:
+    out, doc = reference
+    items = _by_input(doc["items"])
+    assert doc["exit_code"] == 1 and doc["finalized"]
+    assert items["exam1.dcm"]["status"] == "quarantined"
+    assert items["exam1.dcm"]["reasons"] == [BURNED_IN_REASON]
+    released = [i for i in doc["items"] if i["status"] == "released"]
+    # every MP4 and every deid-data file is released; the sidecar README is no item
+    assert len(released) == len(built.mp4s) + len(built.deid_data) == doc["counts"]["released"]
+    assert not any(i["input"].endswith(".txt") for i in doc["items"])
+    for name in ("report/index.html", "report/summary.json", "clinical/clinical.csv", "manifest-sha256.txt",
+                 "audit/log.jsonl", "audit/statement.dsse.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    # output paths come from pseudonyms and UIDs, never from input names
+    inputs = [p.stem.lower() for p in [built.dicom_video, *built.mp4s, *built.deid_data]]
+    for item in released:
+        rel = item["output"]
+        assert rel.startswith("data/") and (out / rel).is_file()
+        assert all(part.startswith(("P", "2.25.")) for part in Path(rel).parts[1:]), rel
+        assert not any(stem in rel.lower() for stem in inputs), rel
+    assert set(data_digests(out)) == {i["output"] for i in released}
+
+
+def test_quarantine_folder_holds_reasons_outside_the_release(reference: tuple[Path, dict]) -> None:
+    out, _ = reference
+    quarantine = out.with_name(out.name + ".quarantine")
+    reasons = [json.loads(p.read_text()) for p in quarantine.glob("*/reasons.json")]
+    assert [r["input"] for r in reasons] == ["exam1.dcm"]
+    assert reasons[0]["status"] == "quarantined" and reasons[0]["reasons"] == [BURNED_IN_REASON]
+    assert not any("exam1" in p.name for p in out.rglob("*"))
+
+
+def test_summary_json_per_item_shape_and_withheld_phi_names(built: ReleaseInput, reference: tuple[Path, dict]) -> None:
+    out, _ = reference
+    doc = summary(out)
+    assert doc["profile"] == "basic" and doc["counts"] == {"released": len(built.mp4s) + len(built.deid_data), "quarantined": 1, "error": 0}
+    for item in doc["items"]:
+        assert {"input", "status", "reasons", "output", "verification"} <= set(item)
+        figures = item["verification"]
+        assert set(figures["keypoints"]) >= {"body_ap", "head_ap", "face_nme"}
+        assert figures["recognizers"] == {}  # basic checks no faces
+    released = [i for i in doc["items"] if i["status"] == "released"]
+    assert all(i["verification"]["leaks"] == 0 and i["verification"]["header_residual"] == 0 for i in released)
+    # the MP4 whose file name carries the surname is listed without its name, in summary and report
+    text = (out / "report" / "summary.json").read_text() + (out / "report" / "index.html").read_text()
+    assert "whitmore" not in text.lower()
+    assert sum("withheld" in i["input"] for i in doc["items"]) == 1
+    assert "deid/humans_ctbrain1.dcm" in {i["input"] for i in doc["items"]}
+
+
+def test_clinical_table_joins_by_pseudonym(built: ReleaseInput, reference: tuple[Path, dict]) -> None:
+    out, doc = reference
+    with open(out / "clinical" / "clinical.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and list(rows[0]) == ["patient_id"]  # basic drops every other column
+    mp4_item = next(i for i in doc["items"] if i["status"] == "released" and "withheld" not in i["input"] and i["input"].endswith(".mp4"))
+    released_pid = str(released_header(out, mp4_item["output"]).PatientID)
+    assert released_pid != built.identity.patient_id
+    assert released_pid in {r["patient_id"] for r in rows}
+    assert built.identity.patient_id not in (out / "clinical" / "clinical.csv").read_text()
+
+
+def test_audit_verify_passes_and_manifest_lists_data(keys: Path, reference: tuple[Path, dict]) -> None:
+    out, _ = reference
+    listed = {line.split(None, 1)[1] for line in manifest_data_lines(out)}
+    assert listed == set(data_digests(out))
+    result = invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")])
+    assert result.exit_code == 0, result.output
+
+
+def test_rerun_resumes_every_item_and_changes_nothing(built: ReleaseInput, keys: Path, reference: tuple[Path, dict]) -> None:
+    out, first = reference
+    before, records_before = data_digests(out), records(out)
+    result = invoke(built.run_args("basic", out, keys, "--json"))
+    assert result.exit_code == 1
+    assert data_digests(out) == before
+    # no item was redone: every record (with its timing) is the first run's
+    assert records(out) == records_before
+    assert json_result(result)["counts"] == first["counts"]
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+
+
+def test_all_released_exits_0_and_plain_output(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    args = ["run", "-p", "basic", "-i", str(built.mp4s[0]), "-i", str(built.deid_data[0]), "-o", str(out),
+            "-k", str(keys), "--metadata", str(built.metadata)]  # fmt: skip
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert "released 2, quarantined 0, errors 0" in result.output
+    assert "QA report:" in result.output
+
+
+def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    result = invoke(built.run_args("basic", out, keys, "--workers", "2", "--json"))
+    assert result.exit_code == 1
+    assert data_digests(out) == data_digests(reference[0])
+    assert manifest_data_lines(out) == manifest_data_lines(reference[0])
+
+
+def test_dask_local_cluster_gives_the_same_release(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    out = tmp_path / "release"
+    result = invoke(built.run_args("basic", out, keys, "--executor", "dask", "--workers", "2", "--json"))
+    assert result.exit_code == 1, result.output
+    assert data_digests(out) == data_digests(reference[0])
+
+
+def test_shards_then_merge_give_the_same_verifiable_release(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    # shard workers hold only the release key: the signing key stays with the merge step
+    worker_keys = tmp_path / "worker-keys"
+    worker_keys.mkdir()
+    for name in ("release.key", "signing.pub"):
+        shutil.copy2(keys / name, worker_keys / name)
+    for shard in ("0/2", "1/2"):
+        result = invoke(built.run_args("basic", out, worker_keys, "--shard", shard, "--json"))
+        assert result.exit_code == 1 or result.exit_code == 0, result.output
+        assert json_result(result)["finalized"] is False
+    assert not (out / "manifest-sha256.txt").exists()
+    merged = invoke(["merge", str(out), "--keys", str(keys), "--json"])
+    assert merged.exit_code == 1, merged.output
+    assert json_result(merged)["counts"] == json_result(invoke(["merge", str(reference[0]), "--keys", str(keys), "--json"]))["counts"]
+    assert data_digests(out) == data_digests(reference[0])
+    verified = invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")])
+    assert verified.exit_code == 0, verified.output
+
+
+def test_merge_without_a_run_is_a_usage_error(keys: Path, tmp_path: Path) -> None:
+    result = invoke(["merge", str(tmp_path / "nothing"), "--keys", str(keys)])
+    assert result.exit_code == 2 and "clinrelease run" in result.output
+
+
+def test_escrow_through_run_then_reverse_restores_the_input(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    env = {"CLINRELEASE_PASSPHRASE": "custodian pass for tests"}
+    made = invoke(["keys", "custodian", "alice", str(tmp_path / "custodians")], env=env)
+    assert made.exit_code == 0, made.output
+    out, vault = tmp_path / "release", tmp_path / "vault"
+    args = ["run", "-p", "basic", "-i", str(built.deid_data[0]), "-i", str(built.mp4s[0]), "-o", str(out), "-k", str(keys),
+            "--metadata", str(built.metadata), "--escrow-to", str(tmp_path / "custodians" / "alice.pub"),
+            "--vault", str(vault), "--json"]  # fmt: skip
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    outputs = {Path(i["input"]).name: i["output"] for i in json_result(result)["items"]}
+    for original in (built.deid_data[0], built.mp4s[0]):
+        restored = tmp_path / f"restored-{original.name}"
+        back = invoke(["reverse", str(out / outputs[original.name]), "--vault", str(vault),
+                       "--key", str(tmp_path / "custodians" / "alice.key"), "--output", str(restored)], env=env)  # fmt: skip
+        assert back.exit_code == 0, back.output
+        assert restored.read_bytes() == original.read_bytes()
+    # escrow needs a vault
+    no_vault = invoke(["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r2"), "-k", str(keys),
+                       "--escrow-to", str(tmp_path / "custodians" / "alice.pub")])  # fmt: skip
+    assert no_vault.exit_code == 2 and "--vault" in no_vault.output
+
+
+def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = built.dicom_video.read_bytes()
+    (folder / "cut_video.dcm").write_bytes(data[: len(data) // 2])
+    shutil.copyfile(built.deid_data[0], folder / "fine.dcm")  # a CT: header-only under pd_gait
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert result.exit_code == 2, result.output
+    items = _by_input(json_result(result)["items"])
+    assert items["cut_video.dcm"]["status"] == "error"
+    assert "truncated" in items["cut_video.dcm"]["reasons"][0]
+    assert items["fine.dcm"]["status"] == "released"  # one bad file does not stop the others
+    assert set(data_digests(out)) == {items["fine.dcm"]["output"]}
+    # without --json the message names the file
+    again = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(tmp_path / "r2"), "-k", str(keys)])
+    assert again.exit_code == 2 and "cut_video.dcm" in again.output and "truncated" in again.output
+
+
+def test_duplicate_sop_instance_is_quarantined_not_overwritten(keys: Path, tmp_path: Path) -> None:
+    from _release_helpers import deid_data_dir
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("ctbrain1.dcm", "ctbrain2.dcm"):  # deid-data: two files, one SOP Instance UID
+        shutil.copyfile(deid_data_dir() / "humans" / name, folder / name)
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert result.exit_code == 1
+    items = _by_input(json_result(result)["items"])
+    assert items["ctbrain1.dcm"]["status"] == "released"
+    assert items["ctbrain2.dcm"]["status"] == "quarantined" and "duplicate" in items["ctbrain2.dcm"]["reasons"][0]
+    released = pydicom.dcmread(out / items["ctbrain1.dcm"]["output"])
+    original = pydicom.dcmread(folder / "ctbrain1.dcm")
+    assert released.PixelData == original.PixelData
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+
+
+def test_run_without_keys_says_how_to_create_them(built: ReleaseInput, tmp_path: Path) -> None:
+    result = invoke(["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(tmp_path / "nokeys")])
+    assert result.exit_code == 2
+    assert "clinrelease keys init" in " ".join(result.output.split())
+    assert not (tmp_path / "r").exists()
+
+
+def test_usage_errors_exit_2(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    base = ["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(keys)]
+    for extra, message in ((["--shard", "2/2"], "0 <= i < N"), (["--shard", "x"], "i/N"), (["--executor", "ray"], "dask")):
+        result = invoke(base + extra)
+        assert result.exit_code == 2 and message in result.output, result.output
+    unknown = invoke(["run", "-p", "no_such_profile", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(keys)])
+    assert unknown.exit_code == 2 and "no_such_profile" in unknown.output
+    inside = invoke(["run", "-p", "basic", "-i", str(built.folder), "-o", str(built.folder / "out"), "-k", str(keys),
+                     "--metadata", str(built.metadata)])  # fmt: skip
+    assert inside.exit_code == 2 and "overlaps the input" in inside.output
+    no_meta = invoke(["run", "-p", "basic", "-i", str(built.mp4s[0]), "-o", str(tmp_path / "r"), "-k", str(keys)])
+    assert no_meta.exit_code == 2 and "metadata" in no_meta.output and PHI_NAMED_MP4 in no_meta.output.replace("\n", "")
+    assert os.listdir(built.folder)  # inputs untouched
+
+
+def test_kill_9_leaves_no_partial_file_and_rerun_gives_the_same_release(
+    built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out = tmp_path / "release"
+    work = out.with_name(out.name + ".work")
+    args = built.run_args("basic", out, keys, "--json")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from clinrelease.cli import app; app()", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any((work / "records").glob("*.json")) or any((work / "staging").glob("*")):
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    reference_files = data_digests(reference[0])
+    # whatever reached OUT is complete: each file is byte-identical to the uninterrupted release's
+    partial = data_digests(out) if (out / "data").exists() else {}
+    assert len(partial) < len(reference_files)
+    assert all(reference_files.get(path) == digest for path, digest in partial.items()), partial
+    assert not any(p.name.startswith(".") for p in out.rglob("*")) if out.exists() else True
+    assert not (out / "manifest-sha256.txt").exists()
+
+    resumed = invoke(args)
+    assert resumed.exit_code == 1, resumed.output
+    assert data_digests(out) == reference_files
+    assert manifest_data_lines(out) == manifest_data_lines(reference[0])
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
