@@ -35,45 +35,36 @@ def carphone(count: int = 12, step: int = 3) -> list[np.ndarray]:
     return [f.copy() for f in clip_frames(str(model_path("sample_carphone")), count, step)]
 
 
-@lru_cache(maxsize=1)
-def recognizers():
-    """dlib's ResNet recognizer with its 5-point aligner, and OpenCV's SFace: the verifiers of the issue."""
-    import cv2
-    import dlib
+def embedding(name: str, frame: np.ndarray, box: np.ndarray | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+    """The project's recognizer ``name`` ("dlib", "sface") on the face at ``box`` / ``landmarks``."""
+    from clinrelease.verify.reid import get_recognizer
 
-    from clinrelease.models import model_path
-
-    return (
-        dlib.shape_predictor(str(model_path("dlib_shape_predictor_5"))),
-        dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition"))),
-        cv2.FaceRecognizerSF.create(str(model_path("sface")), ""),
-        cv2.FaceDetectorYN.create(str(model_path("yunet")), "", (320, 320), 0.5, 0.3, 50),
-    )
+    return get_recognizer(name).embed(frame, box=box, landmarks=landmarks)
 
 
-def dlib_embedding(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """dlib's 128-d descriptor of the face in ``box``."""
-    import dlib
+def same_person(name: str, a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether recognizer ``name`` calls two embeddings the same person (no face found = no match)."""
+    from clinrelease.verify.reid import get_recognizer
 
-    sp, rec, _, _ = recognizers()
-    rect = dlib.rectangle(*[int(v) for v in box])
-    return np.array(rec.compute_face_descriptor(frame, sp(frame, rect)))
+    if a is None or b is None:
+        return False
+    rec = get_recognizer(name)
+    return rec.is_match(rec.similarity(a, b))
+
+
+# thin names kept for bench/learned_swap.py (another helper's file); they delegate to verify.reid
+def dlib_embedding(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """dlib's 128-d descriptor of the face in ``box`` (``embedding("dlib", ...)``)."""
+    return embedding("dlib", frame, box)
 
 
 def sface_embedding(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-    """SFace feature of the YuNet face nearest ``box`` (None when YuNet finds no face there)."""
-    import cv2
-
-    _, _, sface, yunet = recognizers()
-    bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-    _, faces = yunet.detect(bgr)
-    if faces is None:
-        return None
-    centre = (box[:2] + box[2:]) / 2
-    best = min(faces, key=lambda f: float(np.hypot(*(f[:2] + f[2:4] / 2 - centre))))
-    return sface.feature(sface.alignCrop(bgr, best)).ravel()
+    """SFace feature of the face in ``box``; None when YuNet finds none (``embedding("sface", ...)``)."""
+    return embedding("sface", frame, box)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    """Cosine similarity, as :meth:`clinrelease.verify.reid.Recognizer.similarity` computes it."""
+    from clinrelease.verify.reid import get_recognizer
+
+    return get_recognizer("sface").similarity(a, b)

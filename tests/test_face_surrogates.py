@@ -7,9 +7,20 @@ import shutil
 import numpy as np
 import pytest
 
-from _face_helpers import KEY_A, KEY_B, read_rgb
+import itertools
+
+from _face_helpers import KEY_A, KEY_B, embedding, read_rgb, same_person
 from clinrelease.errors import ConfigError
-from clinrelease.face.surrogates import TEXTURE_SIZE, DonorPool, choose_surrogate, composite, default_pool
+from clinrelease.face.surrogates import (
+    SHAPE_MODES,
+    TEXTURE_SIZE,
+    DonorPool,
+    choose_surrogate,
+    composite,
+    default_pool,
+    mode_amplitudes,
+    surrogate_coefficients,
+)
 from clinrelease.models import model_path, package_dir
 
 
@@ -34,7 +45,7 @@ def test_same_key_and_patient_same_surrogate_other_key_or_patient_other_one():
     assert a1.digest == a2.digest and np.array_equal(a1.texture, a2.texture)
     assert choose_surrogate(pool, KEY_B, "patient-1").digest != a1.digest
     assert choose_surrogate(pool, KEY_A, "patient-2").digest != a1.digest
-    assert len(a1.donor_ids) == 3
+    assert len(a1.donor_ids) == 3 and set(a1.donor_ids) <= {d.donor_id for d in pool.donors}
     assert a1.texture.shape == (TEXTURE_SIZE, TEXTURE_SIZE, 3) and a1.landmarks.shape == (478, 2)
 
 
@@ -93,3 +104,57 @@ def test_missing_or_tiny_pool_folder_is_a_config_error(tmp_path):
         DonorPool.load(tmp_path / "nope")
     with pytest.raises(ConfigError, match="at least two"):
         DonorPool.load(tmp_path)
+
+
+def test_coefficients_favour_k_donors_without_one_dominating():
+    ids = [f"d{i}" for i in range(6)]
+    for seed in (b"a" * 32, b"b" * 32, b"c" * 32):
+        plain = surrogate_coefficients(seed, ids, 3, 1.0)
+        pushed = surrogate_coefficients(seed, ids, 3, 1.8)
+        assert np.isclose(plain.sum(), 1.0) and np.isclose(pushed.sum(), 1.0)
+        assert (plain > 0).sum() == 3 and (plain >= 0).all()  # distinctiveness 1 = plain k-Same average
+        chosen = plain > 0
+        assert (pushed[chosen] > plain[chosen]).all() and (pushed[~chosen] < 0).all()
+        # the chosen donors' mutual balance is kept: none outweighs another more than 3:1
+        assert pushed[chosen].max() / pushed[chosen].min() < 3.0
+    # with k equal to the pool size there is nothing to push away from: a plain average
+    assert np.allclose(surrogate_coefficients(b"a" * 32, ids[:2], 2, 1.8), surrogate_coefficients(b"a" * 32, ids[:2], 2, 1.0))
+
+
+def test_shape_modes_are_key_driven_bounded_and_move_the_mesh():
+    a, b = mode_amplitudes(b"a" * 32, 0.05), mode_amplitudes(b"b" * 32, 0.05)
+    assert a.shape == (len(SHAPE_MODES),) and np.abs(a).max() <= 0.05
+    assert np.array_equal(a, mode_amplitudes(b"a" * 32, 0.05)) and not np.allclose(a, b)
+    pool = default_pool()
+    flat = choose_surrogate(pool, KEY_A, "patient-1", mode_amplitude=0.0)
+    moved = choose_surrogate(pool, KEY_A, "patient-1")
+    step = np.linalg.norm(moved.landmarks - flat.landmarks, axis=1)
+    assert 1.0 < step.max() < 0.1 * TEXTURE_SIZE  # visible, yet a local change of a face, not a new head
+    assert flat.digest != moved.digest
+
+
+def test_recognizers_tell_surrogates_of_different_keys_apart():
+    """Ten keys, one patient: dlib and SFace must match far fewer key pairs than with plain k-Same
+    averages, and a surrogate must rarely match any donor."""
+    pool = default_pool()
+    keys = [bytes([i]) * 32 for i in range(10)]
+    rates = {}
+    for label, params in (("plain", {"distinctiveness": 1.0, "mode_amplitude": 0.0}), ("default", {})):
+        surrogates = [choose_surrogate(pool, k, "patient-1", **params) for k in keys]
+        for name in ("dlib", "sface"):
+            emb = [embedding(name, s.texture, landmarks=s.landmarks) for s in surrogates]
+            donors = [embedding(name, d.image, landmarks=d.landmarks) for d in pool.donors]
+            pairs = [same_person(name, a, b) for a, b in itertools.combinations(emb, 2)]
+            to_donor = [same_person(name, e, d) for e in emb for d in donors]
+            rates[label, name] = (np.mean(pairs), np.mean(to_donor))
+    for name in ("dlib", "sface"):
+        assert rates["default", name][0] <= 0.5, rates
+        assert rates["default", name][0] < rates["plain", name][0] - 0.3, rates
+        assert rates["default", name][1] <= 0.15, rates
+    # the same key keeps giving the very same surrogate
+    assert choose_surrogate(pool, keys[3], "patient-1").digest == choose_surrogate(pool, keys[3], "patient-1").digest
+
+
+def test_distinctiveness_below_one_is_a_config_error():
+    with pytest.raises(ConfigError, match="distinctiveness"):
+        choose_surrogate(default_pool(), KEY_A, "p", distinctiveness=0.5)

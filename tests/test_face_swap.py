@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from _face_helpers import KEY_A, SHARED_MEDIA, carphone, clip_frames, cosine, dlib_embedding, sface_embedding
+from _face_helpers import KEY_A, SHARED_MEDIA, carphone, clip_frames, embedding, same_person
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import Anonymizer
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames, residual_faces
@@ -29,14 +29,17 @@ def _anonymize(frames, analysis, patient):
     return list(anonymize_frames(frames, analysis, patient=patient, bystander=get_anonymizer("blur")))
 
 
-def _patient_mask(analysis, index, shape):
+def _patient_mask(analysis, index, shape, swap):
+    """Pixels inside the warped region: the ring around both the patient's and the new face outline."""
     import cv2
 
-    from clinrelease.face.geometry import ring_points
     from clinrelease.face.landmarks import mesh_indices
+    from clinrelease.face.swap import outer_ring, swapped_geometry
 
     face = analysis.patient.faces[index]
-    ring = ring_points(face.landmarks, mesh_indices()["oval"])
+    state = swap._tracks[face.track_id]
+    new = swapped_geometry(face.landmarks, state.neutral, state.offset, swap.identity_strength)
+    ring = outer_ring(face.landmarks, new, mesh_indices()["oval"])
     mask = np.zeros(shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
     return mask > 0
@@ -44,10 +47,11 @@ def _patient_mask(analysis, index, shape):
 
 def test_swap_changes_the_face_and_nothing_outside_it(talking):
     frames, analysis = talking
-    out = _anonymize(frames, analysis, _swap())
+    swap = _swap()
+    out = _anonymize(frames, analysis, swap)
     assert len(out) == len(frames)
     for i, (a, b) in enumerate(zip(frames, out)):
-        inside = _patient_mask(analysis, i, a.shape)
+        inside = _patient_mask(analysis, i, a.shape, swap)
         diff = np.abs(a.astype(int) - b).sum(axis=2)
         assert diff[inside].mean() > 8.0
         # one pixel of slack for the ring's anti-aliased edge
@@ -63,9 +67,8 @@ def test_swap_defeats_dlib_and_sface_on_the_talking_face(talking):
     dlib_far, sface_low = [], []
     for i, (a, b) in enumerate(zip(frames, out)):
         box = analysis.patient.faces[i].box
-        dlib_far.append(np.linalg.norm(dlib_embedding(a, box) - dlib_embedding(b, box)) > 0.6)
-        fa, fb = sface_embedding(a, box), sface_embedding(b, box)
-        sface_low.append(fb is None or cosine(fa, fb) < 0.363)
+        dlib_far.append(not same_person("dlib", embedding("dlib", a, box), embedding("dlib", b, box)))
+        sface_low.append(not same_person("sface", embedding("sface", a, box), embedding("sface", b, box)))
     assert np.mean(dlib_far) >= 0.75, dlib_far
     assert np.mean(sface_low) >= 0.75, sface_low
 
@@ -183,6 +186,16 @@ def test_signing_clip_patient_is_swapped_sface_and_dlib_defeated():
     assert residual_faces(out, analysis) == []
     for i, (a, b) in enumerate(zip(frames, out)):
         box = patient.faces[i].box
-        assert np.linalg.norm(dlib_embedding(a, box) - dlib_embedding(b, box)) > 0.6
-        fb = sface_embedding(b, box)
-        assert fb is None or cosine(sface_embedding(a, box), fb) < 0.363
+        for name in ("dlib", "sface"):
+            assert not same_person(name, embedding(name, a, box), embedding(name, b, box)), (name, i)
+
+
+def test_swap_passes_its_surrogate_settings_to_the_key_driven_choice():
+    from clinrelease.face.base import PATIENT
+    from clinrelease.face.surrogates import choose_surrogate, default_pool
+
+    plain = _swap(distinctiveness=1.0, mode_amplitude=0.0).surrogate_for(PATIENT, 0)
+    assert plain.digest == choose_surrogate(default_pool(), KEY_A, "patient-1", 3, distinctiveness=1.0, mode_amplitude=0.0).digest
+    assert plain.digest != _swap().surrogate_for(PATIENT, 0).digest
+    with pytest.raises(ConfigError, match="distinctiveness"):
+        _swap(distinctiveness=0.5)

@@ -195,73 +195,203 @@ def default_pool() -> DonorPool:
     return DonorPool(donors, source="default")
 
 
+@dataclass(frozen=True)
+class ShapeMode:
+    """A smooth, local change of face shape: mesh points near ``centres`` move by ``moves``.
+
+    Each centre's displacement (in face heights, x right / y down in the frontal texture frame) fades
+    with a Gaussian of ``radius`` face heights, so neighbouring points follow and the mesh never folds.
+    """
+
+    name: str
+    centres: tuple[int, ...]
+    moves: tuple[tuple[float, float], ...]
+    radius: float
+
+    def field(self, shape: np.ndarray, face_height: float) -> np.ndarray:
+        """Displacement ``(N, 2)`` of every point of ``shape`` for amplitude 1 (one face height)."""
+        out = np.zeros_like(shape, dtype=np.float64)
+        r2 = 2.0 * (self.radius * face_height) ** 2
+        for c, move in zip(self.centres, self.moves):
+            w = np.exp(-((shape - shape[c]) ** 2).sum(axis=1) / r2)
+            out += w[:, None] * np.asarray(move)
+        return out * face_height
+
+
+#: key-driven shape changes where identity lives (eye spacing, brow, nose, mouth, jaw, chin), on
+#: mediapipe mesh indices: 468/473 iris centres, 105/334 brows, 1 nose tip, 129/358 nose wings,
+#: 61/291 mouth corners, 0/17 lip middles, 152 chin, 172/397 jaw angles, 234/454 cheekbones
+SHAPE_MODES: tuple[ShapeMode, ...] = (
+    ShapeMode("eye_spacing", (468, 473), ((-1, 0), (1, 0)), 0.10),
+    ShapeMode("eye_height", (468, 473, 105, 334), ((0, 1), (0, 1), (0, 1), (0, 1)), 0.12),
+    ShapeMode("brow_height", (105, 334), ((0, -1), (0, -1)), 0.07),
+    ShapeMode("nose_length", (1,), ((0, 1),), 0.08),
+    ShapeMode("nose_width", (129, 358), ((-1, 0), (1, 0)), 0.05),
+    ShapeMode("mouth_width", (61, 291), ((-1, 0), (1, 0)), 0.06),
+    ShapeMode("mouth_height", (0, 17, 61, 291), ((0, 1), (0, 1), (0, 1), (0, 1)), 0.08),
+    ShapeMode("chin_length", (152,), ((0, 1),), 0.12),
+    ShapeMode("jaw_width", (172, 397), ((-1, 0), (1, 0)), 0.12),
+    ShapeMode("cheek_width", (234, 454), ((-1, 0), (1, 0)), 0.12),
+)
+
+
+@dataclass
+class DonorSpace:
+    """A pool's donors aligned in one frame: the space composite surrogates are drawn from.
+
+    ``shapes`` are the donors' meshes after generalized Procrustes alignment, placed in the texture
+    frame; ``mean`` is their average. A surrogate is an affine combination of donors (coefficients
+    summing to 1; above-average weights on a few donors, possibly negative on the rest, which moves
+    it away from the pool's average face) plus key-driven :data:`SHAPE_MODES`.
+    """
+
+    donors: list[Donor]
+    shapes: np.ndarray  # (n, 478, 2) float64, texture pixels
+    mean: np.ndarray  # (478, 2) float64
+
+    @classmethod
+    def build(cls, donors: list[Donor], weights: np.ndarray | None = None) -> DonorSpace:
+        """Align ``donors`` (weighted Procrustes; equal weights when None) and place them in the frame."""
+        if not donors:
+            raise ConfigError("a composite needs at least one donor")
+        w = np.full(len(donors), 1.0 / len(donors)) if weights is None else np.asarray(weights, np.float64)
+        w = w / w.sum()
+        ref = donors[0].landmarks.astype(np.float64)
+        for _ in range(2):  # generalized Procrustes: align every shape to the running mean, twice
+            aligned = np.stack([apply_affine(fit_similarity(d.landmarks, ref), d.landmarks) for d in donors]).astype(np.float64)
+            ref = np.tensordot(w, aligned, axes=1)
+        # the weighted mean's face oval is FACE_HEIGHT tall and centred in the texture
+        oval = mesh_indices()["oval"]
+        lo, hi = ref[oval].min(axis=0), ref[oval].max(axis=0)
+        scale = FACE_HEIGHT / (hi[1] - lo[1])
+        place = lambda p: (p - (lo + hi) / 2) * scale + TEXTURE_SIZE / 2  # noqa: E731
+        return cls(list(donors), place(aligned), place(ref))
+
+    def render(self, coefficients: np.ndarray, modes: np.ndarray | None = None) -> Surrogate:
+        """The surrogate with shape ``sum(c_i * shape_i)`` plus shape modes of amplitudes ``modes``.
+
+        Every donor with a positive coefficient has its texture warped straight onto that shape (one
+        warp each); the warped textures are averaged with the positive coefficients.
+        """
+        import cv2
+
+        c = np.asarray(coefficients, np.float64)
+        c = c / c.sum()
+        shape = np.tensordot(c, self.shapes, axes=1)
+        # textures mix convexly (negative weights would leave inverted ghosts of the other donors)
+        t = np.clip(c, 0.0, None)
+        t = t / t.sum()
+        oval = mesh_indices()["oval"]
+        if modes is not None:
+            height = float(np.ptp(self.mean[oval, 1]))
+            for mode, amp in zip(SHAPE_MODES, modes):
+                shape = shape + float(amp) * mode.field(self.mean, height)
+        shape = shape.astype(np.float32)
+        dst = np.concatenate([shape, ring_points(shape, oval)])
+        tris = triangulate(np.concatenate([self.mean, ring_points(self.mean.astype(np.float32), oval)]))
+        acc = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 3), np.float64)
+        cover = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
+        for d, cd in zip(self.donors, t):
+            if cd < 1e-9:
+                continue
+            src = np.concatenate([d.landmarks, ring_points(d.landmarks, oval)])
+            maps = warp_maps(dst, [src], tris, TEXTURE_SIZE, TEXTURE_SIZE)
+            x0, y0, x1, y1 = maps.region
+            warped = cv2.remap(d.image, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            acc[y0:y1, x0:x1][maps.inside] += cd * warped[maps.inside]
+            cover[y0:y1, x0:x1][maps.inside] += cd
+        inside = np.abs(cover) > 1e-6
+        acc[inside] /= cover[inside][:, None]
+        texture = acc.round().clip(0, 255).astype(np.uint8)
+        ids = tuple(d.donor_id for d in self.donors)
+        tag = b"" if modes is None else np.asarray(modes, np.float64).tobytes()
+        digest = hashlib.sha256(texture.tobytes() + shape.tobytes() + c.tobytes() + tag + "\n".join(ids).encode()).hexdigest()
+        used = tuple(d.donor_id for d, cd in zip(self.donors, c) if cd > 0)
+        return Surrogate(texture, shape, used, digest)
+
+
 def composite(donors: list[Donor], weights: np.ndarray | None = None) -> Surrogate:
     """The k-Same composite of ``donors``: shapes averaged after alignment, textures warped to the mean
     shape and averaged.
 
-    ``weights`` (positive, one per donor; equal when None) make a weighted average, which lets a small
-    pool give many distinct surrogates while every donor still contributes.
+    ``weights`` (positive, one per donor; equal when None) make a weighted average.
     """
-    import cv2
-
-    if not donors:
-        raise ConfigError("a composite needs at least one donor")
-    w = np.full(len(donors), 1.0 / len(donors)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    oval = mesh_indices()["oval"]
-    # generalized Procrustes: align every shape to the running mean, twice
-    ref = donors[0].landmarks.astype(np.float64)
-    for _ in range(2):
-        aligned = [apply_affine(fit_similarity(d.landmarks, ref), d.landmarks) for d in donors]
-        ref = np.tensordot(w, np.stack(aligned), axes=1)
-    # place the mean shape in the texture frame: oval FACE_HEIGHT tall, centred
-    lo, hi = ref[oval].min(axis=0), ref[oval].max(axis=0)
-    scale = FACE_HEIGHT / (hi[1] - lo[1])
-    mean = ((ref - (lo + hi) / 2) * scale + TEXTURE_SIZE / 2).astype(np.float32)
-    mean_pts = np.concatenate([mean, ring_points(mean, oval)])
-    tris = triangulate(mean_pts)
-    acc = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 3), np.float64)
-    weight = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
-    for d, wd in zip(donors, w):
-        src = np.concatenate([d.landmarks, ring_points(d.landmarks, oval)])
-        maps = warp_maps(mean_pts, [src], tris, TEXTURE_SIZE, TEXTURE_SIZE)
-        x0, y0, x1, y1 = maps.region
-        warped = cv2.remap(d.image, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        acc[y0:y1, x0:x1][maps.inside] += wd * warped[maps.inside]
-        weight[y0:y1, x0:x1][maps.inside] += wd
-    texture = (acc / np.maximum(weight, 1e-9)[..., None]).round().clip(0, 255).astype(np.uint8)
-    ids = tuple(d.donor_id for d in donors)
-    digest = hashlib.sha256(texture.tobytes() + mean.tobytes() + w.tobytes() + "\n".join(ids).encode()).hexdigest()
-    return Surrogate(texture, mean, ids, digest)
+    w = np.full(len(donors), 1.0) if weights is None else np.asarray(weights, np.float64)
+    return DonorSpace.build(donors, w).render(w)
 
 
-def choose_surrogate(pool: DonorPool, key: bytes, pseudonym: str, k: int = 3) -> Surrogate:
+#: default distinctiveness: how far a surrogate is pushed from the pool's average face
+DISTINCTIVENESS = 1.8
+#: default largest shape-mode amplitude, in face heights
+MODE_AMPLITUDE = 0.05
+
+
+def surrogate_coefficients(seed: bytes, ids: list[str], k: int, distinctiveness: float) -> np.ndarray:
+    """Key-driven donor coefficients (summing to 1) over a pool whose donors are ``ids``.
+
+    The HMAC ranking of the donors picks ``k``; HMAC-drawn weights in [1, 3) mix them (a k-Same
+    composite); ``distinctiveness`` > 1 then pushes the composite away from the pool mean
+    (the chosen donors' even mix moves ``d`` times as far from the pool mean; the key-drawn
+    imbalance between them is kept as it is), so composites of different donor sets differ more
+    than plain averages do while no donor dominates.
+    """
+    n = len(ids)
+    order = sorted(range(n), key=lambda i: derive(seed, "surrogate-donor", ids[i]))
+    c = np.zeros(n)
+    for i in order[:k]:
+        c[i] = 1.0 + 2.0 * int.from_bytes(derive(seed, "surrogate-weight", ids[i])[:4], "big") / 2**32
+    c /= c.sum()
+    # amplify only the chosen-vs-rest direction, not the imbalance between the chosen donors
+    even = np.where(c > 0, 1.0 / k, 0.0)
+    return 1.0 / n + distinctiveness * (even - 1.0 / n) + (c - even)
+
+
+def mode_amplitudes(seed: bytes, amplitude: float) -> np.ndarray:
+    """Key-driven amplitudes in [-amplitude, amplitude) for each of :data:`SHAPE_MODES`."""
+    u = [int.from_bytes(derive(seed, "surrogate-mode", m.name)[:4], "big") / 2**32 for m in SHAPE_MODES]
+    return amplitude * (2.0 * np.array(u) - 1.0)
+
+
+def choose_surrogate(
+    pool: DonorPool,
+    key: bytes,
+    pseudonym: str,
+    k: int = 3,
+    *,
+    distinctiveness: float = DISTINCTIVENESS,
+    mode_amplitude: float = MODE_AMPLITUDE,
+) -> Surrogate:
     """The surrogate of one patient under one release key.
 
-    ``derive(key, "surrogate", pseudonym)`` seeds an HMAC ranking of the donors; the first ``k``
-    form the composite, with HMAC-drawn weights in [1, 3) so that a small pool still gives many
-    distinct surrogates. Same key and pseudonym, same surrogate; another key, another choice.
+    ``derive(key, "surrogate", pseudonym)`` seeds everything: which ``k`` donors form the composite
+    and with what weights (:func:`surrogate_coefficients`), and the amplitudes of the key-driven
+    :data:`SHAPE_MODES` (:func:`mode_amplitudes`). Same key and pseudonym, same surrogate; another key
+    draws other donors, weights and shape, so recognizers tell the two surrogates apart.
 
     Raises
     ------
     ConfigError
-        When ``k`` is below 2 or above the pool size.
+        When ``k`` is below 2 or above the pool size, or ``distinctiveness`` is below 1.
     """
     if not 2 <= k <= len(pool):
         raise ConfigError(f"k must be between 2 and the pool size ({len(pool)}), got {k}", pool.source or None)
+    if distinctiveness < 1.0:
+        raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {distinctiveness}")
     seed = derive(key, "surrogate", pseudonym)
-    ranked = sorted(pool.donors, key=lambda d: derive(seed, "surrogate-donor", d.donor_id))
-    chosen = sorted(ranked[:k], key=lambda d: d.donor_id)
-    weights = tuple(1.0 + 2.0 * int.from_bytes(derive(seed, "surrogate-weight", d.donor_id)[:4], "big") / 2**32 for d in chosen)
-    return _cached_composite(pool, tuple(d.donor_id for d in chosen), weights)
+    ids = [d.donor_id for d in pool.donors]
+    coeffs = tuple(surrogate_coefficients(seed, ids, k, distinctiveness))
+    modes = tuple(mode_amplitudes(seed, mode_amplitude))
+    cache_key = (id(pool), coeffs, modes)
+    if cache_key not in _SURROGATES:
+        _SURROGATES[cache_key] = _donor_space(pool).render(np.array(coeffs), np.array(modes))
+    return _SURROGATES[cache_key]
 
 
-_COMPOSITES: dict[tuple[int, tuple[str, ...], tuple[float, ...]], Surrogate] = {}
+_SURROGATES: dict[tuple[int, tuple[float, ...], tuple[float, ...]], Surrogate] = {}
+_SPACES: dict[int, DonorSpace] = {}
 
 
-def _cached_composite(pool: DonorPool, ids: tuple[str, ...], weights: tuple[float, ...]) -> Surrogate:
-    cache_key = (id(pool), ids, weights)
-    if cache_key not in _COMPOSITES:
-        by_id = {d.donor_id: d for d in pool.donors}
-        _COMPOSITES[cache_key] = composite([by_id[i] for i in ids], np.array(weights))
-    return _COMPOSITES[cache_key]
+def _donor_space(pool: DonorPool) -> DonorSpace:
+    if id(pool) not in _SPACES:
+        _SPACES[id(pool)] = DonorSpace.build(pool.donors)
+    return _SPACES[id(pool)]

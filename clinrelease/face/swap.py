@@ -6,8 +6,9 @@ frame's mesh plus ``identity_strength`` times that offset, turned and scaled wit
 expression, head pose and eye/mouth state stay the patient's while the face shape (brows, jaw line,
 nose, proportions) becomes the surrogate's. The surrogate texture is warped onto the new geometry
 (piecewise affine over mesh + an outer ring), colour-matched to the patient's skin and blended with a
-feathered mask. The ring band between the new face outline and the ring carries the patient's own
-pixels warped to meet the new outline, and the eye openings and the mouth interior carry the
+feathered mask. The ring band between the new face outline and the ring (outside both the old and
+the new outline, so its triangles never fold) carries the patient's own pixels warped to meet the
+new outline, and the eye openings and the mouth interior carry the
 patient's own pixels warped to the new geometry, so gaze and mouth motion survive.
 """
 
@@ -21,9 +22,9 @@ import numpy as np
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import PATIENT, FaceAnalysis, TrackedFace
 from clinrelease.face.baselines import BlurAnonymizer
-from clinrelease.face.geometry import apply_affine, fit_similarity, ring_points, warp_maps
+from clinrelease.face.geometry import RING_SCALE, apply_affine, fit_similarity, warp_maps
 from clinrelease.face.landmarks import mesh_indices
-from clinrelease.face.surrogates import DonorPool, Surrogate, choose_surrogate, default_pool
+from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
 FIT_POINTS = slice(0, 468)
@@ -48,6 +49,19 @@ def swapped_geometry(mesh: np.ndarray, neutral: np.ndarray, offset: np.ndarray, 
     """One frame's new mesh: the frame's mesh plus the identity offset turned and scaled with the head."""
     lin = fit_similarity(neutral[FIT_POINTS], mesh[FIT_POINTS])[:, :2]
     return (mesh + strength * offset @ lin.T.astype(np.float32)).astype(np.float32)
+
+
+def outer_ring(mesh: np.ndarray, new_mesh: np.ndarray, oval: np.ndarray) -> np.ndarray:
+    """The ring around the face that bounds the warped region, outside both the old and the new outline.
+
+    Each ring point lies :data:`~clinrelease.face.geometry.RING_SCALE` times as far from the
+    patient's oval centre as the farther of the two outline points; a new outline reaching past a
+    ring built from the old one alone folds the band's triangles (streaks along the jaw line).
+    """
+    centre = mesh[oval].mean(axis=0)
+    old, new = mesh[oval] - centre, new_mesh[oval] - centre
+    far = np.where((np.linalg.norm(new, axis=1) > np.linalg.norm(old, axis=1))[:, None], new, old)
+    return (centre + RING_SCALE * far).astype(np.float32)
 
 
 @dataclass
@@ -75,7 +89,7 @@ def plan_face(mesh: np.ndarray, new_mesh: np.ndarray, surrogate: Surrogate, rows
     import cv2
 
     idx = mesh_indices()
-    ring = ring_points(mesh, idx["oval"])
+    ring = outer_ring(mesh, new_mesh, idx["oval"])
     dst = np.concatenate([new_mesh, ring])
     src_patient = np.concatenate([mesh, ring])
     src_surrogate = np.concatenate([surrogate.landmarks, surrogate.ring])
@@ -150,6 +164,9 @@ class SwapAnonymizer:
         Donors per composite.
     identity_strength:
         0 = surrogate texture on the patient's own face shape ... 1 = the surrogate's full face shape.
+    distinctiveness, mode_amplitude:
+        How far key-chosen surrogates are pushed from the pool's average face, and the largest
+        key-drawn shape change (see :func:`~clinrelease.face.surrogates.choose_surrogate`).
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -162,6 +179,8 @@ class SwapAnonymizer:
     pool: DonorPool | str | Path | None = None
     k: int = 3
     identity_strength: float = 1.0
+    distinctiveness: float = DISTINCTIVENESS
+    mode_amplitude: float = MODE_AMPLITUDE
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -171,6 +190,8 @@ class SwapAnonymizer:
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.identity_strength) <= 1.0:
             raise ConfigError(f"identity_strength must be within [0, 1], got {self.identity_strength}")
+        if float(self.distinctiveness) < 1.0:
+            raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {self.distinctiveness}")
         if self.backend not in ("opencv", "torch"):
             raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
         if self.surrogate is None and (self.key is None or not self.pseudonym):
@@ -186,7 +207,7 @@ class SwapAnonymizer:
             return self.surrogate
         pool = self.pool if isinstance(self.pool, DonorPool) else default_pool()
         who = self.pseudonym if role == PATIENT else f"{self.pseudonym}/bystander/{track_id}"
-        return choose_surrogate(pool, self.key, who, self.k)
+        return choose_surrogate(pool, self.key, who, self.k, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude)
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
         """Fit the track's neutral shape and its identity offset towards its surrogate."""
