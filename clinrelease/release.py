@@ -636,7 +636,15 @@ def _visuals(work: _ItemWork, source, output, analysis, verify) -> None:
                     if vec is not None:
                         embeddings.setdefault(f"{side}:{rec.name}", []).append(np.asarray(vec, dtype=np.float32))
     if pairs:
-        sheet = compose_contact_sheet(pairs)
+        from clinrelease.verify.keypoints import pose_detector
+
+        # the reviewer sees the keypoints the verification compared, drawn on both sides
+        detect = pose_detector()
+        keypoints = []
+        for _, orig, anon in pairs:
+            poses = [detect(orig), detect(anon)]
+            keypoints.append(tuple(None if p is None else np.column_stack([p.points, p.visibility]) for p in poses))
+        sheet = compose_contact_sheet(pairs, keypoints)
         cv2.imwrite(str(work.ctx.paths.visuals / f"{work.item.item_id}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if embeddings:
         folder = work.ctx.paths.work / "embeddings"

@@ -157,7 +157,12 @@ def _decode_with_pyav(open_container, info: VideoInfo, declared: int | None) -> 
     try:
         with av.logging.Capture(local=False) as logs, open_container() as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # One decoding thread: with FFmpeg's frame/slice threads, closing the decoder early (a
+            # consumer that stops after a few frames) while the global log capture holds its lock can
+            # deadlock (PyAV #1849/#1861, seen here with torch loaded). Decoding is not the bottleneck:
+            # 640x480 H.264 decodes at 250+ frames/s on one core.
+            stream.thread_type = "NONE"
+            stream.codec_context.thread_count = 1
             for frame in container.decode(stream):
                 if logs:
                     raise InputError(
