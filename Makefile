@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-tools demo test bench
+.PHONY: install system-tools demo test
 
 install: system-tools  ## venv + clinrelease with its test extra (+ dciodvfy and chromium for the tests)
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,3 @@ demo:
 
 test:
 	$(BIN)/python -m pytest -n 2 -q
-
-bench:
-	$(BIN)/python bench/run_all.py

