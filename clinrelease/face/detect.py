@@ -155,6 +155,32 @@ class FaceDetector:
                 out.append((np.asarray(b[:4], np.float32), float(b[4]), "scrfd"))
         return out
 
+    def quick_boxes(self, frame: np.ndarray, max_side: int = 320) -> list[np.ndarray]:
+        """Face boxes from one cheap pass on a downscaled frame: a sentinel for new faces.
+
+        YuNet (or mediapipe's short-range model when YuNet is not among the detectors) on the frame
+        shrunk to ``max_side`` pixels; boxes are in full-frame pixels, unmerged, at ``min_score``.
+        Faces much smaller than ``min_face_px * scale`` are not seen: full detections cover them.
+        """
+        import cv2
+
+        h, w = frame.shape[:2]
+        scale = min(1.0, max_side / max(h, w))
+        small = frame if scale == 1.0 else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        boxes: list[np.ndarray] = []
+        if self._yunet is not None:
+            self._yunet.setInputSize((sw, sh))
+            _, faces = self._yunet.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+            for f in faces if faces is not None else []:
+                if f[14] >= self.min_score:
+                    boxes.append(np.array([f[0], f[1], f[0] + f[2], f[1] + f[3]], np.float32) / scale)
+        elif self._mp:
+            for det in self._mp[0].process(small).detections or []:
+                rb = det.location_data.relative_bounding_box
+                boxes.append(np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h], np.float32))
+        return boxes
+
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in one RGB ``uint8`` frame, merged over detectors, largest first."""
         h, w = frame.shape[:2]

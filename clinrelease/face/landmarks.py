@@ -106,16 +106,41 @@ class LandmarkModel:
         self._mesh.close()
 
 
-def smooth_sequence(points: np.ndarray, window: int = 7, order: int = 2) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _savgol_projection(window: int, order: int) -> np.ndarray:
+    """``(window, window)`` matrix: row ``i`` gives the fitted value at window position ``i``.
+
+    The least-squares polynomial of degree ``order`` through ``window`` samples is a projection
+    ``V (V^T V)^-1 V^T`` of the samples (``V`` the Vandermonde matrix of positions ``-h..h``).
+    """
+    x = np.arange(window, dtype=np.float64) - window // 2
+    v = np.vander(x, order + 1, increasing=True)
+    return v @ np.linalg.pinv(v)
+
+
+def smooth_sequence(points: np.ndarray, window: int = 7, order: int = 2, block: int = 256) -> np.ndarray:
     """Savitzky-Golay smoothing of a landmark sequence ``(T, P, 2)`` along time.
 
     A quadratic fit over ``window`` frames removes detector jitter but follows fast mouth and eye
     motion better than a moving average. Sequences shorter than the window are returned as they are.
+    Same result as ``scipy.signal.savgol_filter(points, w, order, axis=0, mode="interp")`` (the
+    edges take the polynomial fitted to the first and last window), without importing scipy.signal,
+    which takes seconds in a fresh worker process. Works in float32, ``block`` frames at a time.
     """
-    from scipy.signal import savgol_filter
-
     t = points.shape[0]
     w = min(window, t if t % 2 == 1 else t - 1)
     if w <= order:
         return points.copy()
-    return savgol_filter(points, w, order, axis=0, mode="interp").astype(np.float32)
+    proj = _savgol_projection(w, order).astype(np.float32)
+    half = w // 2
+    data = np.asarray(points, np.float32)
+    out = np.empty_like(data)
+    # interior: the centre row of the projection slid along time, in blocks so that a long video
+    # needs no temporary copies of its whole landmark sequence (float32 is ample for pixels)
+    for lo in range(half, t - half, block):
+        hi = min(lo + block, t - half)
+        windows = np.lib.stride_tricks.sliding_window_view(data[lo - half : hi + half], w, axis=0)  # (n, P, 2, w)
+        out[lo:hi] = windows @ proj[half]
+    out[:half] = np.tensordot(proj[:half], data[:w], axes=(1, 0))
+    out[t - half :] = np.tensordot(proj[w - half :], data[t - w :], axes=(1, 0))
+    return out

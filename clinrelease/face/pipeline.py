@@ -1,18 +1,59 @@
 """The two passes over a video: analyze (detect, track, mesh, smooth, roles) then anonymize; and the
-fail-closed residual-face check on the anonymized frames."""
+fail-closed residual-face check on the anonymized frames.
+
+Speed (issue 8): the merged detector (mediapipe short + full range + YuNet) costs several times
+more than the face mesh, so pass 1 runs it on every ``detect_every``-th frame only, and between
+those frames each live track is followed by the mesh on a crop around its last position (a mesh
+found there is itself a detection, as in mediapipe's own tracking). The full detector also runs on
+any frame where a tracked mesh is lost, on the last frame, and wherever a cheap sentinel (YuNet on a
+downscaled frame) sees a face no track covers. A face that the full detector first finds at frame
+``k`` is traced back by the mesh (or the detector) over the frames buffered since the previous full
+detection, so it is anonymized from the frame it appeared. Models are built once per thread and
+reused across videos; decoding runs in its own thread ahead of the face work.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from clinrelease.errors import InputError
-from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis
-from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector
+from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, FaceTrack, TrackedFace
+from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector, box_iou
 from clinrelease.face.landmarks import LandmarkModel, landmark_box
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
+from clinrelease.pipeline_threads import StageClock, threaded
+
+#: default for ``detect_every``: the merged detector every 5th frame, the mesh tracks in between
+DEFAULT_DETECT_EVERY = 5
+
+_models = threading.local()
+
+
+def shared_detector(
+    detectors: Sequence[str] = DEFAULT_DETECTORS, *, min_face_px: int = 12, model_dir: str | Path | None = None
+) -> FaceDetector:
+    """A :class:`FaceDetector` built once per thread for these settings and reused (graphs load slowly).
+
+    mediapipe graphs must not be called from two threads at once, hence one cache per thread.
+    """
+    from clinrelease.models import configured_model_dir
+
+    cache = _models.__dict__.setdefault("detectors", {})
+    key = (tuple(detectors), int(min_face_px), str(configured_model_dir(model_dir)))
+    if key not in cache:
+        cache[key] = FaceDetector(detectors, min_face_px=min_face_px, model_dir=model_dir)
+    return cache[key]
+
+
+def shared_mesher() -> LandmarkModel:
+    """The face-mesh model, built once per thread and reused."""
+    if not hasattr(_models, "mesher"):
+        _models.mesher = LandmarkModel()
+    return _models.mesher
 
 
 def _mesh_box(points: np.ndarray) -> np.ndarray:
@@ -20,6 +61,41 @@ def _mesh_box(points: np.ndarray) -> np.ndarray:
     box = landmark_box(points)
     box[1] -= 0.15 * (box[3] - box[1])
     return box
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    return box_iou(a, b) > 0.2
+
+
+def _with_last_flag(frames: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray, bool]]:
+    """``(index, frame, is_last)`` with a one-frame look-ahead."""
+    iterator = iter(frames)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    index = 0
+    for following in iterator:
+        yield index, current, False
+        current, index = following, index + 1
+    yield index, current, True
+
+
+class _FrameFaces:
+    """The faces found in one frame so far: boxes, scores, meshes (no two overlapping)."""
+
+    def __init__(self) -> None:
+        self.boxes: list[np.ndarray] = []
+        self.scores: list[float] = []
+        self.meshes: list[np.ndarray | None] = []
+
+    def covers(self, box: np.ndarray) -> bool:
+        return any(_overlaps(box, b) for b in self.boxes)
+
+    def add(self, box: np.ndarray, score: float, mesh: np.ndarray | None) -> None:
+        self.boxes.append(np.asarray(box, np.float32))
+        self.scores.append(float(score))
+        self.meshes.append(mesh)
 
 
 def analyze_faces(
@@ -31,6 +107,10 @@ def analyze_faces(
     max_gap: int = 15,
     smooth_window: int = 7,
     model_dir: str | Path | None = None,
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    sentinel: bool = True,
+    prefetch: int = 4,
+    clock: StageClock | None = None,
 ) -> FaceAnalysis:
     """Pass 1: find, track and mesh every face of a video.
 
@@ -50,44 +130,69 @@ def analyze_faces(
         Savitzky-Golay window (frames) for landmark smoothing.
     model_dir:
         Folder of site-provided model packs.
+    detect_every:
+        Run the merged detector on every n-th frame (and wherever a tracked mesh is lost, the
+        sentinel fires, and on the last frame); 1 runs it on every frame.
+    sentinel:
+        Between full detections, look for new faces with a cheap detector pass on a downscaled
+        frame (:meth:`FaceDetector.quick_boxes`); a face no track covers triggers a full detection.
+    prefetch:
+        Frames decoded ahead in a background thread (0: decode in the calling thread).
+    clock:
+        When given, seconds spent in "detect" (merged detector), "sentinel" and "landmarks" are
+        added to it.
 
     Returns
     -------
     FaceAnalysis
         Tracks with per-frame boxes and smoothed 478-point meshes, roles assigned.
     """
-    detector = FaceDetector(detectors, min_face_px=min_face_px, model_dir=model_dir)
-    mesher = LandmarkModel()
+    if detect_every < 1:
+        raise InputError(f"detect_every must be at least 1, got {detect_every}")
+    detector = shared_detector(detectors, min_face_px=min_face_px, model_dir=model_dir)
+    mesher = shared_mesher()
+    clock = clock or StageClock()
     tracker = FaceTracker(max_gap)
     count, rows, columns = 0, 0, 0
+    # frames since the last full detection, to trace new faces back to where they appeared
+    pending: list[tuple[int, np.ndarray]] = []
+    source = threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else iter(frames)
     try:
-        for index, frame in enumerate(frames):
+        for index, frame, last in _with_last_flag(source):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise InputError(f"frame {index} is not an RGB uint8 image (shape {frame.shape}, {frame.dtype})")
             count, (rows, columns) = index + 1, frame.shape[:2]
-            boxes, scores, meshes = [], [], []
-            for det in detector.detect(frame):
-                points = mesher.landmarks(frame, det.box)
-                box = det.box if points is None else _mesh_box(points)
-                if any(_overlaps(box, b) for b in boxes):
-                    continue  # two detections of one face (the mesh tells)
-                boxes.append(box)
-                scores.append(det.score)
-                meshes.append(points)
-            # a live track the detectors missed this frame: try the mesh where it was last seen
-            for track_id, box in tracker.active_boxes(index).items():
-                if any(_overlaps(box, b) for b in boxes):
-                    continue
-                points = mesher.landmarks(frame, box)
-                if points is not None and not any(_overlaps(_mesh_box(points), b) for b in boxes):
-                    boxes.append(_mesh_box(points))
-                    scores.append(0.5)
-                    meshes.append(points)
-            for track_id, points in zip(tracker.update(index, boxes, scores), meshes):
+            found = _FrameFaces()
+            live = tracker.active_boxes(index)
+            lost = False
+            # follow every live track with the mesh on a crop where it was last seen
+            for box in live.values():
+                with clock.time("landmarks"):
+                    points = mesher.landmarks(frame, box)
+                if points is None:
+                    lost = True
+                elif not found.covers(_mesh_box(points)):
+                    found.add(_mesh_box(points), 0.9, points)
+            full = last or lost or index % detect_every == 0
+            if not full and sentinel:
+                with clock.time("sentinel"):
+                    full = any(not found.covers(b) for b in detector.quick_boxes(frame))
+            if full:
+                _add_detections(frame, detector, mesher, found, clock)
+            ids = tracker.update(index, found.boxes, found.scores)
+            for track_id, points in zip(ids, found.meshes):
                 tracker.track(track_id).faces[index].landmarks = points
+            if full:
+                for track_id in set(ids) - set(live):
+                    track = tracker.track(track_id)
+                    if min(track.faces) == index:  # a face no track followed: where did it appear?
+                        _trace_back(track, pending, tracker, detector, mesher, clock)
+                pending = []
+            else:
+                pending.append((index, frame))
     finally:
-        detector.close()
-        mesher.close()
+        if hasattr(source, "close"):
+            source.close()
     tracks = tracker.finish()
     for track in tracks:
         fill_gaps(track, max_gap)
@@ -96,29 +201,111 @@ def analyze_faces(
     return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks)
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
-    from clinrelease.face.detect import box_iou
+def _add_detections(frame: np.ndarray, detector: FaceDetector, mesher: LandmarkModel, found: _FrameFaces, clock: StageClock) -> None:
+    """Run the merged detector and add each face not yet found, meshed where possible."""
+    with clock.time("detect"):
+        detections = detector.detect(frame)
+    for det in detections:
+        if found.covers(det.box):
+            continue  # already followed by its track's mesh
+        with clock.time("landmarks"):
+            points = mesher.landmarks(frame, det.box)
+        box = det.box if points is None else _mesh_box(points)
+        if found.covers(box):
+            continue  # two detections of one face (the mesh tells)
+        found.add(box, det.score, points)
 
-    return box_iou(a, b) > 0.2
+
+def _trace_back(
+    track: FaceTrack,
+    pending: list[tuple[int, np.ndarray]],
+    tracker: FaceTracker,
+    detector: FaceDetector,
+    mesher: LandmarkModel,
+    clock: StageClock,
+) -> None:
+    """Extend a track first seen at a full detection backwards over the frames skipped before it.
+
+    Each earlier frame is searched with the mesh around the face's box in the following frame, then
+    with the merged detector; the walk stops at the first frame where neither finds it, or where the
+    face would overlap another track's face there.
+    """
+    first = min(track.faces)
+    box, score = track.faces[first].box, track.faces[first].score
+    others = [t for t in tracker.live_tracks() if t is not track]
+    for index, frame in reversed(pending):
+        with clock.time("landmarks"):
+            points = mesher.landmarks(frame, box)
+        if points is None:
+            with clock.time("detect"):
+                near = [d for d in detector.detect(frame) if _overlaps(d.box, box)]
+            if not near:
+                return
+            with clock.time("landmarks"):
+                points = mesher.landmarks(frame, near[0].box)
+        new_box = near[0].box if points is None else _mesh_box(points)
+        if any(index in t.faces and _overlaps(new_box, t.faces[index].box) for t in others):
+            return
+        track.faces[index] = TrackedFace(track.track_id, index, np.asarray(new_box, np.float32), score, points)
+        box = new_box
 
 
 def anonymize_frames(
-    frames: Iterable[np.ndarray], analysis: FaceAnalysis, *, patient: Anonymizer, bystander: Anonymizer
+    frames: Iterable[np.ndarray],
+    analysis: FaceAnalysis,
+    *,
+    patient: Anonymizer,
+    bystander: Anonymizer,
+    prefetch: int = 4,
+    clock: StageClock | None = None,
 ) -> Iterator[np.ndarray]:
-    """Pass 2: yield each frame with the patient's and bystanders' faces anonymized, lazily, in order."""
-    for track in analysis.tracks:
-        (patient if track.role == PATIENT else bystander).prepare(analysis, track.track_id)
-    roles = {t.track_id: t.role for t in analysis.tracks}
-    for index, frame in enumerate(frames):
-        out = np.array(frame, copy=True)
-        faces = analysis.faces_in_frame(index)
-        others = [f for f in faces if roles[f.track_id] != PATIENT]
-        mine = [f for f in faces if roles[f.track_id] == PATIENT]
-        if others:
-            out = bystander.anonymize_frame(out, others)
-        if mine:
-            out = patient.anonymize_frame(out, mine)
-        yield out
+    """Pass 2: yield each frame with the patient's and bystanders' faces anonymized, lazily, in order.
+
+    Parameters
+    ----------
+    frames:
+        The video's RGB ``uint8`` frames again, in order.
+    analysis:
+        The result of :func:`analyze_faces` on the same frames.
+    patient, bystander:
+        Anonymizers for the patient's and the other tracks.
+    prefetch:
+        With ``prefetch > 0`` decoding and anonymizing each run in a thread of their own, up to
+        ``prefetch`` frames ahead of the consumer (the encoder), so the three stages overlap.
+    clock:
+        When given, seconds spent anonymizing are added to its "render" stage.
+    """
+    work = _anonymized(threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else frames, analysis, patient, bystander, clock)
+    return threaded(work, depth=prefetch, name="anonymize") if prefetch > 0 else work
+
+
+def _anonymized(
+    frames: Iterable[np.ndarray], analysis: FaceAnalysis, patient: Anonymizer, bystander: Anonymizer, clock: StageClock | None
+) -> Iterator[np.ndarray]:
+    clock = clock or StageClock()
+    try:
+        with clock.time("render"):
+            for track in analysis.tracks:
+                (patient if track.role == PATIENT else bystander).prepare(analysis, track.track_id)
+        roles = {t.track_id: t.role for t in analysis.tracks}
+        for index, frame in enumerate(frames):
+            faces = analysis.faces_in_frame(index)
+            if not faces:
+                yield frame  # nothing to change: no copy
+                continue
+            with clock.time("render"):
+                out = np.array(frame, copy=True)
+                others = [f for f in faces if roles[f.track_id] != PATIENT]
+                mine = [f for f in faces if roles[f.track_id] == PATIENT]
+                if others:
+                    out = bystander.anonymize_frame(out, others)
+                if mine:
+                    out = patient.anonymize_frame(out, mine)
+            yield out
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
 
 
 def residual_faces(
@@ -128,13 +315,24 @@ def residual_faces(
     detectors: Sequence[str] = DEFAULT_DETECTORS,
     margin: float = 0.3,
     model_dir: str | Path | None = None,
+    sample_every: int = 1,
+    prefetch: int = 4,
 ) -> list[int]:
     """Fail-closed check: indices of anonymized frames where a detector finds a face that no anonymized
-    track covers (its centre outside every track box of that frame, grown by ``margin``)."""
-    detector = FaceDetector(detectors, model_dir=model_dir)
+    track covers (its centre outside every track box of that frame, grown by ``margin``).
+
+    ``sample_every`` checks every n-th frame only (1: every frame); frames are decoded ``prefetch``
+    ahead in a thread.
+    """
+    if sample_every < 1:
+        raise InputError(f"sample_every must be at least 1, got {sample_every}")
+    detector = shared_detector(detectors, model_dir=model_dir)
     bad: list[int] = []
+    source = threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else iter(frames)
     try:
-        for index, frame in enumerate(frames):
+        for index, frame in enumerate(source):
+            if index % sample_every:
+                continue
             covered = []
             for face in analysis.faces_in_frame(index):
                 b = face.box if face.landmarks is None else _mesh_box(face.landmarks)
@@ -146,5 +344,6 @@ def residual_faces(
                     bad.append(index)
                     break
     finally:
-        detector.close()
+        if hasattr(source, "close"):
+            source.close()
     return bad

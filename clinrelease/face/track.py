@@ -15,6 +15,34 @@ from clinrelease.face.landmarks import smooth_sequence
 PATIENT_RULES: tuple[str, ...] = ("largest", "most_present", "all")
 
 
+def min_cost_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a minimum-cost one-to-one assignment (as ``scipy.optimize.linear_sum_assignment``).
+
+    Videos hold a handful of faces: up to 6 on the smaller side, every assignment is tried (at most
+    720), which spares each worker process the seconds that importing scipy.optimize takes; larger
+    problems go to scipy.
+    """
+    import itertools
+
+    n_rows, n_cols = cost.shape
+    if min(n_rows, n_cols) > 6:
+        from scipy.optimize import linear_sum_assignment
+
+        return linear_sum_assignment(cost)
+    transposed = n_rows > n_cols
+    c = cost.T if transposed else cost  # rows <= columns
+    best, best_cols = np.inf, ()
+    for cols in itertools.permutations(range(c.shape[1]), c.shape[0]):
+        total = c[np.arange(c.shape[0]), cols].sum()
+        if total < best:
+            best, best_cols = total, cols
+    rows, cols = np.arange(c.shape[0]), np.array(best_cols, dtype=np.intp)
+    if transposed:
+        order = np.argsort(cols)
+        return cols[order], rows[order]
+    return rows, cols
+
+
 @dataclass
 class _Active:
     track: FaceTrack
@@ -48,8 +76,6 @@ class FaceTracker:
 
     def update(self, frame_index: int, boxes: Sequence[np.ndarray], scores: Sequence[float]) -> list[int]:
         """Assign this frame's boxes to tracks; returns the track id of each box, in order."""
-        from scipy.optimize import linear_sum_assignment
-
         # retire tracks unseen for too long
         keep = []
         for a in self._active:
@@ -62,7 +88,7 @@ class FaceTracker:
         if self._active and boxes:
             cost = np.array([[self._cost(a.box, b) for b in boxes] for a in self._active])
             finite = np.where(np.isfinite(cost), cost, 1e6)
-            rows, cols = linear_sum_assignment(finite)
+            rows, cols = min_cost_assignment(finite)
             for r, c in zip(rows, cols):
                 if np.isfinite(cost[r, c]):
                     ids[c] = self._active[r].track.track_id
@@ -82,6 +108,10 @@ class FaceTracker:
     def active_boxes(self, frame_index: int) -> dict[int, np.ndarray]:
         """Last box of each live track not yet seen in ``frame_index`` (for landmark re-acquisition)."""
         return {a.track.track_id: a.box for a in self._active if a.last_frame < frame_index and frame_index - a.last_frame <= self.max_gap}
+
+    def live_tracks(self) -> list[FaceTrack]:
+        """The tracks that can still be continued."""
+        return [a.track for a in self._active]
 
     def track(self, track_id: int) -> FaceTrack:
         """The live track with this id."""
@@ -136,8 +166,14 @@ def _fill_missing_landmarks(track: FaceTrack) -> None:
         face.landmarks = np.asarray(lm, np.float32)
 
 
-def smooth_track(track: FaceTrack, window: int = 7) -> None:
-    """Smooth landmarks over time within each run of consecutive frames (Savitzky-Golay)."""
+def smooth_track(track: FaceTrack, window: int = 7, block: int = 256) -> None:
+    """Smooth landmarks over time within each run of consecutive frames (Savitzky-Golay), in place.
+
+    A run is smoothed ``block`` frames at a time and written back into the existing arrays one block
+    late (the next block still reads the unsmoothed values it overlaps), so a long video needs no
+    second copy of all its landmarks: peak memory stays flat in the video's length.
+    """
+    half = window // 2
     idx = [i for i in track.frame_indices if track.faces[i].landmarks is not None]
     runs: list[list[int]] = []
     for i in idx:
@@ -146,10 +182,24 @@ def smooth_track(track: FaceTrack, window: int = 7) -> None:
         else:
             runs.append([i])
     for run in runs:
-        seq = np.stack([track.faces[i].landmarks for i in run])
-        smooth = smooth_sequence(seq, window)
-        for i, pts in zip(run, smooth):
-            track.faces[i].landmarks = pts
+        n = len(run)
+        pending: list[tuple[list[int], np.ndarray]] = []
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            a, b = max(0, lo - half), min(n, hi + half)
+            seq = np.stack([track.faces[i].landmarks for i in run[a:b]])
+            # a shorter run keeps the window smooth_sequence would choose for the whole run
+            smooth = smooth_sequence(seq, window if n >= window else n)[lo - a : hi - a]
+            for frames, values in pending:
+                _write_back(track, frames, values)
+            pending = [(run[lo:hi], smooth)]
+        for frames, values in pending:
+            _write_back(track, frames, values)
+
+
+def _write_back(track: FaceTrack, frames: list[int], values: np.ndarray) -> None:
+    for i, pts in zip(frames, values):
+        track.faces[i].landmarks[...] = pts
 
 
 def assign_roles(tracks: list[FaceTrack], rule: str) -> None:
