@@ -534,7 +534,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         figures["face_nme"] = reports.keypoints.face_nme
     if clean_text:
         reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
-        figures["text_boxes"] = len(reports.text.found)
+        figures["text_boxes"] = len(Thresholds.from_profile(verify).remaining_text(reports.text))
     phi = _identifying_strings(result.original_phi, item, source)
     if verify.leak_scan:
         reports.leaks = scan_bytes(staged, phi)

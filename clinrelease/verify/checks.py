@@ -52,9 +52,19 @@ class Thresholds:
     #: recognition score is at least ``text_min_score`` (clothing prints score lower)
     text_max_boxes: int | None = 0
     text_min_score: float = 0.7
+    #: letters or digits a box must read to count: a lone glyph (the OCR model reading "百" in
+    #: skin texture) carries no identifying text, while names, IDs and dates have several
+    text_min_chars: int = 2
     #: PHI / encoder-text occurrences allowed in the output bytes (None: no leak scan)
     leaks_max: int | None = 0
     gallery_rank1_max: float | None = 0.0
+
+    def remaining_text(self, scan: TextScan) -> list:
+        """The text boxes of a scan that count against ``text_max_boxes``."""
+        return [
+            b for b in scan.found
+            if b.score >= self.text_min_score and sum(c.isalnum() for c in b.text) >= self.text_min_chars
+        ]
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -202,7 +212,7 @@ def decide(reports: ItemReports, thresholds: Thresholds | None = None) -> Verdic
     if reports.keypoints is not None:
         reasons += _keypoint_reasons(reports.keypoints, t)
     if reports.text is not None and t.text_max_boxes is not None:
-        remaining = [b for b in reports.text.found if b.score >= t.text_min_score]
+        remaining = t.remaining_text(reports.text)
         if len(remaining) > t.text_max_boxes:
             shown = "; ".join(f"frame {b.frame}: {b.text!r} ({b.score:.2f})" for b in remaining[:5])
             reasons.append(f"burned-in text: {len(remaining)} text box(es) remain ({shown})")

@@ -49,9 +49,13 @@ POSE_SIGMAS = np.array(
     dtype=np.float64,
 )
 
-#: body parts scored on their own (mediapipe pose indices)
+#: body parts scored on their own (mediapipe pose indices). "body" is the skeleton below the head
+#: (shoulders to feet): what gait and motor exams measure. The head's 11 points (nose, eyes, ears,
+#: mouth) are where the face swap acts by design and are scored as "head"; "all" is every point, the
+#: measure of Zhu et al.'s comparison.
 BODY_PARTS: dict[str, list[int]] = {
-    "body": list(range(33)),
+    "all": list(range(33)),
+    "body": list(range(11, 33)),
     "head": list(range(0, 11)),
     "arms": list(range(11, 17)),
     "hands": list(range(15, 23)),
@@ -243,6 +247,9 @@ class KeypointReport:
 
     sample_every: int
     frames_checked: int
+    #: all 33 points (Zhu et al.'s measure)
+    all_ap: float | None
+    #: the skeleton below the head (points 11-32)
     body_ap: float | None
     head_ap: float | None
     arms_ap: float | None
@@ -300,7 +307,7 @@ def verify_keypoints(
     oks_by_part: dict[str, list[float | None]] = {p: [] for p in BODY_PARTS}
     n_gt: dict[str, int] = {p: 0 for p in BODY_PARTS}
     scores: dict[str, list[float]] = {p: [] for p in BODY_PARTS}
-    report = KeypointReport(sample_every, 0, None, None, None, None, None, None, None, None)
+    report = KeypointReport(sample_every, 0, None, None, None, None, None, None, None, None, None)
     nmes: list[float] = []
     for index, orig, anon in iter_pairs(original_frames, anonymized_frames):
         if index % sample_every:
@@ -343,7 +350,7 @@ def verify_keypoints(
                     row.face_nme = face_nme(gt_face, pred_face)
                     nmes.append(row.face_nme)
     ap = {p: average_precision(oks_by_part[p], scores[p], n_gt[p]) for p in BODY_PARTS}
-    report.body_ap, report.head_ap, report.arms_ap = ap["body"], ap["head"], ap["arms"]
+    report.all_ap, report.body_ap, report.head_ap, report.arms_ap = ap["all"], ap["body"], ap["head"], ap["arms"]
     report.hands_ap, report.legs_ap = ap["hands"], ap["legs"]
     report.body_ap50 = average_precision(oks_by_part["body"], scores["body"], n_gt["body"], np.array([0.5]))
     report.body_ap75 = average_precision(oks_by_part["body"], scores["body"], n_gt["body"], np.array([0.75]))
