@@ -81,7 +81,7 @@ def _anonymize_once(clip: Path, max_frames: int, out: Path, detect_every: int, c
     from clinrelease.face.pipeline import analyze_faces, anonymize_frames
     from clinrelease.pipeline_threads import timed
     from clinrelease.profiles import load_profile
-    from clinrelease.release import _anonymizers
+    from clinrelease.release import build_anonymizers
     from clinrelease.verify.ocr import clean_video_text
 
     profile = load_profile("pd_gait")
@@ -93,7 +93,7 @@ def _anonymize_once(clip: Path, max_frames: int, out: Path, detect_every: int, c
         detect_every=detect_every,
         clock=clock,
     )
-    patient, bystander = _anonymizers(profile, KEY, "BENCH-PATIENT")
+    patient, bystander = build_anonymizers(profile, KEY, "BENCH-PATIENT")
     frames = anonymize_frames(
         timed(_limited(source.frames(), max_frames), clock, "decode"), analysis, patient=patient, bystander=bystander, clock=clock
     )

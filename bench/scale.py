@@ -34,7 +34,7 @@ def child(frames_total: int, fps: float, size: tuple[int, int], clip: str | None
     from clinrelease.face.pipeline import analyze_faces, anonymize_frames
     from clinrelease.models import model_path
     from clinrelease.profiles import load_profile
-    from clinrelease.release import _anonymizers
+    from clinrelease.release import build_anonymizers
 
     source = open_video(clip or model_path("sample_carphone"))
     base = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if f.shape[1::-1] != size else f for f in source.frames()]
@@ -49,7 +49,7 @@ def child(frames_total: int, fps: float, size: tuple[int, int], clip: str | None
     analysis = analyze_faces(frames(), patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px)
     landmark_bytes = sum(f.landmarks.nbytes for t in analysis.tracks for f in t.faces.values() if f.landmarks is not None)
     after_analysis = peak_rss_mib()
-    patient, bystander = _anonymizers(profile, bytes(range(32)), "SCALE")
+    patient, bystander = build_anonymizers(profile, bytes(range(32)), "SCALE")
     with tempfile.TemporaryDirectory() as tmp:
         written = write_dicom_video(
             Path(tmp) / "out.dcm", new_video_header(), anonymize_frames(frames(), analysis, patient=patient, bystander=bystander), fps=fps

@@ -473,7 +473,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     if faces_on:
         from clinrelease.face.pipeline import anonymize_frames
 
-        patient, bystander = _anonymizers(profile, ctx.release_key, result.pseudonym)
+        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
         record["faces"] = {
             "tracks": len(analysis.tracks),
@@ -555,7 +555,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     _visuals(work, source, output, analysis, verify)
 
 
-def _anonymizers(profile, key: bytes, pseudonym: str):
+def build_anonymizers(profile, key: bytes, pseudonym: str):
     """The profile's patient and bystander anonymizers, keyed to this patient."""
     from clinrelease.face.registry import get_anonymizer
 
