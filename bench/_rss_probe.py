@@ -14,7 +14,7 @@ import sys
 import time
 
 
-def _peak_mib() -> float:
+def peak_rss_mib() -> float:
     """This process's peak RSS. VmHWM resets at exec; ru_maxrss would carry the parent's peak over."""
     try:
         for line in open("/proc/self/status"):
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     def watched(frames):
         for index, frame in enumerate(frames):
             if index == 10:
-                warm["peak"] = _peak_mib()
+                warm["peak"] = peak_rss_mib()
             yield frame
 
     start = time.perf_counter()
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
     else:
         frames = sum(1 for _ in watched(open_video(path).frames()))
     print(json.dumps({"mode": mode, "frames": frames, "warm_peak_mib": warm.get("peak", 0.0),
-                      "end_peak_mib": _peak_mib(), "seconds": time.perf_counter() - start}))
+                      "end_peak_mib": peak_rss_mib(), "seconds": time.perf_counter() - start}))
 
 
 if __name__ == "__main__":

@@ -34,19 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _rss_probe import peak_rss_mib  # bench/ is the script's folder, so first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
 DEFACE_VENV = ROOT / "bench" / ".venv-deface"
 KEY = bytes(range(32))
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM) in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from _rss_probe import peak_rss_mib  # bench/ is the script's folder, so first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,15 +65,6 @@ def child(frames_total: int, fps: float, size: tuple[int, int], clip: str | None
         "face_frames": sum(len(t.faces) for t in analysis.tracks),
         "clip_frames": len(base),
     }
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM) in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def main() -> None:
