@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from _face_helpers import KEY_A, SHARED_MEDIA, cosine, dlib_embedding, sface_embedding  # noqa: E402
+from _face_helpers import KEY_A, SHARED_MEDIA  # noqa: E402
 
 from clinrelease.dicom.video import open_video  # noqa: E402
 from clinrelease.face.learned.crops import crop_from_texture, crops_from_source  # noqa: E402
@@ -41,6 +41,7 @@ from clinrelease.face.learned.inswapper import InswapperAnonymizer  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
 from clinrelease.face.surrogates import choose_surrogate, default_pool  # noqa: E402
+from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
 
 def main() -> None:
@@ -116,14 +117,11 @@ def main() -> None:
     idx = [i for i in range(len(frames)) if track is not None and i in track.faces]
     print(f"\nDe-identification over {len(idx)} patient frames (same person, a clip not used for training)")
     print(f"  {'anonymizer':<10} {'dlib med':>9} {'dlib>0.6':>9} {'SFace med':>10} {'SFace<.363':>11}")
+    dlib, sface = get_recognizer("dlib"), get_recognizer("sface")
     for name in anonymizers:
-        d, s = [], []
-        for i in idx:
-            box = track.faces[i].box
-            d.append(float(np.linalg.norm(dlib_embedding(frames[i], box) - dlib_embedding(outs[name][i], box))))
-            s0, s1 = sface_embedding(frames[i], box), sface_embedding(outs[name][i], box)
-            s.append(cosine(s0, s1) if s0 is not None and s1 is not None else -1.0)
-        d, s = np.array(d), np.array(s)
+        # dlib's similarity is its Euclidean distance; no SFace face found after the swap counts as -1
+        d = np.array([_compare(dlib, frames[i], outs[name][i], track.faces[i].box, float("inf")) for i in idx])
+        s = np.array([_compare(sface, frames[i], outs[name][i], track.faces[i].box, -1.0) for i in idx])
         print(f"  {name:<10} {np.median(d):9.3f} {np.mean(d > 0.6):9.1%} {np.median(s):10.3f} {np.mean(s < 0.363):11.1%}")
 
     i = idx[len(idx) // 2]
@@ -136,6 +134,12 @@ def main() -> None:
     print(f"\ncontact sheet (original | {' | '.join(anonymizers)}): {path}")
     if not args.keep_model:
         secure_delete_model(model)  # a model trained on a face is identifying data
+
+
+def _compare(rec, original: np.ndarray, anonymized: np.ndarray, box: np.ndarray, missing: float) -> float:
+    """``rec``'s similarity of the face at ``box`` before and after; ``missing`` when either has no face."""
+    a, b = rec.embed(original, box=box), rec.embed(anonymized, box=box)
+    return missing if a is None or b is None else rec.similarity(a, b)
 
 
 def _timed(frames, times):

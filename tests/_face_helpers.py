@@ -51,20 +51,3 @@ def same_person(name: str, a: np.ndarray | None, b: np.ndarray | None) -> bool:
     rec = get_recognizer(name)
     return rec.is_match(rec.similarity(a, b))
 
-
-# thin names kept for bench/learned_swap.py (another helper's file); they delegate to verify.reid
-def dlib_embedding(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-    """dlib's 128-d descriptor of the face in ``box`` (``embedding("dlib", ...)``)."""
-    return embedding("dlib", frame, box)
-
-
-def sface_embedding(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-    """SFace feature of the face in ``box``; None when YuNet finds none (``embedding("sface", ...)``)."""
-    return embedding("sface", frame, box)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity, as :meth:`clinrelease.verify.reid.Recognizer.similarity` computes it."""
-    from clinrelease.verify.reid import get_recognizer
-
-    return get_recognizer("sface").similarity(a, b)
