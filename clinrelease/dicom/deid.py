@@ -14,6 +14,12 @@ Decisions the standard leaves open, and what clinrelease does:
   vouches for them or the profile names them in ``keep``;
 * Overlay Data / Curve Data under Clean Graphics: kept only when the pixel stage cleaned them
   (``pixels_cleaned``), otherwise removed with the rest of their group;
+* attributes the table removes (X) although the object's IOD requires them (Responsible Person and
+  Organization of an animal patient, Presentation Creation Date/Time of presentation states,
+  Timezone Offset of Simplified Adult Echo SR, and ten inside kept sequences such as Requested
+  Procedure ID in Referenced Request Sequence): kept empty (Z) or with a dummy (D), and the
+  :class:`HeaderChange` records that action with the reason, see
+  :data:`clinrelease.dicom.deid_options.IOD_REQUIREMENTS`;
 * Clean (C) on free text: the patient's identifying strings and generic PHI shapes are scrubbed;
   on dates (Modified Dates option) the per-patient shift is applied, times are kept;
 * a file without Patient ID: the pseudonym and date shift derive from the Patient Name and Birth
@@ -24,19 +30,22 @@ from __future__ import annotations
 
 import copy
 import re
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import pydicom
 import yaml
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import correct_ambiguous_vr
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, UID_dictionary
 
 from clinrelease.dicom import keyed
@@ -44,7 +53,9 @@ from clinrelease.dicom.annex_e import EDITION, AnnexERow, load_table
 from clinrelease.dicom.deid_options import (
     BASIC_PROFILE_CODE,
     OPTION_CODES,
+    IodRequirement,
     effective_action,
+    iod_requirement,
     resolve_combined,
     validate_options,
 )
@@ -78,14 +89,19 @@ DUMMY_VALUES: dict[str, object] = {
 _AMBIGUOUS_VR = {"US or SS": "US", "US or OW": "US", "US or SS or OW": "US", "OB or OW": "OW"}
 _PATIENT_ID = tag_for_keyword("PatientID")
 _PATIENT_NAME = tag_for_keyword("PatientName")
-_OVERLAY_DATA_ELEMENT = 0x3000
 #: removed at any depth whatever the table says: signatures and encrypted/original values
 _ALWAYS_REMOVE = frozenset(
     tag_for_keyword(k)
     for k in ("EncryptedAttributesSequence", "OriginalAttributesSequence",
               "ModifiedAttributesSequence", "IconImageSequence", "DigitalSignaturesSequence",
-              "MACParametersSequence")
+              "MACParametersSequence",
+              # MACs of the original instances: a fingerprint of the originals, and its Type 1
+              # MAC (0400,0015) is removed by the table, which would leave empty items
+              "ReferencedSOPInstanceMACSequence")
 )
+
+#: per (options, keep): (tag, raw VR, clean text) -> decision
+_DECISIONS: dict[tuple, dict[tuple, "_Decision"]] = {}
 #: set by clinrelease at the top level after the walk
 _MARKER_TAGS = frozenset(
     tag_for_keyword(k)
@@ -109,12 +125,16 @@ class HeaderChange:
         C (cleaned or date-shifted).
     path:
         Where it sits, e.g. ``"(0008,1140)[0].(0008,1155)"``; the top level has no prefix.
+    reason:
+        Why the action differs from the table's, when it does (an IOD requires the attribute,
+        see :data:`clinrelease.dicom.deid_options.IOD_REQUIREMENTS`); empty otherwise.
     """
 
     tag: str
     name: str
     action: str
     path: str
+    reason: str = ""
 
 
 @dataclass
@@ -232,18 +252,38 @@ def _is_registered_uid(value: str) -> bool:
     return value in UID_dictionary
 
 
+class _Decision(NamedTuple):
+    """What happens to a standard attribute: the action, its VR and the name to record."""
+
+    action: str
+    vr: str
+    name: str
+
+
 @dataclass
 class _Walk:
     """Per-dataset state of one de-identification."""
 
     key: bytes
     shift: int
-    phi: re.Pattern[str] | None
+    phi_strings: list[str]
     #: (implicit VR, little endian) of the output's transfer syntax: raw elements read with
     #: another encoding (files whose bytes contradict their syntax) are decoded before copying
     target: tuple[bool, bool] = (False, True)
+    sop_class: str = ""
+    #: id(raw sequence element) -> its decoded element, filled by identifying_strings
+    sequences: dict[int, DataElement] = field(default_factory=dict)
     decoded: bool = False  # some raw element was decoded for that reason
     changes: list[HeaderChange] = field(default_factory=list)
+    _phi: re.Pattern[str] | None = None
+    _phi_built: bool = False
+
+    @property
+    def phi(self) -> re.Pattern[str] | None:
+        """The identifying-strings regex, compiled on first use (only C on free text needs it)."""
+        if not self._phi_built:
+            self._phi, self._phi_built = phi_pattern(self.phi_strings), True
+        return self._phi
 
 
 class Deidentifier:
@@ -298,6 +338,10 @@ class Deidentifier:
         self._modified_dates = "retain_long_modified_dates" in opts
         # row -> applied action, cached per table row (options are fixed for this instance)
         self._actions: dict[int, str] = {}
+        # (tag, raw VR, clean text) -> decision; shared by instances with the same settings,
+        # since a release builds one Deidentifier per item
+        self._decisions = _DECISIONS.setdefault((self.options, self.keep), {})
+        self._marker_cache: dict[tuple, tuple[RawDataElement, ...]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -335,15 +379,18 @@ class Deidentifier:
         if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and "clean_pixel_data" not in self.options:
             raise VerificationError(BURNED_IN_REASON, source)
         pid = patient_key(ds)
-        phi = identifying_strings(ds)
+        sequences: dict[int, DataElement] = {}  # sequences decoded once, shared by both walks
+        phi = identifying_strings(ds, decoded=sequences)
         ts = _transfer_syntax(ds)
-        walk = _Walk(self.key, keyed.date_shift_days(self.key, pid), phi_pattern(phi),
-                     (ts.is_implicit_VR, ts.is_little_endian))
+        target = (ts.is_implicit_VR, ts.is_little_endian)
+        walk = _Walk(self.key, keyed.date_shift_days(self.key, pid), phi, target, sop_class,
+                     sequences)
         out = self._dataset(ds, walk, "", clean_text=False, pixels_cleaned=pixels_cleaned)
         name = keyed.pseudonym(self.key, pid)
-        out.PatientID = name
-        out.PatientName = name
-        self._markers(out, pixels_cleaned, faces_anonymized)
+        for tag in (_PATIENT_ID, _PATIENT_NAME):
+            out[tag] = _raw_text(tag, "LO" if tag == _PATIENT_ID else "PN", name, target)
+        for marker in self._markers(pixels_cleaned, faces_anonymized, target):
+            out[marker.tag] = marker
         if walk.decoded:  # decoded implicit-VR elements may carry "OB or OW" and the like
             correct_ambiguous_vr(out, ts.is_little_endian)
         out.file_meta = _file_meta(out, ts)
@@ -364,55 +411,101 @@ class Deidentifier:
             self._actions[ident] = action
         return action
 
+    def _decide(self, tag: int, raw_vr: str | None, clean_text: bool) -> _Decision:
+        """The (cached) decision for a standard attribute: it depends only on these three."""
+        key = (tag, raw_vr, clean_text)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions[key] = self._decide_uncached(tag, raw_vr, clean_text)
+        return decision
+
+    def _decide_uncached(self, tag: int, raw_vr: str | None, clean_text: bool) -> _Decision:
+        vr = _vr_of(raw_vr, tag)
+        if tag in _ALWAYS_REMOVE:
+            return _Decision("X", vr, keyword_for_tag(tag) or tag_text(tag))
+        row = self.table.lookup(tag)
+        if row is None:
+            return _Decision(self._unlisted_action(tag, vr, clean_text), vr,
+                             keyword_for_tag(tag) or tag_text(tag))
+        action = self._row_action(row)
+        if vr == "SQ" and "/" in row.basic and action in ("Z", "D"):
+            # X/Z, Z/D...: an empty sequence breaks "1-n items" rules; keeping it with
+            # every item de-identified (UIDs replaced, text emptied) holds no PHI either
+            action = "U*"
+        return _Decision(action, vr, row.name)
+
     def _dataset(
-        self, src: Dataset, walk: _Walk, prefix: str, *, clean_text: bool, pixels_cleaned: bool
+        self, src: Dataset, walk: _Walk, prefix: str, *, clean_text: bool, pixels_cleaned: bool,
+        within: int | None = None,
     ) -> Dataset:
-        out = Dataset()
+        """De-identify one dataset or sequence item (``within``: the sequence holding it)."""
+        # Elements go into a plain dict that becomes the output Dataset: Dataset.__setitem__
+        # costs more than the decision itself, and unchanged raw elements (immutable tuples)
+        # are shared with the input instead of being decoded and re-encoded.
+        elements: dict = {}
+        via_setitem: list[tuple[int, RawDataElement | DataElement]] = []  # sequences, private
+        creators: dict[int, str] | None = None
+        kept_blocks: set[int] = set()
+        removed_overlays = self._removed_overlay_groups(src, pixels_cleaned)
+        for tag, raw in sorted(src.items(), key=_tag_order):
+            group = tag >> 16
+            if group == 0x0002 or (group > 6 and not tag & 0xFFFF):
+                continue  # file meta inside a dataset, retired group lengths: never copied
+            if group & 1:
+                element = tag & 0xFFFF
+                if 0x10 <= element <= 0xFF:
+                    continue  # private creators: re-added below for the kept blocks only
+                if creators is None:
+                    creators = self._private_creators(src)
+                creator = creators.get((group << 8) | (element >> 8))
+                if self._retain_private and (creator, group, element & 0xFF) in self.safe_private:
+                    via_setitem.append((tag, _keep(src, raw, walk)))
+                    kept_blocks.add((group << 16) | (element >> 8))
+                else:
+                    self._change(walk, tag, f"Private {creator or '(no creator)'}", "X", prefix)
+                continue
+            if removed_overlays and group in removed_overlays:
+                self._change(walk, tag, keyword_for_tag(tag) or "Overlay", "X", prefix)
+                continue
+            action, vr, name = self._decide(tag, raw.VR, clean_text)
+            if action == "K" and vr != "SQ":  # the common case: unchanged
+                elements[tag] = _keep(src, raw, walk)
+                continue
+            if action == "X":
+                rule = iod_requirement(tag, within, src.keys(), walk.sop_class)
+                if rule is None:
+                    self._change(walk, tag, name, "X", prefix)
+                    continue
+                elem = self._required(tag, vr, name, rule, prefix, walk)
+            else:
+                elem = self._apply(src, raw, tag, vr, action, name, prefix, walk, clean_text,
+                                   pixels_cleaned)
+            if elem is not None:
+                if vr == "SQ":
+                    via_setitem.append((tag, elem))
+                else:
+                    elements[tag] = elem
+        out = Dataset(elements)
         implicit, little = src.original_encoding
         if implicit is not None:
             out.set_original_encoding(implicit, little, src.original_character_set)
-        creators = self._private_creators(src)
-        kept_blocks: set[int] = set()
-        removed_overlays = self._removed_overlay_groups(src, pixels_cleaned)
-        for tag in sorted(src.keys()):
-            tag = int(tag)
-            raw = src.get_item(tag)
-            group, element = tag >> 16, tag & 0xFFFF
-            if group == 0x0002 or (element == 0 and group > 6):
-                continue  # file meta inside a dataset, retired group lengths: never copied
-            path = f"{prefix}{tag_text(tag)}"
-            if group & 1:
-                if 0x10 <= element <= 0xFF:
-                    continue  # private creators: re-added below for the kept blocks only
-                creator = creators.get((group << 8) | (element >> 8))
-                if self._retain_private and (creator, group, element & 0xFF) in self.safe_private:
-                    out[tag] = _keep(src, raw, walk)
-                    kept_blocks.add((group << 16) | (element >> 8))
-                else:
-                    self._change(walk, tag, f"Private {creator or '(no creator)'}", "X", path)
-                continue
-            if tag in _ALWAYS_REMOVE or (group & 0xFF00) == 0x6000 and group in removed_overlays:
-                self._change(walk, tag, keyword_for_tag(tag) or "Overlay", "X", path)
-                continue
-            vr = _vr_of(raw, tag)
-            row = self.table.lookup(tag)
-            if row is not None:
-                action = self._row_action(row)
-                if vr == "SQ" and "/" in row.basic and action in ("Z", "D"):
-                    # X/Z, Z/D...: an empty sequence breaks "1-n items" rules; keeping it with
-                    # every item de-identified (UIDs replaced, text emptied) holds no PHI either
-                    action = "U*"
-                name = row.name
-            else:
-                action = self._unlisted_action(raw, tag, vr, clean_text)
-                name = keyword_for_tag(tag) or tag_text(tag)
-            self._apply(src, out, raw, tag, vr, action, name, path, walk, clean_text, pixels_cleaned)
-        for block in sorted(kept_blocks):
-            creator_tag = block
+        for tag, elem in via_setitem:  # keeps pydicom's bookkeeping (parents, pixel representation)
+            out[tag] = elem
+        for creator_tag in sorted(kept_blocks):
             out[creator_tag] = _keep(src, src.get_item(creator_tag), walk)
         return out
 
-    def _unlisted_action(self, raw: RawDataElement | DataElement, tag: int, vr: str, clean_text: bool) -> str:
+    def _required(
+        self, tag: int, vr: str, name: str, rule: IodRequirement, prefix: str, walk: _Walk
+    ) -> RawDataElement:
+        """An attribute the table removes but the IOD requires here: empty (Z) or dummy (D)."""
+        walk.changes.append(HeaderChange(tag_text(tag), name, rule.action, prefix + tag_text(tag),
+                                         rule.reason))
+        if rule.action == "Z":
+            return _raw_text(tag, vr, "", walk.target)
+        return _raw_text(tag, vr, rule.dummy or str(DUMMY_VALUES[vr]), walk.target)
+
+    def _unlisted_action(self, tag: int, vr: str, clean_text: bool) -> str:
         """Action for an attribute Table E.1-1 does not list (see safe_attributes)."""
         if tag in self.keep or tag in SAFE_TAGS or tag in _MARKER_TAGS:
             return "K"
@@ -434,119 +527,107 @@ class Deidentifier:
     def _apply(
         self,
         src: Dataset,
-        out: Dataset,
         raw: RawDataElement | DataElement,
         tag: int,
         vr: str,
         action: str,
         name: str,
-        path: str,
+        prefix: str,
         walk: _Walk,
         clean_text: bool,
         pixels_cleaned: bool,
-    ) -> None:
+    ) -> RawDataElement | DataElement | None:
+        """The output element for ``action`` (None: removed); records the change."""
         if action == "X":
-            self._change(walk, tag, name, "X", path)
-            return
+            self._change(walk, tag, name, "X", prefix)
+            return None
         if vr == "SQ":
             if action == "Z":
-                out[tag] = DataElement(tag, "SQ", Sequence())
-                self._change(walk, tag, name, "Z", path)
-                return
+                self._change(walk, tag, name, "Z", prefix)
+                return DataElement(tag, "SQ", Sequence())
             # K, C, D, U* on a sequence: keep it and de-identify every item; C also lets the
             # items' free text be cleaned instead of removed (Clean Structured Content/Graphics)
-            elem = _value_elem(src, raw)
+            path = prefix + tag_text(tag)
             items = Sequence()
-            for i, item in enumerate(elem.value or ()):
+            for i, item in enumerate(_sequence_items(src, raw, walk)):
                 items.append(
                     self._dataset(item, walk, f"{path}[{i}].", clean_text=clean_text or action == "C",
-                                  pixels_cleaned=pixels_cleaned)
+                                  pixels_cleaned=pixels_cleaned, within=tag)
                 )
-            out[tag] = DataElement(tag, "SQ", items)
-            return
+            return DataElement(tag, "SQ", items)
         if action == "K":
-            out[tag] = _keep(src, raw, walk)
-            return
+            return _keep(src, raw, walk)
         if action == "UI?":
-            elem = _value_elem(src, raw)
-            values = _values(elem)
-            if all(_is_registered_uid(str(v)) for v in values):
-                out[tag] = _keep(src, raw, walk)
-                return
+            if all(_is_registered_uid(v) for v in _uid_values(src, raw)):
+                return _keep(src, raw, walk)
             action = "U"
         if action in ("U", "U*"):
             if vr != "UI":
                 action = "D"
             else:
-                elem = _value_elem(src, raw)
-                new = [keyed.keyed_uid(walk.key, str(v)) for v in _values(elem) if str(v).strip()]
-                out[tag] = DataElement(tag, "UI", _multi(new))
-                self._change(walk, tag, name, "U", path)
-                return
+                self._change(walk, tag, name, "U", prefix)
+                new = [keyed.keyed_uid(walk.key, v) for v in _uid_values(src, raw) if v]
+                return _raw_text(tag, "UI", new, walk.target)
         if action == "Z":
-            out[tag] = DataElement(tag, vr, None)
-            self._change(walk, tag, name, "Z", path)
-            return
+            self._change(walk, tag, name, "Z", prefix)
+            return _raw_text(tag, vr, "", walk.target)
         if action == "C":
-            self._clean(src, out, raw, tag, vr, name, path, walk, pixels_cleaned)
-            return
+            return self._clean(src, raw, tag, vr, name, prefix, walk, pixels_cleaned)
         # D: a dummy valid for the VR; UIDs get keyed replacements so references still resolve
+        self._change(walk, tag, name, "D", prefix)
         if vr == "UI":
-            elem = _value_elem(src, raw)
-            value = _multi([keyed.keyed_uid(walk.key, str(v)) for v in _values(elem)]) or keyed.keyed_uid(walk.key, path)
-        elif tag == _PATIENT_ID:
+            values = [v for v in _uid_values(src, raw) if v]
+            new = [keyed.keyed_uid(walk.key, v) for v in values] or [
+                keyed.keyed_uid(walk.key, prefix + tag_text(tag))]
+            return _raw_text(tag, "UI", new, walk.target)
+        if tag == _PATIENT_ID:
             # nested Patient IDs get their own pseudonym; the top level's is set after the walk
-            value = _multi([keyed.pseudonym(walk.key, str(v)) for v in _values(_value_elem(src, raw))])
-        elif tag == _PATIENT_NAME:
-            value = ""  # replaced by the pseudonym at the top level
-        else:
-            value = DUMMY_VALUES.get(vr, b"\x00\x00")
-        out[tag] = DataElement(tag, vr, value)
-        self._change(walk, tag, name, "D", path)
+            pids = [keyed.pseudonym(walk.key, str(v)) for v in _values(_value_elem(src, raw))]
+            return _raw_text(tag, vr, pids, walk.target)
+        if tag == _PATIENT_NAME:
+            return _raw_text(tag, vr, "", walk.target)  # replaced by the pseudonym at the top level
+        value = DUMMY_VALUES.get(vr, b"\x00\x00")
+        if isinstance(value, str):
+            return _raw_text(tag, vr, value, walk.target)
+        return DataElement(tag, vr, value)
 
     def _clean(
         self,
         src: Dataset,
-        out: Dataset,
         raw: RawDataElement | DataElement,
         tag: int,
         vr: str,
         name: str,
-        path: str,
+        prefix: str,
         walk: _Walk,
         pixels_cleaned: bool,
-    ) -> None:
+    ) -> RawDataElement | DataElement | None:
         """The C action: shift dates, scrub free text, keep cleaned graphics, dummy the rest."""
+        if vr == "TM" or (vr == "SH" and "Timezone" in name):
+            return _keep(src, raw, walk)  # whole-day shifts keep times and offsets
+        if vr in ("OB", "OW", "UN"):
+            if pixels_cleaned:
+                return _keep(src, raw, walk)  # overlay/curve bitmaps the pixel stage cleaned
+            self._change(walk, tag, name, "X", prefix)
+            return None
+        if vr in SAFE_VRS:
+            return _keep(src, raw, walk)
+        self._change(walk, tag, name, "C", prefix)
         elem = _value_elem(src, raw)
         if vr in ("DA", "DT"):
             shift = keyed.shift_date if vr == "DA" else keyed.shift_datetime
             shifted = [shift(str(v), walk.shift) for v in _values(elem) if str(v).strip()]
             if any(s is None for s in shifted):  # not a full date: cannot shift, so replace
                 shifted = [DUMMY_VALUES[vr]]
-            out[tag] = DataElement(tag, vr, _multi(shifted))
-        elif vr == "TM" or (vr == "SH" and "Timezone" in name):
-            out[tag] = _keep(src, raw, walk)  # whole-day shifts keep times and offsets
-            return
-        elif vr in _TEXT_VRS:
-            out[tag] = DataElement(
-                tag, vr, _multi([scrub_text(str(v), walk.phi) for v in _values(elem)])
-            )
-        elif vr in ("OB", "OW", "UN") and pixels_cleaned:
-            out[tag] = _keep(src, raw, walk)  # overlay/curve bitmaps the pixel stage cleaned
-            return
-        elif vr in SAFE_VRS:
-            out[tag] = _keep(src, raw, walk)
-            return
-        elif vr in ("OB", "OW", "UN"):
-            self._change(walk, tag, name, "X", path)
-            return
-        else:
-            out[tag] = DataElement(tag, vr, DUMMY_VALUES.get(vr, ""))
-        self._change(walk, tag, name, "C", path)
+            return DataElement(tag, vr, _multi(shifted))
+        if vr in _TEXT_VRS:
+            return DataElement(tag, vr, _multi([scrub_text(str(v), walk.phi) for v in _values(elem)]))
+        return DataElement(tag, vr, DUMMY_VALUES.get(vr, ""))
 
     @staticmethod
-    def _change(walk: _Walk, tag: int, name: str, action: str, path: str) -> None:
-        walk.changes.append(HeaderChange(tag_text(tag), name, action, path))
+    def _change(walk: _Walk, tag: int, name: str, action: str, prefix: str) -> None:
+        text = tag_text(tag)
+        walk.changes.append(HeaderChange(text, name, action, prefix + text))
 
     @staticmethod
     def _private_creators(src: Dataset) -> dict[int, str]:
@@ -565,43 +646,57 @@ class Deidentifier:
         """Overlay groups whose Overlay Data goes: the whole group goes with it (IOD stays valid)."""
         groups = set()
         for tag in src.keys():
-            if tag & 0xFFFF == _OVERLAY_DATA_ELEMENT and (tag >> 16) & 0xFF01 == 0x6000:
+            if tag & 0xFF01FFFF == 0x60003000:  # (60xx,3000) Overlay Data, xx even
                 action = self.action_for(int(tag))
                 if action == "X" or (action == "C" and not pixels_cleaned):
                     groups.add(tag >> 16)
         return groups
 
-    def _markers(self, out: Dataset, pixels_cleaned: bool, faces_anonymized: bool) -> None:
-        """Set the PS3.15 E.1.1 markers on the top-level dataset."""
+    def _markers(
+        self, pixels_cleaned: bool, faces_anonymized: bool, target: tuple[bool, bool]
+    ) -> tuple[RawDataElement, ...]:
+        """The PS3.15 E.1.1 markers for the top-level dataset, encoded once per combination."""
+        key = (pixels_cleaned, faces_anonymized, target)
+        cached = self._marker_cache.get(key)
+        if cached is not None:
+            return cached
         applied = [o for o in self.options
                    if (o != "clean_pixel_data" or pixels_cleaned)
                    and (o != "clean_recognizable_visual_features" or faces_anonymized)]
-        out.PatientIdentityRemoved = "YES"
-        out.DeidentificationMethod = [f"clinrelease PS3.15 {EDITION} E.1-1 Basic Profile"] + [
-            OPTION_CODES[o][1] for o in applied
-        ]
-        codes = Sequence()
+        codes = []
         for value, meaning in [BASIC_PROFILE_CODE] + [OPTION_CODES[o] for o in applied]:
             item = Dataset()
             item.CodeValue = value
             item.CodingSchemeDesignator = "DCM"
             item.CodeMeaning = meaning
             codes.append(item)
-        out.DeidentificationMethodCodeSequence = codes
-        out.LongitudinalTemporalInformationModified = (
-            "UNMODIFIED" if self._full_dates else "MODIFIED" if self._modified_dates else "REMOVED"
-        )
+        temporal = "UNMODIFIED" if self._full_dates else "MODIFIED" if self._modified_dates else "REMOVED"
+        texts = [
+            ("PatientIdentityRemoved", "CS", "YES"),
+            ("DeidentificationMethod", "LO", [f"clinrelease PS3.15 {EDITION} E.1-1 Basic Profile"]
+             + [OPTION_CODES[o][1] for o in applied]),
+            ("LongitudinalTemporalInformationModified", "CS", temporal),
+        ]
         if pixels_cleaned:
-            out.BurnedInAnnotation = "NO"
+            texts.append(("BurnedInAnnotation", "CS", "NO"))
         if faces_anonymized:
-            out.RecognizableVisualFeatures = "NO"
+            texts.append(("RecognizableVisualFeatures", "CS", "NO"))
+        markers = tuple(_raw_text(tag_for_keyword(k), vr, v, target) for k, vr, v in texts) + (
+            _raw_sequence(tag_for_keyword("DeidentificationMethodCodeSequence"), codes, target),
+        )
+        self._marker_cache[key] = markers
+        return markers
 
 
 # ---------------------------------------------------------------------- element helpers
 
 
-def _vr_of(raw: RawDataElement | DataElement, tag: int) -> str:
-    vr = raw.VR
+def _tag_order(item: tuple[BaseTag, object]) -> int:
+    return int(item[0])  # plain ints compare in C; BaseTag's comparisons are Python methods
+
+
+def _vr_of(raw_vr: str | None, tag: int) -> str:
+    vr = raw_vr
     if not vr or (vr == "UN" and not (tag >> 16) & 1):  # implicit, or UN for a known tag
         try:
             vr = dictionary_VR(tag)
@@ -618,17 +713,60 @@ def _value_elem(src: Dataset, raw: RawDataElement | DataElement) -> DataElement:
     return convert_raw_data_element(raw, encoding=src._character_set, ds=src)
 
 
+def _sequence_items(src: Dataset, raw: RawDataElement | DataElement, walk: _Walk) -> Sequence:
+    """The items of a sequence element, decoded once per de-identification (see _Walk)."""
+    elem = raw if isinstance(raw, DataElement) else walk.sequences.get(id(raw))
+    if elem is None:
+        elem = walk.sequences[id(raw)] = _value_elem(src, raw)
+    return elem.value or Sequence()
+
+
+def _uid_values(src: Dataset, raw: RawDataElement | DataElement) -> list[str]:
+    """The UID strings of a UI element (padding stripped), decoding raw bytes directly."""
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        return [v.strip(" \x00") for v in raw.value.decode("latin-1").split("\\")]
+    return [str(v).strip(" \x00") for v in _values(_value_elem(src, raw))]
+
+
+def _raw_text(tag: int, vr: str, value: str | list[str], target: tuple[bool, bool]) -> RawDataElement:
+    """An encoded element for an ASCII text value (or values): cheaper than a DataElement.
+
+    Every value clinrelease writes this way (pseudonyms, keyed UIDs, dummies, markers) is ASCII,
+    which every character set in DICOM encodes the same way.
+    """
+    text = value if isinstance(value, str) else "\\".join(value)
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    return RawDataElement(BaseTag(tag), vr, len(data), data, 0, target[0], target[1])
+
+
+def _raw_sequence(tag: int, items: list[Dataset], target: tuple[bool, bool]) -> RawDataElement:
+    """A sequence of small datasets encoded once (defined lengths) as a raw element."""
+    implicit, little = target
+    item_tag = struct.pack("<HH" if little else ">HH", 0xFFFE, 0xE000)
+    data = b""
+    for item in items:
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = implicit, little
+        write_dataset(fp, item)
+        body = fp.getvalue()
+        data += item_tag + struct.pack("<L" if little else ">L", len(body)) + body
+    return RawDataElement(BaseTag(tag), "SQ", len(data), data, 0, implicit, little)
+
+
 def _keep(src: Dataset, raw: RawDataElement | DataElement, walk: _Walk) -> RawDataElement | DataElement:
-    """The element to put in the output unchanged (decoded when the file's encoding is off)."""
-    if isinstance(raw, RawDataElement) and (raw.is_implicit_VR, raw.is_little_endian) != walk.target:
-        walk.decoded = True
-        return _value_elem(src, raw)
-    return _copy(raw)
+    """The element to put in the output unchanged (decoded when the file's encoding is off).
 
-
-def _copy(raw: RawDataElement | DataElement) -> RawDataElement | DataElement:
-    """Raw elements are immutable tuples; converted ones are copied so edits never reach the input."""
-    return raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+    Raw elements are immutable tuples, shared with the input as they are; converted ones are
+    copied so that edits to the output never reach the input.
+    """
+    if isinstance(raw, RawDataElement):
+        if (raw.is_implicit_VR, raw.is_little_endian) != walk.target:
+            walk.decoded = True
+            return _value_elem(src, raw)
+        return raw
+    return copy.copy(raw)
 
 
 def _values(elem: DataElement) -> list:
@@ -661,14 +799,27 @@ def _transfer_syntax(ds: Dataset) -> UID:
 
 def _file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     """New file meta: nothing of the original's (source AE titles, private meta) survives."""
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
-    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    return meta
+    # encoded directly (file meta is always explicit VR little endian): building it through
+    # attribute assignment cost more than de-identifying a small header
+    le = (False, True)
+    elements = [
+        RawDataElement(BaseTag(0x00020001), "OB", 2, b"\x00\x01", 0, False, True),
+        _raw_text(0x00020002, "UI", _uid_text(ds, 0x00080016), le),
+        _raw_text(0x00020003, "UI", _uid_text(ds, 0x00080018), le),
+        _raw_text(0x00020010, "UI", str(transfer_syntax), le),
+        _raw_text(0x00020012, "UI", IMPLEMENTATION_CLASS_UID, le),
+        _raw_text(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME, le),
+    ]
+    return FileMetaDataset({e.tag: e for e in elements})
+
+
+def _uid_text(ds: Dataset, tag: int) -> str:
+    """A single-valued UI element's text ("" when absent), without decoding it in ``ds``."""
+    raw = ds.get_item(tag)
+    if raw is None:
+        return ""
+    values = _uid_values(ds, raw)
+    return values[0] if values else ""
 
 
 # ---------------------------------------------------------------------- files

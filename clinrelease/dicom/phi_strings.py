@@ -38,32 +38,45 @@ _STOPWORDS = frozenset({"MR", "MRS", "MS", "DR", "PROF", "JR", "SR", "III", "THE
                         "DE", "DEL", "LA", "LE"})
 
 
+#: standard tag -> whether its dictionary VR is SQ (for implicit-VR elements, which carry none)
+_SEQUENCE_VR: dict[int, bool] = {}
+
+
 def _is_sequence(raw, tag: int) -> bool:
     if raw.VR:
         return raw.VR == "SQ"
-    try:
-        return dictionary_VR(tag) == "SQ"
-    except KeyError:
-        return False
+    if (tag >> 16) & 1:
+        return False  # a private implicit-VR element: pydicom reads its sequences as DataElements
+    known = _SEQUENCE_VR.get(tag)
+    if known is None:
+        try:
+            known = dictionary_VR(tag) == "SQ"
+        except KeyError:
+            known = False
+        _SEQUENCE_VR[tag] = known  # bounded by the standard dictionary
+    return known
 
 
-def _patient_values(ds: Dataset) -> Iterator[tuple[int, str]]:
+def _patient_values(ds: Dataset, decoded: dict[int, DataElement]) -> Iterator[tuple[int, str]]:
     """(tag, value text) for every patient-identifying element at any depth.
 
     Only those elements and sequences are decoded (without caching in ``ds``): decoding every
-    element of a large header would cost more than de-identifying it.
+    element of a large header would cost more than de-identifying it. Decoded sequences go into
+    ``decoded`` (keyed by the id of the raw element) for a caller that walks them again.
     """
-    for tag in ds.keys():
-        raw = ds.get_item(tag)
+    for tag, raw in ds.items():
         wanted = tag in _PATIENT_TAGS
         if not wanted and not _is_sequence(raw, tag):
             continue
-        elem = raw if isinstance(raw, DataElement) else convert_raw_data_element(
-            raw, encoding=ds._character_set, ds=ds
-        )
+        if isinstance(raw, DataElement):
+            elem = raw
+        else:
+            elem = convert_raw_data_element(raw, encoding=ds._character_set, ds=ds)
+            if elem.VR == "SQ":
+                decoded[id(raw)] = elem
         if elem.VR == "SQ":
             for item in elem.value or ():
-                yield from _patient_values(item)
+                yield from _patient_values(item, decoded)
         elif wanted and elem.value not in (None, "", b""):
             values = elem.value if elem.VM > 1 else [elem.value]
             for v in values:
@@ -96,7 +109,7 @@ def _name_forms(pn: str) -> list[str]:
     return forms
 
 
-def identifying_strings(ds: Dataset) -> list[str]:
+def identifying_strings(ds: Dataset, *, decoded: dict[int, DataElement] | None = None) -> list[str]:
     """The strings that identify the patient of ``ds``, longest first.
 
     Names (whole, each part, common orders), IDs and other IDs, the birth date in common formats,
@@ -107,9 +120,12 @@ def identifying_strings(ds: Dataset) -> list[str]:
     ----------
     ds:
         The original (not de-identified) dataset.
+    decoded:
+        Optional: receives the sequences decoded on the way (id of the raw element -> decoded
+        element), so that a de-identifier walking ``ds`` next need not decode them again.
     """
     found: set[str] = set()
-    for tag, text in _patient_values(ds):
+    for tag, text in _patient_values(ds, {} if decoded is None else decoded):
         if tag in _COARSE_TAGS:
             continue  # a country is not identifying on its own, and would match everywhere
         if tag in _NAME_TAGS:
