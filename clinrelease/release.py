@@ -368,7 +368,7 @@ def _run_stages(work: _ItemWork) -> None:
     deidentifier = Deidentifier(options, ctx.release_key, keep=profile.deid.keep, safe_private_extra=profile.deid.safe_private_extra)
     result = deidentifier.deidentify(header, pixels_cleaned="clean_pixel_data" in options, faces_anonymized=faces_on)
     record["pseudonym"] = result.pseudonym
-    record["header_changes"] = [{"tag": c.tag, "name": c.name, "action": c.action, "path": c.path} for c in result.changes]
+    record["header_changes"] = [{"tag": c.tag, "name": c.name, "action": c.action, "path": c.path, "reason": c.reason} for c in result.changes]
     if video:
         _release_video(work, source, header, result, faces_on)
     else:
