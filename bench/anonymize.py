@@ -4,6 +4,7 @@ Prints tables comparing the swap with the paper's baselines (blur, pixelate, mas
 and writes a contact sheet (original | swap | blur) to look at.
 
     .venv/bin/python bench/anonymize.py [--frames 60] [--step 2] [--keys 10] [--out bench/out]
+        [--swap reach=0 --swap lighting=0 ...]   # swap settings to compare (default: the defaults)
 
 Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): dlib, distance
 < 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". The key table renders the first clip
@@ -86,7 +87,11 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=2, help="use every step-th frame (flicker uses step 1 runs)")
     ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first clip, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
     args = ap.parse_args()
+    settings = {k: float(v) for k, v in (a.split("=", 1) for a in args.swap)}
+    if settings:
+        print(f"swap settings: {settings}", file=sys.stderr)
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
     if not clips:
         sys.exit(f"no clips in {SHARED_MEDIA / 'asl'}")
@@ -116,12 +121,12 @@ def main() -> None:
         idx = [i for i in range(len(frames)) if patient is not None and i in patient.faces]
         outs = {}
         for n in names:
-            anon = get_anonymizer(n, key=KEY_A, pseudonym="patient-1") if n == "swap" else get_anonymizer(n)
+            anon = get_anonymizer(n, key=KEY_A, pseudonym="patient-1", **settings) if n == "swap" else get_anonymizer(n)
             t = time.perf_counter()
             outs[n] = list(anonymize_frames(frames, analysis, patient=anon, bystander=get_anonymizer("blur")))
             if n in ("swap", "blur"):
                 speed["swap_opencv" if n == "swap" else "blur"].append((time.perf_counter() - t) / len(frames))
-        anon = get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", backend="torch")
+        anon = get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", backend="torch", **settings)
         t = time.perf_counter()
         list(anonymize_frames(frames[:10], analysis, patient=anon, bystander=get_anonymizer("blur")))
         speed["swap_torch"].append((time.perf_counter() - t) / 10)
@@ -149,7 +154,7 @@ def main() -> None:
             few = idx[:: max(1, len(idx) // 8)][:8]
             sub = _subset(analysis, few)
             for k in range(args.keys):
-                anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym="patient-1")
+                anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym="patient-1", **settings)
                 out_k = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
                 key_embed.append(mean_embedding([embed(o, patient.faces[i].box) for o, i in zip(out_k, few)]))
         print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient", file=sys.stderr)

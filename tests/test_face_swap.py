@@ -106,7 +106,10 @@ def test_torch_renderer_matches_opencv(talking):
         reference.append(frame)
     batched = render_batch(frames, plans, device="cpu")
     diff = np.abs(np.stack(reference).astype(int) - np.stack(batched))
-    assert diff.max() <= 3 and diff.mean() < 0.05
+    # cv2.remap interpolates in 1/32-pixel fixed point, grid_sample in float: a level or two apart,
+    # a few more at single pixels where the (boosted) warp stretches sharp texture
+    assert diff.max() <= 6 and (diff > 3).sum() <= 4 and diff.mean() < 0.05
+    assert any(p.lighting_sigma > 1.0 for planned in plans for p, _ in planned)
     assert any(np.abs(r.astype(int) - f).max() > 20 for r, f in zip(reference, frames))
 
 
@@ -199,3 +202,97 @@ def test_swap_passes_its_surrogate_settings_to_the_key_driven_choice():
     assert plain.digest != _swap().surrogate_for(PATIENT, 0).digest
     with pytest.raises(ConfigError, match="distinctiveness"):
         _swap(distinctiveness=0.5)
+
+
+def test_surrogate_reaches_past_the_face_outline_only_with_reach(talking):
+    from clinrelease.face.swap import plan_face, swapped_geometry
+    from clinrelease.face.landmarks import mesh_indices
+    import cv2
+
+    frames, analysis = talking
+    swap = _swap()
+    swap.prepare(analysis, analysis.patient.track_id)
+    face = analysis.patient.faces[0]
+    state = swap._tracks[face.track_id]
+    new = swapped_geometry(face.landmarks, state.neutral, state.offset, 1.0)
+    rows, columns = frames[0].shape[:2]
+    near, far = (plan_face(face.landmarks, new, state.surrogate, rows, columns, reach=r) for r in (0.0, 0.06))
+    x0, y0, x1, y1 = near.region
+    oval = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(oval, [np.round(new[mesh_indices()["oval"]] - [x0, y0]).astype(np.int32)], 1)
+    outside = cv2.dilate(oval, np.ones((3, 3), np.uint8)) == 0
+    assert near.alpha[outside].max() == 0.0
+    assert far.alpha[outside].max() > 0.4
+    # full surrogate weight reaches the outline, and the colour statistics stay on the skin inside it
+    assert far.alpha[oval > 0].mean() > near.alpha[oval > 0].mean() + 0.05
+    assert np.array_equal(near.stats, far.stats) and not far.stats[outside].any()
+
+
+def test_lighting_carries_the_patients_shading_onto_the_surrogate(talking):
+    frames, analysis = talking
+    # light the face from the frame's right: brightness falls off linearly towards the left
+    ramp = np.linspace(0.5, 1.1, frames[0].shape[1])
+    lit = [np.clip(f * ramp[None, :, None], 0, 255).astype(np.uint8) for f in frames[:2]]
+
+    def shading_slope(swap):
+        """Slope over x of (swapped lit frame / swapped unlit frame) on the face's skin pixels."""
+        out_lit, out_flat = _anonymize(lit, analysis, swap), _anonymize([f.copy() for f in frames[:2]], analysis, swap)
+        swap.prepare(analysis, analysis.patient.track_id)
+        (plan, _), = swap.plans(frames[0].shape, analysis.faces_in_frame(0))[0]
+        x0, y0, x1, y1 = plan.region
+        ys, xs = np.nonzero(plan.stats)
+        ratio = out_lit[0][y0:y1, x0:x1][ys, xs].mean(axis=1) / np.maximum(out_flat[0][y0:y1, x0:x1][ys, xs].mean(axis=1), 1.0)
+        return float(np.polyfit(xs + x0, ratio, 1)[0])
+
+    applied = float(ramp[1] - ramp[0])
+    flat, shaded = shading_slope(_swap(lighting=0.0)), shading_slope(_swap())
+    # mean/std matching alone flattens the light across the face; the shading field keeps it
+    assert abs(flat) < 0.4 * applied
+    assert 0.6 * applied < shaded < 1.4 * applied
+
+
+def test_small_faces_get_a_stronger_identity_offset(talking):
+    frames, analysis = talking
+    swap, plain = _swap(), _swap(small_face_boost=0.0)
+    neutral = analysis.patient.faces[0].landmarks
+    centre = neutral.mean(axis=0)
+    big = centre + 4.0 * (neutral - centre)  # the same face four times as tall
+    assert swap.offset_gain(big) == 1.0 == plain.offset_gain(neutral)
+    assert 1.2 < swap.offset_gain(neutral) <= 1.5
+    swap.prepare(analysis, analysis.patient.track_id)
+    plain.prepare(analysis, analysis.patient.track_id)
+    t = analysis.patient.track_id
+    ratio = np.linalg.norm(swap._tracks[t].offset) / np.linalg.norm(plain._tracks[t].offset)
+    assert ratio == pytest.approx(swap.offset_gain(swap._tracks[t].neutral), rel=1e-4)
+
+
+@pytest.mark.parametrize("setting", [{"reach": 0.5}, {"reach": -0.1}, {"lighting": -1.0}, {"small_face_boost": -0.2}])
+def test_swap_settings_out_of_range_are_config_errors(setting):
+    with pytest.raises(ConfigError, match=next(iter(setting))):
+        _swap(**setting)
+
+
+def test_warp_maps_are_exact_piecewise_affine_and_survive_degenerate_triangles():
+    """Every covered pixel maps through its own triangle's affine; a zero-area triangle stays finite."""
+    from clinrelease.face.geometry import _triangle_affines, triangulate, warp_maps
+
+    rng = np.random.default_rng(7)
+    grid = np.stack(np.meshgrid(np.linspace(10, 110, 6), np.linspace(20, 100, 5)), -1).reshape(-1, 2)
+    dst = grid + rng.uniform(-4, 4, grid.shape)
+    tris = triangulate(dst)
+    src = dst * [1.3, 0.8] + [5.0, -3.0] + rng.uniform(-3, 3, dst.shape)  # a different affine per triangle
+    glob = dst @ np.array([[0.9, 0.2], [-0.1, 1.1]]).T + [2.0, 4.0]  # one global affine
+    maps = warp_maps(dst, [src, glob], tris, 140, 140)
+    assert maps is not None and maps.inside.sum() > 5000
+    x0, y0 = maps.region[:2]
+    ys, xs = np.nonzero(maps.inside)
+    pix = np.stack([xs + x0, ys + y0], 1).astype(np.float64)
+    expect = pix @ np.array([[0.9, 0.2], [-0.1, 1.1]]).T + [2.0, 4.0]
+    assert np.abs(maps.maps[1][ys, xs] - expect).max() < 1e-3
+    # each triangle's affine sends its corners to the source corners
+    aff = _triangle_affines(dst, src, tris)
+    corners = np.einsum("mij,mkj->mki", aff, np.concatenate([dst[tris], np.ones((len(tris), 3, 1))], 2))
+    assert np.abs(corners - src[tris]).max() < 1e-6
+    # a collapsed triangle (three collinear points) yields finite coefficients
+    flat = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    assert np.isfinite(_triangle_affines(flat, flat + 1, np.array([[0, 1, 2]]))).all()

@@ -5,8 +5,11 @@ the surrogate's mean shape, aligned to it, gives an identity offset. Each frame'
 frame's mesh plus ``identity_strength`` times that offset, turned and scaled with the head, so
 expression, head pose and eye/mouth state stay the patient's while the face shape (brows, jaw line,
 nose, proportions) becomes the surrogate's. The surrogate texture is warped onto the new geometry
-(piecewise affine over mesh + an outer ring), colour-matched to the patient's skin and blended with a
-feathered mask. The ring band between the new face outline and the ring (outside both the old and
+(piecewise affine over mesh + an outer ring), colour-matched to the patient's skin (mean/spread, then
+the patient's low-frequency shading field, so lighting follows the scene while the surrogate's finer
+texture survives) and blended with a feathered mask that reaches ``reach`` past the face outline
+(brow band, jaw line and cheek edges carry identity too). Small faces, whose texture says little,
+get a larger shape offset (``small_face_boost``). The ring band between the new face outline and the ring (outside both the old and
 the new outline, so its triangles never fold) carries the patient's own pixels warped to meet the
 new outline, and the eye openings and the mouth interior carry the
 patient's own pixels warped to the new geometry, so gaze and mouth motion survive.
@@ -64,6 +67,20 @@ def outer_ring(mesh: np.ndarray, new_mesh: np.ndarray, oval: np.ndarray) -> np.n
     return (centre + RING_SCALE * far).astype(np.float32)
 
 
+#: default reach of the surrogate past the face outline (fraction of the face height): full weight
+#: at the outline, fading out this far beyond it, so the brow band, jaw line and cheek edges are the
+#: surrogate's too
+REACH = 0.05
+#: width of the surrogate's fade-in (fraction of the face height)
+FADE = 0.08
+#: default scale of the shading field carried over from the patient (Gaussian sigma, fraction of the
+#: face height); 0 = mean/std colour match only
+LIGHTING_SIGMA = 0.12
+#: face height (pixels) below which the identity offset is exaggerated, up to ``1 + small_face_boost``
+#: times at half that height
+SMALL_FACE_PX = 120.0
+
+
 @dataclass
 class FacePlan:
     """Everything needed to render one swapped face, independent of the renderer (OpenCV or torch)."""
@@ -74,6 +91,7 @@ class FacePlan:
     map_patient: np.ndarray  # (h, w, 2) float32, frame pixels
     alpha: np.ndarray  # (h, w) float32, weight of the surrogate
     stats: np.ndarray  # (h, w) bool, skin pixels used for the colour match
+    lighting_sigma: float = 0.0  # pixels; Gaussian scale of the shading field taken from the patient
 
 
 def _ramp_inside(mask: np.ndarray, width: float) -> np.ndarray:
@@ -84,8 +102,38 @@ def _ramp_inside(mask: np.ndarray, width: float) -> np.ndarray:
     return np.clip(dist / max(width, 1.0), 0.0, 1.0)
 
 
-def plan_face(mesh: np.ndarray, new_mesh: np.ndarray, surrogate: Surrogate, rows: int, columns: int) -> FacePlan | None:
-    """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``."""
+def _ramp_across(mask: np.ndarray, reach: float, width: float) -> np.ndarray:
+    """0 at ``reach`` pixels outside ``mask``, rising linearly to 1 at ``width - reach`` pixels inside."""
+    import cv2
+
+    if reach <= 0:
+        return _ramp_inside(mask, width)
+    inner = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    outer = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip((inner - outer + reach) / max(width, 1.0), 0.0, 1.0)
+
+
+def plan_face(
+    mesh: np.ndarray,
+    new_mesh: np.ndarray,
+    surrogate: Surrogate,
+    rows: int,
+    columns: int,
+    *,
+    reach: float = 0.0,
+    lighting: float = 0.0,
+) -> FacePlan | None:
+    """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``.
+
+    Parameters
+    ----------
+    reach:
+        How far past the new face outline the surrogate reaches (fraction of the face height): the
+        band outside the mesh's oval (brow to hairline, jaw line, cheek edges) carries identity too.
+    lighting:
+        Scale of the patient's shading field put onto the surrogate (fraction of the face height);
+        0 matches colour by mean and spread only.
+    """
     import cv2
 
     idx = mesh_indices()
@@ -108,10 +156,13 @@ def plan_face(mesh: np.ndarray, new_mesh: np.ndarray, surrogate: Surrogate, rows
 
     face = poly(new_mesh[idx["oval"]])
     holes = poly(new_mesh[idx["inner_lips"]]) | poly(new_mesh[idx["left_eye"]]) | poly(new_mesh[idx["right_eye"]])
-    # the surrogate fades in over the outer 8% of the face and out around eye/mouth openings
-    alpha = _ramp_inside(face, 0.08 * face_h) * _ramp_inside(~holes, 0.025 * face_h)
+    # the surrogate fades in across the outline (reaching ``reach`` past it) and out around the
+    # eye/mouth openings; colour statistics come from the skin well inside the outline only
+    keep_holes = _ramp_inside(~holes, 0.025 * face_h)
+    alpha = _ramp_across(face, reach * face_h, FADE * face_h) * keep_holes
     alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
-    return FacePlan(maps.region, maps.inside, maps.maps[0], maps.maps[1], alpha, alpha > 0.5)
+    stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
+    return FacePlan(maps.region, maps.inside, maps.maps[0], maps.maps[1], alpha, stats, float(lighting * face_h))
 
 
 def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +175,32 @@ def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -
     return s.mean(axis=0).astype(np.float32), p.mean(axis=0).astype(np.float32), gain.astype(np.float32)
 
 
+def lighting_kernel(sigma: float) -> np.ndarray:
+    """1-D Gaussian taps (float32, odd length, truncated at 3 sigma) for the shading field."""
+    import cv2
+
+    radius = max(1, int(np.ceil(3.0 * sigma)))
+    return cv2.getGaussianKernel(2 * radius + 1, sigma).astype(np.float32).ravel()
+
+
+def shading_field(image: np.ndarray, weight: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Low-pass of ``image`` (h, w, 3) over the pixels where ``weight`` is 1 (normalized convolution).
+
+    Where the weights nearby sum to less than :data:`FIELD_SUPPORT` the field fades towards 0, so it
+    never divides by almost nothing far from the skin it was measured on.
+    """
+    import cv2
+
+    blur = lambda x: cv2.sepFilter2D(x, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
+    num = blur(image * weight[..., None])
+    den = blur(weight)
+    return (num / np.maximum(den, FIELD_SUPPORT)[..., None]).astype(np.float32)
+
+
+#: weight sum below which the shading field fades out (see :func:`shading_field`)
+FIELD_SUPPORT = 0.1
+
+
 def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     """Render one planned face into ``frame`` (RGB uint8, modified in place) with OpenCV."""
     import cv2
@@ -133,6 +210,11 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     pat = cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     mu_s, mu_p, gain = colour_gain(sur, pat, plan.stats)
     sur = (sur - mu_s) * gain + mu_p
+    if plan.lighting_sigma >= 1.0 and plan.stats.sum() >= 16:
+        # the patient's shading field replaces the surrogate's own (lighting direction, shadows)
+        # while the surrogate's finer texture (features, skin) stays
+        taps, w = lighting_kernel(plan.lighting_sigma), plan.stats.astype(np.float32)
+        sur = sur + shading_field(pat - sur, w, taps)
     a = plan.alpha[..., None]
     out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)
     patch = frame[y0:y1, x0:x1]
@@ -167,6 +249,15 @@ class SwapAnonymizer:
     distinctiveness, mode_amplitude:
         How far key-chosen surrogates are pushed from the pool's average face, and the largest
         key-drawn shape change (see :func:`~clinrelease.face.surrogates.choose_surrogate`).
+    reach:
+        How far past the face outline the surrogate reaches (fraction of the face height).
+    lighting:
+        Scale of the patient's shading field put onto the surrogate (fraction of the face height;
+        0 = mean/std colour match only).
+    small_face_boost:
+        Extra identity offset for small faces: a track whose neutral face is under
+        :data:`SMALL_FACE_PX` tall gets its shape offset scaled up, to ``1 + small_face_boost`` at half
+        that height (small faces carry little texture, so shape must do more of the work).
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -181,6 +272,9 @@ class SwapAnonymizer:
     identity_strength: float = 1.0
     distinctiveness: float = DISTINCTIVENESS
     mode_amplitude: float = MODE_AMPLITUDE
+    reach: float = REACH
+    lighting: float = LIGHTING_SIGMA
+    small_face_boost: float = 0.5
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -192,6 +286,10 @@ class SwapAnonymizer:
             raise ConfigError(f"identity_strength must be within [0, 1], got {self.identity_strength}")
         if float(self.distinctiveness) < 1.0:
             raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {self.distinctiveness}")
+        if not 0.0 <= float(self.reach) <= RING_SCALE - 1.0:
+            raise ConfigError(f"reach must be within [0, {RING_SCALE - 1.0:.2f}] (inside the warped ring), got {self.reach}")
+        if float(self.lighting) < 0.0 or float(self.small_face_boost) < 0.0:
+            raise ConfigError(f"lighting and small_face_boost must not be negative, got {self.lighting}, {self.small_face_boost}")
         if self.backend not in ("opencv", "torch"):
             raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
         if self.surrogate is None and (self.key is None or not self.pseudonym):
@@ -219,7 +317,14 @@ class SwapAnonymizer:
             return
         surrogate = self.surrogate_for(track.role, track_id)
         neutral = neutral_shape(meshes)
-        self._tracks[track_id] = _TrackState(surrogate, neutral, identity_offset(neutral, surrogate.landmarks))
+        offset = identity_offset(neutral, surrogate.landmarks) * self.offset_gain(neutral)
+        self._tracks[track_id] = _TrackState(surrogate, neutral, offset.astype(np.float32))
+
+    def offset_gain(self, neutral: np.ndarray) -> float:
+        """How much the identity offset is exaggerated for a track with this neutral face (1 = not)."""
+        height = float(np.ptp(neutral[mesh_indices()["oval"], 1]))
+        small = np.clip((SMALL_FACE_PX - height) / (0.5 * SMALL_FACE_PX), 0.0, 1.0)
+        return 1.0 + float(self.small_face_boost) * float(small)
 
     def plans(self, frame_shape: tuple[int, ...], faces: list[TrackedFace]) -> tuple[list[tuple[FacePlan, Surrogate]], list[TrackedFace]]:
         """Render plans for the faces that can be swapped, and the faces that need the blur fallback."""
@@ -231,7 +336,7 @@ class SwapAnonymizer:
                 fallback.append(face)
                 continue
             new = swapped_geometry(face.landmarks, state.neutral, state.offset, float(self.identity_strength))
-            plan = plan_face(face.landmarks, new, state.surrogate, rows, columns)
+            plan = plan_face(face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting)
             if plan is None:
                 fallback.append(face)
             else:

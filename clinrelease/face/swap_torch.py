@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinrelease.face.surrogates import Surrogate
-from clinrelease.face.swap import FacePlan
+from clinrelease.face.swap import FIELD_SUPPORT, FacePlan, lighting_kernel
 
 
 def _sample(image, coords, torch):
@@ -23,6 +23,18 @@ def _sample(image, coords, torch):
     if image.shape[0] != coords.shape[0]:
         image = image.expand(coords.shape[0], -1, -1, -1)
     return torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _shading_field(image, weight, taps, torch):
+    """Normalized-convolution low-pass of ``image`` (3, h, w) over ``weight`` (h, w), as
+    :func:`clinrelease.face.swap.shading_field` does (zero padding = OpenCV's constant border)."""
+    k = torch.from_numpy(taps).to(image.device)
+    r = len(taps) // 2
+    x = torch.cat([image * weight, weight[None]], dim=0)[:, None]  # (4, 1, h, w)
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))[:, 0]
+    num, den = x[:3], x[3]
+    return num / den.clamp(min=FIELD_SUPPORT)
 
 
 def render_batch(
@@ -70,6 +82,11 @@ def render_batch(
         few = wgt.sum(dim=(1, 2, 3)) < 16
         gain[few], mu_s[few], mu_p[few] = 1.0, 0.0, 0.0
         sur = (sur - mu_s[..., None, None]) * gain[..., None, None] + mu_p[..., None, None]
+        for j, (_, (plan, _)) in enumerate(members):
+            if plan.lighting_sigma >= 1.0 and not few[j]:
+                taps = lighting_kernel(plan.lighting_sigma)
+                w = stats[j].float()
+                sur[j] = sur[j] + _shading_field(pat[j] - sur[j], w, taps, torch)
         a = alpha.unsqueeze(1)
         blended = (a * sur + (1.0 - a) * pat + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for j, (i, (plan, _)) in enumerate(members):
