@@ -567,6 +567,10 @@ def build_anonymizers(profile, key: bytes, pseudonym: str):
     return patient, bystander
 
 
+#: profile parameters the built-in swap takes (see clinrelease.face.swap.SwapAnonymizer)
+_SWAP_PARAMS = ("identity_strength", "k", "distinctiveness", "mode_amplitude", "reach", "lighting", "small_face_boost")
+
+
 def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> dict[str, Any]:
     """Translate profile parameters into an anonymizer's keyword arguments."""
     if name in ("blur", "pixelate", "mask"):
@@ -576,7 +580,7 @@ def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> di
     if "k_donors" in params:
         out["k"] = params["k_donors"]
     if name == "swap":
-        out = {k: v for k, v in out.items() if k in ("identity_strength", "k", "distinctiveness", "mode_amplitude")}
+        out = {k: v for k, v in out.items() if k in _SWAP_PARAMS}
         if params.get("pool") not in (None, "default"):
             out["pool"] = params["pool"]
     return {**out, **keyed}
