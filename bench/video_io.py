@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from clinrelease.dicom.video import open_video  # noqa: E402
 from clinrelease.dicom.writer import new_video_header, write_dicom_video  # noqa: E402
-from clinrelease.fixtures import carphone_path, shared_media_dir, write_mp4  # noqa: E402
+from clinrelease.fixtures import carphone_path, shared_media_dir  # noqa: E402
 
 _PEER_CODEC = {"h264": ("libx264", "h264"), "hevc": ("libx265", "hevc"), "mpeg2": ("mpeg2video", "mpegvideo")}
 

@@ -29,8 +29,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from clinrelease import __version__
 from clinrelease.crypto.digest import sha256_file
+from clinrelease.audit.records import utc_now
 from clinrelease.crypto.kdf import derive_hex
 from clinrelease.errors import ClinReleaseError, ConfigError, InputError, VerificationError
 from clinrelease.items import InputItem, discover_items
@@ -576,7 +576,7 @@ def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> di
     if name in ("blur", "pixelate", "mask"):
         return {}
     # the profile says k_donors; anonymizers say k. The default pool is the anonymizer's default.
-    out = {k: v for k, v in params.items() if k not in ("k_donors", "pool")}
+    out = {k: v for k, v in params.items() if k not in ("k_donors", "pool", "model_after_run")}
     if "k_donors" in params:
         out["k"] = params["k_donors"]
     if name == "swap":
@@ -787,7 +787,7 @@ def run_release(
         "irb": opts.irb,
         "dua": opts.dua,
         "clinical": str(opts.clinical.resolve()) if opts.clinical else None,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": utc_now(),
     }
     release_meta = paths.work / "release.json"
     previous = _load_record(release_meta)
@@ -817,11 +817,51 @@ def run_release(
     if on_start:
         on_start(len(items))
     records = _execute(items, ctx, opts, on_item)
+    if opts.shard is None:
+        # only a whole release may dispose of the models: another shard may still need them
+        disposed = dispose_patient_models(profile, records, escrow)
+        if disposed:
+            meta["models_disposed"] = disposed
+            _write_json_atomic(release_meta, meta)
     if escrow is not None and hasattr(escrow, "close"):
         escrow.close()
     if opts.shard is not None:
         return ReleaseSummary(paths.output, paths.quarantine, records, finalized=False)
     return merge_release(opts.output, opts.keys_dir, quarantine=opts.quarantine, work=opts.work)
+
+
+def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> list[dict[str, str]]:
+    """Delete (or escrow, then delete) the learned models trained for this release's patients.
+
+    A model trained on one patient's face is identifying data in its own right. The profile's
+    ``anonymizer.params.model_after_run`` says what happens to it once every item is done: ``keep``
+    (the default; the site stores it like an original), ``delete`` (overwritten, then unlinked), or
+    ``escrow`` (encrypted to the custodians like an original, then deleted).
+    """
+    settings = profile.anonymizer
+    if settings is None:
+        return []
+    policy = str(settings.params.get("model_after_run", "keep"))
+    model = settings.params.get("model")
+    if policy == "keep" or not model:
+        return []
+    if policy not in ("delete", "escrow"):
+        raise ConfigError(f"anonymizer.params.model_after_run: {policy!r}; use keep, delete or escrow")
+    if policy == "escrow" and escrow is None:
+        raise ConfigError("model_after_run: escrow needs custodians: run with --escrow-to PUB --vault DIR")
+    from clinrelease.face.learned.faceswap import secure_delete_model
+
+    paths = {Path(str(model).replace("{pseudonym}", r["pseudonym"])): r["pseudonym"] for r in records if r.get("pseudonym")}
+    disposed = []
+    for path, pseudonym in sorted(paths.items()):
+        if not path.is_file():
+            continue
+        digest = sha256_file(path)
+        if policy == "escrow":
+            escrow.escrow(path, f"model-{pseudonym}", digest)
+        secure_delete_model(path)
+        disposed.append({"pseudonym": pseudonym, "sha256": digest, "action": policy})
+    return disposed
 
 
 def _execute(
@@ -913,7 +953,7 @@ def merge_release(
     _drop_unrecorded_outputs(paths, records)
 
     clinical = _release_clinical(meta, paths, keys.release_key, profile)
-    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    finished = utc_now()
     summary = _summary(meta, profile, records, gallery, clinical, keys.signing_key_id, finished)
     report_dir = paths.output / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -1104,24 +1144,29 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
     from clinrelease.dicom.deid_options import BASIC_PROFILE_CODE, OPTION_CODES
     from clinrelease.models import MODELS, file_digest, model_path
 
-    models = {}
+    models = []
     for name in MODELS:
         if name.startswith("sample_"):
             continue
         try:
-            models[name] = {"file": model_path(name).name, "sha256": file_digest(model_path(name))}
+            models.append({"name": name, "file": model_path(name).name, "sha256": file_digest(model_path(name))})
         except ClinReleaseError:
             continue
     return {
         "release_id": meta["release_id"],
-        "tool_version": __version__,
-        "profile": {"name": profile.name, "sha256": profile.digest},
-        "ps315": {"edition": EDITION, "options": list(profile.deid.options), "codes": [BASIC_PROFILE_CODE[0], *(OPTION_CODES[o][0] for o in profile.deid.options)]},
+        "tool": {"name": "clinrelease", "version": __version__},
+        "profile": {"name": profile.name, "sha256": profile.digest.removeprefix("sha256:")},
+        "ps315": {
+            "edition": EDITION,
+            "options": [{"code": code, "meaning": meaning} for code, meaning in
+                        [BASIC_PROFILE_CODE, *(OPTION_CODES[o] for o in profile.deid.options)]],
+        },
         "models": models,
         "thresholds": {name: {"op": op, "threshold": t} for name, (op, t) in check_specs(profile).items()},
         "operator": meta.get("operator") or "",
         "irb": meta.get("irb") or "",
         "dua": meta.get("dua") or "",
+        "models_disposed": meta.get("models_disposed", []),
         "started": meta["started"],
     }
 
@@ -1134,8 +1179,11 @@ def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         "checks": record.get("audit_checks", []),
         "figures": record.get("verification", {}),
     }
-    if record["status"] == RELEASED:
-        fields["output"] = {"path": record["output"], "sha256": record["output_sha256"], "uid": record.get("output_uid", "")}
+    fields["output"] = (
+        {"path": record["output"], "sha256": record["output_sha256"], "uid": record.get("output_uid", "")}
+        if record["status"] == RELEASED
+        else None
+    )
     internal = {"original_sha256": record["input_sha256"], "input": record["input"], "reasons_full": record["reasons"]}
     return fields, internal
 

@@ -306,3 +306,17 @@ def test_kill_9_leaves_no_partial_file_and_rerun_gives_the_same_release(
     assert data_digests(out) == reference_files
     assert manifest_data_lines(out) == manifest_data_lines(reference[0])
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+
+
+def test_released_audit_records_follow_the_published_schema(reference: tuple[Path, dict]) -> None:
+    """Every record of a real release validates against audit/record.schema.json (the auditors' contract)."""
+    import jsonschema
+
+    out, _ = reference
+    schema = json.loads((Path(__file__).resolve().parents[1] / "audit" / "record.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    records = [json.loads(line) for line in (out / "audit" / "log.jsonl").read_text().splitlines() if line.strip()]
+    assert {r["type"] for r in records} >= {"release_start", "item", "release_end"}
+    for record in records:
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(record)]
+        assert not errors, (record["type"], errors)
