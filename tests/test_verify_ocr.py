@@ -72,3 +72,48 @@ def test_bad_method_and_sampling_are_config_errors(portrait):
         clean_text(portrait, [], method="smudge")
     with pytest.raises(ConfigError, match="sample_every"):
         scan_text([portrait], sample_every=0)
+
+
+def test_small_text_is_found_without_upscaling(portrait):
+    """The detector sees frames at their own size (never upscaled): 8-pixel captions are still found."""
+    from clinrelease.verify.ocr import DET_MAX_SIDE
+
+    assert max(portrait.shape[:2]) <= DET_MAX_SIDE
+    frame = portrait.copy()
+    cv2.putText(frame, "ID 4711 DOE", (12, 500), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+    assert "4711" in _texts(find_text(frame)).replace(" ", "")
+
+
+def test_cleaning_blanks_every_detected_region_without_reading(portrait):
+    from clinrelease.verify.ocr import detect_text
+
+    small = cv2.resize(portrait, (256, 256))
+    frames = [plant(small, "ID 98765", (10, 30)) for _ in range(4)]
+    quads = detect_text(frames[0])
+    assert len(quads) >= 1 and quads.shape[1:] == (4, 2)
+    scan = TextScan(sample_every=2)
+    cleaned = list(clean_video_text(frames, sample_every=2, scan=scan, read=False))
+    assert scan.frames_scanned == [0, 2, 3]
+    assert scan.found and all(b.text == "" and b.score == 0.0 for b in scan.found)  # nothing was read
+    for frame, out in zip(frames, cleaned):
+        for b in scan.found:
+            x0, y0, x1, y1 = b.box
+            assert not out[max(0, y0) : y1, max(0, x0) : x1].any()  # filled black
+    assert "98765" not in _texts(scan_text(cleaned, sample_every=1).found)
+
+
+def test_static_overlay_is_read_once_and_textless_frames_pass_untouched(portrait):
+    from clinrelease.verify.ocr import TextBox, text_regions
+
+    small = cv2.resize(portrait, (256, 256))
+    overlay = plant(small, "ID 98765", (10, 30))
+    first = text_regions(overlay, 0)
+    hit = next(b for b in first if "98765" in b.text)
+    # the same region on a later scan takes the earlier reading instead of being read again
+    marked = [TextBox(b.box, f"seen:{b.text}", b.score, 0) for b in first]
+    again = text_regions(overlay, 5, marked)
+    assert any(b.text == f"seen:{hit.text}" and b.frame == 5 for b in again)
+    # a frame with no text is handed on as it came, not copied
+    plain = [small.copy() for _ in range(3)]
+    out = list(clean_video_text(plain, sample_every=2))
+    assert all(o is p for o, p in zip(out, plain))

@@ -108,3 +108,21 @@ def test_arcface_without_model_folder_names_the_file(tmp_path, monkeypatch):
 def test_unknown_recognizer_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown recognizer 'nope'"):
         get_recognizer("nope")
+
+
+def test_video_check_agrees_with_the_single_face_comparison(clip):
+    """verify_reid confirms each face once for all recognizers and decodes ahead; its figures must be
+    exactly those of compare_face run face by face (with or without prefetching)."""
+    from clinrelease.verify.reid import compare_face
+
+    frames, analysis = clip
+    anon = paste_donor(frames, analysis, t1_donor(1))
+    sface = get_recognizer("sface")
+    report = verify_reid(frames, anon, analysis, ("sface",), sample_every=10, residual_recognizer=None)
+    direct = [(i, compare_face(sface, frames[i], anon[i], t.faces[i])) for i in (0, 10) for t in analysis.tracks if i in t.faces]
+    assert len(direct) == 2 and all(c is not None for _, c in direct)
+    assert [(s.frame, s.similarity, s.aligned_as_original) for s in report.results["sface"].samples] == [
+        (i, c[0], c[1]) for i, c in direct if c is not None
+    ]
+    again = verify_reid(iter(frames), iter(anon), analysis, ("sface",), sample_every=10, residual_recognizer=None, prefetch=0)
+    assert again.to_dict() == report.to_dict()

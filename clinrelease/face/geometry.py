@@ -69,12 +69,46 @@ class WarpMaps:
     maps: list[np.ndarray]
 
 
-def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """Per-triangle affine matrices ``(M, 2, 3)`` mapping destination to source coordinates."""
-    d = np.concatenate([dst[tris], np.ones((len(tris), 3, 1))], axis=2)  # (M, 3, 3) rows x, y, 1
-    s = src[tris].astype(np.float64)  # (M, 3, 2)
-    # degenerate (zero-area) triangles cover no pixel; pinv keeps them finite
-    return np.transpose(np.linalg.pinv(d) @ s, (0, 2, 1))
+#: triangles whose doubled area (pixels^2) is below this are degenerate: solved by least squares
+_DEGENERATE_AREA = 1e-9
+
+
+def _inverse_vertex_matrices(dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Inverses ``(M, 3, 3)`` of each triangle's vertex matrix (columns ``[x, y, 1]`` of its corners).
+
+    Closed form (adjugate over determinant) for all triangles at once; the rare zero-area triangle
+    gets its pseudo-inverse instead, as before, so that its (coverless) maps stay finite.
+    """
+    p = dst[tris]  # (M, 3, 2)
+    x0, y0 = p[:, 0, 0], p[:, 0, 1]
+    x1, y1 = p[:, 1, 0], p[:, 1, 1]
+    x2, y2 = p[:, 2, 0], p[:, 2, 1]
+    det = x0 * (y1 - y2) + x1 * (y2 - y0) + x2 * (y0 - y1)  # doubled signed area
+    # inverse of V = [[x0, x1, x2], [y0, y1, y2], [1, 1, 1]]; rows are the barycentric coefficients
+    adj = np.empty((len(tris), 3, 3))
+    adj[:, 0] = np.stack([y1 - y2, x2 - x1, x1 * y2 - x2 * y1], axis=1)
+    adj[:, 1] = np.stack([y2 - y0, x0 - x2, x2 * y0 - x0 * y2], axis=1)
+    adj[:, 2] = np.stack([y0 - y1, x1 - x0, x0 * y1 - x1 * y0], axis=1)
+    degenerate = np.abs(det) < _DEGENERATE_AREA
+    inv = adj / np.where(degenerate, 1.0, det)[:, None, None]
+    if degenerate.any():
+        v = np.concatenate([p, np.ones((len(tris), 3, 1))], axis=2).transpose(0, 2, 1)  # (M, 3, 3)
+        inv[degenerate] = np.linalg.pinv(v[degenerate])
+    return inv
+
+
+def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray, inverse: np.ndarray | None = None) -> np.ndarray:
+    """Per-triangle affine matrices ``(M, 2, 3)`` mapping destination to source coordinates.
+
+    Parameters
+    ----------
+    inverse:
+        :func:`_inverse_vertex_matrices` of ``dst``, when already computed (it does not depend on
+        the source, so one serves every source of a warp).
+    """
+    inv = _inverse_vertex_matrices(dst, tris) if inverse is None else inverse
+    s = src[tris].astype(np.float64).transpose(0, 2, 1)  # (M, 2, 3): source x row, y row
+    return s @ inv
 
 
 def warp_maps(
@@ -96,17 +130,18 @@ def warp_maps(
     # rasterize triangle ids (id + 1; 0 = outside) at 1/16 px precision
     ids = np.zeros((y1 - y0, x1 - x0), np.int32)
     local = np.round((dst - [x0, y0]) * 16).astype(np.int32)
-    for k, tri in enumerate(tris):
-        cv2.fillConvexPoly(ids, local[tri], k + 1, lineType=cv2.LINE_8, shift=4)
+    for k, tri in enumerate(local[tris]):
+        cv2.fillConvexPoly(ids, tri, k + 1, lineType=cv2.LINE_8, shift=4)
     inside = ids > 0
     ys, xs = np.nonzero(inside)
     k = ids[ys, xs] - 1
-    homo = np.stack([xs + x0, ys + y0, np.ones_like(xs)], axis=1).astype(np.float64)  # (P, 3)
+    px, py = (xs + x0).astype(np.float64), (ys + y0).astype(np.float64)
+    inverse = _inverse_vertex_matrices(dst, tris)
     maps = []
     for src in sources:
-        aff = _triangle_affines(dst, np.asarray(src, np.float64), tris)  # (M, 2, 3)
-        coords = np.einsum("pij,pj->pi", aff[k], homo)
+        aff = _triangle_affines(dst, np.asarray(src, np.float64), tris, inverse)[k]  # (P, 2, 3)
         m = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
-        m[ys, xs] = coords
+        m[ys, xs, 0] = aff[:, 0, 0] * px + aff[:, 0, 1] * py + aff[:, 0, 2]
+        m[ys, xs, 1] = aff[:, 1, 0] * px + aff[:, 1, 1] * py + aff[:, 1, 2]
         maps.append(m)
     return WarpMaps((x0, y0, x1, y1), inside, maps)
