@@ -9,6 +9,36 @@ import numpy as np
 #: number of mesh points (468 face + 10 iris)
 N_POINTS = 478
 
+#: mesh indices of the five alignment points YuNet, ArcFace and SFace use: right eye, left eye, nose
+#: tip, right and left mouth corner (the subject's right is the image's left); eye centres are the
+#: midpoints of the eye corners
+_FIVE_EYE_R = (33, 133)
+_FIVE_EYE_L = (263, 362)
+_FIVE_NOSE = 1
+_FIVE_MOUTH_R = 61
+_FIVE_MOUTH_L = 291
+
+
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """Reduce a face mesh (468/478 points, pixels) to the five alignment points, ``float32 (5, 2)``.
+
+    Five points given are returned as they are.
+    """
+    pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
+    if pts.shape[0] == 5:
+        return pts
+    if pts.shape[0] < 468:
+        raise ValueError(f"expected 5 or 468/478 landmarks, got {pts.shape[0]}")
+    return np.stack(
+        [
+            pts[list(_FIVE_EYE_R)].mean(axis=0),
+            pts[list(_FIVE_EYE_L)].mean(axis=0),
+            pts[_FIVE_NOSE],
+            pts[_FIVE_MOUTH_R],
+            pts[_FIVE_MOUTH_L],
+        ]
+    ).astype(np.float32)
+
 
 @lru_cache(maxsize=1)
 def mesh_indices() -> dict[str, np.ndarray]:

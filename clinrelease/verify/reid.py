@@ -30,39 +30,8 @@ import numpy as np
 
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import PATIENT, FaceAnalysis, FaceTrack, TrackedFace, iter_pairs
+from clinrelease.face.landmarks import five_points
 from clinrelease.models import configured_model_dir, model_path, require_model_file
-
-#: mediapipe face-mesh indices giving YuNet's five points: right eye, left eye, nose tip, right and
-#: left mouth corner (the subject's right is the image's left). Eye centres are corner midpoints.
-_MESH_EYE_R = (33, 133)
-_MESH_EYE_L = (263, 362)
-_MESH_NOSE = 1
-_MESH_MOUTH_R = 61
-_MESH_MOUTH_L = 291
-
-
-def five_points(landmarks: np.ndarray) -> np.ndarray:
-    """Reduce face landmarks to YuNet/ArcFace's five points ``(5, 2)``.
-
-    Parameters
-    ----------
-    landmarks:
-        Either five points already, or mediapipe's 468/478-point face mesh in pixels.
-    """
-    pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
-    if pts.shape[0] == 5:
-        return pts
-    if pts.shape[0] < 468:
-        raise ValueError(f"expected 5 or 468/478 landmarks, got {pts.shape[0]}")
-    return np.stack(
-        [
-            pts[list(_MESH_EYE_R)].mean(axis=0),
-            pts[list(_MESH_EYE_L)].mean(axis=0),
-            pts[_MESH_NOSE],
-            pts[_MESH_MOUTH_R],
-            pts[_MESH_MOUTH_L],
-        ]
-    ).astype(np.float32)
 
 
 class FaceLocator:

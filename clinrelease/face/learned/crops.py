@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from clinrelease.errors import InputError
+from clinrelease.face.landmarks import five_points
 
 #: ArcFace's five-point template for a 112x112 crop (insightface ``face_align.arcface_dst``):
 #: image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner
@@ -27,13 +28,6 @@ ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
-
-# mediapipe face-mesh indices: eye corners (works for 468 and 478 points), nose tip, mouth corners
-_EYE_IMAGE_LEFT = (33, 133)
-_EYE_IMAGE_RIGHT = (362, 263)
-_NOSE_TIP = 1
-_MOUTH_IMAGE_LEFT = 61
-_MOUTH_IMAGE_RIGHT = 291
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 #: files in a surrogate folder read as videos (DICOM files often have no suffix)
@@ -76,24 +70,6 @@ class FaceCrop:
     frame_index: int = 0
 
 
-def five_points(landmarks: np.ndarray) -> np.ndarray:
-    """The five alignment points from a mediapipe face mesh (468 or 478 points, pixels).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32`` ``(5, 2)`` in the template's order.
-    """
-    lm = np.asarray(landmarks, dtype=np.float32)[:, :2]
-    return np.stack(
-        [
-            lm[list(_EYE_IMAGE_LEFT)].mean(axis=0),
-            lm[list(_EYE_IMAGE_RIGHT)].mean(axis=0),
-            lm[_NOSE_TIP],
-            lm[_MOUTH_IMAGE_LEFT],
-            lm[_MOUTH_IMAGE_RIGHT],
-        ]
-    ).astype(np.float32)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
