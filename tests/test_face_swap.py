@@ -34,7 +34,7 @@ def _patient_mask(analysis, index, shape, swap):
     import cv2
 
     from clinrelease.face.landmarks import mesh_indices
-    from clinrelease.face.swap import outer_ring, swapped_geometry
+    from clinrelease.face.swap import LIGHTING_SIGMA, outer_ring, swapped_geometry
 
     face = analysis.patient.faces[index]
     state = swap._tracks[face.track_id]
@@ -90,11 +90,11 @@ def test_identity_strength_moves_the_face_shape(talking):
 
 
 def test_torch_renderer_matches_opencv(talking):
-    from clinrelease.face.swap import render_plan
+    from clinrelease.face.swap import LIGHTING_SIGMA, render_plan
     from clinrelease.face.swap_torch import render_batch
 
     frames, analysis = talking
-    swap = _swap()
+    swap = _swap(lighting=LIGHTING_SIGMA)  # the optional shading field must match in both renderers
     swap.prepare(analysis, analysis.patient.track_id)
     plans = [swap.plans(f.shape, analysis.faces_in_frame(i))[0] for i, f in enumerate(frames)]
     assert all(len(p) == 1 for p in plans)
@@ -229,6 +229,8 @@ def test_surrogate_reaches_past_the_face_outline_only_with_reach(talking):
 
 
 def test_lighting_carries_the_patients_shading_onto_the_surrogate(talking):
+    from clinrelease.face.swap import LIGHTING_SIGMA
+
     frames, analysis = talking
     # light the face from the frame's right: brightness falls off linearly towards the left
     ramp = np.linspace(0.5, 1.1, frames[0].shape[1])
@@ -245,7 +247,7 @@ def test_lighting_carries_the_patients_shading_onto_the_surrogate(talking):
         return float(np.polyfit(xs + x0, ratio, 1)[0])
 
     applied = float(ramp[1] - ramp[0])
-    flat, shaded = shading_slope(_swap(lighting=0.0)), shading_slope(_swap())
+    flat, shaded = shading_slope(_swap(lighting=0.0)), shading_slope(_swap(lighting=LIGHTING_SIGMA))
     # mean/std matching alone flattens the light across the face; the shading field keeps it
     assert abs(flat) < 0.4 * applied
     assert 0.6 * applied < shaded < 1.4 * applied
