@@ -6,7 +6,7 @@ for arbitrary pairs, where the face analysis has to be made here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,31 +31,11 @@ class PairOptions:
     model_dir: str | None = None
 
 
-def find_analyzer() -> Callable[[Iterable[np.ndarray]], FaceAnalysis] | None:
-    """The face stage's ``analyze_faces(frames) -> FaceAnalysis`` when that stage provides one."""
-    import importlib
+def analyze(frames: Iterable[np.ndarray]) -> FaceAnalysis:
+    """Face analysis of the original with the face stage's tracker, as a release makes it."""
+    from clinrelease.face.pipeline import analyze_faces
 
-    for module in ("clinrelease.face", "clinrelease.face.pipeline"):
-        try:
-            fn = getattr(importlib.import_module(module), "analyze_faces", None)
-        except ImportError:
-            continue
-        if fn is not None:
-            return fn
-    return None
-
-
-def analyze(frames: Iterable[np.ndarray], sample_every: int) -> tuple[FaceAnalysis, str]:
-    """Face analysis of the original: the face stage's tracker, or YuNet per sampled frame as fallback.
-
-    Returns the analysis and the name of what made it (for the report).
-    """
-    from clinrelease.verify.reid import detect_analysis
-
-    analyzer = find_analyzer()
-    if analyzer is not None:
-        return analyzer(frames), "clinrelease.face.analyze_faces"
-    return detect_analysis(frames, sample_every), "yunet-largest-face"
+    return analyze_faces(frames)
 
 
 def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptions | None = None) -> tuple[ItemReports, dict[str, object]]:
@@ -84,7 +64,7 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
         raise InputError(f"frame size {b.columns}x{b.rows} differs from the original's {a.columns}x{a.rows} ({a.path})", b.path)
     if a.frames and b.frames and a.frames != b.frames:
         raise InputError(f"{b.frames} frames but the original ({a.path}) has {a.frames}", b.path)
-    analysis, source = analyze(src.frames(), opts.sample_every)
+    analysis = analyze(src.frames())
     reports = ItemReports()
     try:
         reports.reid = verify_reid(src.frames(), out.frames(), analysis, opts.recognizers, opts.sample_every, model_dir=opts.model_dir)
@@ -101,7 +81,7 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
         "original": str(a.path),
         "anonymized": str(b.path),
         "frames": b.frames,
-        "analysis": source,
+        "analysis": "clinrelease.face.pipeline.analyze_faces",
         "tracks": len(analysis.tracks),
     }
     return reports, info
