@@ -17,6 +17,8 @@ patient's own pixels warped to the new geometry, so gaze and mouth motion surviv
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +44,27 @@ def neutral_shape(meshes: list[np.ndarray], iterations: int = 2) -> np.ndarray:
     return ref.astype(np.float32)
 
 
+@lru_cache(maxsize=1)
+def expression_groups() -> tuple[np.ndarray, ...]:
+    """Mesh points whose shape is expression, not identity: the lips, each eye and each iris."""
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    sets = (fmc.FACEMESH_LIPS, fmc.FACEMESH_LEFT_EYE, fmc.FACEMESH_RIGHT_EYE, fmc.FACEMESH_LEFT_IRIS, fmc.FACEMESH_RIGHT_IRIS)
+    return tuple(np.array(sorted({i for edge in edges for i in edge})) for edges in sets)
+
+
 def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray) -> np.ndarray:
-    """Surrogate shape minus neutral shape, after aligning the surrogate onto the neutral face."""
+    """Surrogate shape minus neutral shape, after aligning the surrogate onto the neutral face.
+
+    The lips and eyes move as a whole to where the surrogate has them, but keep the patient's
+    shape: donors photographed smiling would otherwise stretch every patient's mouth into a smile,
+    and mouth and eye shape are the expression a facial exam measures.
+    """
     m = fit_similarity(surrogate_shape[FIT_POINTS], neutral[FIT_POINTS])
-    return (apply_affine(m, surrogate_shape) - neutral).astype(np.float32)
+    offset = apply_affine(m, surrogate_shape) - neutral
+    for group in expression_groups():
+        offset[group] = offset[group].mean(axis=0)
+    return offset.astype(np.float32)
 
 
 def swapped_geometry(mesh: np.ndarray, neutral: np.ndarray, offset: np.ndarray, strength: float) -> np.ndarray:
