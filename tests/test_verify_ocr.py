@@ -117,3 +117,18 @@ def test_static_overlay_is_read_once_and_textless_frames_pass_untouched(portrait
     plain = [small.copy() for _ in range(3)]
     out = list(clean_video_text(plain, sample_every=2))
     assert all(o is p for o, p in zip(out, plain))
+
+
+def test_captions_on_a_small_video_are_cleaned(tmp_path):
+    """A 176x144 clip's 8-pixel burned-in name and MRN must be found and blanked (they once survived)."""
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import build_dicom_fixture, carphone_path
+
+    planted = build_dicom_fixture(tmp_path / "small.dcm", carphone_path(), "h264", 6)
+    frames = list(open_video(planted.path).frames())
+    assert max(frames[0].shape[:2]) < 200
+    scan = TextScan(3)
+    cleaned = list(clean_video_text(frames, sample_every=3, scan=scan))
+    assert len(scan.found) >= 2 * len(scan.frames_scanned)  # both caption lines on every scanned frame
+    assert scan_text(cleaned, sample_every=1).found == []
+    assert any("4815162342" in b.text for b in scan.found)

@@ -32,8 +32,11 @@ import numpy as np
 
 from clinrelease.errors import ConfigError
 
-#: longest side (pixels) of the text detector's input; smaller frames are not upscaled
+#: longest side (pixels) of the text detector's input
 DET_MAX_SIDE = 960
+#: frames whose longest side is shorter are upscaled to it first: at native size the detector misses
+#: the 8-pixel captions of a 176x144 clip entirely (the burned-in name and MRN survived a release)
+DET_MIN_SIDE = 640
 #: intersection over union above which a region is "the same place" as one of the previous scan
 SAME_REGION_IOU = 0.9
 
@@ -59,6 +62,15 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame[:, :, ::-1])
 
 
+def _detector_input(frame: np.ndarray) -> tuple[np.ndarray, float]:
+    """The BGR image the detector sees and its scale relative to ``frame``."""
+    longest = max(frame.shape[:2])
+    if longest >= DET_MIN_SIDE:
+        return _bgr(frame), 1.0
+    scale = DET_MIN_SIDE / longest
+    return cv2.resize(_bgr(frame), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), scale
+
+
 def _hull(quad: Any) -> tuple[int, int, int, int]:
     pts = np.asarray(quad, np.float64)
     x0, y0 = np.floor(pts.min(axis=0)).astype(int)
@@ -79,9 +91,10 @@ def find_text(frame: np.ndarray, min_score: float = 0.5, frame_index: int | None
     frame_index:
         Stored on each box, for reports.
     """
-    result, _ = _engine()(_bgr(frame))
+    image, scale = _detector_input(frame)
+    result, _ = _engine()(image)
     return [
-        TextBox(_hull(quad), str(text), float(score), frame_index)
+        TextBox(_hull(np.asarray(quad, np.float64) / scale), str(text), float(score), frame_index)
         for quad, text, score in result or []
         if float(score) >= min_score
     ]
@@ -93,10 +106,11 @@ def detect_text(frame: np.ndarray) -> np.ndarray:
     Detection only: nothing is read, so a region counts whatever it says (or whether it can be read
     at all). This is what cleaning blanks.
     """
-    quads, _ = _engine()(_bgr(frame), use_det=True, use_cls=False, use_rec=False)
+    image, scale = _detector_input(frame)
+    quads, _ = _engine()(image, use_det=True, use_cls=False, use_rec=False)
     if not quads:
         return np.zeros((0, 4, 2), np.float32)
-    return np.asarray(quads, np.float32).reshape(-1, 4, 2)
+    return np.asarray(quads, np.float32).reshape(-1, 4, 2) / np.float32(scale)
 
 
 def read_text(frame: np.ndarray, quads: np.ndarray) -> list[tuple[str, float]]:
