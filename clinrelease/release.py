@@ -22,6 +22,7 @@ Where things go::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -1215,7 +1216,11 @@ def _write_report(report_dir: Path, summary: dict[str, Any], records: list[dict[
                 figures=_flat_figures(r.get("verification", {})),
             )
         )
-    return write_report(report_dir, summary, visuals)
+    # The contact sheets show original frames: the patient's face and burned-in text. They go into
+    # the site's copy of the report only; the released copy carries every figure, plot and reason.
+    write_report(paths.work / "report", summary, visuals)
+    released = [dataclasses.replace(v, contact_sheet=None) for v in visuals]
+    return write_report(report_dir, {**summary, "contact_sheets": "in the site's copy of this report only (WORK/report/index.html)"}, released)
 
 
 def _flat_figures(verification: dict[str, Any]) -> dict[str, Any]:

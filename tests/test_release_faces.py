@@ -50,6 +50,11 @@ def test_face_swap_release_reports_per_recognizer_and_keypoint_figures(keys: Pat
     header = released_header(out, item["output"])
     assert header.RecognizableVisualFeatures == "NO" and header.BurnedInAnnotation == "NO"
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+    # the burned-in captions were found and blanked, and the released pixels show no text
+    assert figures["burned_in_text_found"] >= 2 and figures["text_boxes"] == 0
+    # original frames (face, captions) appear in the site's report only, never in the release
+    assert "data:image/png" not in (out / "report" / "index.html").read_text()
+    assert "data:image/png" in (tmp_path / "release.work" / "report" / "index.html").read_text()
 
 
 def test_face_checks_run_even_when_the_profile_anonymizes_nothing(keys: Path, tmp_path: Path) -> None:
