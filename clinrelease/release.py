@@ -156,10 +156,10 @@ def resume_digest(ctx: ItemContext, input_sha256: str) -> str:
 # header
 
 
-def _container_header(item: InputItem) -> Any:
+def _container_header(item: InputItem, file_digest: str) -> Any:
     """A DICOM header for a plain video from its metadata-table row.
 
-    UIDs are derived from the file's digest (not random) so that re-running a release produces the
+    UIDs are derived from the file's digest ``file_digest`` (not random) so that re-running a release produces the
     same output; dates come from the table only.
     """
     from pydicom.dataset import Dataset
@@ -175,7 +175,6 @@ def _container_header(item: InputItem) -> Any:
         study_description=meta.get("StudyDescription", ""),
         series_description=meta.get("SeriesDescription", ""),
     )
-    file_digest = sha256_file(item.path)
     for n, keyword in enumerate(("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
         # a 128-bit value keeps the 2.25 UID within the 64 characters a UI may hold
         setattr(ds, keyword, "2.25." + str(int(hashlib.sha256(f"{file_digest}:{n}".encode()).hexdigest()[:32], 16)))
@@ -339,7 +338,7 @@ def _run_stages(work: _ItemWork) -> None:
     source = None
     if item.kind == "container":
         source = open_video(item.path)
-        header = _container_header(item)
+        header = _container_header(item, record["input_sha256"])
         record["container_metadata_keys"] = sorted(source.info.container_metadata)
     else:
         header = read_dicom_header(item.path)
@@ -503,6 +502,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
     output = open_video(staged)
     reports = ItemReports()
+    thresholds = Thresholds.from_profile(verify)
     figures: dict[str, Any] = {"frames": written.frames}
     if clean_text:
         figures["burned_in_text_found"] = len(burned_in.found)
@@ -535,7 +535,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         figures["face_nme"] = reports.keypoints.face_nme
     if clean_text:
         reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
-        figures["text_boxes"] = len(Thresholds.from_profile(verify).remaining_text(reports.text))
+        figures["text_boxes"] = len(thresholds.remaining_text(reports.text))
     phi = _identifying_strings(result.original_phi, item, source)
     if verify.leak_scan:
         reports.leaks = scan_bytes(staged, phi)
@@ -544,7 +544,6 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     figures["header_residual"] = len(findings)
     work.reasons.extend(f"header: {f}" for f in findings)
 
-    thresholds = Thresholds.from_profile(verify)
     if not clean_text:
         thresholds.text_max_boxes = None
     verdict = decide(reports, thresholds)
