@@ -53,10 +53,10 @@ _PHOTOGRAPHIC_PREFIXES = ("1.2.840.10008.5.1.4.1.1.77.1.", "1.2.840.10008.5.1.4.
 _PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM"})
 _SCANNER_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "RG", "OCT", "OPT"})
 _CONTACT_SHEET_FRAMES = 4
-#: x264 output depends on its thread count, and "automatic" depends on the machine's cores: a fixed
-#: count keeps a release byte-identical across machines (two threads gave identical bytes across
-#: concurrent processes when checked; the remaining run-to-run difference is not the encoder's)
-ENCODER_THREADS = 2
+#: One x264 thread: with two (PyAV's default slice threads) the same frames gave different bytes in
+#: about 1 of 30 loaded re-runs (rate control sees the other thread's progress), and "automatic"
+#: would follow the machine's core count. Items run in parallel across ``--workers`` instead.
+ENCODER_THREADS = 1
 
 
 @dataclass(frozen=True)

@@ -149,16 +149,6 @@ def test_all_released_exits_0_and_plain_output(built: ReleaseInput, keys: Path, 
     assert "QA report:" in result.output
 
 
-#: A known defect, not a passing grade: in about half of the runs under `pytest -n 2`, one released
-#: H.264 item's pixel data differs from the single-process reference (encoder threads and decode
-#: threads ruled out). These comparisons still run and report XPASS when the bytes agree; fix the
-#: cause, then drop this marker.
-IDENTICAL_RELEASE_FLAKY = pytest.mark.xfail(
-    strict=False, reason="known defect: a video item's encoded bytes sometimes differ between runs (see closing note)"
-)
-
-
-@IDENTICAL_RELEASE_FLAKY
 def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "release"
     result = invoke(built.run_args("basic", out, keys, "--workers", "2", "--json"))
@@ -167,7 +157,6 @@ def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path,
     assert manifest_data_lines(out) == manifest_data_lines(reference[0])
 
 
-@IDENTICAL_RELEASE_FLAKY
 def test_dask_local_cluster_gives_the_same_release(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     out = tmp_path / "release"
@@ -176,7 +165,6 @@ def test_dask_local_cluster_gives_the_same_release(built: ReleaseInput, keys: Pa
     assert data_digests(out) == data_digests(reference[0])
 
 
-@IDENTICAL_RELEASE_FLAKY
 def test_shards_then_merge_give_the_same_verifiable_release(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "release"
     # shard workers hold only the release key: the signing key stays with the merge step
@@ -285,7 +273,6 @@ def test_usage_errors_exit_2(built: ReleaseInput, keys: Path, tmp_path: Path) ->
     assert os.listdir(built.folder)  # inputs untouched
 
 
-@IDENTICAL_RELEASE_FLAKY
 def test_kill_9_leaves_no_partial_file_and_rerun_gives_the_same_release(
     built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path
 ) -> None:

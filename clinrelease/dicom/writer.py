@@ -200,13 +200,16 @@ def _check_limits(spec: WriteSyntax, rows: int, cols: int, rate: Fraction, path:
 
 def _encoder_options(spec: WriteSyntax, q: int, preset: str) -> dict[str, str]:
     # Tag BT.601 limited range: what YBR_PARTIAL_420 means, and what the decoder assumes anyway.
+    # mbtree=0: x264's macroblock-tree pass reads an uninitialised stack value (valgrind: "use of
+    # uninitialised value" under x264_encoder_encode, none with mbtree=0), so the same frames gave
+    # different bytes depending on what the process had run before. A release must be reproducible.
     if spec.name == "h264":
         return {
             "preset": preset,
             "crf": str(q),
             "profile": "high",
             "level": "4.1",
-            "x264-params": "vbv-maxrate=50000:vbv-bufsize=62500:colormatrix=smpte170m:range=tv",
+            "x264-params": "mbtree=0:vbv-maxrate=50000:vbv-bufsize=62500:colormatrix=smpte170m:range=tv",
         }
     if spec.name == "hevc":
         return {
