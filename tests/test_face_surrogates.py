@@ -11,7 +11,9 @@ import itertools
 
 from _face_helpers import KEY_A, KEY_B, embedding, read_rgb, same_person
 from clinrelease.errors import ConfigError
+from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.surrogates import (
+    OUTER_LIPS,
     SHAPE_MODES,
     TEXTURE_SIZE,
     DonorPool,
@@ -19,6 +21,7 @@ from clinrelease.face.surrogates import (
     composite,
     default_pool,
     mode_amplitudes,
+    neutral_lips,
     surrogate_coefficients,
 )
 from clinrelease.models import model_path, package_dir
@@ -158,3 +161,40 @@ def test_recognizers_tell_surrogates_of_different_keys_apart():
 def test_distinctiveness_below_one_is_a_config_error():
     with pytest.raises(ConfigError, match="distinctiveness"):
         choose_surrogate(default_pool(), KEY_A, "p", distinctiveness=0.5)
+
+
+def _bright_lip_fraction(texture: np.ndarray, shape: np.ndarray) -> float:
+    """Share of the pixels inside the outer lips brighter than the face's skin: teeth of a grin."""
+    import cv2
+
+    lips = np.zeros(texture.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(shape[list(OUTER_LIPS)]).astype(np.int32)], 1)
+    face = np.zeros_like(lips)
+    cv2.fillPoly(face, [np.round(shape[mesh_indices()["oval"]]).astype(np.int32)], 1)
+    luma = cv2.cvtColor(texture, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    skin = np.median(luma[(face > 0) & (lips == 0)])
+    return float((luma[lips > 0] > 1.05 * skin).mean())
+
+
+def test_surrogates_do_not_grin_although_the_donors_do():
+    # the offline donors grin on their teeth; a hypomimia exam must not get a smiling surrogate
+    pool = default_pool()
+    donors_grinning = [_bright_lip_fraction(d.image, d.landmarks) for d in pool.donors]
+    assert max(donors_grinning) > 0.15
+    for key in (KEY_A, KEY_B, bytes(range(32))):
+        surrogate = choose_surrogate(pool, key, "PAT-1")
+        assert _bright_lip_fraction(surrogate.texture, surrogate.landmarks) < 0.01
+
+
+def test_neutral_lips_changes_only_the_mouth_region():
+    pool = default_pool()
+    donor = pool.donors[0]
+    repainted = neutral_lips(donor.image, donor.landmarks)
+    changed = np.abs(repainted.astype(int) - donor.image.astype(int)).max(axis=2) > 2
+    ys, xs = np.nonzero(changed)
+    mouth = donor.landmarks[list(OUTER_LIPS)]
+    face_h = np.ptp(donor.landmarks[mesh_indices()["oval"], 1])
+    assert changed.any()
+    # nothing above the nose (its tip, less the feathered edge) or far below the mouth changes
+    assert ys.min() >= donor.landmarks[1, 1] - 0.12 * face_h
+    assert ys.max() <= mouth[:, 1].max() + 0.45 * face_h

@@ -235,6 +235,64 @@ SHAPE_MODES: tuple[ShapeMode, ...] = (
 )
 
 
+#: upper/lower inner-lip point pairs (mediapipe mesh indices), from one mouth corner to the other
+INNER_LIP_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
+#: outer lip contour (mediapipe mesh indices), in order around the mouth
+OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+#: lip colour relative to the surrogate's skin (R, G, B): redder and darker
+LIP_TINT = (0.93, 0.78, 0.78)
+
+
+def neutral_lips(texture: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """``texture`` with closed, neutral lips painted inside the outer lip contour of ``shape``.
+
+    The donors of any pool photographed in daylight tend to grin, and mediapipe's inner-lip points
+    sit on the lips, not on the teeth, so the composite would grin on every patient, which a
+    hypomimia exam must never see. The lips are repainted from the surrogate's own skin colour
+    (tinted, shaded darker above, with a soft dark line midway between the inner lips) and
+    feathered into the face, and the smile folds around the mouth are smoothed; the patient's own
+    lip shape and mouth opening are kept at render time.
+    """
+    import cv2
+
+    rows, cols = texture.shape[:2]
+    pts = np.asarray(shape, np.float64)
+    face = np.zeros((rows, cols), np.uint8)
+    cv2.fillPoly(face, [np.round(pts[mesh_indices()["oval"]]).astype(np.int32)], 1)
+    lips = np.zeros((rows, cols), np.uint8)
+    cv2.fillPoly(lips, [np.round(pts[list(OUTER_LIPS)] * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
+    skin_px = texture[(face > 0) & (lips == 0)].astype(np.float64)
+    if len(skin_px) < 16:
+        return texture
+    skin = np.median(skin_px, axis=0)
+    grey = bool(np.ptp(skin) < 4 and np.ptp(texture[face > 0].astype(np.int16), axis=1).max() < 8)
+    tint = np.array((0.85, 0.85, 0.85) if grey else LIP_TINT)
+    lip_rgb = skin * tint
+    # shading: the upper lip faces down and is darker; the seam between the lips is darkest
+    mouth_h = max(float(np.ptp(pts[list(OUTER_LIPS), 1])), 2.0)
+    seam = np.array([(pts[u] + pts[low]) / 2 for u, low in INNER_LIP_PAIRS])
+    seam_y = np.interp(np.arange(cols), seam[:, 0], seam[:, 1])
+    dy = np.arange(rows, dtype=np.float64)[:, None] - seam_y[None, :]
+    shade = np.where(dy < 0, 0.95, 1.0) * (1.0 - 0.18 * np.exp(-(dy / (0.06 * mouth_h + 0.5)) ** 2))
+    painted = lip_rgb[None, None, :] * shade[:, :, None]
+    # smile folds and dimples around the mouth are smoothed away: an ellipse from under the nose to
+    # the chin keeps only its low-frequency shading
+    corners = pts[[61, 291]]
+    centre = (pts[13] + pts[14]) / 2
+    half_w = 0.85 * float(np.hypot(*(corners[1] - corners[0])))
+    half_h = 0.5 * float(abs(pts[152, 1] - pts[2, 1]))
+    around = np.zeros((rows, cols), np.uint8)
+    angle = float(np.degrees(np.arctan2(*(corners[1] - corners[0])[::-1])))
+    cv2.ellipse(around, (centre * 16).round().astype(int).tolist(), (int(half_w * 16), int(half_h * 16)), angle, 0, 360, 1, -1, cv2.LINE_AA, 4)
+    around = cv2.GaussianBlur(around.astype(np.float32), (0, 0), 0.15 * half_h)[:, :, None] * (face[:, :, None] > 0)
+    smooth = cv2.GaussianBlur(texture.astype(np.float32), (0, 0), 0.12 * mouth_h + 1.0).astype(np.float64)
+    base = texture.astype(np.float64) * (1 - around) + smooth * around
+    alpha = cv2.GaussianBlur(lips.astype(np.float32), (0, 0), max(0.04 * mouth_h, 0.8))[:, :, None]
+    alpha = np.clip(alpha * 1.15, 0.0, 1.0)
+    out = base * (1 - alpha) + painted * alpha
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
 @dataclass
 class DonorSpace:
     """A pool's donors aligned in one frame: the space composite surrogates are drawn from.
@@ -302,7 +360,7 @@ class DonorSpace:
             cover[y0:y1, x0:x1][maps.inside] += cd
         inside = np.abs(cover) > 1e-6
         acc[inside] /= cover[inside][:, None]
-        texture = acc.round().clip(0, 255).astype(np.uint8)
+        texture = neutral_lips(acc.round().clip(0, 255).astype(np.uint8), shape)
         ids = tuple(d.donor_id for d in self.donors)
         tag = b"" if modes is None else np.asarray(modes, np.float64).tobytes()
         digest = hashlib.sha256(texture.tobytes() + shape.tobytes() + c.tobytes() + tag + "\n".join(ids).encode()).hexdigest()
