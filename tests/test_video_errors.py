@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,17 @@ def test_truncated_native(tmp_path):
     _expect(PYDICOM_FILES / "MR_truncated.dcm", r"the file is truncated: Pixel Data declares 8192 bytes but only 8130 remain")
 
 
+def _slice_fraction(src: Path, nth: int) -> float:
+    """Where the ``nth`` non-IDR slice NAL unit starts, as a fraction of the H.264 fragment."""
+    frag = open_video(src).location.fragments[0]
+    stream = src.read_bytes()[frag.offset : frag.offset + frag.length]
+    starts = [m.start() for m in re.finditer(rb"\x00\x00\x01", stream) if m.end() < len(stream) and stream[m.end()] & 0x1F == 1]
+    return starts[nth] / len(stream)
+
+
 def test_corrupt_bitstream_mid_stream(h264, tmp_path):
-    bad = _corrupt(h264, tmp_path / "corrupt.dcm", 0.5, 3000)
+    # the damage starts at the 10th inter-coded picture, whatever the encoder's frame sizes
+    bad = _corrupt(h264, tmp_path / "corrupt.dcm", _slice_fraction(h264, 10), 3000)
     error = _expect(bad, r"corrupt video bitstream near frame \d+: h264: ", decode=True)
     assert "frame 1:" not in error.message  # frames before the damage were delivered
 
