@@ -54,8 +54,8 @@ _PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM"})
 _SCANNER_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "RG", "OCT", "OPT"})
 _CONTACT_SHEET_FRAMES = 4
 #: One x264 thread: with two (PyAV's default slice threads) the same frames gave different bytes in
-#: about 1 of 30 loaded re-runs (rate control sees the other thread's progress), and "automatic"
-#: would follow the machine's core count. Items run in parallel across ``--workers`` instead.
+#: 2 of 40 loaded re-runs (timing-dependent; not traced further), and "automatic" would follow the
+#: machine's core count. Items run in parallel across ``--workers`` instead.
 ENCODER_THREADS = 1
 
 
