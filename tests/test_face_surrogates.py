@@ -13,7 +13,6 @@ from _face_helpers import KEY_A, KEY_B, embedding, read_rgb, same_person
 from clinrelease.errors import ConfigError
 from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.surrogates import (
-    OUTER_LIPS,
     SHAPE_MODES,
     TEXTURE_SIZE,
     DonorPool,
@@ -168,7 +167,7 @@ def _bright_lip_fraction(texture: np.ndarray, shape: np.ndarray) -> float:
     import cv2
 
     lips = np.zeros(texture.shape[:2], np.uint8)
-    cv2.fillPoly(lips, [np.round(shape[list(OUTER_LIPS)]).astype(np.int32)], 1)
+    cv2.fillPoly(lips, [np.round(shape[mesh_indices()["outer_lips"]]).astype(np.int32)], 1)
     face = np.zeros_like(lips)
     cv2.fillPoly(face, [np.round(shape[mesh_indices()["oval"]]).astype(np.int32)], 1)
     luma = cv2.cvtColor(texture, cv2.COLOR_RGB2GRAY).astype(np.float64)
@@ -192,7 +191,7 @@ def test_neutral_lips_changes_only_the_mouth_region():
     repainted = neutral_lips(donor.image, donor.landmarks)
     changed = np.abs(repainted.astype(int) - donor.image.astype(int)).max(axis=2) > 2
     ys, xs = np.nonzero(changed)
-    mouth = donor.landmarks[list(OUTER_LIPS)]
+    mouth = donor.landmarks[mesh_indices()["outer_lips"]]
     face_h = np.ptp(donor.landmarks[mesh_indices()["oval"], 1])
     assert changed.any()
     # nothing above the nose (its tip, less the feathered edge) or far below the mouth changes

@@ -66,6 +66,7 @@ def mesh_indices() -> dict[str, np.ndarray]:
         "left_eye": ordered(fmc.FACEMESH_LEFT_EYE),
         "right_eye": ordered(fmc.FACEMESH_RIGHT_EYE),
         "inner_lips": _INNER_LIPS,
+        "outer_lips": _OUTER_LIPS,
         "left_iris": np.arange(473, 478, dtype=np.int32),
         "right_iris": np.arange(468, 473, dtype=np.int32),
     }
@@ -73,6 +74,8 @@ def mesh_indices() -> dict[str, np.ndarray]:
 
 #: inner lip contour, in order around the mouth opening
 _INNER_LIPS = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95], np.int32)
+#: outer lip contour, in order around the mouth
+_OUTER_LIPS = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185], np.int32)
 
 
 def crop_box(box: np.ndarray, rows: int, columns: int, scale: float = 1.7) -> tuple[int, int, int, int]:

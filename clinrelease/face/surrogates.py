@@ -235,10 +235,6 @@ SHAPE_MODES: tuple[ShapeMode, ...] = (
 )
 
 
-#: upper/lower inner-lip point pairs (mediapipe mesh indices), from one mouth corner to the other
-INNER_LIP_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
-#: outer lip contour (mediapipe mesh indices), in order around the mouth
-OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 #: lip colour relative to the surrogate's skin (R, G, B): redder and darker
 LIP_TINT = (0.93, 0.78, 0.78)
 
@@ -256,11 +252,15 @@ def neutral_lips(texture: np.ndarray, shape: np.ndarray) -> np.ndarray:
     import cv2
 
     rows, cols = texture.shape[:2]
+    idx = mesh_indices()
+    outer = idx["outer_lips"]
+    # the inner contour runs corner, 9 upper points, corner, 9 lower points back: pair them up
+    upper, lower = idx["inner_lips"][1:10], idx["inner_lips"][:10:-1]
     pts = np.asarray(shape, np.float64)
     face = np.zeros((rows, cols), np.uint8)
-    cv2.fillPoly(face, [np.round(pts[mesh_indices()["oval"]]).astype(np.int32)], 1)
+    cv2.fillPoly(face, [np.round(pts[idx["oval"]]).astype(np.int32)], 1)
     lips = np.zeros((rows, cols), np.uint8)
-    cv2.fillPoly(lips, [np.round(pts[list(OUTER_LIPS)] * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
+    cv2.fillPoly(lips, [np.round(pts[outer] * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
     skin_px = texture[(face > 0) & (lips == 0)].astype(np.float64)
     if len(skin_px) < 16:
         return texture
@@ -269,8 +269,8 @@ def neutral_lips(texture: np.ndarray, shape: np.ndarray) -> np.ndarray:
     tint = np.array((0.85, 0.85, 0.85) if grey else LIP_TINT)
     lip_rgb = skin * tint
     # shading: the upper lip faces down and is darker; the seam between the lips is darkest
-    mouth_h = max(float(np.ptp(pts[list(OUTER_LIPS), 1])), 2.0)
-    seam = np.array([(pts[u] + pts[low]) / 2 for u, low in INNER_LIP_PAIRS])
+    mouth_h = max(float(np.ptp(pts[outer, 1])), 2.0)
+    seam = (pts[upper] + pts[lower]) / 2
     seam_y = np.interp(np.arange(cols), seam[:, 0], seam[:, 1])
     dy = np.arange(rows, dtype=np.float64)[:, None] - seam_y[None, :]
     shade = np.where(dy < 0, 0.95, 1.0) * (1.0 - 0.18 * np.exp(-(dy / (0.06 * mouth_h + 0.5)) ** 2))
