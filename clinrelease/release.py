@@ -53,10 +53,6 @@ _PHOTOGRAPHIC_PREFIXES = ("1.2.840.10008.5.1.4.1.1.77.1.", "1.2.840.10008.5.1.4.
 _PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM"})
 _SCANNER_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "RG", "OCT", "OPT"})
 _CONTACT_SHEET_FRAMES = 4
-#: One x264 thread: with two (PyAV's default slice threads) the same frames gave different bytes in
-#: 2 of 40 loaded re-runs (timing-dependent; not traced further), and "automatic" would follow the
-#: machine's core count. Items run in parallel across ``--workers`` instead.
-ENCODER_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -494,7 +490,6 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         fps=info.fps,
         syntax=profile.output.syntax,
         quality=profile.output.quality,
-        threads=ENCODER_THREADS,
     )
     record["output"] = "data/" + output_relpath(result.dataset)
     record["output_uid"] = written.sop_instance_uid

@@ -91,6 +91,14 @@ def test_sha256_and_size_describe_the_file(written):
     assert result.path.stat().st_size == result.size_bytes
 
 
+def test_default_h264_encode_is_a_pure_function_of_the_frames(tmp_path, written, carphone_frames):
+    # Same frames, same header, after other encodes have run in this process (x264 once read
+    # uninitialised memory, so its bytes depended on what ran before): the pixel data must match.
+    header = pydicom.dcmread(written["h264"].path, stop_before_pixels=True)
+    again = write_dicom_video(tmp_path / "again.dcm", header, iter(carphone_frames), 30000 / 1001, "h264")
+    assert pydicom.dcmread(again.path).PixelData == pydicom.dcmread(written["h264"].path).PixelData
+
+
 @pytest.mark.parametrize("syntax", ["h264", "hevc", "mpeg2", "jpeg", "native"])
 def test_round_trip_keeps_count_order_and_fidelity(written, carphone_frames, syntax):
     decoded = list(open_video(written[syntax].path).frames())
