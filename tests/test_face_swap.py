@@ -34,7 +34,7 @@ def _patient_mask(analysis, index, shape, swap):
     import cv2
 
     from clinrelease.face.landmarks import mesh_indices
-    from clinrelease.face.swap import LIGHTING_SIGMA, outer_ring, swapped_geometry
+    from clinrelease.face.swap import outer_ring, swapped_geometry
 
     face = analysis.patient.faces[index]
     state = swap._tracks[face.track_id]
