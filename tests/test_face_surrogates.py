@@ -123,6 +123,17 @@ def test_coefficients_favour_k_donors_without_one_dominating():
     assert np.allclose(surrogate_coefficients(b"a" * 32, ids[:2], 2, 1.8), surrogate_coefficients(b"a" * 32, ids[:2], 2, 1.0))
 
 
+def test_surrogate_frame_is_upright_so_shape_modes_move_along_the_face():
+    # the first donor of the default pool tilts its head by about 27 degrees; the frame must not
+    pool = default_pool()
+    flat = choose_surrogate(pool, KEY_A, "patient-1", mode_amplitude=0.0)
+    mid = flat.landmarks[[10, 168, 1, 0, 17, 152]]
+    slope = np.polyfit(mid[:, 1], mid[:, 0], 1)[0]
+    assert abs(np.degrees(np.arctan(slope))) < 3.0
+    eyes = flat.landmarks[[468, 473]]  # iris centres: level in an upright face
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 0.05 * abs(eyes[0, 0] - eyes[1, 0])
+
+
 def test_shape_modes_are_key_driven_bounded_and_move_the_mesh():
     a, b = mode_amplitudes(b"a" * 32, 0.05), mode_amplitudes(b"b" * 32, 0.05)
     assert a.shape == (len(SHAPE_MODES),) and np.abs(a).max() <= 0.05

@@ -78,6 +78,19 @@ _INNER_LIPS = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 3
 _OUTER_LIPS = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185], np.int32)
 
 
+#: mesh points on the face midline (forehead to chin), which mirror onto themselves
+MIDLINE = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 0, 17, 152)
+
+
+def upright_rotation(points: np.ndarray) -> np.ndarray:
+    """The 2x2 rotation that turns a face mesh so that its midline points straight down (+y)."""
+    mid = np.asarray(points, np.float64)[list(MIDLINE)]
+    _, _, vt = np.linalg.svd(mid - mid.mean(axis=0))
+    down = vt[0] * np.sign(vt[0][1])
+    angle = np.arctan2(down[0], down[1])
+    return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+
 def crop_box(box: np.ndarray, rows: int, columns: int, scale: float = 1.7) -> tuple[int, int, int, int]:
     """A square crop around ``box`` enlarged ``scale`` times, clipped to the frame."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2

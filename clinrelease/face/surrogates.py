@@ -18,7 +18,7 @@ import numpy as np
 from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError
 from clinrelease.face.geometry import apply_affine, fit_similarity, ring_points, triangulate, warp_maps
-from clinrelease.face.landmarks import mesh_indices
+from clinrelease.face.landmarks import mesh_indices, upright_rotation
 
 #: side of the square surrogate texture, pixels
 TEXTURE_SIZE = 320
@@ -318,7 +318,10 @@ class DonorSpace:
         for _ in range(2):  # generalized Procrustes: align every shape to the running mean, twice
             aligned = np.stack([apply_affine(fit_similarity(d.landmarks, ref), d.landmarks) for d in donors]).astype(np.float64)
             ref = np.tensordot(w, aligned, axes=1)
-        # the weighted mean's face oval is FACE_HEIGHT tall and centred in the texture
+        # the weighted mean stands upright (the first donor may tilt its head: the frame's x and y
+        # are what SHAPE_MODES move along), its face oval FACE_HEIGHT tall and centred in the texture
+        turn = upright_rotation(ref)
+        aligned, ref = aligned @ turn.T, ref @ turn.T
         oval = mesh_indices()["oval"]
         lo, hi = ref[oval].min(axis=0), ref[oval].max(axis=0)
         scale = FACE_HEIGHT / (hi[1] - lo[1])
