@@ -11,7 +11,7 @@ import itertools
 
 from _face_helpers import KEY_A, KEY_B, embedding, read_rgb, same_person
 from clinrelease.errors import ConfigError
-from clinrelease.face.landmarks import mesh_indices
+from clinrelease.face.landmarks import MIDLINE, mesh_indices
 from clinrelease.face.surrogates import (
     SHAPE_MODES,
     TEXTURE_SIZE,
@@ -127,7 +127,7 @@ def test_surrogate_frame_is_upright_so_shape_modes_move_along_the_face():
     # the first donor of the default pool tilts its head by about 27 degrees; the frame must not
     pool = default_pool()
     flat = choose_surrogate(pool, KEY_A, "patient-1", mode_amplitude=0.0)
-    mid = flat.landmarks[[10, 168, 1, 0, 17, 152]]
+    mid = flat.landmarks[list(MIDLINE)]
     slope = np.polyfit(mid[:, 1], mid[:, 0], 1)[0]
     assert abs(np.degrees(np.arctan(slope))) < 3.0
     eyes = flat.landmarks[[468, 473]]  # iris centres: level in an upright face
