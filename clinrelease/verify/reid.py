@@ -143,26 +143,43 @@ def _box_from(box: Sequence[float] | None, landmarks: np.ndarray | None) -> np.n
 
 
 class DlibRecognizer(Recognizer):
-    """face_recognition_models' ResNet with its 5-point shape predictor (Euclidean, < 0.6 = same)."""
+    """face_recognition_models' ResNet with its 5-point shape predictor (Euclidean, < 0.6 = same).
 
-    def __init__(self) -> None:
+    dlib aligns the face (its shape predictor and ``get_face_chip``, exactly what
+    ``compute_face_descriptor`` does inside); the ResNet itself runs as the torch port of the same
+    weights (:mod:`clinrelease.verify.dlib_net`), which gives dlib's descriptor to ~4e-7 at a tenth
+    of the cost of the BLAS-less dlib wheel, and on CUDA when there is one.
+    """
+
+    def __init__(self, device: str | None = None) -> None:
         super().__init__(name="dlib", threshold=0.6, higher_is_same=False)
         import dlib
 
+        from clinrelease.verify.dlib_net import load_dlib_resnet
+
         self._dlib = dlib
         self._shape = dlib.shape_predictor(str(model_path("dlib_shape_predictor_5")))
-        self._net = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition")))
+        self._net = load_dlib_resnet(str(model_path("dlib_face_recognition")), device or _default_device())
 
     def embed(self, frame: np.ndarray, box: Sequence[float] | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+        from clinrelease.verify.dlib_net import CHIP_PADDING, CHIP_SIZE, descriptors
+
         x0, y0, x1, y1 = (int(round(v)) for v in _box_from(box, landmarks))
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
         image = np.ascontiguousarray(frame)
         shape = self._shape(image, self._dlib.rectangle(x0, y0, x1, y1))
-        return np.asarray(self._net.compute_face_descriptor(image, shape), np.float32)
+        chip = self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING)
+        return descriptors(self._net, chip)[0]
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class SFaceRecognizer(Recognizer):
