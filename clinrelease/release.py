@@ -942,6 +942,7 @@ def merge_release(
         raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
 
     gallery = _gallery_attack(paths, records, profile)
+    surrogates = _surrogate_check(paths, records, profile)
     for stale in ("audit", "report"):
         shutil.rmtree(paths.output / stale, ignore_errors=True)
     for name in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bagit.txt"):
@@ -951,6 +952,7 @@ def merge_release(
     clinical = _release_clinical(meta, paths, keys.release_key, profile)
     finished = utc_now()
     summary = _summary(meta, profile, records, gallery, clinical, keys.signing_key_id, finished)
+    summary["surrogates"] = surrogates
     report_dir = paths.output / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(report_dir / "summary.json", summary)
@@ -987,14 +989,11 @@ def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile)
     passes when the re-identified rate is within the profile's ``gallery.max_rank1``.
     """
     limit = profile.verify.gallery.max_rank1 if profile.verify.gallery is not None else None
-    folder = paths.work / "embeddings"
-    embedded = [r for r in records if r["status"] == RELEASED and (folder / f"{r['item_id']}.npz").is_file()]
+    embedded, data, identity = _released_embeddings(paths, records)
     if limit is None or not embedded:
         return None
-    from clinrelease.verify.reid import distractor_embeddings, gallery_attack, get_recognizer
+    from clinrelease.verify.reid import distractor_embeddings, gallery_attack, get_recognizer, identity_score
 
-    data = {r["item_id"]: dict(np.load(folder / f"{r['item_id']}.npz")) for r in embedded}
-    identity = {r["item_id"]: r.get("pseudonym") or r["item_id"] for r in embedded}
     per_recognizer: dict[str, Any] = {}
     reidentified: set[str] = set()
     for name in profile.verify.recognizers:
@@ -1008,11 +1007,7 @@ def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile)
         report = gallery_attack(probes, gallery, rec, distractors=distractor_embeddings(rec), truth=identity)
         hits = []
         for item, rank in report.ranks.items():
-            if rank != 1:
-                continue
-            best = [max(rec.similarity(p, g) for g in gallery[identity[item]]) for p in probes[item]]
-            score = float(np.median(best))
-            if rec.is_match(score):
+            if rank == 1 and rec.is_match(identity_score(rec, probes[item], gallery[identity[item]])):
                 hits.append(item)
         reidentified.update(hits)
         per_recognizer[name] = {
@@ -1028,6 +1023,51 @@ def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile)
         if record["item_id"] in reidentified and rate > limit:
             _withdraw(paths, record, f"gallery attack: re-identified at rank 1 among the release's originals (rate {rate:.3f} > {limit})")
     return {"recognizers": per_recognizer, "reidentified_rate": rate, "max_rank1": limit, "passed": rate <= limit}
+
+
+def _released_embeddings(paths: ReleasePaths, records: list[dict[str, Any]]):
+    """Released items with face embeddings (saved by :func:`_visuals`): records, item -> arrays, item -> patient."""
+    folder = paths.work / "embeddings"
+    embedded = [r for r in records if r["status"] == RELEASED and (folder / f"{r['item_id']}.npz").is_file()]
+    data = {r["item_id"]: dict(np.load(folder / f"{r['item_id']}.npz")) for r in embedded}
+    identity = {r["item_id"]: r.get("pseudonym") or r["item_id"] for r in embedded}
+    return embedded, data, identity
+
+
+def _surrogate_check(paths: ReleasePaths, records: list[dict[str, Any]], profile) -> dict[str, Any] | None:
+    """One surrogate per patient, different surrogates across patients: measured on the released faces.
+
+    Informational (nothing is withdrawn): a look-alike pair is two patients whose released faces a
+    recognizer takes for one person. With the built-in swap the donor pool's size bounds how
+    different surrogates can be, so the pool and the chance that two patients share a donor are
+    reported beside the figures.
+    """
+    from clinrelease.verify.reid import get_recognizer, surrogate_consistency
+
+    embedded, data, identity = _released_embeddings(paths, records)
+    if not embedded:
+        return None
+    out: dict[str, Any] = {"recognizers": {}}
+    for name in profile.verify.recognizers:
+        probes = {item: list(d[f"anon:{name}"]) for item, d in data.items() if f"anon:{name}" in d}
+        if probes:
+            out["recognizers"][name] = surrogate_consistency(probes, identity, get_recognizer(name)).to_dict()
+    if profile.anonymizer.name == "swap":
+        out["pool"] = _pool_figures(profile)
+    return out
+
+
+def _pool_figures(profile) -> dict[str, Any]:
+    from clinrelease.face.surrogates import DonorPool, default_pool, shared_donor_probability
+
+    source, k = profile.anonymizer.pool, profile.anonymizer.k_donors
+    pool = default_pool() if source == "default" else DonorPool.load(source)
+    return {
+        "source": "built-in" if source == "default" else Path(source).name,
+        "donors": len(pool),
+        "k": k,
+        "shared_donor_probability": round(shared_donor_probability(len(pool), k), 4),
+    }
 
 
 def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:

@@ -456,6 +456,48 @@ def _summary_section(summary: Mapping[str, Any], items: Sequence[ItemVisuals]) -
     )
 
 
+def _identity_section(summary: Mapping[str, Any]) -> str:
+    """Release-level identity checks: the gallery attack and surrogate consistency, when run."""
+    parts = []
+    gallery = summary.get("gallery")
+    if gallery:
+        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in _flatten(gallery).items())
+        parts.append(
+            "<h3>Gallery attack</h3>"
+            '<p class="muted">each released face searched among all of the release\'s original faces and '
+            "distractors; re-identified items are withdrawn</p>"
+            f'<table class="kv">{rows}</table>'
+        )
+    surrogates = summary.get("surrogates")
+    if surrogates:
+        rows = []
+        for name, fig in surrogates.get("recognizers", {}).items():
+            pairs = ", ".join(f"{p['a']} ~ {p['b']}" for p in fig["lookalikes"]) or "none"
+            rows.append(
+                f"<tr><td>{_e(name)}</td><td>{fig['patients']}</td>"
+                f"<td>{fig['same_patient_matched']} of {fig['same_patient_pairs']}</td>"
+                f"<td>{fig['lookalike_pairs']} of {fig['different_patient_pairs']}</td><td>{_e(pairs)}</td></tr>"
+            )
+        pool = surrogates.get("pool")
+        pool_line = (
+            f'<p class="muted">donor pool: {_e(pool["source"])}, {pool["donors"]} donors, {pool["k"]} per surrogate; '
+            f"two patients share a donor with probability {pool['shared_donor_probability']:.2f} "
+            "(a larger pool makes surrogates more different)</p>"
+            if pool
+            else ""
+        )
+        parts.append(
+            "<h3>Surrogates</h3>"
+            '<p class="muted">one surrogate per patient: items of the same patient should be matched to each '
+            "other; different patients should not be (a matched pair is a look-alike)</p>"
+            "<table><tr><th>recognizer</th><th>patients</th><th>same patient, items matched</th>"
+            f"<th>different patients matched</th><th>look-alike pairs</th></tr>{''.join(rows)}</table>{pool_line}"
+        )
+    if not parts:
+        return ""
+    return '<section id="identity"><h2>Identity checks across the release</h2>' + "".join(parts) + "</section>"
+
+
 def _item_section(n: int, item: ItemVisuals) -> str:
     parts = [
         f'<section id="item-{n}" class="item" data-status="{_e(item.status)}">',
@@ -513,7 +555,7 @@ def _item_section(n: int, item: ItemVisuals) -> str:
 def render_report(summary: Mapping[str, Any], items: Sequence[ItemVisuals]) -> str:
     """The report's HTML as a string (see :func:`write_report`)."""
     title = f"clinrelease QA report: {summary.get('profile', 'release')}"
-    body = _summary_section(summary, items) + "".join(_item_section(n, item) for n, item in enumerate(items, 1))
+    body = _summary_section(summary, items) + _identity_section(summary) + "".join(_item_section(n, item) for n, item in enumerate(items, 1))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         # nothing may be fetched: the report must show the same offline and leak nothing when opened

@@ -61,6 +61,39 @@ def test_face_swap_release_reports_per_recognizer_and_keypoint_figures(keys: Pat
     assert "data:image/png" in (tmp_path / "release.work" / "report" / "index.html").read_text()
 
 
+def test_release_reports_one_surrogate_per_patient_across_items(keys: Path, tmp_path: Path) -> None:
+    """Two visits of one patient and a visit of another: the summary and the report say whether the
+    released faces keep one surrogate per patient, and how large the donor pool behind them is."""
+    import dataclasses
+
+    from clinrelease.face.surrogates import default_pool, shared_donor_probability
+
+    folder = tmp_path / "in"
+    first, other = Identity(), dataclasses.replace(Identity(), patient_id="MRN2718281828", patient_name="Quill^Rosalind")
+    build_dicom_fixture(folder / "visit-1.dcm", carphone_path(), "h264", FRAMES, identity=first)
+    build_dicom_fixture(folder / "visit-2.dcm", carphone_path(), "h264", FRAMES - 3, identity=first)
+    build_dicom_fixture(folder / "other.dcm", carphone_path(), "h264", FRAMES, identity=other)
+    profile = tmp_path / "pd_face_small.yaml"
+    profile.write_text(
+        "name: pd_face_small\nextends: pd_face\nverify:\n  keypoints:\n    head_ap_min: 0.5\n    face_nme_max: 0.1\n"
+    )
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert json_result(result)["counts"]["released"] == 3, result.output
+    surrogates = summary(out)["surrogates"]
+    for name in ("dlib", "sface"):
+        fig = surrogates["recognizers"][name]
+        assert (fig["patients"], fig["same_patient_pairs"], fig["different_patient_pairs"]) == (2, 1, 1), (name, fig)
+        # the same patient under the same key wears the same surrogate in both visits
+        assert fig["same_patient_matched"] == 1, (name, fig)
+        assert fig["lookalike_pairs"] == len(fig["lookalikes"])
+    pool = surrogates["pool"]
+    assert pool["source"] == "built-in" and pool["donors"] == len(default_pool()) and pool["k"] == 3
+    assert pool["shared_donor_probability"] == pytest.approx(shared_donor_probability(pool["donors"], 3), abs=1e-4)
+    html = (out / "report" / "index.html").read_text()
+    assert "<h3>Surrogates</h3>" in html and f"{pool['donors']} donors" in html
+
+
 def test_face_checks_run_even_when_the_profile_anonymizes_nothing(keys: Path, tmp_path: Path) -> None:
     """A profile that asks for recognizer checks but switches faces off must fail closed."""
     folder = tmp_path / "in"

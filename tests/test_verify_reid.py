@@ -5,11 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _face_helpers import read_rgb
 from _verify_helpers import mask_faces, paste_donor, read_frames, require_media, t1_donor
 from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.base import FaceAnalysis
 from clinrelease.verify.checks import ItemReports, RecognizerLimit, Thresholds, decide
-from clinrelease.verify.reid import detect_analysis, distractor_embeddings, embed_all_faces, gallery_attack, get_recognizer, verify_reid
+from clinrelease.verify.reid import (
+    detect_analysis,
+    distractor_embeddings,
+    embed_all_faces,
+    gallery_attack,
+    get_recognizer,
+    identity_score,
+    surrogate_consistency,
+    verify_reid,
+)
 
 #: only the re-id limits, so that these verdicts depend on re-id alone
 REID_ONLY = dict(body_ap_min=None, face_nme_max=None, text_max_boxes=None, leaks_max=None)
@@ -94,6 +104,41 @@ def test_gallery_attack_ranks_originals_first_and_swaps_lower(clip):
     assert result.rank1 == 0.5 and result.items == 2
     verdict = decide(ItemReports(gallery=result), Thresholds(recognizers={}, **REID_ONLY))
     assert verdict.reasons == ["gallery attack (sface): rank-1 re-identification 0.500 above 0.0"]
+
+
+@pytest.mark.parametrize("name", ["dlib", "sface"])
+def test_identity_score_takes_each_probes_best_reference(name):
+    rec = get_recognizer(name)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(128), rng.standard_normal(128)
+    # a probe identical to one of two references: its best similarity is the identical one,
+    # whichever way the recognizer's similarity points (dlib: distance 0; SFace: cosine 1)
+    assert identity_score(rec, [a], [b, a]) == pytest.approx(rec.similarity(a, a))
+    assert rec.is_match(identity_score(rec, [a, a, b], [a]))  # the median over probes: 2 of 3 are a
+
+
+@pytest.mark.parametrize("name", ["dlib", "sface"])
+def test_surrogate_consistency_on_real_faces(name):
+    """Carphone frames as two items of one patient; the six people of t1.jpg as six other patients."""
+    from _face_helpers import carphone
+    from clinrelease.models import model_path
+
+    rec = get_recognizer(name)
+    faces = [embed_all_faces(rec, f) for f in carphone(12, 3)]
+    frames = [f[0] for f in faces if f]
+    assert len(frames) >= 8
+    group = embed_all_faces(rec, read_rgb(model_path("sample_faces_t1")))
+    assert len(group) == 6
+    probes = {"visit-1": frames[::2], "visit-2": frames[1::2], **{f"group-{i}": [e] for i, e in enumerate(group)}}
+    identity = {"visit-1": "P1", "visit-2": "P1", **{f"group-{i}": f"P{i + 2}" for i in range(6)}}
+    report = surrogate_consistency(probes, identity, rec)
+    assert (report.patients, report.same_patient_pairs, report.same_patient_matched) == (7, 1, 1)
+    assert report.different_patient_pairs == 21 and report.lookalikes == []
+    # the same face under two pseudonyms is exactly what a look-alike is
+    identity["visit-2"] = "P9"
+    report = surrogate_consistency(probes, identity, rec)
+    assert report.same_patient_pairs == 0 and [(a, b) for a, b, _ in report.lookalikes] == [("P1", "P9")]
+    assert report.to_dict()["lookalike_pairs"] == 1
 
 
 def test_arcface_without_model_folder_names_the_file(tmp_path, monkeypatch):

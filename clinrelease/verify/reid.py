@@ -18,10 +18,11 @@ all originals in a release plus distractor identities.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,7 @@ def recognizer_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-@lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
 def _load_entry_points() -> None:
     from importlib.metadata import entry_points
 
@@ -260,7 +261,7 @@ def _load_entry_points() -> None:
         _FACTORIES.setdefault(ep.name, ep.load())
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def get_recognizer(name: str, model_dir: str | None = None) -> Recognizer:
     """The recognizer called ``name``, built once and cached.
 
@@ -590,10 +591,7 @@ def gallery_attack(
         if not len(embeddings):
             continue
         target = (truth or {}).get(item, item)
-        scores = []
-        for name in names:
-            best = [max(sign * recognizer.similarity(p, g) for g in identities[name]) for p in embeddings]
-            scores.append(float(np.median(best)))
+        scores = [sign * identity_score(recognizer, embeddings, identities[name]) for name in names]
         order = [names[i] for i in np.argsort(scores)[::-1]]
         ranks[item] = order.index(target) + 1 if target in order else len(order) + 1
     n = len(ranks)
@@ -605,6 +603,89 @@ def gallery_attack(
         rank1=sum(r <= 1 for r in ranks.values()) / n if n else 0.0,
         rank5=sum(r <= 5 for r in ranks.values()) / n if n else 0.0,
         ranks=ranks,
+    )
+
+
+def identity_score(recognizer: Recognizer, probes: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> float:
+    """How alike two sets of faces are: the median, over ``probes``, of each probe's best similarity
+    to any of ``references``, in the recognizer's own units (so ``recognizer.is_match`` applies).
+
+    The median lets a few badly aligned frames not decide; the best reference lets one identity be
+    seen from several angles.
+    """
+    best = [functools.reduce(recognizer.more_similar, (recognizer.similarity(p, r) for r in references)) for p in probes]
+    return float(np.median(best))
+
+
+@dataclass
+class SurrogateReport:
+    """Whether released faces keep one surrogate per patient and different ones across patients.
+
+    The same patient in two items should be matched (one surrogate, as the key promises); two
+    different patients should not be (their surrogates are different people). A matched pair of
+    different patients is a *look-alike*: recognizers, and researchers using them, would take the
+    two patients for one person.
+    """
+
+    recognizer: str
+    patients: int
+    same_patient_pairs: int
+    same_patient_matched: int
+    different_patient_pairs: int
+    #: (pseudonym, pseudonym, similarity) of each look-alike pair
+    lookalikes: list[tuple[str, str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "patients": self.patients,
+            "same_patient_pairs": self.same_patient_pairs,
+            "same_patient_matched": self.same_patient_matched,
+            "different_patient_pairs": self.different_patient_pairs,
+            "lookalike_pairs": len(self.lookalikes),
+            "lookalikes": [{"a": a, "b": b, "similarity": round(v, 4)} for a, b, v in self.lookalikes],
+        }
+
+
+def surrogate_consistency(
+    probes: Mapping[str, Sequence[np.ndarray]], identity: Mapping[str, str], recognizer: Recognizer
+) -> SurrogateReport:
+    """Compare the anonymized faces of every pair of items (same patient) and of patients (different).
+
+    Parameters
+    ----------
+    probes:
+        item -> embeddings of its anonymized patient's face.
+    identity:
+        item -> the patient's pseudonym.
+    recognizer:
+        Supplies the similarity and the match threshold.
+
+    A pair's similarity is the mean of :func:`identity_score` in both directions (the score is not
+    symmetric: each side's median is over its own faces).
+    """
+
+    def pair_score(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+        return 0.5 * (identity_score(recognizer, a, b) + identity_score(recognizer, b, a))
+
+    items = [i for i, e in probes.items() if len(e)]
+    same = [pair_score(probes[a], probes[b]) for a, b in itertools.combinations(items, 2) if identity[a] == identity[b]]
+    by_patient: dict[str, list[np.ndarray]] = {}
+    for item in items:
+        by_patient.setdefault(identity[item], []).extend(probes[item])
+    patients = sorted(by_patient)
+    lookalikes, different = [], 0
+    for a, b in itertools.combinations(patients, 2):
+        different += 1
+        score = pair_score(by_patient[a], by_patient[b])
+        if recognizer.is_match(score):
+            lookalikes.append((a, b, score))
+    return SurrogateReport(
+        recognizer=recognizer.name,
+        patients=len(patients),
+        same_patient_pairs=len(same),
+        same_patient_matched=sum(recognizer.is_match(v) for v in same),
+        different_patient_pairs=different,
+        lookalikes=lookalikes,
     )
 
 
