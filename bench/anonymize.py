@@ -5,6 +5,7 @@ and writes a contact sheet (original | swap | blur) to look at.
 
     .venv/bin/python bench/anonymize.py [--frames 60] [--step 2] [--keys 10] [--out bench/out]
         [--swap reach=0 --swap lighting=0 ...]   # swap settings to compare (default: the defaults)
+        [--pool DIR]                             # a site's donor pool instead of the built-in one
 
 Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): dlib, distance
 < 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". The key table renders the first clip
@@ -88,10 +89,16 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first clip, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
+    ap.add_argument("--pool", type=Path, help="a folder of donor faces (default: the built-in pool)")
     args = ap.parse_args()
-    settings = {k: float(v) for k, v in (a.split("=", 1) for a in args.swap)}
+    settings: dict = {k: float(v) for k, v in (a.split("=", 1) for a in args.swap)}
     if settings:
         print(f"swap settings: {settings}", file=sys.stderr)
+    if args.pool is not None:
+        from clinrelease.face.surrogates import DonorPool
+
+        settings["pool"] = DonorPool.load(args.pool)
+        print(f"donor pool: {args.pool} ({len(settings['pool'])} donors)", file=sys.stderr)
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
     if not clips:
         sys.exit(f"no clips in {SHARED_MEDIA / 'asl'}")
