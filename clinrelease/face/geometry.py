@@ -132,6 +132,13 @@ def warp_maps(
     local = np.round((dst - [x0, y0]) * 16).astype(np.int32)
     for k, tri in enumerate(local[tris]):
         cv2.fillConvexPoly(ids, tri, k + 1, lineType=cv2.LINE_8, shift=4)
+    # pixel centres on a shared edge can fall outside both triangles: ~70 single pixels on a 640x480
+    # face, where the unwarped frame would show through as speckles. A closing finds them; each
+    # takes a neighbouring triangle (its affine extends continuously across the shared edge).
+    kernel = np.ones((3, 3), np.uint8)
+    gaps = (cv2.morphologyEx((ids > 0).astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0) & (ids == 0)
+    if gaps.any():
+        ids[gaps] = cv2.dilate(ids.astype(np.float32), kernel)[gaps].astype(np.int32)  # ids < 2**24: exact
     inside = ids > 0
     ys, xs = np.nonzero(inside)
     k = ids[ys, xs] - 1
