@@ -34,6 +34,7 @@ from clinrelease.face.detect import FaceDetector  # noqa: E402
 from clinrelease.face.landmarks import LandmarkModel  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
+from clinrelease.verify.keypoints import mouth_change  # noqa: E402
 from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
 RECOGNIZERS = ("dlib", "sface")
@@ -107,6 +108,7 @@ def main() -> None:
     stats = {n: {"dlib": [], "sface": [], "dlib_match": [], "sface_match": []} for n in names}
     speed = {"detect": [], "landmarks": [], "analyze": [], "swap_opencv": [], "swap_torch": [], "blur": []}
     flick = {"orig": [], "swap": []}
+    mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": []}
     anon_embed = {}  # clip -> mean embeddings of the swapped patient under KEY_A
     key_embed = []  # first clip: mean embeddings of the swapped patient under each of --keys keys
     sheet_rows = []
@@ -148,6 +150,12 @@ def main() -> None:
                 if n == "swap":
                     embeds.append(e1)
         anon_embed[clip.stem] = mean_embedding(embeds)
+        for i in idx:
+            before, after = (mesher.landmarks(f, patient.faces[i].box) for f in (frames[i], outs["swap"][i]))
+            if before is not None and after is not None:
+                change = mouth_change(before, after)
+                for name in mouth:
+                    mouth[name].append(getattr(change, name))
         flick["orig"].append(flicker([frames[i] for i in idx], [patient.faces[i].box for i in idx]))
         flick["swap"].append(flicker([outs["swap"][i] for i in idx], [patient.faces[i].box for i in idx]))
         if clip == clips[0]:
@@ -195,6 +203,11 @@ def main() -> None:
 
     ratio = np.array(flick["swap"]) / np.maximum(np.array(flick["orig"]), 1e-6)
     print(f"\nFlicker (mean |frame-to-frame change| in the face box, swap / original): median {np.median(ratio):.2f}, max {ratio.max():.2f}")
+
+    print(f"\nMouth as the face mesh reads it (swap vs original, {len(mouth['lip_error'])} frames; outer-eye distances): "
+          f"lip landmark error median {np.median(mouth['lip_error']):.3f} ({np.median(mouth['lip_shape_error']):.3f} with the mouth's shift removed); "
+          f"mouth-corner lift median {np.median(mouth['corner_lift']):+.3f} "
+          "(> 0: the swap reads as smiling more than the patient)")
 
     print("\nSpeed, 640x480, 2 shared CPU cores (median ms per frame)")
     for k, v in speed.items():

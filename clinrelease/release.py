@@ -564,7 +564,7 @@ def build_anonymizers(profile, key: bytes, pseudonym: str):
 
 
 #: profile parameters the built-in swap takes (see clinrelease.face.swap.SwapAnonymizer)
-_SWAP_PARAMS = ("identity_strength", "k", "distinctiveness", "mode_amplitude", "reach", "lighting", "small_face_boost")
+_SWAP_PARAMS = ("identity_strength", "k", "distinctiveness", "mode_amplitude", "reach", "lighting", "small_face_boost", "mouth_reach")
 
 
 def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> dict[str, Any]:

@@ -268,7 +268,9 @@ def test_small_faces_get_a_stronger_identity_offset(talking):
     assert ratio == pytest.approx(swap.offset_gain(swap._tracks[t].neutral), rel=1e-4)
 
 
-@pytest.mark.parametrize("setting", [{"reach": 0.5}, {"reach": -0.1}, {"lighting": -1.0}, {"small_face_boost": -0.2}])
+@pytest.mark.parametrize(
+    "setting", [{"reach": 0.5}, {"reach": -0.1}, {"lighting": -1.0}, {"small_face_boost": -0.2}, {"mouth_reach": 0.6}, {"mouth_reach": -0.1}]
+)
 def test_swap_settings_out_of_range_are_config_errors(setting):
     with pytest.raises(ConfigError, match=next(iter(setting))):
         _swap(**setting)
@@ -321,3 +323,43 @@ def test_warp_maps_leave_no_pinholes_inside_a_real_face_mesh():
     interior = cv2.erode(outline, np.ones((5, 5), np.uint8)) > 0
     assert interior.sum() > 50_000
     assert not (interior & ~maps.inside).any(), f"{int((interior & ~maps.inside).sum())} uncovered pixels"
+
+
+def test_mouth_reach_moves_the_face_around_the_lips_with_the_lips(talking):
+    """Near the lips the offset is the lips' own (a rigid shift: the patient's perioral shape stays);
+    beyond ``mouth_reach`` it is the surrogate's, exactly as without it."""
+    from clinrelease.face.landmarks import mesh_indices
+    from clinrelease.face.surrogates import choose_surrogate, default_pool
+    from clinrelease.face.swap import expression_groups, identity_offset, neutral_shape
+
+    frames, analysis = talking
+    neutral = neutral_shape([f.landmarks for f in analysis.patient.faces.values()])
+    shape = choose_surrogate(default_pool(), KEY_A, "patient-1").landmarks
+    plain, kept = identity_offset(neutral, shape), identity_offset(neutral, shape, mouth_reach=0.15)
+    lips = expression_groups()[0]
+    assert np.allclose(kept[lips], plain[lips])
+    face_h = np.ptp(neutral[mesh_indices()["oval"], 1])
+    gap = np.linalg.norm(neutral[:, None] - neutral[None, lips], axis=-1).min(axis=1) / face_h
+    near, far = (gap > 0) & (gap < 0.02), gap >= 0.15
+    assert near.sum() >= 5 and far.sum() >= 100
+    assert np.abs(kept[near] - plain[lips][0]).max() < 0.05 * np.abs(plain[near] - plain[lips][0]).max()
+    assert np.allclose(kept[far], plain[far], atol=1e-4)
+
+
+def test_mouth_reach_takes_the_grin_off_the_swap():
+    """The face mesh reads the swapped mouth corners higher than the patient's (the donors smile);
+    keeping the patient's shape around the lips brings them back down."""
+    from _verify_helpers import require_media
+    from clinrelease.face.landmarks import LandmarkModel
+    from clinrelease.verify.keypoints import mouth_change
+
+    frames = [f.copy() for f in clip_frames(str(require_media("asl/again.mkv")), 6, 10)]
+    analysis = analyze_faces(frames)
+    mesher = LandmarkModel()
+    lift = {}
+    for reach in (0.0, 0.15):
+        out = _anonymize(frames, analysis, _swap(mouth_reach=reach))
+        meshes = [(mesher.landmarks(frames[i], f.box), mesher.landmarks(out[i], f.box)) for i, f in analysis.patient.faces.items()]
+        lift[reach] = float(np.median([mouth_change(a, b).corner_lift for a, b in meshes if a is not None and b is not None]))
+    assert lift[0.0] > 0.05  # the grin this setting exists for
+    assert lift[0.15] < lift[0.0] - 0.05, lift

@@ -84,3 +84,23 @@ def test_average_precision_counts_misses_and_false_positives():
     # OKS 0.7 passes thresholds .50-.70 (5 of 10)
     assert average_precision([0.7], [0.9], n_gt=1) == pytest.approx(0.5)
     assert average_precision([], [], n_gt=0) is None
+
+
+def test_mouth_change_tells_a_shifted_mouth_from_a_smile():
+    from _face_helpers import carphone
+    from clinrelease.face.pipeline import analyze_faces
+    from clinrelease.verify.keypoints import _EYE_OUTER, mouth_change
+
+    frames = carphone(1)
+    mesh = analyze_faces(frames).patient.faces[0].landmarks.astype(np.float64)
+    iod = np.linalg.norm(mesh[_EYE_OUTER[0]] - mesh[_EYE_OUTER[1]])
+    same = mouth_change(mesh, mesh)
+    assert same.lip_error == same.lip_shape_error == same.corner_lift == 0.0
+    shifted = mesh.copy()
+    shifted[:, 1] += 3.0  # the whole face (mouth included) 3 px lower: identity, not expression
+    moved = mouth_change(mesh, shifted)
+    assert moved.lip_error == pytest.approx(3.0 / iod) and moved.lip_shape_error < 1e-9 and abs(moved.corner_lift) < 1e-9
+    smiling = mesh.copy()
+    smiling[[61, 291], 1] -= 2.0  # both mouth corners 2 px up
+    smile = mouth_change(mesh, smiling)
+    assert smile.corner_lift == pytest.approx(2.0 / iod) and smile.lip_shape_error > 0

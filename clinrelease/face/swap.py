@@ -53,15 +53,28 @@ def expression_groups() -> tuple[np.ndarray, ...]:
     return tuple(np.array(sorted({i for edge in edges for i in edge})) for edges in sets)
 
 
-def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray) -> np.ndarray:
+def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray, mouth_reach: float = 0.0) -> np.ndarray:
     """Surrogate shape minus neutral shape, after aligning the surrogate onto the neutral face.
 
     The lips and eyes move as a whole to where the surrogate has them, but keep the patient's
     shape: donors photographed smiling would otherwise stretch every patient's mouth into a smile,
     and mouth and eye shape are the expression a facial exam measures.
+
+    The face around the lips carries the donors' smile too (raised cheeks beside the mouth
+    corners): with ``mouth_reach`` > 0 (a fraction of the face height) the points that near the lips
+    move with the lips as well, easing (smoothstep) into the surrogate's own offset at that distance.
+    The face mesh then reads the patient's mouth corners instead of a grin, at the price of the
+    surrogate's shape around the mouth (see ``bench/anonymize.py --swap mouth_reach=...``).
     """
     m = fit_similarity(surrogate_shape[FIT_POINTS], neutral[FIT_POINTS])
     offset = apply_affine(m, surrogate_shape) - neutral
+    lips = expression_groups()[0]
+    if mouth_reach > 0:
+        face_h = max(float(np.ptp(neutral[mesh_indices()["oval"], 1])), 1.0)
+        gap = np.linalg.norm(neutral[:, None, :] - neutral[None, lips, :], axis=-1).min(axis=1) / face_h
+        t = np.clip(gap / mouth_reach, 0.0, 1.0)[:, None]
+        rigid = offset[lips].mean(axis=0)
+        offset = rigid + t * t * (3.0 - 2.0 * t) * (offset - rigid)
     for group in expression_groups():
         offset[group] = offset[group].mean(axis=0)
     return offset.astype(np.float32)
@@ -277,6 +290,11 @@ class SwapAnonymizer:
         Extra identity offset for small faces: a track whose neutral face is under
         :data:`SMALL_FACE_PX` tall gets its shape offset scaled up, to ``1 + small_face_boost`` at half
         that height (small faces carry little texture, so shape must do more of the work).
+    mouth_reach:
+        How far around the lips (fraction of the face height) the patient's own shape is kept, so
+        the surrogate's smiling cheeks do not turn the mouth corners up; 0 keeps only the lips
+        (see :func:`identity_offset`). On the shared clips 0.15 took the mouth-corner lift the face
+        mesh reads from +0.09 to +0.04 inter-ocular distances, and cost de-identification margin.
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -297,6 +315,7 @@ class SwapAnonymizer:
     # lighting: 0.12, which lowered SFace similarity on the 640x480 clips
     lighting: float = 0.0
     small_face_boost: float = 0.5
+    mouth_reach: float = 0.0
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -310,6 +329,8 @@ class SwapAnonymizer:
             raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {self.distinctiveness}")
         if not 0.0 <= float(self.reach) <= RING_SCALE - 1.0:
             raise ConfigError(f"reach must be within [0, {RING_SCALE - 1.0:.2f}] (inside the warped ring), got {self.reach}")
+        if not 0.0 <= float(self.mouth_reach) <= 0.5:
+            raise ConfigError(f"mouth_reach must be within [0, 0.5] (a fraction of the face height), got {self.mouth_reach}")
         if float(self.lighting) < 0.0 or float(self.small_face_boost) < 0.0:
             raise ConfigError(f"lighting and small_face_boost must not be negative, got {self.lighting}, {self.small_face_boost}")
         if self.backend not in ("opencv", "torch"):
@@ -339,7 +360,7 @@ class SwapAnonymizer:
             return
         surrogate = self.surrogate_for(track.role, track_id)
         neutral = neutral_shape(meshes)
-        offset = identity_offset(neutral, surrogate.landmarks) * self.offset_gain(neutral)
+        offset = identity_offset(neutral, surrogate.landmarks, self.mouth_reach) * self.offset_gain(neutral)
         self._tracks[track_id] = _TrackState(surrogate, neutral, offset.astype(np.float32))
 
     def offset_gain(self, neutral: np.ndarray) -> float:

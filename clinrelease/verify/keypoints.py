@@ -223,6 +223,42 @@ def face_nme(gt: np.ndarray, pred: np.ndarray) -> float:
     return float(np.linalg.norm(gt - pred, axis=1).mean() / max(iod, 1e-6))
 
 
+@dataclass(frozen=True)
+class MouthChange:
+    """How the mouth of a face mesh moved between an original and its anonymized face, in outer-eye
+    distances of the original (as :func:`face_nme`)."""
+
+    #: mean distance of the outer-lip points
+    lip_error: float
+    #: the same after removing the mouth's overall shift (lip shape alone)
+    lip_shape_error: float
+    #: how much higher the mouth corners sit relative to the lip centre (> 0: reads as a smile)
+    corner_lift: float
+
+
+def mouth_change(gt: np.ndarray, pred: np.ndarray) -> MouthChange:
+    """Compare the mouths of two 468/478-point face meshes (original ``gt``, anonymized ``pred``).
+
+    A face swap that keeps expression keeps the lip shape and the corner height; a fixed shift of
+    the whole mouth is identity (where the surrogate has its mouth), not expression.
+    """
+    from clinrelease.face.landmarks import mesh_indices
+
+    iod = max(float(np.linalg.norm(gt[_EYE_OUTER[0]] - gt[_EYE_OUTER[1]])), 1e-6)
+    lips = mesh_indices()["outer_lips"]
+    a, b = np.asarray(gt, np.float64)[lips, :2], np.asarray(pred, np.float64)[lips, :2]
+
+    def lift(m: np.ndarray) -> float:
+        centre = (m[13, 1] + m[14, 1]) / 2  # inner lip centres; image y grows downwards
+        return float((centre - m[61, 1]) + (centre - m[291, 1])) / 2
+
+    return MouthChange(
+        lip_error=float(np.linalg.norm(a - b, axis=1).mean() / iod),
+        lip_shape_error=float(np.linalg.norm((a - a.mean(axis=0)) - (b - b.mean(axis=0)), axis=1).mean() / iod),
+        corner_lift=(lift(np.asarray(pred, np.float64)) - lift(np.asarray(gt, np.float64))) / iod,
+    )
+
+
 def head_box(pose: Pose, scale: float = 2.4) -> np.ndarray:
     """A square crop around the head from the pose's face points (nose, eyes, ears, mouth)."""
     pts = pose.points[:11]
