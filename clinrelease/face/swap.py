@@ -108,6 +108,10 @@ FADE = 0.08
 #: scale of the shading field carried over from the patient when a profile turns it on (Gaussian
 #: sigma, fraction of the face height); 0 = mean/std colour match only
 LIGHTING_SIGMA = 0.12
+#: default reach of the patient's own shape around the lips (fraction of the face height): on the
+#: shared clips it took the mouth-corner lift the face mesh reads on a swap from +0.093 to +0.026
+#: outer-eye distances at a small cost in de-identification margin (bench/anonymize.py)
+MOUTH_REACH = 0.15
 #: face height (pixels) below which the identity offset is exaggerated, up to ``1 + small_face_boost``
 #: times at half that height
 SMALL_FACE_PX = 120.0
@@ -293,8 +297,7 @@ class SwapAnonymizer:
     mouth_reach:
         How far around the lips (fraction of the face height) the patient's own shape is kept, so
         the surrogate's smiling cheeks do not turn the mouth corners up; 0 keeps only the lips
-        (see :func:`identity_offset`). On the shared clips 0.15 took the mouth-corner lift the face
-        mesh reads from +0.09 to +0.04 inter-ocular distances, and cost de-identification margin.
+        (see :func:`identity_offset` and :data:`MOUTH_REACH`).
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -315,7 +318,7 @@ class SwapAnonymizer:
     # lighting: 0.12, which lowered SFace similarity on the 640x480 clips
     lighting: float = 0.0
     small_face_boost: float = 0.5
-    mouth_reach: float = 0.0
+    mouth_reach: float = MOUTH_REACH
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
