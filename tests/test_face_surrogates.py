@@ -208,3 +208,27 @@ def test_neutral_lips_changes_only_the_mouth_region():
     # nothing above the nose (its tip, less the feathered edge) or far below the mouth changes
     assert ys.min() >= donor.landmarks[1, 1] - 0.12 * face_h
     assert ys.max() <= mouth[:, 1].max() + 0.45 * face_h
+
+
+def test_a_greyscale_donor_adds_features_not_grey():
+    """A black-and-white photo in the pool mixes into the composite's lightness only: a composite of a
+    donor and a greyscale copy of the same photo has that donor's colour, not half of it."""
+    import cv2
+
+    from clinrelease.face.surrogates import Donor, DonorSpace
+
+    donor = default_pool().donors[0]
+    grey = cv2.cvtColor(cv2.cvtColor(donor.image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    copy = Donor("grey-copy", grey, donor.landmarks)
+    assert copy.greyscale and not donor.greyscale
+    space = DonorSpace.build([donor, copy])
+    alone, mixed = space.render(np.array([1.0, 0.0])), space.render(np.array([0.5, 0.5]))
+    face = np.zeros(alone.texture.shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(alone.landmarks[mesh_indices()["oval"]]).astype(np.int32)], 1)
+
+    def saturation(texture):
+        return float(cv2.cvtColor(texture, cv2.COLOR_RGB2HSV)[..., 1][face > 0].mean())
+
+    assert saturation(mixed.texture) > 0.9 * saturation(alone.texture)
+    # the lightness is the two photos' mix, which is the same photo: the composite is the donor
+    assert np.abs(mixed.texture.astype(int) - alone.texture.astype(int))[face > 0].mean() < 3.0

@@ -39,6 +39,32 @@ class Donor:
     image: np.ndarray  # RGB uint8
     landmarks: np.ndarray  # (478, 2) float32, image pixels
 
+    @cached_property
+    def greyscale(self) -> bool:
+        """True for a black-and-white photo (stored as RGB): its channels agree within JPEG noise."""
+        spread = np.ptp(np.asarray(self.image, np.int16), axis=2)
+        return bool(np.percentile(spread, 99) <= GREY_SPREAD)
+
+
+#: largest channel spread (grey levels, 99th percentile of pixels) of a greyscale photo
+GREY_SPREAD = 6
+
+#: ITU-R BT.601 luma weights of R, G, B
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _luma_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(..., 3)`` RGB to luma and the colour differences R - Y, B - Y (linear, invertible)."""
+    y = rgb @ _LUMA
+    return y, np.stack([rgb[..., 0] - y, rgb[..., 2] - y], axis=-1)
+
+
+def _rgb(luma: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_luma_chroma`."""
+    r, b = luma + chroma[..., 0], luma + chroma[..., 1]
+    g = (luma - _LUMA[0] * r - _LUMA[2] * b) / _LUMA[1]
+    return np.stack([r, g, b], axis=-1)
+
 
 @dataclass
 class Surrogate:
@@ -351,8 +377,13 @@ class DonorSpace:
         shape = shape.astype(np.float32)
         dst = np.concatenate([shape, ring_points(shape, oval)])
         tris = triangulate(np.concatenate([self.mean, ring_points(self.mean.astype(np.float32), oval)]))
-        acc = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 3), np.float64)
-        cover = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
+        # mixed as luma and two colour differences (a linear change of basis, so colour donors mix
+        # exactly as in RGB): a greyscale donor adds its features to the luma only, instead of
+        # washing the colour out of the whole composite
+        luma = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
+        chroma = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 2), np.float64)
+        luma_cover = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
+        chroma_cover = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
         for d, cd in zip(self.donors, t):
             if cd < 1e-9:
                 continue
@@ -360,11 +391,19 @@ class DonorSpace:
             maps = warp_maps(dst, [src], tris, TEXTURE_SIZE, TEXTURE_SIZE)
             x0, y0, x1, y1 = maps.region
             warped = cv2.remap(d.image, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            acc[y0:y1, x0:x1][maps.inside] += cd * warped[maps.inside]
-            cover[y0:y1, x0:x1][maps.inside] += cd
-        inside = np.abs(cover) > 1e-6
-        acc[inside] /= cover[inside][:, None]
-        texture = neutral_lips(acc.round().clip(0, 255).astype(np.uint8), shape)
+            y, colour = _luma_chroma(warped[maps.inside].astype(np.float64))
+            luma[y0:y1, x0:x1][maps.inside] += cd * y
+            luma_cover[y0:y1, x0:x1][maps.inside] += cd
+            if not d.greyscale:
+                chroma[y0:y1, x0:x1][maps.inside] += cd * colour
+                chroma_cover[y0:y1, x0:x1][maps.inside] += cd
+        inside = luma_cover > 1e-6
+        luma[inside] /= luma_cover[inside]
+        coloured = chroma_cover > 1e-6
+        chroma[coloured] /= chroma_cover[coloured][:, None]
+        mixed = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 3), np.float64)
+        mixed[inside] = _rgb(luma[inside], chroma[inside])
+        texture = neutral_lips(mixed.round().clip(0, 255).astype(np.uint8), shape)
         ids = tuple(d.donor_id for d in self.donors)
         tag = b"" if modes is None else np.asarray(modes, np.float64).tobytes()
         digest = hashlib.sha256(texture.tobytes() + shape.tobytes() + c.tobytes() + tag + "\n".join(ids).encode()).hexdigest()
