@@ -111,6 +111,7 @@ def main() -> None:
     mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": []}
     anon_embed = {}  # clip -> mean embeddings of the swapped patient under KEY_A
     key_embed = []  # first clip: mean embeddings of the swapped patient under each of --keys keys
+    key_to_patient = {n: [] for n in RECOGNIZERS}  # first clip, every key: swapped frame matched to the original?
     sheet_rows = []
     detector, mesher = FaceDetector(), LandmarkModel()
     for clip in clips:
@@ -171,7 +172,13 @@ def main() -> None:
             for k in range(args.keys):
                 anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym="patient-1", **settings)
                 out_k = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
-                key_embed.append(mean_embedding([embed(o, patient.faces[i].box) for o, i in zip(out_k, few)]))
+                swapped = [embed(o, patient.faces[i].box) for o, i in zip(out_k, few)]
+                key_embed.append(mean_embedding(swapped))
+                for i, e1 in zip(few, swapped):
+                    e0 = embed(frames[i], patient.faces[i].box)
+                    for n in RECOGNIZERS:
+                        if e0[n] is not None:
+                            key_to_patient[n].append(get_recognizer(n).is_match(sim(n, e0[n], e1[n])))
         print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient", file=sys.stderr)
 
     # people who are not the patient, as the chance baseline for "matched to the original"
@@ -188,6 +195,8 @@ def main() -> None:
     d, s = np.array(stats["swap"]["dlib"]), np.array(stats["swap"]["sface"])
     print(f"\nMatched to the original patient: swap dlib {np.mean(d <= 0.6):.1%}, SFace {np.mean(s >= 0.363):.1%}; "
           f"a random other person ({len(others)} faces): dlib {rand['dlib']:.1%}, SFace {rand['sface']:.1%}")
+    print(f"  under {args.keys} other keys ({clips[0].name}, {len(key_to_patient['dlib'])} frames): "
+          + ", ".join(f"{n} {np.mean(v):.1%}" for n, v in key_to_patient.items() if v))
 
     print("\nKey consistency (mean embedding of the swapped patient per clip)")
     stems = [c.stem for c in clips]

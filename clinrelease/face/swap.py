@@ -108,10 +108,6 @@ FADE = 0.08
 #: scale of the shading field carried over from the patient when a profile turns it on (Gaussian
 #: sigma, fraction of the face height); 0 = mean/std colour match only
 LIGHTING_SIGMA = 0.12
-#: default reach of the patient's own shape around the lips (fraction of the face height): on the
-#: shared clips it took the mouth-corner lift the face mesh reads on a swap from +0.093 to +0.026
-#: outer-eye distances at a small cost in de-identification margin (bench/anonymize.py)
-MOUTH_REACH = 0.15
 #: face height (pixels) below which the identity offset is exaggerated, up to ``1 + small_face_boost``
 #: times at half that height
 SMALL_FACE_PX = 120.0
@@ -297,7 +293,11 @@ class SwapAnonymizer:
     mouth_reach:
         How far around the lips (fraction of the face height) the patient's own shape is kept, so
         the surrogate's smiling cheeks do not turn the mouth corners up; 0 keeps only the lips
-        (see :func:`identity_offset` and :data:`MOUTH_REACH`).
+        (see :func:`identity_offset`). On the shared clips 0.15 took the mouth-corner lift the face
+        mesh reads on the swap from +0.096 to +0.031 outer-eye distances and the lip shape error from
+        0.055 to 0.031; the price is de-identification margin (dlib median distance 0.724 -> 0.692,
+        SFace frames matched under ten other keys 2.5% -> 6.2%), so profiles where the face is the
+        signal (pd_face) turn it on and the others leave it off.
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -318,7 +318,7 @@ class SwapAnonymizer:
     # lighting: 0.12, which lowered SFace similarity on the 640x480 clips
     lighting: float = 0.0
     small_face_boost: float = 0.5
-    mouth_reach: float = MOUTH_REACH
+    mouth_reach: float = 0.0
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
