@@ -87,6 +87,7 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                 "enabled": {"type": "boolean"},
                 "patient_rule": {"enum": list(PATIENT_RULES)},
                 "min_face_px": {"type": "integer", "minimum": 1},
+                "keep_hands": {"type": "boolean"},
             }
         ),
         "anonymizer": {
@@ -194,6 +195,8 @@ class FacesSettings:
     enabled: bool = True
     patient_rule: str = "largest"
     min_face_px: int = 24
+    #: find hands in front of faces and leave them as they are (see clinrelease.face.occlusion)
+    keep_hands: bool = False
 
 
 @dataclass(frozen=True)

@@ -465,7 +465,10 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         from clinrelease.face.pipeline import analyze_faces
 
         analysis = analyze_faces(
-            source.frames(), patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px
+            source.frames(),
+            patient_rule=profile.faces.patient_rule,
+            min_face_px=profile.faces.min_face_px,
+            hands=profile.faces.keep_hands,
         )
     if faces_on:
         from clinrelease.face.pipeline import anonymize_frames

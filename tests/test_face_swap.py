@@ -363,3 +363,61 @@ def test_mouth_reach_takes_the_grin_off_the_swap():
         lift[reach] = float(np.median([mouth_change(a, b).corner_lift for a, b in meshes if a is not None and b is not None]))
     assert lift[0.0] > 0.05  # the grin this setting exists for
     assert lift[0.15] < lift[0.0] - 0.05, lift
+
+
+def test_plan_leaves_occluders_to_the_frame(talking):
+    """Inside an occluder's outline the swap's weight is 0 (the frame shows through); away from it,
+    the plan is the one without occluders."""
+    import cv2
+
+    from clinrelease.face.swap import plan_face, swapped_geometry
+
+    frames, analysis = talking
+    swap = _swap()
+    swap.prepare(analysis, analysis.patient.track_id)
+    state = swap._tracks[analysis.patient.track_id]
+    face = analysis.patient.faces[0]
+    new = swapped_geometry(face.landmarks, state.neutral, state.offset, 1.0)
+    rows, columns = frames[0].shape[:2]
+    plain = plan_face(face.landmarks, new, state.surrogate, rows, columns)
+    x0, y0, x1, y1 = face.box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hand = np.array([[cx - 8, cy], [cx + 8, cy], [cx + 8, y1 + 4], [cx - 8, y1 + 4]], np.float32)  # over mouth and chin
+    held = plan_face(face.landmarks, new, state.surrogate, rows, columns, occluders=[hand])
+    assert held.region == plain.region
+    mask = np.zeros(plain.alpha.shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(hand - held.region[:2]).astype(np.int32)], 1)
+    inner = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    far = cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0
+    assert inner.sum() > 20 and plain.alpha[inner].max() > 0.5
+    assert held.alpha[inner].max() == 0.0 and not held.stats[inner].any() and not held.inside[inner].any()
+    assert np.array_equal(held.alpha[far], plain.alpha[far])
+
+
+def test_hands_in_front_of_the_face_stay_the_patients():
+    """bird.mkv: the signer's hand crosses the mouth. With hands found, the released pixels inside
+    the hand are the original's; without, the surrogate is painted over the fingers."""
+    import cv2
+
+    from _verify_helpers import require_media
+
+    frames = [f.copy() for f in clip_frames(str(require_media("asl/bird.mkv")), 8, 9)]
+    held, plain = analyze_faces(frames, hands=True), analyze_faces(frames)
+    covered = [i for i, f in held.patient.faces.items() if f.occluders]
+    assert covered and not any(f.occluders for f in plain.patient.faces.values())
+    out_held = _anonymize(frames, held, _swap())
+    out_plain = _anonymize(frames, plain, _swap())
+    for i in covered:
+        face = held.patient.faces[i]
+        mask = np.zeros(frames[i].shape[:2], np.uint8)
+        for outline in face.occluders:
+            cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 1)
+        x0, y0, x1, y1 = face.box.astype(int)
+        box = np.zeros_like(mask)
+        box[y0:y1, x0:x1] = 1
+        hand = (cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0) & (box > 0)
+        rest = (mask == 0) & (box > 0)
+        assert hand.sum() > 100
+        assert np.array_equal(out_held[i][hand], frames[i][hand])
+        assert np.abs(out_plain[i][hand].astype(int) - frames[i][hand]).mean() > 5  # painted over without
+        assert np.abs(out_held[i][rest].astype(int) - frames[i][rest]).mean() > 5  # the face is still swapped

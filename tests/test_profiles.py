@@ -100,6 +100,9 @@ def test_pd_face_inherits_from_pd_gait_and_weighs_the_face() -> None:
     # half-way swap keeps expression; the other parameters come from the parent
     assert face.anonymizer.identity_strength < gait.anonymizer.identity_strength
     assert face.anonymizer.pool == gait.anonymizer.pool
+    # the face is the signal: the patient's own shape around the lips, hands in front of it kept
+    assert face.anonymizer.params["mouth_reach"] > 0 and "mouth_reach" not in gait.anonymizer.params
+    assert face.faces.keep_hands and not gait.faces.keep_hands
     # clinical columns merge: the parent's rules plus the facial-exam scores
     assert face.clinical.columns["updrs_part3"] == "keep"
     assert face.clinical.columns["updrs_3_2_facial_expression"] == "keep"
@@ -108,6 +111,7 @@ def test_pd_face_inherits_from_pd_gait_and_weighs_the_face() -> None:
 def test_pd_motor_checks_arms() -> None:
     motor = load_profile("pd_motor")
     assert motor.verify.keypoints.arms_ap_min >= 0.95
+    assert motor.faces.keep_hands  # finger-to-nose: the hand crosses the face
     assert motor.verify.keypoints.legs_ap_min is None
     assert motor.deid == load_profile("pd_gait").deid
 

@@ -28,6 +28,8 @@ class TrackedFace:
     landmarks: np.ndarray | None = None  # (478, 2) float32, smoothed over time
     #: True when the frame had no detection and the box/landmarks were interpolated
     interpolated: bool = False
+    #: outlines ``(m, 2)`` float32 of things in front of the face (hands), left as they are
+    occluders: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from clinrelease.errors import InputError
 from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, FaceTrack, TrackedFace
 from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector, box_iou
 from clinrelease.face.landmarks import LandmarkModel, landmark_box
+from clinrelease.face.occlusion import HandFinder, overlapping
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
 from clinrelease.pipeline_threads import StageClock, threaded
 
@@ -111,6 +112,7 @@ def analyze_faces(
     sentinel: bool = True,
     prefetch: int = 4,
     clock: StageClock | None = None,
+    hands: bool = False,
 ) -> FaceAnalysis:
     """Pass 1: find, track and mesh every face of a video.
 
@@ -139,8 +141,12 @@ def analyze_faces(
     prefetch:
         Frames decoded ahead in a background thread (0: decode in the calling thread).
     clock:
-        When given, seconds spent in "detect" (merged detector), "sentinel" and "landmarks" are
-        added to it.
+        When given, seconds spent in "detect" (merged detector), "sentinel", "landmarks" and
+        "hands" are added to it.
+    hands:
+        Also find hands on every frame with a face and give each face the outlines of the hands in
+        front of it (``TrackedFace.occluders``), which the swap leaves in place
+        (:mod:`clinrelease.face.occlusion`).
 
     Returns
     -------
@@ -156,6 +162,8 @@ def analyze_faces(
     count, rows, columns = 0, 0, 0
     # frames since the last full detection, to trace new faces back to where they appeared
     pending: list[tuple[int, np.ndarray]] = []
+    finder = HandFinder() if hands else None
+    hand_outlines: dict[int, list[np.ndarray]] = {}
     source = threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else iter(frames)
     try:
         for index, frame, last in _with_last_flag(source):
@@ -179,6 +187,11 @@ def analyze_faces(
                     full = any(not found.covers(b) for b in detector.quick_boxes(frame))
             if full:
                 _add_detections(frame, detector, mesher, found, clock)
+            if finder is not None and (found.boxes or live):
+                with clock.time("hands"):
+                    outlines = finder.outlines(frame)
+                if outlines:
+                    hand_outlines[index] = outlines
             ids = tracker.update(index, found.boxes, found.scores)
             for track_id, points in zip(ids, found.meshes):
                 tracker.track(track_id).faces[index].landmarks = points
@@ -193,10 +206,14 @@ def analyze_faces(
     finally:
         if hasattr(source, "close"):
             source.close()
+        if finder is not None:
+            finder.close()
     tracks = tracker.finish()
     for track in tracks:
         fill_gaps(track, max_gap)
         smooth_track(track, smooth_window)
+        for index, face in track.faces.items():
+            face.occluders = overlapping(hand_outlines.get(index, []), face.box)
     assign_roles(tracks, patient_rule)
     return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks)
 

@@ -17,6 +17,7 @@ patient's own pixels warped to the new geometry, so gaze and mouth motion surviv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from dataclasses import dataclass, field
@@ -154,6 +155,7 @@ def plan_face(
     *,
     reach: float = 0.0,
     lighting: float = 0.0,
+    occluders: Sequence[np.ndarray] = (),
 ) -> FacePlan | None:
     """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``.
 
@@ -165,6 +167,9 @@ def plan_face(
     lighting:
         Scale of the patient's shading field put onto the surrogate (fraction of the face height);
         0 matches colour by mean and spread only.
+    occluders:
+        Outlines (frame pixels) of things in front of the face, hands above all: the frame keeps
+        its own pixels there and they are left out of the colour statistics.
     """
     import cv2
 
@@ -194,7 +199,17 @@ def plan_face(
     alpha = _ramp_across(face, reach * face_h, FADE * face_h) * keep_holes
     alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
     stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
-    return FacePlan(maps.region, maps.inside, maps.maps[0], maps.maps[1], alpha, stats, float(lighting * face_h))
+    inside = maps.inside
+    if len(occluders):
+        front = np.zeros((h, w), bool)
+        for outline in occluders:
+            front |= poly(np.asarray(outline, np.float32))
+        # the frame's own pixels stay under the outline (not the patient's warped ones: they would
+        # bend the fingers with the face), with a pixel-wide feather of the swap towards it
+        inside = inside & ~front
+        alpha = alpha * _ramp_inside(~front, 1.5).astype(np.float32)
+        stats &= ~front
+    return FacePlan(maps.region, inside, maps.maps[0], maps.maps[1], alpha, stats, float(lighting * face_h))
 
 
 def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -382,7 +397,9 @@ class SwapAnonymizer:
                 fallback.append(face)
                 continue
             new = swapped_geometry(face.landmarks, state.neutral, state.offset, float(self.identity_strength))
-            plan = plan_face(face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting)
+            plan = plan_face(
+                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders
+            )
             if plan is None:
                 fallback.append(face)
             else:

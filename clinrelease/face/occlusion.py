@@ -1,0 +1,64 @@
+"""Hands in front of a face, found in the analysis pass so that the swap leaves them in place.
+
+A sign, a finger-to-nose test or a hand raised to the mouth puts the patient's hand between the
+camera and the face. The face mesh still finds the face behind it, and without this stage the swap
+paints the surrogate's skin over the fingers: the movement the exam recorded disappears from the
+release. mediapipe's hand model (shipped in the mediapipe wheel, run in its tracking mode, ~11 ms a
+640x480 frame on one CPU core) gives 21 joint points per hand; the outline kept is their convex hull
+widened by :data:`HAND_MARGIN` of the hand's size, because the points are joint centres and fingers
+have width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: how far the hand outline is pushed out from its joint points, as a fraction of the hand's size
+HAND_MARGIN = 0.12
+
+
+def hand_outline(points: np.ndarray, margin: float = HAND_MARGIN) -> np.ndarray:
+    """Convex outline ``(m, 2)`` float32 around a hand's joint points, widened by ``margin``."""
+    import cv2
+
+    pts = np.asarray(points, np.float32)[:, :2]
+    hull = cv2.convexHull(pts).reshape(-1, 2).astype(np.float64)
+    centre = hull.mean(axis=0)
+    size = float(np.ptp(pts, axis=0).max())
+    away = hull - centre
+    length = np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-6)
+    return (hull + away / length * margin * size).astype(np.float32)
+
+
+class HandFinder:
+    """mediapipe Hands in tracking mode: call :meth:`outlines` on consecutive frames of one video."""
+
+    def __init__(self, max_hands: int = 2, min_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self._hands = mp.solutions.hands.Hands(
+            static_image_mode=False,
+            max_num_hands=max_hands,
+            model_complexity=0,
+            min_detection_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+        )
+
+    def outlines(self, frame: np.ndarray) -> list[np.ndarray]:
+        """Outlines (frame pixels) of the hands in an RGB uint8 frame."""
+        rows, columns = frame.shape[:2]
+        found = self._hands.process(frame)
+        out = []
+        for hand in found.multi_hand_landmarks or []:
+            pts = np.array([(p.x * columns, p.y * rows) for p in hand.landmark], np.float32)
+            out.append(hand_outline(pts))
+        return out
+
+    def close(self) -> None:
+        self._hands.close()
+
+
+def overlapping(outlines: list[np.ndarray], box: np.ndarray) -> list[np.ndarray]:
+    """The outlines whose bounding box meets the face ``box`` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [o for o in outlines if o[:, 0].min() < x1 and o[:, 0].max() > x0 and o[:, 1].min() < y1 and o[:, 1].max() > y0]
