@@ -232,3 +232,16 @@ def test_a_greyscale_donor_adds_features_not_grey():
     assert saturation(mixed.texture) > 0.9 * saturation(alone.texture)
     # the lightness is the two photos' mix, which is the same photo: the composite is the donor
     assert np.abs(mixed.texture.astype(int) - alone.texture.astype(int))[face > 0].mean() < 3.0
+
+
+def test_visibility_falls_where_a_donor_is_foreshortened():
+    """A warp that reads the right third of the texture from a strip half as wide (a face turned
+    away) gives that third a quarter of the weight; the rest keeps full weight."""
+    from clinrelease.face.surrogates import visibility
+
+    h, w = 90, 120
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx = np.where(xs < 80, xs, 80 + (xs - 80) * 0.5)  # source x: the last 40 columns squeezed into 20
+    vis = visibility(np.stack([mx, ys], axis=-1), np.ones((h, w), bool))
+    assert np.allclose(vis[10:-10, 10:60], 1.0, atol=0.02)
+    assert np.allclose(vis[10:-10, 95:110], 0.25, atol=0.03)
