@@ -421,3 +421,22 @@ def test_hands_in_front_of_the_face_stay_the_patients():
         assert np.array_equal(out_held[i][hand], frames[i][hand])
         assert np.abs(out_plain[i][hand].astype(int) - frames[i][hand]).mean() > 5  # painted over without
         assert np.abs(out_held[i][rest].astype(int) - frames[i][rest]).mean() > 5  # the face is still swapped
+
+
+def test_neutral_shape_of_a_long_track_comes_from_a_sample(talking):
+    """A 10-minute track's neutral face is estimated from NEUTRAL_SAMPLES meshes (memory stays flat)
+    and lands where the median over every mesh does."""
+    from clinrelease.face.swap import NEUTRAL_SAMPLES, neutral_shape
+
+    frames, analysis = talking
+    base = [f.landmarks for f in analysis.patient.faces.values()]
+    rng = np.random.default_rng(3)
+    long = [base[i % len(base)] + rng.normal(0, 0.3, base[0].shape).astype(np.float32) for i in range(3 * NEUTRAL_SAMPLES)]
+    from clinrelease.face.geometry import apply_affine, fit_similarity
+
+    full = neutral_shape(long, max_meshes=len(long))
+    sampled = neutral_shape(long)
+    # the neutral face is used up to a similarity (each frame is fitted to it), so compare its shape
+    aligned = apply_affine(fit_similarity(sampled, full), sampled)
+    assert np.abs(aligned - full).max() < 0.25  # pixels, on a ~60 px face
+    assert np.array_equal(neutral_shape(base), neutral_shape(base, max_meshes=len(base)))

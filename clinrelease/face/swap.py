@@ -36,8 +36,19 @@ from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPo
 FIT_POINTS = slice(0, 468)
 
 
-def neutral_shape(meshes: list[np.ndarray], iterations: int = 2) -> np.ndarray:
-    """A track's neutral face: per-point median of its meshes after similarity alignment."""
+#: meshes a track's neutral shape is estimated from at most (evenly spaced over the track)
+NEUTRAL_SAMPLES = 400
+
+
+def neutral_shape(meshes: list[np.ndarray], iterations: int = 2, max_meshes: int = NEUTRAL_SAMPLES) -> np.ndarray:
+    """A track's neutral face: per-point median of its meshes after similarity alignment.
+
+    A long track is sampled down to ``max_meshes`` evenly spaced meshes: the median has settled long
+    before that, and aligning every mesh of a 10-minute video held ~45 MiB per copy (the peak memory
+    then grew with the video's length).
+    """
+    if len(meshes) > max_meshes:
+        meshes = [meshes[int(i)] for i in np.linspace(0, len(meshes) - 1, max_meshes)]
     ref = np.asarray(meshes[len(meshes) // 2], np.float64)
     for _ in range(iterations):
         aligned = np.stack([apply_affine(fit_similarity(m[FIT_POINTS], ref[FIT_POINTS]), m) for m in meshes])
