@@ -944,8 +944,9 @@ def merge_release(
     if not records:
         raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
 
-    gallery = _gallery_attack(paths, records, profile)
-    surrogates = _surrogate_check(paths, records, profile)
+    embeddings = _released_embeddings(paths, records)
+    gallery = _gallery_attack(paths, embeddings, profile)
+    surrogates = _surrogate_check(embeddings, profile)
     for stale in ("audit", "report"):
         shutil.rmtree(paths.output / stale, ignore_errors=True)
     for name in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bagit.txt"):
@@ -982,7 +983,7 @@ def _drop_unrecorded_outputs(paths: ReleasePaths, records: list[dict[str, Any]])
             path.unlink()
 
 
-def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile) -> dict[str, Any] | None:
+def _gallery_attack(paths: ReleasePaths, embeddings: ReleasedEmbeddings, profile) -> dict[str, Any] | None:
     """Release-level attack: identify each anonymized video's patient among all originals + distractors.
 
     Reports closed-set rank-1 and rank-5 rates per recognizer. An item counts as *re-identified*
@@ -992,7 +993,7 @@ def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile)
     passes when the re-identified rate is within the profile's ``gallery.max_rank1``.
     """
     limit = profile.verify.gallery.max_rank1 if profile.verify.gallery is not None else None
-    embedded, data, identity = _released_embeddings(paths, records)
+    embedded, data, identity = embeddings
     if limit is None or not embedded:
         return None
     from clinrelease.verify.reid import distractor_embeddings, gallery_attack, get_recognizer, identity_score
@@ -1028,8 +1029,12 @@ def _gallery_attack(paths: ReleasePaths, records: list[dict[str, Any]], profile)
     return {"recognizers": per_recognizer, "reidentified_rate": rate, "max_rank1": limit, "passed": rate <= limit}
 
 
-def _released_embeddings(paths: ReleasePaths, records: list[dict[str, Any]]):
-    """Released items with face embeddings (saved by :func:`_visuals`): records, item -> arrays, item -> patient."""
+#: released items with face embeddings: their records, item -> arrays, item -> patient
+ReleasedEmbeddings = tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]], dict[str, str]]
+
+
+def _released_embeddings(paths: ReleasePaths, records: list[dict[str, Any]]) -> ReleasedEmbeddings:
+    """The face embeddings :func:`_visuals` saved for each released item, read once per merge."""
     folder = paths.work / "embeddings"
     embedded = [r for r in records if r["status"] == RELEASED and (folder / f"{r['item_id']}.npz").is_file()]
     data = {r["item_id"]: dict(np.load(folder / f"{r['item_id']}.npz")) for r in embedded}
@@ -1037,7 +1042,7 @@ def _released_embeddings(paths: ReleasePaths, records: list[dict[str, Any]]):
     return embedded, data, identity
 
 
-def _surrogate_check(paths: ReleasePaths, records: list[dict[str, Any]], profile) -> dict[str, Any] | None:
+def _surrogate_check(embeddings: ReleasedEmbeddings, profile) -> dict[str, Any] | None:
     """One surrogate per patient, different surrogates across patients: measured on the released faces.
 
     Informational (nothing is withdrawn): a look-alike pair is two patients whose released faces a
@@ -1047,7 +1052,7 @@ def _surrogate_check(paths: ReleasePaths, records: list[dict[str, Any]], profile
     """
     from clinrelease.verify.reid import get_recognizer, surrogate_consistency
 
-    embedded, data, identity = _released_embeddings(paths, records)
+    embedded, data, identity = embeddings
     if not embedded:
         return None
     out: dict[str, Any] = {"recognizers": {}}

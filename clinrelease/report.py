@@ -456,17 +456,21 @@ def _summary_section(summary: Mapping[str, Any], items: Sequence[ItemVisuals]) -
     )
 
 
+def _kv_table(values: Mapping[str, Any]) -> str:
+    """Nested figures as a two-column table, one row per flattened key."""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in _flatten(values).items())
+    return f'<table class="kv">{rows}</table>'
+
+
 def _identity_section(summary: Mapping[str, Any]) -> str:
     """Release-level identity checks: the gallery attack and surrogate consistency, when run."""
     parts = []
     gallery = summary.get("gallery")
     if gallery:
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in _flatten(gallery).items())
         parts.append(
             "<h3>Gallery attack</h3>"
             '<p class="muted">each released face searched among all of the release\'s original faces and '
-            "distractors; re-identified items are withdrawn</p>"
-            f'<table class="kv">{rows}</table>'
+            "distractors; re-identified items are withdrawn</p>" + _kv_table(gallery)
         )
     surrogates = summary.get("surrogates")
     if surrogates:
@@ -508,8 +512,7 @@ def _item_section(n: int, item: ItemVisuals) -> str:
     if item.reasons:
         parts.append('<ul class="reasons">' + "".join(f"<li>{_e(r)}</li>" for r in item.reasons) + "</ul>")
     if item.figures:
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in _flatten(item.figures).items())
-        parts.append(f'<h3>Verification figures</h3><table class="kv">{rows}</table>')
+        parts.append("<h3>Verification figures</h3>" + _kv_table(item.figures))
     if item.contact_sheet is not None:
         parts.append(
             "<h3>Contact sheet</h3>"

@@ -152,15 +152,16 @@ class DlibRecognizer(Recognizer):
     of the cost of the BLAS-less dlib wheel, and on CUDA when there is one.
     """
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str = "auto") -> None:
         super().__init__(name="dlib", threshold=0.6, higher_is_same=False)
         import dlib
 
+        from clinrelease.face.learned.faceswap import resolve_device
         from clinrelease.verify.dlib_net import load_dlib_resnet
 
         self._dlib = dlib
         self._shape = dlib.shape_predictor(str(model_path("dlib_shape_predictor_5")))
-        self._net = load_dlib_resnet(str(model_path("dlib_face_recognition")), device or _default_device())
+        self._net = load_dlib_resnet(str(model_path("dlib_face_recognition")), resolve_device(device))
 
     def embed(self, frame: np.ndarray, box: Sequence[float] | None = None, landmarks: np.ndarray | None = None) -> np.ndarray | None:
         from clinrelease.verify.dlib_net import CHIP_PADDING, CHIP_SIZE, descriptors
@@ -175,12 +176,6 @@ class DlibRecognizer(Recognizer):
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class SFaceRecognizer(Recognizer):
@@ -673,9 +668,8 @@ def surrogate_consistency(
     for item in items:
         by_patient.setdefault(identity[item], []).extend(probes[item])
     patients = sorted(by_patient)
-    lookalikes, different = [], 0
+    lookalikes = []
     for a, b in itertools.combinations(patients, 2):
-        different += 1
         score = pair_score(by_patient[a], by_patient[b])
         if recognizer.is_match(score):
             lookalikes.append((a, b, score))
@@ -684,7 +678,7 @@ def surrogate_consistency(
         patients=len(patients),
         same_patient_pairs=len(same),
         same_patient_matched=sum(recognizer.is_match(v) for v in same),
-        different_patient_pairs=different,
+        different_patient_pairs=len(patients) * (len(patients) - 1) // 2,
         lookalikes=lookalikes,
     )
 
