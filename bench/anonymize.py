@@ -8,8 +8,10 @@ and writes a contact sheet (original | swap | blur) to look at.
         [--pool DIR]                             # a site's donor pool instead of the built-in one
 
 Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): dlib, distance
-< 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". The key table renders the first clip
-under ``--keys`` different keys and counts the key pairs whose swapped faces a recognizer matches.
+< 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". The key table renders the first two
+clips under ``--keys`` different keys and counts the key pairs whose swapped faces a recognizer matches:
+within a clip (same frames) and across the two clips (the patient in two videos, as a release sees it),
+also for the pairs whose composites share no donor.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--step", type=int, default=2, help="use every step-th frame (flicker uses step 1 runs)")
-    ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first clip, 8 frames each)")
+    ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first two clips, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
     ap.add_argument("--pool", type=Path, help="a folder of donor faces (default: the built-in pool)")
@@ -110,7 +112,7 @@ def main() -> None:
     flick = {"orig": [], "swap": []}
     mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": []}
     anon_embed = {}  # clip -> mean embeddings of the swapped patient under KEY_A
-    key_embed = []  # first clip: mean embeddings of the swapped patient under each of --keys keys
+    key_embed = {}  # first two clips: (mean embeddings, donor ids) of the swapped patient under each of --keys keys
     key_to_patient = {n: [] for n in RECOGNIZERS}  # first clip, every key: swapped frame matched to the original?
     sheet_rows = []
     detector, mesher = FaceDetector(), LandmarkModel()
@@ -165,21 +167,24 @@ def main() -> None:
                 cx, cy, r = (b[0] + b[2]) // 2, (b[1] + b[3]) // 2, int(0.9 * max(b[2] - b[0], b[3] - b[1]))
                 crop = lambda im: np.ascontiguousarray(im[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r])  # noqa: E731
                 sheet_rows.append(np.hstack([crop(frames[i]), crop(outs["swap"][i]), crop(outs["blur"][i])]))
-        if clip == clips[0]:
-            # the first clip under many keys, for the key-pair table
+        if clip in clips[:2]:
+            # the first two clips under many keys, for the key-pair table
             few = idx[:: max(1, len(idx) // 8)][:8]
             sub = _subset(analysis, few)
+            key_embed[clip.stem] = []
             for k in range(args.keys):
                 anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym="patient-1", **settings)
                 out_k = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
                 swapped = [embed(o, patient.faces[i].box) for o, i in zip(out_k, few)]
-                key_embed.append(mean_embedding(swapped))
+                donors = set(anon.surrogate_for(patient.role, patient.track_id).donor_ids)
+                key_embed[clip.stem].append((mean_embedding(swapped), donors))
                 for i, e1 in zip(few, swapped):
                     e0 = embed(frames[i], patient.faces[i].box)
                     for n in RECOGNIZERS:
                         if e0[n] is not None:
                             key_to_patient[n].append(get_recognizer(n).is_match(sim(n, e0[n], e1[n])))
-        print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient", file=sys.stderr)
+        print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient, flicker swap/original "
+              f"{flick['swap'][-1] / max(flick['orig'][-1], 1e-6):.2f}", file=sys.stderr)
 
     # people who are not the patient, as the chance baseline for "matched to the original"
     others = other_people()
@@ -195,20 +200,29 @@ def main() -> None:
     d, s = np.array(stats["swap"]["dlib"]), np.array(stats["swap"]["sface"])
     print(f"\nMatched to the original patient: swap dlib {np.mean(d <= 0.6):.1%}, SFace {np.mean(s >= 0.363):.1%}; "
           f"a random other person ({len(others)} faces): dlib {rand['dlib']:.1%}, SFace {rand['sface']:.1%}")
-    print(f"  under {args.keys} other keys ({clips[0].name}, {len(key_to_patient['dlib'])} frames): "
+    print(f"  under {args.keys} other keys ({', '.join(c.name for c in clips[:2])}, {len(key_to_patient['dlib'])} frames): "
           + ", ".join(f"{n} {np.mean(v):.1%}" for n, v in key_to_patient.items() if v))
 
     print("\nKey consistency (mean embedding of the swapped patient per clip)")
     stems = [c.stem for c in clips]
-    for label, pairs in (
-        (f"same key, two clips ({len(stems) * (len(stems) - 1) // 2} pairs)", [(anon_embed[a], anon_embed[b]) for a, b in itertools.combinations(stems, 2)]),
-        (f"two keys, same clip ({args.keys * (args.keys - 1) // 2} pairs)", list(itertools.combinations(key_embed, 2))),
-    ):
+    same_key = [(anon_embed[a], anon_embed[b]) for a, b in itertools.combinations(stems, 2)]
+    print(f"  same key, two clips ({len(same_key)} pairs): " + "; ".join(
+        f"{n} median {np.median(v):.3f}, matched {np.mean([get_recognizer(n).is_match(x) for x in v]):.0%}"
+        for n, v in ((n, np.array([sim(n, a[n], b[n]) for a, b in same_key])) for n in RECOGNIZERS)))
+    runs = list(key_embed.values())
+    key_pairs = {"two keys, same clip": [p for run in runs for p in itertools.combinations(run, 2)]}
+    if len(runs) == 2:  # the Done-when's own case: the patient in two videos, under two keys
+        key_pairs["two keys, two clips"] = [(a, b) for i, a in enumerate(runs[0]) for j, b in enumerate(runs[1]) if i != j]
+    print(f"  key pairs (first {len(runs)} clips, {args.keys} keys; matched = same person; 'disjoint' = no donor in common):")
+    for label, pairs in key_pairs.items():
+        groups = {"all": pairs, "disjoint": [p for p in pairs if not p[0][1] & p[1][1]]}
         cells = []
-        for n in RECOGNIZERS:
-            v = np.array([sim(n, a[n], b[n]) for a, b in pairs])
-            cells.append(f"{n} median {np.median(v):.3f}, matched {np.mean([get_recognizer(n).is_match(x) for x in v]):.0%}")
-        print(f"  {label}: " + "; ".join(cells))
+        for group, members in groups.items():
+            if not members:
+                continue
+            hits = np.array([[get_recognizer(n).is_match(sim(n, a[n], b[n])) for n in RECOGNIZERS] for (a, _), (b, _) in members])
+            cells.append(f"{group} ({len(members)}): dlib {hits[:, 0].mean():.0%}, SFace {hits[:, 1].mean():.0%}, both {hits.all(axis=1).mean():.0%}")
+        print(f"    {label}: " + "; ".join(cells))
 
     ratio = np.array(flick["swap"]) / np.maximum(np.array(flick["orig"]), 1e-6)
     print(f"\nFlicker (mean |frame-to-frame change| in the face box, swap / original): median {np.median(ratio):.2f}, max {ratio.max():.2f}")

@@ -249,7 +249,7 @@ def test_lighting_carries_the_patients_shading_onto_the_surrogate(talking):
     applied = float(ramp[1] - ramp[0])
     flat, shaded = shading_slope(_swap(lighting=0.0)), shading_slope(_swap(lighting=LIGHTING_SIGMA))
     # mean/std matching alone flattens the light across the face; the shading field keeps it
-    assert abs(flat) < 0.4 * applied
+    assert abs(flat) < 0.5 * applied
     assert 0.6 * applied < shaded < 1.4 * applied
 
 

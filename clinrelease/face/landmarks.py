@@ -81,6 +81,58 @@ _OUTER_LIPS = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 
 #: mesh points on the face midline (forehead to chin), which mirror onto themselves
 MIDLINE = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 0, 17, 152)
 
+#: every mesh point on the midline (forehead, nose, lips, chin): the mesh's mirror fixes these
+MIDLINE_POINTS = (0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 94, 151, 152, 164, 168, 175, 195, 197, 199, 200)
+#: first point of the mesh's second half (one side of the face, in the order of the other side's points)
+_MIRROR_HALF = 248
+
+
+@lru_cache(maxsize=1)
+def mirror_permutation() -> np.ndarray:
+    """Index ``perm`` (478,) such that ``points[perm]`` is the mesh of the mirrored face.
+
+    mediapipe's mesh is symmetric by construction: apart from :data:`MIDLINE_POINTS`, the points
+    below 248 lie on one side and pair, in ascending order, with 248..467 on the other; the iris
+    rings (468-472, 473-477: centre first) run round in opposite directions. Derived by matching
+    mirrored meshes of real faces; ``tests/test_face_landmarks.py`` checks that it is an involution and
+    maps the mesh's triangulation onto itself.
+    """
+    perm = np.arange(478)
+    one_side = [i for i in range(_MIRROR_HALF) if i not in MIDLINE_POINTS]
+    other_side = np.arange(_MIRROR_HALF, 468)
+    perm[one_side], perm[other_side] = other_side, one_side
+    perm[468:473], perm[473:478] = [473, 476, 475, 474, 477], [468, 471, 470, 469, 472]
+    perm.setflags(write=False)
+    return perm
+
+
+def frontal_shape(points: np.ndarray) -> np.ndarray:
+    """The 2-D mesh of a face seen from straight ahead, from its 3-D mesh ``(478, 3)``.
+
+    The face's plane of symmetry is found from the mirror pairs (:func:`mirror_permutation`): the
+    vectors joining each point to its partner all run along the plane's normal. The smallest
+    rotation that turns that normal onto the image's x axis undoes the head's turn (and roll; a nod
+    stays, it does not make the two sides differ); the rotated mesh is projected back onto the image
+    plane. The face's own asymmetries stay (they are part
+    of who it is); only the view changes.
+    """
+    p = np.asarray(points, np.float64)
+    if p.shape != (N_POINTS, 3):
+        raise ValueError(f"frontal_shape needs a (478, 3) mesh with depth, got {p.shape}")
+    pairs = p[:468] - p[mirror_permutation()[:468]]
+    pairs = pairs[np.linalg.norm(pairs, axis=1) > 1e-6]
+    _, _, vt = np.linalg.svd(pairs, full_matrices=False)
+    normal = vt[0] * np.sign(vt[0][0]) if vt[0][0] != 0 else vt[0]
+    axis = np.cross(normal, [1.0, 0.0, 0.0])
+    sin, cos = np.linalg.norm(axis), float(normal[0])
+    if sin < 1e-9:
+        return p[:, :2].astype(np.float32)
+    k = axis / sin
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    rot = np.eye(3) + sin * kx + (1.0 - cos) * (kx @ kx)  # Rodrigues: normal -> +x
+    centre = p[:468].mean(axis=0)
+    return ((p - centre) @ rot.T + centre)[:, :2].astype(np.float32)
+
 
 def upright_rotation(points: np.ndarray) -> np.ndarray:
     """The 2x2 rotation that turns a face mesh so that its midline points straight down (+y)."""
@@ -122,8 +174,12 @@ class LandmarkModel:
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=min_confidence
         )
 
-    def landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-        """478 points in frame pixels for the face in ``box``, or None when the mesh finds no face there."""
+    def landmarks(self, frame: np.ndarray, box: np.ndarray, *, depth: bool = False) -> np.ndarray | None:
+        """478 points in frame pixels for the face in ``box``, or None when the mesh finds no face there.
+
+        With ``depth`` the points are ``(478, 3)``: mediapipe's relative depth (towards the camera
+        negative) in the same pixel scale as x.
+        """
         import cv2
 
         rows, columns = frame.shape[:2]
@@ -138,14 +194,14 @@ class LandmarkModel:
         if not result.multi_face_landmarks:
             return None
         ch, cw = crop.shape[:2]
-        pts = np.array([(p.x * cw, p.y * ch) for p in result.multi_face_landmarks[0].landmark], np.float32)
-        pts = pts / scale + np.array([x0, y0], np.float32)
+        pts = np.array([(p.x * cw, p.y * ch, p.z * cw) for p in result.multi_face_landmarks[0].landmark], np.float32)
+        pts = pts / scale + np.array([x0, y0, 0.0], np.float32)
         # the mesh must describe the tracked face, not a neighbour that entered the crop
         centre = pts.mean(axis=0)
         bw, bh = box[2] - box[0], box[3] - box[1]
         if not (box[0] - 0.25 * bw <= centre[0] <= box[2] + 0.25 * bw and box[1] - 0.25 * bh <= centre[1] <= box[3] + 0.25 * bh):
             return None
-        return pts
+        return pts if depth else np.ascontiguousarray(pts[:, :2])
 
     def close(self) -> None:
         """Release the mediapipe graph."""

@@ -19,7 +19,7 @@ import numpy as np
 from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError
 from clinrelease.face.geometry import apply_affine, fit_similarity, ring_points, triangulate, warp_maps
-from clinrelease.face.landmarks import mesh_indices, upright_rotation
+from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
 
 #: side of the square surrogate texture, pixels
 TEXTURE_SIZE = 320
@@ -38,6 +38,13 @@ class Donor:
     donor_id: str
     image: np.ndarray  # RGB uint8
     landmarks: np.ndarray  # (478, 2) float32, image pixels
+    #: (478, 2) float32: the mesh turned to face the camera (:func:`frontal_shape`); None = ``landmarks``
+    frontal: np.ndarray | None = None
+
+    @property
+    def shape(self) -> np.ndarray:
+        """The donor's face shape as seen from the front (composites mix these)."""
+        return self.landmarks if self.frontal is None else self.frontal
 
     @cached_property
     def greyscale(self) -> bool:
@@ -152,15 +159,16 @@ def _donor_from_box(image: np.ndarray, box: np.ndarray, donor_id: str, min_face_
     size = float(max(box[2] - box[0], box[3] - box[1]))
     if size < min_face_px:
         raise ConfigError(f"the donor face is {size:.0f} px; at least {min_face_px} px is needed", path)
-    points = _shared_landmarks().landmarks(image, box)
-    if points is None:
+    mesh = _shared_landmarks().landmarks(image, box, depth=True)
+    if mesh is None:
         raise ConfigError("the face mesh could not be fitted to the donor face", path)
+    points = np.ascontiguousarray(mesh[:, :2])
     yaw = frontal_offset(points)
     if abs(yaw) > MAX_NOSE_OFFSET:
         raise ConfigError(
             f"the donor face is not frontal (nose offset {yaw:+.2f} of the eye span; at most {MAX_NOSE_OFFSET:.2f})", path
         )
-    return Donor(donor_id, image, points)
+    return Donor(donor_id, image, points, frontal_shape(mesh))
 
 
 def frontal_offset(points: np.ndarray) -> float:
@@ -363,9 +371,13 @@ class DonorSpace:
             raise ConfigError("a composite needs at least one donor")
         w = np.full(len(donors), 1.0 / len(donors)) if weights is None else np.asarray(weights, np.float64)
         w = w / w.sum()
-        ref = donors[0].landmarks.astype(np.float64)
+        # each donor's shape as seen from the front: a donor photographed slightly turned would
+        # otherwise turn the composite (and extrapolating away from the pool mean turns it further),
+        # and a turned surrogate shape squashes one side of every patient's face it is put on
+        frontal = [d.shape for d in donors]
+        ref = frontal[0].astype(np.float64)
         for _ in range(2):  # generalized Procrustes: align every shape to the running mean, twice
-            aligned = np.stack([apply_affine(fit_similarity(d.landmarks, ref), d.landmarks) for d in donors]).astype(np.float64)
+            aligned = np.stack([apply_affine(fit_similarity(f, ref), f) for f in frontal]).astype(np.float64)
             ref = np.tensordot(w, aligned, axes=1)
         # the weighted mean stands upright (the first donor may tilt its head: the frame's x and y
         # are what SHAPE_MODES move along), its face oval FACE_HEIGHT tall and centred in the texture
