@@ -36,7 +36,7 @@ from clinrelease.face.detect import FaceDetector  # noqa: E402
 from clinrelease.face.landmarks import LandmarkModel  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
-from clinrelease.verify.keypoints import mouth_change  # noqa: E402
+from clinrelease.verify.keypoints import face_nme, mouth_change  # noqa: E402
 from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
 RECOGNIZERS = ("dlib", "sface")
@@ -88,7 +88,7 @@ def flicker(frames: list[np.ndarray], boxes: list[np.ndarray]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
-    ap.add_argument("--step", type=int, default=2, help="use every step-th frame (flicker uses step 1 runs)")
+    ap.add_argument("--step", type=int, default=2, help="use every step-th frame (flicker uses a run of --frames consecutive frames)")
     ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first two clips, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
@@ -110,7 +110,7 @@ def main() -> None:
     stats = {n: {"dlib": [], "sface": [], "dlib_match": [], "sface_match": []} for n in names}
     speed = {"detect": [], "landmarks": [], "analyze": [], "swap_opencv": [], "swap_torch": [], "blur": []}
     flick = {"orig": [], "swap": []}
-    mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": []}
+    mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": [], "face_nme": []}
     anon_embed = {}  # clip -> mean embeddings of the swapped patient under KEY_A
     key_embed = {}  # first two clips: (mean embeddings, donor ids) of the swapped patient under each of --keys keys
     key_to_patient = {n: [] for n in RECOGNIZERS}  # first clip, every key: swapped frame matched to the original?
@@ -153,14 +153,25 @@ def main() -> None:
                 if n == "swap":
                     embeds.append(e1)
         anon_embed[clip.stem] = mean_embedding(embeds)
+        clip_nme = []
         for i in idx:
             before, after = (mesher.landmarks(f, patient.faces[i].box) for f in (frames[i], outs["swap"][i]))
             if before is not None and after is not None:
                 change = mouth_change(before, after)
-                for name in mouth:
+                for name in ("lip_error", "lip_shape_error", "corner_lift"):
                     mouth[name].append(getattr(change, name))
-        flick["orig"].append(flicker([frames[i] for i in idx], [patient.faces[i].box for i in idx]))
-        flick["swap"].append(flicker([outs["swap"][i] for i in idx], [patient.faces[i].box for i in idx]))
+                clip_nme.append(face_nme(before, after))
+        mouth["face_nme"] += clip_nme
+        # flicker is frame to frame: a run of consecutive frames, not the sampled ones (whose
+        # differences are mostly the head's motion over --step frames)
+        run = frames_of(clip, args.frames, 1)
+        run_analysis = analyze_faces(run)
+        run_patient = run_analysis.patient
+        anon = get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", **settings)
+        run_out = list(anonymize_frames(run, run_analysis, patient=anon, bystander=get_anonymizer("blur")))
+        seen = [i for i in range(len(run)) if run_patient is not None and i in run_patient.faces]
+        flick["orig"].append(flicker([run[i] for i in seen], [run_patient.faces[i].box for i in seen]))
+        flick["swap"].append(flicker([run_out[i] for i in seen], [run_patient.faces[i].box for i in seen]))
         if clip == clips[0]:
             for i in idx[:: max(1, len(idx) // 4)][:4]:
                 b = patient.faces[i].box.astype(int)
@@ -184,7 +195,8 @@ def main() -> None:
                         if e0[n] is not None:
                             key_to_patient[n].append(get_recognizer(n).is_match(sim(n, e0[n], e1[n])))
         print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient, flicker swap/original "
-              f"{flick['swap'][-1] / max(flick['orig'][-1], 1e-6):.2f}", file=sys.stderr)
+              f"{flick['swap'][-1] / max(flick['orig'][-1], 1e-6):.2f}, face NME mean {np.mean(clip_nme) if clip_nme else float('nan'):.3f}",
+              file=sys.stderr)
 
     # people who are not the patient, as the chance baseline for "matched to the original"
     others = other_people()
@@ -230,7 +242,8 @@ def main() -> None:
     print(f"\nMouth as the face mesh reads it (swap vs original, {len(mouth['lip_error'])} frames; outer-eye distances): "
           f"lip landmark error median {np.median(mouth['lip_error']):.3f} ({np.median(mouth['lip_shape_error']):.3f} with the mouth's shift removed); "
           f"mouth-corner lift median {np.median(mouth['corner_lift']):+.3f} "
-          "(> 0: the swap reads as smiling more than the patient)")
+          "(> 0: the swap reads as smiling more than the patient); "
+          f"whole-face landmark NME median {np.median(mouth['face_nme']):.3f} (pd_face verifies <= 0.05 per item)")
 
     print("\nSpeed, 640x480, 2 shared CPU cores (median ms per frame)")
     for k, v in speed.items():

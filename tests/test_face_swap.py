@@ -265,11 +265,12 @@ def test_small_faces_get_a_stronger_identity_offset(talking):
     plain.prepare(analysis, analysis.patient.track_id)
     t = analysis.patient.track_id
     ratio = np.linalg.norm(swap._tracks[t].offset) / np.linalg.norm(plain._tracks[t].offset)
-    assert ratio == pytest.approx(swap.offset_gain(swap._tracks[t].neutral), rel=1e-4)
+    # the gain scales the offset; relaxing the folds (unfold_offset) then takes a little back
+    assert 1.2 < ratio <= swap.offset_gain(swap._tracks[t].neutral) + 1e-4
 
 
 @pytest.mark.parametrize(
-    "setting", [{"reach": 0.5}, {"reach": -0.1}, {"lighting": -1.0}, {"small_face_boost": -0.2}, {"mouth_reach": 0.6}, {"mouth_reach": -0.1}]
+    "setting", [{"reach": 0.7}, {"reach": -0.1}, {"lighting": -1.0}, {"small_face_boost": -0.2}, {"mouth_reach": 0.6}, {"mouth_reach": -0.1}]
 )
 def test_swap_settings_out_of_range_are_config_errors(setting):
     with pytest.raises(ConfigError, match=next(iter(setting))):
@@ -277,7 +278,9 @@ def test_swap_settings_out_of_range_are_config_errors(setting):
 
 
 def test_warp_maps_are_exact_piecewise_affine_and_survive_degenerate_triangles():
-    """Every covered pixel maps through its own triangle's affine; a zero-area triangle stays finite."""
+    """Every pixel in the mesh maps through its own triangle's affine; a zero-area triangle stays finite."""
+    import cv2
+
     from clinrelease.face.geometry import _triangle_affines, triangulate, warp_maps
 
     rng = np.random.default_rng(7)
@@ -292,7 +295,16 @@ def test_warp_maps_are_exact_piecewise_affine_and_survive_degenerate_triangles()
     ys, xs = np.nonzero(maps.inside)
     pix = np.stack([xs + x0, ys + y0], 1).astype(np.float64)
     expect = pix @ np.array([[0.9, 0.2], [-0.1, 1.1]]).T + [2.0, 4.0]
-    assert np.abs(maps.maps[1][ys, xs] - expect).max() < 1e-3
+    # exact for every pixel whose centre lies in the mesh (the rasterizer also covers pixels that
+    # only touch it: those on slivers along the hull are clamped onto their triangle)
+    hull = cv2.pointPolygonTest
+    outline = cv2.convexHull(dst.astype(np.float32))
+    within = np.array([hull(outline, (float(x), float(y)), False) >= 0 for x, y in pix])
+    assert within.mean() > 0.95
+    assert np.abs(maps.maps[1][ys, xs][within] - expect[within]).max() < 1e-3
+    # and every covered pixel maps into the source mesh's box, give or take a pixel
+    lo, hi = glob.min(axis=0) - 1.5, glob.max(axis=0) + 1.5
+    assert ((maps.maps[1][ys, xs] >= lo) & (maps.maps[1][ys, xs] <= hi)).all()
     # each triangle's affine sends its corners to the source corners
     aff = _triangle_affines(dst, src, tris)
     corners = np.einsum("mij,mkj->mki", aff, np.concatenate([dst[tris], np.ones((len(tris), 3, 1))], 2))
@@ -346,9 +358,11 @@ def test_mouth_reach_moves_the_face_around_the_lips_with_the_lips(talking):
     assert np.allclose(kept[far], plain[far], atol=1e-4)
 
 
-def test_mouth_reach_takes_the_grin_off_the_swap():
-    """The face mesh reads the swapped mouth corners higher than the patient's (the donors smile);
-    keeping the patient's shape around the lips brings them back down."""
+def test_swapped_mouth_does_not_grin():
+    """The face mesh read the swapped mouth corners higher than the patient's (the donors smile):
+    +0.096 outer-eye distances on again.mkv. Relaxing the folds between the surrogate's shape and
+    the patient's own lips (unfold_offset) took most of it off; mouth_reach, which keeps the
+    patient's shape around the lips, takes off the rest."""
     from _verify_helpers import require_media
     from clinrelease.face.landmarks import LandmarkModel
     from clinrelease.verify.keypoints import mouth_change
@@ -361,8 +375,8 @@ def test_mouth_reach_takes_the_grin_off_the_swap():
         out = _anonymize(frames, analysis, _swap(mouth_reach=reach))
         meshes = [(mesher.landmarks(frames[i], f.box), mesher.landmarks(out[i], f.box)) for i, f in analysis.patient.faces.items()]
         lift[reach] = float(np.median([mouth_change(a, b).corner_lift for a, b in meshes if a is not None and b is not None]))
-    assert lift[0.0] > 0.05  # the grin this setting exists for
-    assert lift[0.15] < lift[0.0] - 0.05, lift
+    assert lift[0.0] < 0.06, lift
+    assert lift[0.15] < lift[0.0], lift
 
 
 def test_plan_leaves_occluders_to_the_frame(talking):
@@ -440,3 +454,101 @@ def test_neutral_shape_of_a_long_track_comes_from_a_sample(talking):
     aligned = apply_affine(fit_similarity(sampled, full), sampled)
     assert np.abs(aligned - full).max() < 0.25  # pixels, on a ~60 px face
     assert np.array_equal(neutral_shape(base), neutral_shape(base, max_meshes=len(base)))
+
+
+def test_pixels_given_to_a_sub_pixel_triangle_do_not_extrapolate_it():
+    """A triangle thinner than a pixel (eyes and lips of a small face) may be given pixel centres that
+    lie several of its widths outside it; its affine extrapolated that far sent them anywhere in the
+    source (wrong-coloured specks, a new set in every frame). They are clamped onto the triangle."""
+    from clinrelease.face.geometry import warp_maps
+
+    # a big triangle and a sliver 0.2 px wide beside it, whose source is stretched 40 times across
+    dst = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.2, 0.0], [40.2, 40.0], [40.0, 40.0]])
+    tris = np.array([[0, 1, 2], [1, 3, 4], [1, 4, 5]])
+    src = dst.copy()
+    src[[3, 4], 0] += 8.0  # the sliver's far edge moves 8 px in the source
+    maps = warp_maps(dst, [src], tris, 60, 60)
+    ys, xs = np.nonzero(maps.inside)
+    mapped = maps.maps[0][ys, xs]
+    # no pixel lands beyond the sliver's source (x <= 48.2), whatever the rasterizer assigned
+    assert mapped[:, 0].max() <= src[:, 0].max() + 1e-3
+    assert mapped[:, 0].min() >= -1e-3
+
+
+def _folds(points, triangles, reference, frontal):
+    """Triangles that ``reference`` and ``frontal`` agree on and ``points`` turns over or collapses."""
+    from clinrelease.face.swap import MIN_AREA_RATIO, _signed_areas
+
+    before, after = _signed_areas(reference, triangles), _signed_areas(points, triangles)
+    usable = (np.abs(before) > 1e-6) & (np.sign(before) == np.sign(_signed_areas(frontal, triangles)))
+    return int((usable & (after * np.sign(before) < MIN_AREA_RATIO * np.abs(before))).sum())
+
+
+@pytest.mark.parametrize("clip", ["again.mkv", "book.mkv"])
+def test_identity_offset_folds_no_triangle_of_the_mesh(clip):
+    """The surrogate's shape with the patient's own lips and eyes turned dozens of mesh triangles
+    over (158 of 910 on book.mkv): mirrored texture and overlapping triangles, specks around the
+    mouth that changed from frame to frame (flicker 1.58x the original's there)."""
+    from _verify_helpers import require_media
+
+    from clinrelease.face.swap import identity_offset
+
+    frames = [f.copy() for f in clip_frames(str(require_media(f"asl/{clip}")), 12, 3)]
+    analysis = analyze_faces(frames)
+    swap = _swap()
+    track = analysis.patient
+    swap.prepare(analysis, track.track_id)
+    state = swap._tracks[track.track_id]
+    surrogate = state.surrogate
+    mesh_tris = surrogate.triangles[(surrogate.triangles < len(state.neutral)).all(axis=1)]
+    raw = identity_offset(state.neutral, surrogate.landmarks) * swap.offset_gain(state.neutral)
+    assert _folds(state.neutral + raw, mesh_tris, state.neutral, surrogate.landmarks) > 20
+    assert _folds(state.neutral + state.offset, mesh_tris, state.neutral, surrogate.landmarks) <= 0.015 * len(mesh_tris)
+    # the surrogate's shape is kept away from the folds: most points move by under a pixel
+    moved = np.linalg.norm(state.offset - raw, axis=1)
+    assert np.median(moved) < 1.0 and np.linalg.norm(raw, axis=1).mean() > 3.0
+
+
+def test_surrogate_texture_is_low_passed_for_small_faces():
+    """Drawn at a third of its size, the raw texture aliases (specks that shimmer as the face moves)."""
+    from clinrelease.face.surrogates import choose_surrogate, default_pool
+
+    surrogate = choose_surrogate(default_pool(), KEY_A, "patient-1")
+    assert surrogate.for_scale(1.0) is surrogate and surrogate.for_scale(0.75) is surrogate
+    small = surrogate.for_scale(0.3)
+    assert small is surrogate.for_scale(0.31)  # one cached level per half octave
+    assert small.digest == surrogate.digest and small.landmarks is surrogate.landmarks
+    import cv2
+
+    def detail(texture: np.ndarray) -> float:
+        """Fine detail of the face itself (Laplacian, the middle of the texture, away from its black surround)."""
+        grey = cv2.cvtColor(texture, cv2.COLOR_RGB2GRAY)[110:210, 110:210].astype(np.float32)
+        return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+    assert detail(small.texture) < 0.7 * detail(surrogate.texture)
+    assert detail(surrogate.for_scale(0.6).texture) > detail(small.texture)
+    with pytest.raises(ValueError):
+        surrogate.for_scale(0.0)
+
+
+def test_colour_match_never_turns_a_dark_texel_teal():
+    """Per-channel mean/spread matching took its gains from each channel alone: a patient whose skin
+    varies most in red (blotchy, pink) gave red 1.6x and the others ~1x, which pushed a dark orange
+    texel of the surrogate (brow, hair edge) to zero red and left it teal: specks on small faces.
+    Brightness contrast follows the patient; colour differences are only ever toned down."""
+    from clinrelease.face.swap import colour_gain
+
+    rng = np.random.default_rng(3)
+    surrogate = np.clip(rng.normal((215, 165, 120), (12, 14, 13), (400, 3)), 0, 255).astype(np.float32)
+    patient = np.clip(rng.normal((170, 150, 140), (30, 15, 14), (400, 3)), 0, 255).astype(np.float32)
+    surrogate[0] = (105, 59, 25)  # a dark orange texel
+    mu_s, mu_p, matrix = colour_gain(surrogate[:, None, :], patient[:, None, :], np.ones((400, 1), bool))
+    moved = np.clip((surrogate - mu_s) @ matrix.T + mu_p, 0, 255)
+    # the skin as a whole takes the patient's colour, and a brightness spread between the two skins'
+    assert np.allclose(moved[1:].mean(axis=0), patient.mean(axis=0), atol=3.0)
+    luma = np.array([0.299, 0.587, 0.114])
+    assert (surrogate[1:] @ luma).std() < (moved[1:] @ luma).std() <= (patient @ luma).std() + 1.0
+    # the dark texel stays a dark warm tone (red highest), not a cold one cut off at zero red
+    dark = moved[0]
+    assert dark[0] >= dark[1] and dark[0] >= dark[2] and dark[0] > 10
+    assert dark @ luma < 0.3 * (mu_p @ luma)

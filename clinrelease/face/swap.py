@@ -92,6 +92,58 @@ def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray, mouth_reac
     return offset.astype(np.float32)
 
 
+#: relaxation rounds :func:`unfold_offset` spends at most
+UNFOLD_ROUNDS = 300
+#: a triangle shrunk below this fraction of its area in the neutral face counts as folded too
+MIN_AREA_RATIO = 0.1
+
+
+def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    p = np.asarray(points, np.float64)[triangles]
+    return 0.5 * np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+
+
+def unfold_offset(neutral: np.ndarray, offset: np.ndarray, triangles: np.ndarray, frontal: np.ndarray) -> np.ndarray:
+    """``offset`` relaxed until ``neutral + offset`` folds none of the mesh ``triangles``.
+
+    ``frontal`` is the face the triangles were laid on (the surrogate's shape): a triangle the
+    neutral face already shows turned over (the far side of a turned head) is left as it is.
+
+    The surrogate's shape and the patient's lips and eyes (which keep their own shape) do not always
+    fit together: where the patient's mouth is wider than the surrogate's, the lip corners land
+    beyond the points around them and the triangles between turn over. A folded triangle draws its
+    texture mirrored and overlaps its neighbours, which shows as specks and streaks that change from
+    frame to frame (on book.mkv the offset folded 158 of the mesh's 910 triangles). Each round moves
+    the offset of every point of a folded (or nearly collapsed, see :data:`MIN_AREA_RATIO`) triangle
+    halfway to the mean of its neighbours' offsets; lips and eyes then move as a whole again. The
+    rest of the offset, and so the surrogate's shape, is untouched.
+    """
+    tris = np.asarray(triangles)
+    before = _signed_areas(neutral, tris)
+    usable = (np.abs(before) > 1e-6) & (np.sign(before) == np.sign(_signed_areas(frontal, tris)))
+    tris, before = tris[usable], before[usable]
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    degree = np.bincount(edges[:, 0], minlength=len(neutral)).astype(np.float64)
+    out = np.asarray(offset, np.float64).copy()
+    groups = expression_groups()
+    for _ in range(UNFOLD_ROUNDS):
+        after = _signed_areas(neutral + out, tris)
+        folded = after * np.sign(before) < MIN_AREA_RATIO * np.abs(before)
+        if not folded.any():
+            break
+        moving = np.zeros(len(neutral), bool)
+        moving[tris[folded].ravel()] = True
+        moving[edges[moving[edges[:, 0]], 1]] = True  # and their neighbours: the fold spreads out
+        total = np.zeros_like(out)
+        np.add.at(total, edges[:, 0], out[edges[:, 1]])
+        mean = total / np.maximum(degree, 1.0)[:, None]
+        out[moving] = 0.5 * out[moving] + 0.5 * mean[moving]
+        for group in groups:
+            out[group] = out[group].mean(axis=0)
+    return out.astype(np.float32)
+
+
 def swapped_geometry(mesh: np.ndarray, neutral: np.ndarray, offset: np.ndarray, strength: float) -> np.ndarray:
     """One frame's new mesh: the frame's mesh plus the identity offset turned and scaled with the head."""
     lin = fit_similarity(neutral[FIT_POINTS], mesh[FIT_POINTS])[:, :2]
@@ -223,14 +275,40 @@ def plan_face(
     return FacePlan(maps.region, inside, maps.maps[0], maps.maps[1], alpha, stats, float(lighting * face_h))
 
 
+#: luma weights (ITU-R BT.601) splitting a colour change into brightness and colour difference
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+#: bounds on the brightness contrast gain, and on the colour-difference gain (never above 1: the
+#: surrogate's colour variation is only ever toned down, so a dark orange texel cannot overshoot into
+#: a teal speck on a greyer patient's skin)
+LUMA_GAIN = (0.6, 1.6)
+CHROMA_GAIN = (0.6, 1.0)
+
+
+def colour_transfer(luma_gain: float, chroma_gain: float) -> np.ndarray:
+    """The (3, 3) RGB matrix that scales a colour deviation's brightness by ``luma_gain`` and its
+    colour difference (the deviation minus its brightness) by ``chroma_gain``."""
+    to_luma = np.outer(np.ones(3, np.float32), LUMA)
+    return (luma_gain * to_luma + chroma_gain * (np.eye(3, dtype=np.float32) - to_luma)).astype(np.float32)
+
+
 def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel means and clipped std ratio that move the surrogate's skin colour onto the patient's."""
+    """Means and transfer matrix that move the surrogate's skin colour onto the patient's:
+    ``(pixel - mean_s) @ matrix.T + mean_p``.
+
+    Brightness contrast follows the ratio of the two skins' luma spreads; colour differences are
+    scaled by the ratio of their spreads too, but never amplified (see :data:`CHROMA_GAIN`).
+    """
     if stats.sum() < 16:
         z = np.zeros(3, np.float32)
-        return z, z, np.ones(3, np.float32)
+        return z, z, np.eye(3, dtype=np.float32)
     s, p = surrogate[stats].astype(np.float64), patient[stats].astype(np.float64)
-    gain = np.clip((p.std(axis=0) + 1.0) / (s.std(axis=0) + 1.0), 0.6, 1.6)
-    return s.mean(axis=0).astype(np.float32), p.mean(axis=0).astype(np.float32), gain.astype(np.float32)
+    mu_s, mu_p = s.mean(axis=0), p.mean(axis=0)
+    ds, dp = s - mu_s, p - mu_p
+    ys, yp = ds @ LUMA, dp @ LUMA
+    cs, cp = ds - ys[:, None], dp - yp[:, None]
+    luma_gain = np.clip((yp.std() + 1.0) / (ys.std() + 1.0), *LUMA_GAIN)
+    chroma_gain = np.clip((np.sqrt((cp**2).sum(axis=1).mean()) + 1.0) / (np.sqrt((cs**2).sum(axis=1).mean()) + 1.0), *CHROMA_GAIN)
+    return mu_s.astype(np.float32), mu_p.astype(np.float32), colour_transfer(float(luma_gain), float(chroma_gain))
 
 
 def lighting_kernel(sigma: float) -> np.ndarray:
@@ -266,8 +344,8 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     x0, y0, x1, y1 = plan.region
     sur = cv2.remap(texture, plan.map_surrogate, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     pat = cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    mu_s, mu_p, gain = colour_gain(sur, pat, plan.stats)
-    sur = (sur - mu_s) * gain + mu_p
+    mu_s, mu_p, matrix = colour_gain(sur, pat, plan.stats)
+    sur = (sur - mu_s) @ matrix.T + mu_p
     if plan.lighting_sigma >= 1.0 and plan.stats.sum() >= 16:
         # the patient's shading field replaces the surrogate's own (lighting direction, shadows)
         # while the surrogate's finer texture (features, skin) stays
@@ -319,10 +397,10 @@ class SwapAnonymizer:
     mouth_reach:
         How far around the lips (fraction of the face height) the patient's own shape is kept, so
         the surrogate's smiling cheeks do not turn the mouth corners up; 0 keeps only the lips
-        (see :func:`identity_offset`). On the shared clips 0.15 took the mouth-corner lift the face
-        mesh reads on the swap from +0.096 to +0.031 outer-eye distances and the lip shape error from
-        0.055 to 0.031; the price is de-identification margin (dlib median distance 0.724 -> 0.692,
-        SFace frames matched under ten other keys 2.5% -> 6.2%), so profiles where the face is the
+        (see :func:`identity_offset`). Since the offset's folds are relaxed (:func:`unfold_offset`)
+        the full-shape swap reads only +0.03-0.04 outer-eye distances of mouth-corner lift on the
+        shared clips (+0.096 before); with identity_strength 0.5, 0.15 takes it to +0.008 and the lip
+        shape error to 0.025. It costs de-identification margin, so profiles where the face is the
         signal (pd_face) turn it on and the others leave it off.
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
@@ -390,6 +468,8 @@ class SwapAnonymizer:
         surrogate = self.surrogate_for(track.role, track_id)
         neutral = neutral_shape(meshes)
         offset = identity_offset(neutral, surrogate.landmarks, self.mouth_reach) * self.offset_gain(neutral)
+        mesh_triangles = surrogate.triangles[(surrogate.triangles < len(neutral)).all(axis=1)]
+        offset = unfold_offset(neutral, offset, mesh_triangles, surrogate.landmarks)
         self._tracks[track_id] = _TrackState(surrogate, neutral, offset.astype(np.float32))
 
     def offset_gain(self, neutral: np.ndarray) -> float:
@@ -414,7 +494,9 @@ class SwapAnonymizer:
             if plan is None:
                 fallback.append(face)
             else:
-                planned.append((plan, state.surrogate))
+                oval = mesh_indices()["oval"]
+                scale = float(np.ptp(new[oval, 1])) / max(float(np.ptp(state.surrogate.landmarks[oval, 1])), 1.0)
+                planned.append((plan, state.surrogate.for_scale(scale)))
         return planned, fallback
 
     def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinrelease.face.surrogates import Surrogate
-from clinrelease.face.swap import FIELD_SUPPORT, FacePlan, lighting_kernel
+from clinrelease.face.swap import CHROMA_GAIN, FIELD_SUPPORT, LUMA, LUMA_GAIN, FacePlan, lighting_kernel
 
 
 def _sample(image, coords, torch):
@@ -76,12 +76,24 @@ def render_batch(
         n = wgt.sum(dim=(2, 3)).clamp(min=1.0)
         mu_s = (sur * wgt).sum(dim=(2, 3)) / n
         mu_p = (pat * wgt).sum(dim=(2, 3)) / n
-        sd_s = (((sur - mu_s[..., None, None]) ** 2 * wgt).sum(dim=(2, 3)) / n).sqrt()
-        sd_p = (((pat - mu_p[..., None, None]) ** 2 * wgt).sum(dim=(2, 3)) / n).sqrt()
-        gain = ((sd_p + 1.0) / (sd_s + 1.0)).clamp(0.6, 1.6)
+        luma = torch.from_numpy(LUMA).to(dev)
+
+        def spreads(image: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Weighted spreads of brightness and of colour difference (see colour_gain)."""
+            dev_ = image - mean[..., None, None]
+            y = torch.einsum("c,bchw->bhw", luma, dev_).unsqueeze(1)
+            sd_y = ((y**2 * wgt).sum(dim=(1, 2, 3)) / n[:, 0]).sqrt()
+            sd_c = ((((dev_ - y) ** 2).sum(dim=1, keepdim=True) * wgt).sum(dim=(1, 2, 3)) / n[:, 0]).sqrt()
+            return sd_y, sd_c
+
+        (sy_s, sc_s), (sy_p, sc_p) = spreads(sur, mu_s), spreads(pat, mu_p)
+        luma_gain = ((sy_p + 1.0) / (sy_s + 1.0)).clamp(*LUMA_GAIN)
+        chroma_gain = ((sc_p + 1.0) / (sc_s + 1.0)).clamp(*CHROMA_GAIN)
+        to_luma = torch.outer(torch.ones(3, device=dev), luma)
+        matrix = luma_gain[:, None, None] * to_luma + chroma_gain[:, None, None] * (torch.eye(3, device=dev) - to_luma)
         few = wgt.sum(dim=(1, 2, 3)) < 16
-        gain[few], mu_s[few], mu_p[few] = 1.0, 0.0, 0.0
-        sur = (sur - mu_s[..., None, None]) * gain[..., None, None] + mu_p[..., None, None]
+        matrix[few], mu_s[few], mu_p[few] = torch.eye(3, device=dev), 0.0, 0.0
+        sur = torch.einsum("bij,bjhw->bihw", matrix, sur - mu_s[..., None, None]) + mu_p[..., None, None]
         for j, (_, (plan, _)) in enumerate(members):
             if plan.lighting_sigma >= 1.0 and not few[j]:
                 taps = lighting_kernel(plan.lighting_sigma)
