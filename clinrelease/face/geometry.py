@@ -151,23 +151,28 @@ def warp_maps(
     ys, xs = np.nonzero(inside)
     k = ids[ys, xs] - 1
     px, py = (xs + x0).astype(np.float64), (ys + y0).astype(np.float64)
-    inverse = _inverse_vertex_matrices(dst, tris)[k]  # (P, 3, 3)
+    inverse = _inverse_vertex_matrices(dst, tris)
     # barycentric coordinates of each pixel centre in its triangle. A pixel the rasterizer gave to a
     # triangle much smaller than a pixel (eyes and lips of a small face, slivers) can lie several
     # triangle sizes outside it, and that triangle's affine extrapolated so far lands anywhere in the
     # source (isolated wrong-coloured specks that jump from frame to frame): such pixels are clamped
     # onto their triangle. Pixels just outside a normal triangle keep its exact affine.
-    bary = inverse[:, :, 0] * px[:, None] + inverse[:, :, 1] * py[:, None] + inverse[:, :, 2]
-    outside = (bary < -MAX_EXTRAPOLATION).any(axis=1)
-    if outside.any():
-        clamped = np.clip(bary[outside], 0.0, None)
+    rows_ = inverse.reshape(-1, 9).astype(np.float32)[k]  # (P, 9): row i, column j at 3 i + j
+    bary = rows_[:, 0::3] * px[:, None].astype(np.float32) + rows_[:, 1::3] * py[:, None].astype(np.float32) + rows_[:, 2::3]
+    far = np.nonzero((bary < -MAX_EXTRAPOLATION).any(axis=1))[0]
+    if len(far):
+        clamped = np.clip(bary[far].astype(np.float64), 0.0, None)
         total = clamped.sum(axis=1, keepdims=True)
-        bary[outside] = np.where(total > 0, clamped / np.where(total > 0, total, 1.0), 1.0 / 3.0)
-    corners = tris[k]  # (P, 3)
+        clamped = np.where(total > 0, clamped / np.where(total > 0, total, 1.0), 1.0 / 3.0)
+        corners = tris[k[far]]  # (F, 3)
     maps = []
     for src in sources:
         src = np.asarray(src, np.float64)
+        aff = _triangle_affines(dst, src, tris, inverse).reshape(-1, 6)[k]  # (P, 6)
         m = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
-        m[ys, xs] = np.einsum("pc,pcd->pd", bary, src[corners])
+        m[ys, xs, 0] = aff[:, 0] * px + aff[:, 1] * py + aff[:, 2]
+        m[ys, xs, 1] = aff[:, 3] * px + aff[:, 4] * py + aff[:, 5]
+        if len(far):
+            m[ys[far], xs[far]] = (clamped[:, :, None] * src[corners]).sum(axis=1)
         maps.append(m)
     return WarpMaps((x0, y0, x1, y1), inside, maps)
