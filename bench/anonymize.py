@@ -36,7 +36,7 @@ from clinrelease.face.detect import FaceDetector  # noqa: E402
 from clinrelease.face.landmarks import LandmarkModel  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
-from clinrelease.verify.keypoints import face_nme, mouth_change  # noqa: E402
+from clinrelease.verify.keypoints import expression_nme, face_nme, mouth_change  # noqa: E402
 from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
 RECOGNIZERS = ("dlib", "sface")
@@ -113,7 +113,7 @@ def main() -> None:
     stats = {n: {"dlib": [], "sface": [], "dlib_match": [], "sface_match": []} for n in names}
     speed = {"detect": [], "landmarks": [], "analyze": [], "swap_opencv": [], "swap_torch": [], "blur": []}
     flick = {"orig": [], "swap": []}
-    mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": [], "face_nme": []}
+    mouth = {"lip_error": [], "lip_shape_error": [], "corner_lift": [], "face_nme": [], "expression_nme": []}
     anon_embed = {}  # clip -> mean embeddings of the swapped patient under KEY_A
     originals = {}  # clip -> the original patient's embeddings, frame by frame
     key_embed = {}  # first two clips: (mean embeddings, donor ids) of the swapped patient under each of --keys keys
@@ -159,7 +159,7 @@ def main() -> None:
                 if n == "swap":
                     embeds.append(e1)
         anon_embed[clip.stem] = mean_embedding(embeds)
-        clip_nme = []
+        clip_nme, clip_meshes = [], []
         for i in idx:
             before, after = (mesher.landmarks(f, patient.faces[i].box) for f in (frames[i], outs["swap"][i]))
             if before is not None and after is not None:
@@ -167,6 +167,9 @@ def main() -> None:
                 for name in ("lip_error", "lip_shape_error", "corner_lift"):
                     mouth[name].append(getattr(change, name))
                 clip_nme.append(face_nme(before, after))
+                clip_meshes.append((before, after))
+        clip_expr = expression_nme([b for b, _ in clip_meshes], [a for _, a in clip_meshes])
+        mouth["expression_nme"].append(clip_expr)
         mouth["face_nme"] += clip_nme
         # flicker is frame to frame: a run of consecutive frames, not the sampled ones (whose
         # differences are mostly the head's motion over --step frames)
@@ -201,7 +204,8 @@ def main() -> None:
                         if e0[n] is not None:
                             key_to_patient[n].append(get_recognizer(n).is_match(sim(n, e0[n], e1[n])))
         print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient, flicker swap/original "
-              f"{flick['swap'][-1] / max(flick['orig'][-1], 1e-6):.2f}, face NME mean {np.mean(clip_nme) if clip_nme else float('nan'):.3f}",
+              f"{flick['swap'][-1] / max(flick['orig'][-1], 1e-6):.2f}, face NME mean {np.mean(clip_nme) if clip_nme else float('nan'):.3f}"
+              f" (expression NME {clip_expr if clip_expr is not None else float('nan'):.3f})",
               file=sys.stderr)
 
     # people who are not the patient, as the chance baseline for "matched to the original"
@@ -260,7 +264,8 @@ def main() -> None:
           f"lip landmark error median {np.median(mouth['lip_error']):.3f} ({np.median(mouth['lip_shape_error']):.3f} with the mouth's shift removed); "
           f"mouth-corner lift median {np.median(mouth['corner_lift']):+.3f} "
           "(> 0: the swap reads as smiling more than the patient); "
-          f"whole-face landmark NME median {np.median(mouth['face_nme']):.3f} (pd_face verifies <= 0.05 per item)")
+          f"whole-face landmark NME median {np.median(mouth['face_nme']):.3f}, expression NME (per clip) median "
+          f"{np.median([v for v in mouth['expression_nme'] if v is not None]):.3f}")
 
     print("\nSpeed, 640x480, 2 shared CPU cores (median ms per frame)")
     for k, v in speed.items():

@@ -138,6 +138,7 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                         "arms_ap_min": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
                         "legs_ap_min": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
                         "face_nme_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+                        "face_expression_nme_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                     }
                 ),
                 "ocr": _obj({"enabled": {"type": "boolean"}, "sample_every": {"type": "integer", "minimum": 1}}),
@@ -257,6 +258,8 @@ class KeypointThresholds:
     arms_ap_min: float | None = None
     legs_ap_min: float | None = None
     face_nme_max: float | None = None
+    #: the face's movement only (the swap's constant shape change removed): what a facial exam reads
+    face_expression_nme_max: float | None = None
 
 
 @dataclass(frozen=True)

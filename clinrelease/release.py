@@ -428,6 +428,8 @@ def check_specs(profile) -> dict[str, tuple[str, float]]:
             specs[f"{part}_ap"] = (">=", limit)
     if kp.face_nme_max is not None:
         specs["face_nme"] = ("<=", kp.face_nme_max)
+    if kp.face_expression_nme_max is not None:
+        specs["face_expression_nme"] = ("<=", kp.face_expression_nme_max)
     if verify.ocr.enabled and "clean_pixel_data" in profile.deid.options:
         specs["text_boxes"] = ("<=", 0)
     if verify.leak_scan:
@@ -523,15 +525,15 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             if residual:
                 work.reasons.append(f"faces: a face that was not anonymized is visible in frames {_frame_list(residual)}")
     kp = verify.keypoints
-    if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or kp.face_nme_max is not None:
+    face = kp.face_nme_max is not None or kp.face_expression_nme_max is not None
+    if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or face:
         from clinrelease.verify.keypoints import verify_keypoints
 
-        reports.keypoints = verify_keypoints(
-            source.frames(), output.frames(), sample_every=verify.sample_every, face=kp.face_nme_max is not None
-        )
+        reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face)
         for part, value in reports.keypoints.part_ap().items():
             figures[f"{part}_ap"] = value
         figures["face_nme"] = reports.keypoints.face_nme
+        figures["face_expression_nme"] = reports.keypoints.face_expression_nme
     if clean_text:
         reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
         figures["text_boxes"] = len(thresholds.remaining_text(reports.text))
@@ -1132,14 +1134,14 @@ def released_reasons(record: dict[str, Any]) -> list[str]:
 
 #: figures of one recognizer in a record (flat ``NAME_FIGURE`` keys) -> their summary names
 _RECOGNIZER_FIGURES = ("frames_checked", "frames_matched", "worst", "match_rate")
-_KEYPOINT_FIGURES = ("body_ap", "head_ap", "face_nme", "arms_ap", "legs_ap", "hands_ap")
+_KEYPOINT_FIGURES = ("body_ap", "head_ap", "face_nme", "face_expression_nme", "arms_ap", "legs_ap", "hands_ap")
 
 
 def summary_figures(verification: dict[str, Any], recognizers: Iterable[str]) -> dict[str, Any]:
     """Nest a record's flat verification figures the way ``summary.json`` shows them.
 
     ``{"recognizers": {NAME: {frames_checked, frames_matched, worst, match_rate}}, "keypoints":
-    {body_ap, head_ap, face_nme, arms_ap, legs_ap, hands_ap}, ...}``; keypoint figures that were
+    {body_ap, head_ap, face_nme, face_expression_nme, arms_ap, legs_ap, hands_ap}, ...}``; keypoint figures that were
     not measured are ``null``, and the remaining figures (frames, leaks, text_boxes, ...) stay as
     they are.
     """

@@ -104,3 +104,48 @@ def test_mouth_change_tells_a_shifted_mouth_from_a_smile():
     smiling[[61, 291], 1] -= 2.0  # both mouth corners 2 px up
     smile = mouth_change(mesh, smiling)
     assert smile.corner_lift == pytest.approx(2.0 / iod) and smile.lip_shape_error > 0
+
+
+def _talking_meshes() -> list[np.ndarray]:
+    """Real face meshes of a talking, moving head (book.mkv, every other frame)."""
+    from clinrelease.face.landmarks import LandmarkModel
+    from clinrelease.face.pipeline import analyze_faces
+
+    clip = read_frames(require_media("asl/book.mkv"), 40)[::2]
+    track = analyze_faces(clip).patient
+    mesher = LandmarkModel()
+    return [m for m in (mesher.landmarks(clip[i], f.box) for i, f in sorted(track.faces.items())) if m is not None]
+
+
+def test_face_movement_nme_ignores_a_constant_shape_change_and_catches_a_frozen_face():
+    """An identity swap moves the face's landmarks by the same shape change in every frame; the face
+    NME counts that as error, the movement NME does not. A face that stops moving it does catch."""
+    from clinrelease.face.geometry import apply_affine, fit_similarity
+    from clinrelease.verify.keypoints import expression_nme, face_nme
+
+    meshes = _talking_meshes()
+    assert len(meshes) >= 8
+    ref = meshes[0]
+    eye = np.linalg.norm(ref[33] - ref[263])
+    rng = np.random.default_rng(5)
+    shape_change = rng.normal(0.0, 0.08 * eye, ref.shape)  # in the first frame's face frame
+    swapped = []
+    for m in meshes:
+        to_frame = fit_similarity(ref, m)  # the head's pose in this frame
+        swapped.append(m + shape_change @ to_frame[:, :2].T)
+    assert np.mean([face_nme(g, p) for g, p in zip(meshes, swapped)]) > 0.08
+    assert expression_nme(meshes, swapped) < 0.01
+    # the same shape change on a face frozen in its first frame's expression (moved with the head)
+    frozen = [apply_affine(fit_similarity(ref, m), ref).astype(np.float64) + shape_change @ fit_similarity(ref, m)[:, :2].T for m in meshes]
+    assert expression_nme(meshes, frozen) > 3 * expression_nme(meshes, swapped)
+    assert expression_nme(meshes[:1], swapped[:1]) is None
+
+
+def test_profile_movement_limit_quarantines_through_decide(frames):
+    report = verify_keypoints(frames, blur_all(frames), sample_every=5)
+    verdict = decide(ItemReports(keypoints=report), Thresholds(body_ap_min=None, face_nme_max=None, face_expression_nme_max=0.05, **KP_ONLY))
+    assert not verdict.released
+    assert any("face movement" in r for r in verdict.reasons)
+    same = verify_keypoints(frames, [f.copy() for f in frames], sample_every=5)
+    assert same.face_expression_nme == 0.0
+    assert decide(ItemReports(keypoints=same), Thresholds(body_ap_min=None, face_nme_max=None, face_expression_nme_max=0.05, **KP_ONLY)).released

@@ -46,7 +46,7 @@ def verify_command(
         thresholds = Thresholds(recognizers={r: defaults.get(r, RecognizerLimit()) for r in recognizer})
     if no_keypoints:
         thresholds.body_ap_min = thresholds.head_ap_min = thresholds.arms_ap_min = None
-        thresholds.hands_ap_min = thresholds.legs_ap_min = thresholds.face_nme_max = None
+        thresholds.hands_ap_min = thresholds.legs_ap_min = thresholds.face_nme_max = thresholds.face_expression_nme_max = None
     if no_text:
         thresholds.text_max_boxes = None
     options = PairOptions(
@@ -93,6 +93,7 @@ def _print_text(info: dict[str, Any], reports: Any, verdict: Any) -> None:
             table.add_row(part, _f(value))
         table.add_row("body AP50 / AP75", f"{_f(kp.body_ap50)} / {_f(kp.body_ap75)}")
         table.add_row("face NME", _f(kp.face_nme, 4))
+        table.add_row("face movement NME", _f(kp.face_expression_nme, 4))
         out_console.print(table)
         if kp.frames_without_person:
             out_console.print(f"no person in the original at frames {kp.frames_without_person}")

@@ -48,6 +48,9 @@ class Thresholds:
     #: mean face-landmark NME (inter-ocular) allowed. A swap changes face shape (donor landmark
     #: geometry): crude swaps measured 0.10-0.18 on the ASL clips, re-encoding ~0.01, a lost face 1.0
     face_nme_max: float | None = 0.25
+    #: mean NME of the face's movement allowed (the face NME less the constant shape change of the
+    #: swap; see :func:`clinrelease.verify.keypoints.expression_errors`): the expression an exam reads
+    face_expression_nme_max: float | None = None
     #: text boxes allowed to remain in the output (None: no text check), counting boxes whose
     #: recognition score is at least ``text_min_score`` (clothing prints score lower)
     text_max_boxes: int | None = 0
@@ -72,7 +75,10 @@ class Thresholds:
         req = []
         if self.recognizers:
             req.append("reid")
-        if any(v is not None for v in (self.body_ap_min, self.head_ap_min, self.arms_ap_min, self.hands_ap_min, self.legs_ap_min, self.face_nme_max)):
+        if any(
+            v is not None
+            for v in (self.body_ap_min, self.head_ap_min, self.arms_ap_min, self.hands_ap_min, self.legs_ap_min, self.face_nme_max, self.face_expression_nme_max)
+        ):
             req.append("keypoints")
         if self.text_max_boxes is not None:
             req.append("text")
@@ -93,6 +99,7 @@ class Thresholds:
             hands_ap_min=getattr(kp, "hands_ap_min", None),
             legs_ap_min=kp.legs_ap_min,
             face_nme_max=kp.face_nme_max,
+            face_expression_nme_max=getattr(kp, "face_expression_nme_max", None),
             text_max_boxes=0 if verify.ocr.enabled else None,
             leaks_max=0 if verify.leak_scan else None,
             gallery_rank1_max=None if verify.gallery is None else verify.gallery.max_rank1,
@@ -187,6 +194,14 @@ def _keypoint_reasons(report: KeypointReport, t: Thresholds) -> list[str]:
         elif report.face_nme > t.face_nme_max:
             reasons.append(
                 f"keypoints: face landmark NME {report.face_nme:.3f} above {t.face_nme_max}"
+                + (f" (face lost in {len(report.frames_face_lost)} frame(s))" if report.frames_face_lost else "")
+            )
+    if t.face_expression_nme_max is not None:
+        if report.face_expression_nme is None:
+            reasons.append("keypoints: fewer than two sampled frames with a face mesh, face movement unverified")
+        elif report.face_expression_nme > t.face_expression_nme_max:
+            reasons.append(
+                f"keypoints: face movement (expression) NME {report.face_expression_nme:.3f} above {t.face_expression_nme_max}"
                 + (f" (face lost in {len(report.frames_face_lost)} frame(s))" if report.frames_face_lost else "")
             )
     return reasons

@@ -223,6 +223,39 @@ def face_nme(gt: np.ndarray, pred: np.ndarray) -> float:
     return float(np.linalg.norm(gt - pred, axis=1).mean() / max(iod, 1e-6))
 
 
+def expression_errors(gt: list[np.ndarray], pred: list[np.ndarray]) -> list[float]:
+    """Per frame pair, the landmark error of the face's movement: what is left of the difference
+    between original and anonymized mesh once the video's constant difference is removed.
+
+    An identity swap changes the face's shape on purpose, by the same amount in every frame; what
+    an exam reads is how the face moves (expression, blinks, mouth). Each pair of meshes is brought
+    into the first original's face frame (the similarity that aligns the original mesh there,
+    applied to both), the per-point median of the differences over the video is taken as the
+    identity change, and what is left is averaged over the points in outer-eye distances of the
+    original, as :func:`face_nme`. Empty with fewer than two pairs (no movement to compare).
+    """
+    from clinrelease.face.geometry import apply_affine, fit_similarity
+
+    if len(gt) != len(pred) or len(gt) < 2:
+        return []
+    ref = np.asarray(gt[0], np.float64)[:468]
+    span = max(float(np.linalg.norm(ref[_EYE_OUTER[0]] - ref[_EYE_OUTER[1]])), 1e-6)
+    residuals = []
+    for g, p in zip(gt, pred):
+        g, p = np.asarray(g, np.float64)[:468], np.asarray(p, np.float64)[:468]
+        to_ref = fit_similarity(g, ref)
+        residuals.append(apply_affine(to_ref, p).astype(np.float64) - apply_affine(to_ref, g))
+    moving = np.stack(residuals)
+    moving -= np.median(moving, axis=0)
+    return [float(v) for v in np.linalg.norm(moving, axis=2).mean(axis=1) / span]
+
+
+def expression_nme(gt: list[np.ndarray], pred: list[np.ndarray]) -> float | None:
+    """Mean of :func:`expression_errors`; None with fewer than two frame pairs."""
+    errors = expression_errors(gt, pred)
+    return float(np.mean(errors)) if errors else None
+
+
 @dataclass(frozen=True)
 class MouthChange:
     """How the mouth of a face mesh moved between an original and its anonymized face, in outer-eye
@@ -302,6 +335,9 @@ class KeypointReport:
     frames_person_lost: list[int] = field(default_factory=list)
     #: frames where the original's face mesh was found and the anonymized one was not
     frames_face_lost: list[int] = field(default_factory=list)
+    #: mean NME of the face's movement (:func:`expression_errors`): the face NME without the
+    #: constant shape change an identity swap makes on purpose; a lost face counts 1.0 here too
+    face_expression_nme: float | None = None
 
     def part_ap(self) -> dict[str, float | None]:
         """AP by part name."""
@@ -345,6 +381,7 @@ def verify_keypoints(
     scores: dict[str, list[float]] = {p: [] for p in BODY_PARTS}
     report = KeypointReport(sample_every, 0, None, None, None, None, None, None, None, None, None)
     nmes: list[float] = []
+    meshes: list[tuple[np.ndarray, np.ndarray]] = []
     for index, orig, anon in iter_pairs(original_frames, anonymized_frames):
         if index % sample_every:
             continue
@@ -385,6 +422,7 @@ def verify_keypoints(
                 else:
                     row.face_nme = face_nme(gt_face, pred_face)
                     nmes.append(row.face_nme)
+                    meshes.append((gt_face, pred_face))
     ap = {p: average_precision(oks_by_part[p], scores[p], n_gt[p]) for p in BODY_PARTS}
     report.all_ap, report.body_ap, report.head_ap, report.arms_ap = ap["all"], ap["body"], ap["head"], ap["arms"]
     report.hands_ap, report.legs_ap = ap["hands"], ap["legs"]
@@ -393,4 +431,6 @@ def verify_keypoints(
     # a face lost in the output counts as an NME of 1 (an error of a full eye distance), not a skip
     all_nme = nmes + [1.0] * len(report.frames_face_lost)
     report.face_nme = float(np.mean(all_nme)) if all_nme else None
+    moving = expression_errors([g for g, _ in meshes], [p for _, p in meshes]) + [1.0] * len(report.frames_face_lost)
+    report.face_expression_nme = float(np.mean(moving)) if moving else None
     return report
