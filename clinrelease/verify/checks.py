@@ -188,22 +188,17 @@ def _keypoint_reasons(report: KeypointReport, t: Thresholds) -> list[str]:
             continue
         elif value < minimum:
             reasons.append(f"keypoints: {part} AP@[.5:.95] {value:.3f} below {minimum}")
-    if t.face_nme_max is not None:
-        if report.face_nme is None:
-            reasons.append("keypoints: no face landmarks found in the original's sampled frames, face NME unverified")
-        elif report.face_nme > t.face_nme_max:
-            reasons.append(
-                f"keypoints: face landmark NME {report.face_nme:.3f} above {t.face_nme_max}"
-                + (f" (face lost in {len(report.frames_face_lost)} frame(s))" if report.frames_face_lost else "")
-            )
-    if t.face_expression_nme_max is not None:
-        if report.face_expression_nme is None:
-            reasons.append("keypoints: fewer than two sampled frames with a face mesh, face movement unverified")
-        elif report.face_expression_nme > t.face_expression_nme_max:
-            reasons.append(
-                f"keypoints: face movement (expression) NME {report.face_expression_nme:.3f} above {t.face_expression_nme_max}"
-                + (f" (face lost in {len(report.frames_face_lost)} frame(s))" if report.frames_face_lost else "")
-            )
+    lost = f" (face lost in {len(report.frames_face_lost)} frame(s))" if report.frames_face_lost else ""
+    for value, limit, label, missing in (
+        (report.face_nme, t.face_nme_max, "face landmark NME", "no face landmarks found in the original's sampled frames"),
+        (report.face_expression_nme, t.face_expression_nme_max, "face movement (expression) NME", "fewer than two sampled frames with a face mesh"),
+    ):
+        if limit is None:
+            continue
+        if value is None:
+            reasons.append(f"keypoints: {missing}, {label} unverified")
+        elif value > limit:
+            reasons.append(f"keypoints: {label} {value:.3f} above {limit}{lost}")
     return reasons
 
 
