@@ -94,6 +94,8 @@ def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray, mouth_reac
 
 #: relaxation rounds :func:`unfold_offset` spends at most
 UNFOLD_ROUNDS = 300
+#: rounds without fewer folds after which :func:`unfold_offset` stops
+UNFOLD_PATIENCE = 30
 #: a triangle shrunk below this fraction of its area in the neutral face counts as folded too
 MIN_AREA_RATIO = 0.1
 
@@ -127,16 +129,21 @@ def unfold_offset(neutral: np.ndarray, offset: np.ndarray, triangles: np.ndarray
     degree = np.bincount(edges[:, 0], minlength=len(neutral)).astype(np.float64)
     out = np.asarray(offset, np.float64).copy()
     groups = expression_groups()
+    fewest, stalled = len(tris) + 1, 0
     for _ in range(UNFOLD_ROUNDS):
         after = _signed_areas(neutral + out, tris)
         folded = after * np.sign(before) < MIN_AREA_RATIO * np.abs(before)
-        if not folded.any():
+        count = int(folded.sum())
+        # done when nothing is folded, or when the last few folds (a rigid eye or lip group against
+        # its own iris, say) have not given way for a while
+        fewest, stalled = (count, 0) if count < fewest else (fewest, stalled + 1)
+        if count == 0 or stalled >= UNFOLD_PATIENCE:
             break
         moving = np.zeros(len(neutral), bool)
         moving[tris[folded].ravel()] = True
         moving[edges[moving[edges[:, 0]], 1]] = True  # and their neighbours: the fold spreads out
-        total = np.zeros_like(out)
-        np.add.at(total, edges[:, 0], out[edges[:, 1]])
+        neighbours = out[edges[:, 1]]
+        total = np.stack([np.bincount(edges[:, 0], weights=neighbours[:, c], minlength=len(out)) for c in (0, 1)], axis=1)
         mean = total / np.maximum(degree, 1.0)[:, None]
         out[moving] = 0.5 * out[moving] + 0.5 * mean[moving]
         for group in groups:
