@@ -503,7 +503,7 @@ class SwapAnonymizer:
             else:
                 oval = mesh_indices()["oval"]
                 scale = float(np.ptp(new[oval, 1])) / max(float(np.ptp(state.surrogate.landmarks[oval, 1])), 1.0)
-                planned.append((plan, state.surrogate.for_scale(scale)))
+                planned.append((plan, state.surrogate.for_scale(max(scale, 1e-3) if np.isfinite(scale) else 1.0)))
         return planned, fallback
 
     def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
