@@ -122,3 +122,23 @@ def test_face_checks_run_even_when_the_profile_anonymizes_nothing(keys: Path, tm
     assert not any((out / "data").rglob("*.dcm"))
     reasons = json.loads(next(out.with_name("release.quarantine").glob("*/reasons.json")).read_text())
     assert reasons["reasons"] == item["reasons"]
+
+
+def test_pd_face_as_shipped_releases_a_face_on_exam_and_verifies_its_movement(keys: Path, tmp_path: Path) -> None:
+    """pd_face without overrides on a real face-on clip (again.mkv, 640x480): the full swap passes both
+    recognizers while the face's movement is kept within 0.04 eye distances. Its plain landmark NME,
+    which counts the swap's intended shape change, is well above that: judging it instead (or the pose
+    model's head AP, whose head points sit on eyes, nose and mouth) quarantined every such clip."""
+    from _verify_helpers import require_media
+
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "exam.dcm", require_media("asl/again.mkv"), "h264", 45, identity=Identity())
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "pd_face", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    item = summary(out)["items"][0]
+    assert result.exit_code == 0 and item["status"] == "released", item["reasons"]
+    kp = item["verification"]["keypoints"]
+    assert kp["face_expression_nme"] is not None and kp["face_expression_nme"] <= 0.04
+    assert kp["face_nme"] > 0.04 > kp["face_expression_nme"]
+    recognizers = item["verification"]["recognizers"]
+    assert recognizers["dlib"]["frames_matched"] == 0 and recognizers["sface"]["frames_matched"] == 0
