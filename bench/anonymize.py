@@ -8,10 +8,11 @@ and writes a contact sheet (original | swap | blur) to look at.
         [--pool DIR]                             # a site's donor pool instead of the built-in one
 
 Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): dlib, distance
-< 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". The key table renders the first two
-clips under ``--keys`` different keys and counts the key pairs whose swapped faces a recognizer matches:
-within a clip (same frames) and across the two clips (the patient in two videos, as a release sees it),
-also for the pairs whose composites share no donor.
+< 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". Each signer of the clips is one patient
+(one pseudonym). The key table renders two clips of one signer under ``--keys`` different keys and
+counts the key pairs whose swapped faces a recognizer matches: within a clip (same frames) and across
+the two clips (the patient in two videos, as a release sees it), also for the pairs whose composites
+share no donor.
 """
 
 from __future__ import annotations
@@ -120,7 +121,11 @@ def main() -> None:
     key_to_patient = {n: [] for n in RECOGNIZERS}  # first clip, every key: swapped frame matched to the original?
     sheet_rows = []
     detector, mesher = FaceDetector(), LandmarkModel()
+    # the key table renders the patient of two videos: the first two clips of one signer
+    by_signer = itertools.groupby(sorted(clips, key=lambda c: (SIGNER.get(c.stem, c.stem), c.stem)), key=lambda c: SIGNER.get(c.stem, c.stem))
+    key_clips = max((list(g) for _, g in by_signer), key=len)[:2]
     for clip in clips:
+        pseudonym = f"patient-{SIGNER.get(clip.stem, clip.stem)}"  # one pseudonym per person, as a release has
         frames = frames_of(clip, args.frames, args.step)
         for f in frames[:10]:
             t = time.perf_counter()
@@ -137,12 +142,12 @@ def main() -> None:
         idx = [i for i in range(len(frames)) if patient is not None and i in patient.faces]
         outs = {}
         for n in names:
-            anon = get_anonymizer(n, key=KEY_A, pseudonym="patient-1", **settings) if n == "swap" else get_anonymizer(n)
+            anon = get_anonymizer(n, key=KEY_A, pseudonym=pseudonym, **settings) if n == "swap" else get_anonymizer(n)
             t = time.perf_counter()
             outs[n] = list(anonymize_frames(frames, analysis, patient=anon, bystander=get_anonymizer("blur")))
             if n in ("swap", "blur"):
                 speed["swap_opencv" if n == "swap" else "blur"].append((time.perf_counter() - t) / len(frames))
-        anon = get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", backend="torch", **settings)
+        anon = get_anonymizer("swap", key=KEY_A, pseudonym=pseudonym, backend="torch", **settings)
         t = time.perf_counter()
         list(anonymize_frames(frames[:10], analysis, patient=anon, bystander=get_anonymizer("blur")))
         speed["swap_torch"].append((time.perf_counter() - t) / 10)
@@ -176,7 +181,7 @@ def main() -> None:
         run = frames_of(clip, args.frames, 1)
         run_analysis = analyze_faces(run)
         run_patient = run_analysis.patient
-        anon = get_anonymizer("swap", key=KEY_A, pseudonym="patient-1", **settings)
+        anon = get_anonymizer("swap", key=KEY_A, pseudonym=pseudonym, **settings)
         run_out = list(anonymize_frames(run, run_analysis, patient=anon, bystander=get_anonymizer("blur")))
         seen = [i for i in range(len(run)) if run_patient is not None and i in run_patient.faces]
         flick["orig"].append(flicker([run[i] for i in seen], [run_patient.faces[i].box for i in seen]))
@@ -187,13 +192,13 @@ def main() -> None:
                 cx, cy, r = (b[0] + b[2]) // 2, (b[1] + b[3]) // 2, int(0.9 * max(b[2] - b[0], b[3] - b[1]))
                 crop = lambda im: np.ascontiguousarray(im[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r])  # noqa: E731
                 sheet_rows.append(np.hstack([crop(frames[i]), crop(outs["swap"][i]), crop(outs["blur"][i])]))
-        if clip in clips[:2]:
+        if clip in key_clips:
             # the first two clips under many keys, for the key-pair table
             few = idx[:: max(1, len(idx) // 8)][:8]
             sub = _subset(analysis, few)
             key_embed[clip.stem] = []
             for k in range(args.keys):
-                anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym="patient-1", **settings)
+                anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym=pseudonym, **settings)
                 out_k = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
                 swapped = [embed(o, patient.faces[i].box) for o, i in zip(out_k, few)]
                 donors = set(anon.surrogate_for(patient.role, patient.track_id).donor_ids)
@@ -233,20 +238,25 @@ def main() -> None:
           f"a random other person ({len(others)} photos): dlib {rand['dlib']:.1%}, SFace {rand['sface']:.1%}; "
           f"another signer of these clips ({len(cross['dlib'])} frame pairs): "
           + ", ".join(f"{n} {np.mean(v):.1%}" for n, v in cross.items() if v))
-    print(f"  under {args.keys} other keys ({', '.join(c.name for c in clips[:2])}, {len(key_to_patient['dlib'])} frames): "
+    print(f"  under {args.keys} other keys ({', '.join(c.name for c in key_clips)}, {len(key_to_patient['dlib'])} frames): "
           + ", ".join(f"{n} {np.mean(v):.1%}" for n, v in key_to_patient.items() if v))
 
     print("\nKey consistency (mean embedding of the swapped patient per clip)")
     stems = [c.stem for c in clips]
-    same_key = [(anon_embed[a], anon_embed[b]) for a, b in itertools.combinations(stems, 2)]
-    print(f"  same key, two clips ({len(same_key)} pairs): " + "; ".join(
-        f"{n} median {np.median(v):.3f}, matched {np.mean([get_recognizer(n).is_match(x) for x in v]):.0%}"
-        for n, v in ((n, np.array([sim(n, a[n], b[n]) for a, b in same_key])) for n in RECOGNIZERS)))
+    person = lambda stem: SIGNER.get(stem, stem)  # noqa: E731
+    for label, pairs in (
+        ("same key, same patient, two clips", [(a, b) for a, b in itertools.combinations(stems, 2) if person(a) == person(b)]),
+        ("same key, different patients (look-alikes)", [(a, b) for a, b in itertools.combinations(stems, 2) if person(a) != person(b)]),
+    ):
+        if pairs:
+            print(f"  {label} ({len(pairs)} pairs): " + "; ".join(
+                f"{n} median {np.median(v):.3f}, matched {np.mean([get_recognizer(n).is_match(x) for x in v]):.0%}"
+                for n, v in ((n, np.array([sim(n, anon_embed[a][n], anon_embed[b][n]) for a, b in pairs])) for n in RECOGNIZERS)))
     runs = list(key_embed.values())
     key_pairs = {"two keys, same clip": [p for run in runs for p in itertools.combinations(run, 2)]}
-    if len(runs) == 2:  # the Done-when's own case: the patient in two videos, under two keys
+    if len(runs) == 2:  # the Done-when's own case: one patient in two videos, under two keys
         key_pairs["two keys, two clips"] = [(a, b) for i, a in enumerate(runs[0]) for j, b in enumerate(runs[1]) if i != j]
-    print(f"  key pairs (first {len(runs)} clips, {args.keys} keys; matched = same person; 'disjoint' = no donor in common):")
+    print(f"  key pairs ({', '.join(c.name for c in key_clips)}, {args.keys} keys; matched = same person; 'disjoint' = no donor in common):")
     for label, pairs in key_pairs.items():
         groups = {"all": pairs, "disjoint": [p for p in pairs if not p[0][1] & p[1][1]]}
         cells = []
