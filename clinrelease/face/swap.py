@@ -116,9 +116,11 @@ def unfold_offset(neutral: np.ndarray, offset: np.ndarray, triangles: np.ndarray
     beyond the points around them and the triangles between turn over. A folded triangle draws its
     texture mirrored and overlaps its neighbours, which shows as specks and streaks that change from
     frame to frame (on book.mkv the offset folded 158 of the mesh's 910 triangles). Each round moves
-    the offset of every point of a folded (or nearly collapsed, see :data:`MIN_AREA_RATIO`) triangle
-    halfway to the mean of its neighbours' offsets; lips and eyes then move as a whole again. The
-    rest of the offset, and so the surrogate's shape, is untouched.
+    the offset of every point of a folded (or nearly collapsed, see :data:`MIN_AREA_RATIO`) triangle,
+    and of the points next to them, halfway to the mean of its neighbours' offsets; lips and eyes
+    then move as a whole again. It stops when nothing is folded or the last folds have not given way
+    for :data:`UNFOLD_PATIENCE` rounds. The rest of the offset, and so the surrogate's shape, is
+    untouched.
     """
     tris = np.asarray(triangles)
     before = _signed_areas(neutral, tris)
