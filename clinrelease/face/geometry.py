@@ -157,8 +157,8 @@ def warp_maps(
     # triangle sizes outside it, and that triangle's affine extrapolated so far lands anywhere in the
     # source (isolated wrong-coloured specks that jump from frame to frame): such pixels are clamped
     # onto their triangle. Pixels just outside a normal triangle keep its exact affine.
-    rows_ = inverse.reshape(-1, 9).astype(np.float32)[k]  # (P, 9): row i, column j at 3 i + j
-    bary = rows_[:, 0::3] * px[:, None].astype(np.float32) + rows_[:, 1::3] * py[:, None].astype(np.float32) + rows_[:, 2::3]
+    per_pixel = inverse.reshape(-1, 9).astype(np.float32)[k]  # (P, 9): row i, column j at 3 i + j
+    bary = per_pixel[:, 0::3] * px[:, None].astype(np.float32) + per_pixel[:, 1::3] * py[:, None].astype(np.float32) + per_pixel[:, 2::3]
     far = np.nonzero((bary < -MAX_EXTRAPOLATION).any(axis=1))[0]
     if len(far):
         clamped = np.clip(bary[far].astype(np.float64), 0.0, None)

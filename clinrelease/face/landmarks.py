@@ -113,8 +113,7 @@ def frontal_shape(points: np.ndarray) -> np.ndarray:
     vectors joining each point to its partner all run along the plane's normal. The smallest
     rotation that turns that normal onto the image's x axis undoes the head's turn (and roll; a nod
     stays, it does not make the two sides differ); the rotated mesh is projected back onto the image
-    plane. The face's own asymmetries stay (they are part
-    of who it is); only the view changes.
+    plane. The face's own asymmetries stay (they are part of who it is); only the view changes.
     """
     p = np.asarray(points, np.float64)
     if p.shape != (N_POINTS, 3):

@@ -57,19 +57,20 @@ class Donor:
 GREY_SPREAD = 6
 
 #: ITU-R BT.601 luma weights of R, G, B
-_LUMA = np.array([0.299, 0.587, 0.114])
+#: luma weights (ITU-R BT.601): brightness of an RGB colour
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def _luma_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(..., 3)`` RGB to luma and the colour differences R - Y, B - Y (linear, invertible)."""
-    y = rgb @ _LUMA
+    y = rgb @ LUMA
     return y, np.stack([rgb[..., 0] - y, rgb[..., 2] - y], axis=-1)
 
 
 def _rgb(luma: np.ndarray, chroma: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_luma_chroma`."""
     r, b = luma + chroma[..., 0], luma + chroma[..., 1]
-    g = (luma - _LUMA[0] * r - _LUMA[2] * b) / _LUMA[1]
+    g = (luma - LUMA[0] * r - LUMA[2] * b) / LUMA[1]
     return np.stack([r, g, b], axis=-1)
 
 

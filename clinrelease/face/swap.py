@@ -31,6 +31,7 @@ from clinrelease.face.baselines import BlurAnonymizer
 from clinrelease.face.geometry import RING_SCALE, apply_affine, fit_similarity, warp_maps
 from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool
+from clinrelease.face.surrogates import LUMA as surrogate_luma
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
 FIT_POINTS = slice(0, 468)
@@ -284,8 +285,8 @@ def plan_face(
     return FacePlan(maps.region, inside, maps.maps[0], maps.maps[1], alpha, stats, float(lighting * face_h))
 
 
-#: luma weights (ITU-R BT.601) splitting a colour change into brightness and colour difference
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+#: luma weights splitting a colour change into brightness and colour difference (the composites' own)
+LUMA = surrogate_luma.astype(np.float32)
 #: bounds on the brightness contrast gain, and on the colour-difference gain (never above 1: the
 #: surrogate's colour variation is only ever toned down, so a dark orange texel cannot overshoot into
 #: a teal speck on a greyer patient's skin)

@@ -99,7 +99,7 @@ class Thresholds:
             hands_ap_min=getattr(kp, "hands_ap_min", None),
             legs_ap_min=kp.legs_ap_min,
             face_nme_max=kp.face_nme_max,
-            face_expression_nme_max=getattr(kp, "face_expression_nme_max", None),
+            face_expression_nme_max=kp.face_expression_nme_max,
             text_max_boxes=0 if verify.ocr.enabled else None,
             leaks_max=0 if verify.leak_scan else None,
             gallery_rank1_max=None if verify.gallery is None else verify.gallery.max_rank1,

@@ -21,6 +21,7 @@ import numpy as np
 
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import iter_pairs
+from clinrelease.face.geometry import apply_affine, fit_similarity
 
 #: Per-keypoint OKS sigmas for mediapipe's 33 pose points. Points that COCO's 17 also have take
 #: COCO's sigmas (nose .026, eyes .025, ears .035, shoulders .079, elbows .072, wrists .062, hips
@@ -234,8 +235,6 @@ def expression_errors(gt: list[np.ndarray], pred: list[np.ndarray]) -> list[floa
     identity change, and what is left is averaged over the points in outer-eye distances of the
     original, as :func:`face_nme`. Empty with fewer than two pairs (no movement to compare).
     """
-    from clinrelease.face.geometry import apply_affine, fit_similarity
-
     if len(gt) != len(pred) or len(gt) < 2:
         return []
     ref = np.asarray(gt[0], np.float64)[:468]
