@@ -12,7 +12,9 @@ Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): 
 (one pseudonym). The key table renders two clips of one signer under ``--keys`` different keys and
 counts the key pairs whose swapped faces a recognizer matches: within a clip (same frames) and across
 the two clips (the patient in two videos, as a release sees it), also for the pairs whose composites
-share no donor.
+share no donor. Its last row is the floor those pairs are measured against: each donor of the pool
+swapped on alone (distinct real people, no composite) onto the same two clips; what the recognizers
+still match between them comes from the patient's pose, expression and light, which the swap keeps.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from clinrelease.face.detect import FaceDetector  # noqa: E402
 from clinrelease.face.landmarks import LandmarkModel  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
+from clinrelease.face.surrogates import composite, default_pool  # noqa: E402
+from clinrelease.face.swap import SwapAnonymizer  # noqa: E402
 from clinrelease.verify.keypoints import expression_nme, face_nme, mouth_change  # noqa: E402
 from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
@@ -118,6 +122,7 @@ def main() -> None:
     anon_embed = {}  # clip -> mean embeddings of the swapped patient under KEY_A
     originals = {}  # clip -> the original patient's embeddings, frame by frame
     key_embed = {}  # first two clips: (mean embeddings, donor ids) of the swapped patient under each of --keys keys
+    donor_embed = {}  # first two clips: mean embeddings of the patient swapped to each donor alone
     key_to_patient = {n: [] for n in RECOGNIZERS}  # first clip, every key: swapped frame matched to the original?
     sheet_rows = []
     detector, mesher = FaceDetector(), LandmarkModel()
@@ -208,6 +213,13 @@ def main() -> None:
                     for n in RECOGNIZERS:
                         if e0[n] is not None:
                             key_to_patient[n].append(get_recognizer(n).is_match(sim(n, e0[n], e1[n])))
+            # the floor: each donor alone (a real person, no composite) on the same frames
+            solo_settings = {k: v for k, v in settings.items() if k != "pool"}
+            donor_embed[clip.stem] = []
+            for donor in (settings.get("pool") or default_pool()).donors:
+                anon = SwapAnonymizer(surrogate=composite([donor]), **solo_settings)
+                out_d = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
+                donor_embed[clip.stem].append(mean_embedding([embed(o, patient.faces[i].box) for o, i in zip(out_d, few)]))
         print(f"  {clip.name}: {len(idx)}/{len(frames)} frames with the patient, flicker swap/original "
               f"{flick['swap'][-1] / max(flick['orig'][-1], 1e-6):.2f}, face NME mean {np.mean(clip_nme) if clip_nme else float('nan'):.3f}"
               f" (expression NME {clip_expr if clip_expr is not None else float('nan'):.3f})",
@@ -266,6 +278,12 @@ def main() -> None:
             hits = np.array([[get_recognizer(n).is_match(sim(n, a[n], b[n])) for n in RECOGNIZERS] for (a, _), (b, _) in members])
             cells.append(f"{group} ({len(members)}): dlib {hits[:, 0].mean():.0%}, SFace {hits[:, 1].mean():.0%}, both {hits.all(axis=1).mean():.0%}")
         print(f"    {label}: " + "; ".join(cells))
+    solos = list(donor_embed.values())
+    if len(solos) == 2:
+        pairs = [(a, b) for i, a in enumerate(solos[0]) for j, b in enumerate(solos[1]) if i != j]
+        hits = np.array([[get_recognizer(n).is_match(sim(n, a[n], b[n])) for n in RECOGNIZERS] for a, b in pairs])
+        print(f"    floor, two donors each swapped on alone, two clips ({len(pairs)}): "
+              f"dlib {hits[:, 0].mean():.0%}, SFace {hits[:, 1].mean():.0%}, both {hits.all(axis=1).mean():.0%}")
 
     ratio = np.array(flick["swap"]) / np.maximum(np.array(flick["orig"]), 1e-6)
     print(f"\nFlicker (mean |frame-to-frame change| in the face box, swap / original): median {np.median(ratio):.2f}, max {ratio.max():.2f}")
