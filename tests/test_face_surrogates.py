@@ -271,3 +271,60 @@ def test_surrogates_face_the_camera_even_when_donors_do_not():
     pool = default_pool()
     offsets = [frontal_offset(choose_surrogate(pool, bytes([i]) * 32, "patient-1").landmarks) for i in range(20)]
     assert max(abs(o) for o in offsets) < 0.12, offsets
+
+
+def test_average_face_weight_needs_the_others_to_outnumber_the_chosen():
+    from clinrelease.face.surrogates import average_face_weight
+
+    assert average_face_weight(3, 6) == 0.0  # the built-in pool: three others are three people
+    assert average_face_weight(3, 12) == pytest.approx(2 / 3)
+    assert average_face_weight(3, 27) == pytest.approx(7 / 8)
+    assert average_face_weight(3, 3) == 0.0 and average_face_weight(2, 3) == 0.0
+
+
+def _mirrored(donor):
+    """The donor's photo mirrored, with its mesh mirrored to match (a distinct face image)."""
+    from clinrelease.face.landmarks import mirror_permutation
+    from clinrelease.face.surrogates import Donor
+
+    image = np.ascontiguousarray(donor.image[:, ::-1])
+    points = donor.landmarks[mirror_permutation()].copy()
+    points[:, 0] = image.shape[1] - 1 - points[:, 0]
+    return Donor(donor.donor_id + "-mirrored", image, points)
+
+
+def test_a_larger_pool_moves_surrogate_luma_away_from_the_average_face(monkeypatch):
+    """With 12 donors the composite's lightness follows its coefficients past the convex mix, away
+    from the pool's average face, as its shape does; its colour and shape stay as they were. With
+    the built-in pool (3 others) it does not move at all."""
+    import cv2
+
+    import clinrelease.face.surrogates as surrogates
+    from clinrelease.face.surrogates import DonorSpace, _luma_chroma
+
+    base = default_pool()
+    donors = list(base.donors) + [_mirrored(d) for d in base.donors]
+    space = DonorSpace.build(donors)
+    c = surrogate_coefficients(b"k" * 32, [d.donor_id for d in donors], 3, 1.8)
+    pushed = space.render(c)
+    average = space.render(np.ones(len(donors)))
+    monkeypatch.setattr(surrogates, "average_face_weight", lambda chosen, n: 0.0)
+    convex = space.render(c)
+    face = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.uint8)
+    cv2.fillPoly(face, [np.round(convex.landmarks[mesh_indices()["oval"]]).astype(np.int32)], 1)
+    inner = cv2.erode(face, np.ones((15, 15), np.uint8)) > 0
+    luma = {name: _luma_chroma(s.texture.astype(np.float64)) for name, s in (("pushed", pushed), ("convex", convex), ("average", average))}
+    step = np.abs(luma["pushed"][0] - luma["convex"][0])[inner].mean()
+    assert step > 2.0  # grey levels: a visible change
+    distance = {name: np.abs(luma[name][0] - luma["average"][0])[inner].mean() for name in ("pushed", "convex")}
+    assert distance["pushed"] > distance["convex"] + 0.5 * step
+    # colour and shape are the convex mix's (within rounding to 8 bits)
+    assert np.abs(luma["pushed"][1] - luma["convex"][1])[inner].mean() < 1.0
+    assert np.array_equal(pushed.landmarks, convex.landmarks)
+    # the built-in pool's surrogates are exactly the convex mix
+    monkeypatch.undo()
+    built_in = surrogates._donor_space(base)
+    cb = surrogate_coefficients(b"k" * 32, [d.donor_id for d in base.donors], 3, 1.8)
+    plain = built_in.render(cb).digest
+    monkeypatch.setattr(surrogates, "average_face_weight", lambda chosen, n: 0.0)
+    assert built_in.render(cb).digest == plain
