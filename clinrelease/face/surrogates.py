@@ -461,25 +461,75 @@ class DonorSpace:
         place = lambda p: (p - (lo + hi) / 2) * scale + TEXTURE_SIZE / 2  # noqa: E731
         return cls(list(donors), place(aligned), place(ref))
 
-    def render(self, coefficients: np.ndarray, modes: np.ndarray | None = None) -> Surrogate:
-        """The surrogate with shape ``sum(c_i * shape_i)`` plus shape modes of amplitudes ``modes``.
+    @cached_property
+    def _triangles(self) -> np.ndarray:
+        """The one triangulation every warp of this space uses (the mean shape's, ring included)."""
+        return triangulate(self._mean_points)
 
-        Every donor with a non-zero coefficient has its texture warped straight onto that shape (one
-        warp each). Colour is the warped textures' average under the positive coefficients; luma
-        also moves away from the pool's average face as far as the shape does.
+    @cached_property
+    def _mean_points(self) -> np.ndarray:
+        mean = self.mean.astype(np.float32)
+        return np.concatenate([mean, ring_points(mean, mesh_indices()["oval"])])
+
+    def _warp(self, donor: Donor, dst: np.ndarray) -> tuple[WarpMaps, np.ndarray, np.ndarray, np.ndarray]:
+        """``donor``'s photo warped onto mesh ``dst`` (ring included): maps, luma and colour
+        differences of the pixels inside, and how squarely the donor faced the camera there."""
+        import cv2
+
+        src = np.concatenate([donor.landmarks, ring_points(donor.landmarks, mesh_indices()["oval"])])
+        maps = warp_maps(dst, [src], self._triangles, TEXTURE_SIZE, TEXTURE_SIZE)
+        warped = cv2.remap(donor.image, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        y, colour = _luma_chroma(warped[maps.inside].astype(np.float64))
+        seen = np.maximum(visibility(maps.maps[0], maps.inside), MIN_VISIBILITY)[maps.inside]
+        return maps, y, colour, seen
+
+    @cached_property
+    def _pool_luma(self) -> _WeightedMean:
+        """Every donor's luma on the mean shape, weighted by where it is seen (once per pool)."""
+        total = _WeightedMean(1)
+        for d in self.donors:
+            maps, y, _, seen = self._warp(d, self._mean_points)
+            total.add(maps, seen, y)
+        return total
+
+    def _left_out_luma(self, chosen: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Average luma of the donors not ``chosen``, on mesh ``dst``, and where it is defined.
+
+        The pool's sum on the mean shape less the chosen donors', warped onto ``dst`` in one go: a
+        surrogate costs its own donors' warps, not one per donor of the pool.
         """
         import cv2
 
+        rest = _WeightedMean(1)
+        rest.total, rest.weight = self._pool_luma.total.copy(), self._pool_luma.weight.copy()
+        for d in (d for d, keep in zip(self.donors, chosen) if keep):
+            maps, y, _, seen = self._warp(d, self._mean_points)
+            rest.add(maps, -seen, y)
+        on_mean = rest.mean().astype(np.float32)
+        maps = warp_maps(dst, [self._mean_points], self._triangles, TEXTURE_SIZE, TEXTURE_SIZE)
+        x0, y0, x1, y1 = maps.region
+        out = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
+        defined = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), bool)
+        out[y0:y1, x0:x1] = cv2.remap(on_mean, maps.maps[0], None, cv2.INTER_LINEAR)
+        seen = cv2.remap(rest.defined.astype(np.float32), maps.maps[0], None, cv2.INTER_NEAREST) > 0.5
+        defined[y0:y1, x0:x1] = seen & maps.inside
+        return out, defined
+
+    def render(self, coefficients: np.ndarray, modes: np.ndarray | None = None) -> Surrogate:
+        """The surrogate with shape ``sum(c_i * shape_i)`` plus shape modes of amplitudes ``modes``.
+
+        Every donor with a positive coefficient has its texture warped straight onto that shape (one
+        warp each). Colour is the warped textures' average under the positive coefficients; luma
+        is pushed on from there, away from the average of the donors left out, as far as the
+        coefficients reach past that average (``sum of the positive c_i - 1``, scaled by
+        :func:`average_face_weight`), as the shape is.
+        """
         c = np.asarray(coefficients, np.float64)
         c = c / c.sum()
         shape = np.tensordot(c, self.shapes, axes=1)
         # colour mixes convexly (negative weights would leave inverted ghosts of the other donors)
         t = np.clip(c, 0.0, None)
         t = t / t.sum()
-        # luma takes the rest of the coefficients too (c - t: the chosen donors' mix less the
-        # others'), so the texture is as distinctive as the shape: plain averages of textures
-        # converge on the average face, and recognizers match such averages to each other
-        away = (c - t) * average_face_weight(int((c > 0).sum()), len(c))
         oval = mesh_indices()["oval"]
         if modes is not None:
             height = float(np.ptp(self.mean[oval, 1]))
@@ -487,31 +537,26 @@ class DonorSpace:
                 shape = shape + float(amp) * mode.field(self.mean, height)
         shape = shape.astype(np.float32)
         dst = np.concatenate([shape, ring_points(shape, oval)])
-        tris = triangulate(np.concatenate([self.mean, ring_points(self.mean.astype(np.float32), oval)]))
         # mixed as luma and two colour differences (a linear change of basis, so colour donors mix
         # exactly as in RGB): a greyscale donor adds its features to the luma only, instead of
         # washing the colour out of the whole composite
-        luma, towards, away_from, chroma = (_WeightedMean(n) for n in (1, 1, 1, 2))
-        for d, cd, ad in zip(self.donors, t, away):
-            if cd < 1e-9 and abs(ad) < 1e-9:
+        luma, chroma = _WeightedMean(1), _WeightedMean(2)
+        for d, cd in zip(self.donors, t):
+            if cd < 1e-9:
                 continue
-            src = np.concatenate([d.landmarks, ring_points(d.landmarks, oval)])
-            maps = warp_maps(dst, [src], tris, TEXTURE_SIZE, TEXTURE_SIZE)
-            warped = cv2.remap(d.image, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            y, colour = _luma_chroma(warped[maps.inside].astype(np.float64))
-            seen = np.maximum(visibility(maps.maps[0], maps.inside), MIN_VISIBILITY)[maps.inside]
+            maps, y, colour, seen = self._warp(d, dst)
             luma.add(maps, cd * seen, y)
-            towards.add(maps, max(ad, 0.0) * seen, y)
-            away_from.add(maps, max(-ad, 0.0) * seen, y)
             if not d.greyscale:
                 chroma.add(maps, cd * seen, colour)
         inside = luma.defined
-        luma_mix = luma.mean()
-        # the move away from the average face: the difference of two averages, each weighted by
-        # where its donors are seen, times how far the coefficients reach past the convex mix
-        moved = inside & towards.defined & away_from.defined
-        luma_mix[moved] += float(away[away > 0].sum()) * (towards.mean()[moved] - away_from.mean()[moved])
-        chroma_mix = chroma.mean()
+        luma_mix, chroma_mix = luma.mean(), chroma.mean()
+        # plain averages of textures converge on the average face, and recognizers match such
+        # averages to each other: luma moves on, away from the donors left out
+        reach = (float(c[c > 0].sum()) - 1.0) * average_face_weight(int((t > 0).sum()), len(c))
+        if reach > 1e-9:
+            left_out, seen_left_out = self._left_out_luma(t > 0, dst)
+            moved = inside & seen_left_out
+            luma_mix[moved] += reach * (luma_mix[moved] - left_out[moved])
         mixed = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 3), np.float64)
         mixed[inside] = _rgb(luma_mix[inside], chroma_mix[inside])
         texture = neutral_lips(mixed.round().clip(0, 255).astype(np.uint8), shape)
