@@ -382,7 +382,8 @@ def visibility(source_map: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 
 def average_face_weight(chosen: int, donors: int) -> float:
-    """How far a surrogate's luma follows its coefficients away from the pool's average face.
+    """How far a surrogate's luma is pushed away from the donors left out of it (0 = not at all, 1 =
+    as far as its coefficients reach, like its shape).
 
     The others' mean (the ``donors - chosen`` donors not in the composite) stands for the average
     face only when they are many: each carries ``1 / others`` of it, and pushing away from a few
@@ -403,13 +404,19 @@ class _WeightedMean:
         self.weight = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE), np.float64)
 
     def add(self, maps: WarpMaps, weights: np.ndarray, values: np.ndarray) -> None:
-        """Add ``values`` (one per pixel of ``maps.inside``) with ``weights``; zero weights add nothing."""
+        """Add ``values`` (one per pixel of ``maps.inside``) with ``weights`` (negative ones take a
+        texture back out)."""
         if not weights.any():
             return
         x0, y0, x1, y1 = maps.region
         w = weights if values.ndim == 1 else weights[:, None]
         self.total[y0:y1, x0:x1][maps.inside] += w * values
         self.weight[y0:y1, x0:x1][maps.inside] += weights
+
+    def copy(self) -> _WeightedMean:
+        out = _WeightedMean.__new__(_WeightedMean)
+        out.total, out.weight = self.total.copy(), self.weight.copy()
+        return out
 
     @property
     def defined(self) -> np.ndarray:
@@ -500,8 +507,7 @@ class DonorSpace:
         """
         import cv2
 
-        rest = _WeightedMean(1)
-        rest.total, rest.weight = self._pool_luma.total.copy(), self._pool_luma.weight.copy()
+        rest = self._pool_luma.copy()
         for d in (d for d, keep in zip(self.donors, chosen) if keep):
             maps, y, _, seen = self._warp(d, self._mean_points)
             rest.add(maps, -seen, y)
