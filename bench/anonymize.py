@@ -67,6 +67,12 @@ def mean_embedding(embs: list[dict]) -> dict[str, np.ndarray]:
     return {n: np.mean([e[n] for e in embs if e[n] is not None], axis=0) for n in RECOGNIZERS}
 
 
+def matched_pairs(pairs: list[tuple[dict, dict]]) -> str:
+    """How often each recognizer, and both, take the two mean embeddings of a pair for one person."""
+    hits = np.array([[get_recognizer(n).is_match(sim(n, a[n], b[n])) for n in RECOGNIZERS] for a, b in pairs])
+    return f"dlib {hits[:, 0].mean():.0%}, SFace {hits[:, 1].mean():.0%}, both {hits.all(axis=1).mean():.0%}"
+
+
 def frames_of(path: Path, count: int, step: int) -> list[np.ndarray]:
     return list(itertools.islice(itertools.islice(open_video(path).frames(), 0, None, step), count))
 
@@ -275,15 +281,12 @@ def main() -> None:
         for group, members in groups.items():
             if not members:
                 continue
-            hits = np.array([[get_recognizer(n).is_match(sim(n, a[n], b[n])) for n in RECOGNIZERS] for (a, _), (b, _) in members])
-            cells.append(f"{group} ({len(members)}): dlib {hits[:, 0].mean():.0%}, SFace {hits[:, 1].mean():.0%}, both {hits.all(axis=1).mean():.0%}")
+            cells.append(f"{group} ({len(members)}): " + matched_pairs([(a, b) for (a, _), (b, _) in members]))
         print(f"    {label}: " + "; ".join(cells))
     solos = list(donor_embed.values())
     if len(solos) == 2:
         pairs = [(a, b) for i, a in enumerate(solos[0]) for j, b in enumerate(solos[1]) if i != j]
-        hits = np.array([[get_recognizer(n).is_match(sim(n, a[n], b[n])) for n in RECOGNIZERS] for a, b in pairs])
-        print(f"    floor, two donors each swapped on alone, two clips ({len(pairs)}): "
-              f"dlib {hits[:, 0].mean():.0%}, SFace {hits[:, 1].mean():.0%}, both {hits.all(axis=1).mean():.0%}")
+        print(f"    floor, two donors each swapped on alone, two clips ({len(pairs)}): " + matched_pairs(pairs))
 
     ratio = np.array(flick["swap"]) / np.maximum(np.array(flick["orig"]), 1e-6)
     print(f"\nFlicker (mean |frame-to-frame change| in the face box, swap / original): median {np.median(ratio):.2f}, max {ratio.max():.2f}")
