@@ -101,6 +101,29 @@ def test_reverse_with_wrong_key_or_no_passphrase_exits_2_cleanly(runner: CliRunn
     assert not (t / "back.bin").exists()
 
 
+def test_reverse_of_a_swapped_vault_entry_exits_4_and_writes_nothing(runner: CliRunner, vault_setup: dict) -> None:
+    t = vault_setup["tmp"]
+    other_original, other_released = t / "other-original.bin", t / "other-released.bin"
+    other_original.write_bytes(os.urandom(5000))
+    other_released.write_bytes(b"another patient, de-identified")
+    import hashlib
+
+    with Vault(t / "vault").open_release("rel-cli", [t / "cust" / "alice.pub"], chunk_size=8192) as s:
+        s.escrow(other_original, "2.25.100", hashlib.sha256(other_released.read_bytes()).hexdigest())
+    objects = t / "vault" / "rel-cli" / "objects"
+    mine, theirs = (objects / f"{hashlib.sha256(f.read_bytes()).hexdigest()}.json" for f in (vault_setup["released"], other_released))
+    data = mine.read_bytes()
+    mine.write_bytes(theirs.read_bytes())
+    theirs.write_bytes(data)
+    args = ["reverse", str(vault_setup["released"]), "--vault", str(t / "vault"), "--key", str(t / "cust" / "alice.key"),
+            "--output", str(t / "back.bin")]
+    result = runner.invoke(app, args, env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert result.exit_code == 4, result.output
+    assert "does not belong to" in result.output and "swapped or edited" in result.output
+    assert not (t / "back.bin").exists()
+    _clean(result)
+
+
 def test_audit_verify_exit_codes_and_json(runner: CliRunner, tmp_path: Path) -> None:
     release = build_release(tmp_path)
     pub = str(release.keys.directory / "signing.pub")

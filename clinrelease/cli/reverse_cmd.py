@@ -26,8 +26,10 @@ def reverse_command(
 ) -> None:
     """Restore the original of a released file bit for bit from the escrow vault.
 
-    Needs the custodian key(s) and passphrase(s) (CLINRELEASE_PASSPHRASE or prompted). Nothing is
-    written unless every chunk authenticates and the original's digest matches.
+    Needs the custodian key(s) and passphrase(s) (CLINRELEASE_PASSPHRASE or prompted). The vault
+    entry must belong to this very file (its digest and SOP Instance UID, and the entry's MAC);
+    otherwise it refuses with exit code 4. Nothing is written unless every chunk authenticates and
+    the original's digest matches.
     """
     from clinrelease.crypto.escrow import reverse
     from clinrelease.crypto.keys import load_signing_private
@@ -50,6 +52,7 @@ def reverse_command(
         "released_sha256": result.released_sha256,
         "custodians": result.custodians,
         "audit_seq": result.audit_record["seq"] if result.audit_record else None,
+        "entry_authenticated": result.entry_authenticated,
     }
     if json_out:
         emit_json(info)
@@ -58,5 +61,10 @@ def reverse_command(
         f"restored {result.output} ({result.original_size} bytes, sha256 {result.original_sha256}) "
         f"from release {result.release_id}"
     )
+    if not result.entry_authenticated:
+        out_console.print(
+            "note: a legacy vault entry (no MAC); it was bound to this file by the encrypted chunks' "
+            "authenticated data only"
+        )
     if result.audit_record:
         out_console.print(f"reversal event seq {result.audit_record['seq']} appended to {log}")
