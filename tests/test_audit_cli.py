@@ -101,6 +101,17 @@ def test_reverse_with_wrong_key_or_no_passphrase_exits_2_cleanly(runner: CliRunn
     assert not (t / "back.bin").exists()
 
 
+def test_reverse_with_a_world_readable_custodian_key_exits_2_naming_the_chmod(runner: CliRunner, vault_setup: dict) -> None:
+    t = vault_setup["tmp"]
+    key = t / "cust" / "alice.key"
+    key.chmod(0o644)
+    result = runner.invoke(app, ["reverse", str(vault_setup["released"]), "--vault", str(t / "vault"), "--key", str(key),
+                                 "--output", str(t / "back.bin")], env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert result.exit_code == 2 and f"chmod 600 {key}" in " ".join(result.output.split())
+    assert not (t / "back.bin").exists()
+    _clean(result)
+
+
 def test_reverse_of_a_swapped_vault_entry_exits_4_and_writes_nothing(runner: CliRunner, vault_setup: dict) -> None:
     t = vault_setup["tmp"]
     other_original, other_released = t / "other-original.bin", t / "other-released.bin"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat
 import subprocess
@@ -18,8 +19,12 @@ from clinrelease.crypto.keys import (
     load_custodian_public,
     load_keys,
     load_release_key,
+    load_signing_private,
 )
 from clinrelease.errors import ConfigError
+
+
+PASS = "correct horse battery staple"
 
 
 def _mode(path: Path) -> int:
@@ -68,10 +73,29 @@ def test_mismatched_signing_pair_is_rejected(tmp_path: Path) -> None:
 
 def test_release_key_accepts_raw_bytes_and_rejects_wrong_length(tmp_path: Path) -> None:
     (tmp_path / "raw.key").write_bytes(bytes(range(32)))
+    (tmp_path / "raw.key").chmod(0o600)
     assert load_release_key(tmp_path / "raw.key") == bytes(range(32))
     (tmp_path / "short.key").write_text("abcd\n")
+    (tmp_path / "short.key").chmod(0o600)
     with pytest.raises(ConfigError, match="expected 32 bytes"):
         load_release_key(tmp_path / "short.key")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_private_keys_readable_by_group_or_others_are_refused_with_the_chmod_to_run(tmp_path: Path, mode: int) -> None:
+    init_keys(tmp_path / "keys")
+    custodian = create_custodian("alice", tmp_path / "cust", PASS)
+    loaders = {
+        tmp_path / "keys" / "release.key": lambda: load_keys(tmp_path / "keys"),
+        tmp_path / "keys" / "signing.key": lambda: load_signing_private(tmp_path / "keys" / "signing.key"),
+        custodian.private_path: lambda: load_custodian_private(custodian.private_path, PASS),
+    }
+    for path, load in loaders.items():
+        path.chmod(mode)
+        with pytest.raises(ConfigError, match=f"mode 0{mode:o}.*run `chmod 600 {re.escape(str(path))}`"):
+            load()
+        path.chmod(0o600)
+        load()
 
 
 @pytest.mark.parametrize("kind", ["x25519", "rsa3072"])

@@ -5,6 +5,10 @@ A *key folder* (``clinrelease keys init DIR``) holds what one release site needs
 ``release.key``
     32 random bytes as 64 hex characters: the HMAC key every keyed value of a release is derived
     from (:mod:`clinrelease.crypto.kdf`). Mode 0600.
+
+Every private key file (``release.key``, ``signing.key``, a custodian's ``NAME.key``) is written
+mode 0600 and refused when loaded with any group or other permission bit set; the message names
+the ``chmod 600 PATH`` to run.
 ``signing.key`` / ``signing.pub``
     An Ed25519 key pair (PKCS#8 / SubjectPublicKeyInfo PEM) that signs the audit statement. The
     private file is mode 0600 and unencrypted so that unattended runs can sign; protect the folder.
@@ -153,13 +157,29 @@ def init_keys(directory: str | Path) -> KeySet:
     return KeySet(release_key, signing_key, signing_key.public_key(), directory)
 
 
+def check_private_mode(path: Path) -> None:
+    """Refuse a private key file that group or others may read or write.
+
+    A key anyone on the machine can read is no longer private; the message names the ``chmod`` to run.
+    """
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"private key is accessible by group or others (mode {mode:04o}); run `chmod 600 {path}` and try again",
+            path,
+        )
+
+
 def _missing(path: Path, directory: Path) -> ConfigError:
     return ConfigError(f"missing; run `clinrelease keys init {directory}` to create the release keys", path)
 
 
 def load_release_key(path: str | Path) -> bytes:
-    """Read a ``release.key`` file (64 hex characters, or 32 raw bytes)."""
+    """Read a ``release.key`` file (64 hex characters, or 32 raw bytes); it must be mode 0600."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError("release key not found", path)
+    check_private_mode(path)
     raw = path.read_bytes()
     text = raw.strip()
     try:
@@ -172,10 +192,11 @@ def load_release_key(path: str | Path) -> bytes:
 
 
 def load_signing_private(path: str | Path) -> ed25519.Ed25519PrivateKey:
-    """Load an unencrypted Ed25519 private key (PEM)."""
+    """Load an unencrypted Ed25519 private key (PEM); it must be mode 0600."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("signing key not found", path)
+    check_private_mode(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
@@ -308,6 +329,7 @@ def load_custodian_private(path: str | Path, passphrase: str | None) -> Custodia
     path = Path(path)
     if not path.is_file():
         raise ConfigError("custodian key not found", path)
+    check_private_mode(path)
     if not passphrase:
         raise ConfigError(f"no passphrase given for the custodian key; set {PASSPHRASE_ENV} or enter it", path)
     try:
