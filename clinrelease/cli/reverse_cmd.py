@@ -8,7 +8,7 @@ import typer
 
 from clinrelease.cli.app import app
 from clinrelease.cli.common import JsonOption, emit_json, handles_errors, out_console
-from clinrelease.cli.keys_cmd import read_passphrase
+from clinrelease.cli.keys_cmd import read_passphrase, warn_legacy_custodian_keys
 
 
 @app.command("reverse")
@@ -38,6 +38,7 @@ def reverse_command(
     if (log is None) != (signing_key is None):
         raise ConfigError("--log and --signing-key go together: the reversal event must be signed")
     signer = load_signing_private(signing_key) if signing_key is not None else None
+    warn_legacy_custodian_keys(key)
     phrases = [read_passphrase(f"custodian key {path}", confirm=False) for path in key]
     result = reverse(
         released_file, vault, key, phrases, output,

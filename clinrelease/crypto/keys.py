@@ -13,16 +13,20 @@ the ``chmod 600 PATH`` to run.
     An Ed25519 key pair (PKCS#8 / SubjectPublicKeyInfo PEM) that signs the audit statement. The
     private file is mode 0600 and unencrypted so that unattended runs can sign; protect the folder.
 
-A *custodian* (``clinrelease keys custodian NAME DIR``) holds ``NAME.key`` (PKCS#8 PEM encrypted
-with a passphrase, mode 0600) and ``NAME.pub``: X25519 for HPKE, or RSA-3072 for custodians whose
-keys live on smartcards/HSMs that only speak RSA-OAEP. Escrowed originals are wrapped to the
-public halves (:mod:`clinrelease.crypto.escrow`).
+A *custodian* (``clinrelease keys custodian NAME DIR``) holds ``NAME.key`` (the PKCS#8 key
+encrypted under a passphrase stretched with Argon2id, :mod:`clinrelease.crypto.protect`, mode 0600)
+and ``NAME.pub``: X25519 for HPKE, or RSA-3072 for custodians whose keys live on smartcards/HSMs
+that only speak RSA-OAEP. Escrowed originals are wrapped to the public halves
+(:mod:`clinrelease.crypto.escrow`). New passphrases must pass the policy of
+:func:`clinrelease.crypto.protect.passphrase_problem`. Keys written before (PKCS#8 PEM under PBKDF2
+with 2048 iterations) still load; :func:`rewrap_custodian` re-protects them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
@@ -30,6 +34,7 @@ from typing import Literal, Union
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 
+from clinrelease.crypto import protect
 from clinrelease.crypto.kdf import KEY_BYTES
 from clinrelease.errors import ConfigError
 
@@ -267,7 +272,7 @@ def create_custodian(
     directory:
         Folder to write into (created when missing).
     passphrase:
-        Protects the private key; must not be empty.
+        Protects the private key (Argon2id); must pass the passphrase policy.
     kind:
         ``"x25519"`` (HPKE, default) or ``"rsa3072"`` (RSA-OAEP-SHA256).
     """
@@ -275,6 +280,7 @@ def create_custodian(
         raise ConfigError(f"custodian name {name!r}: use letters, digits, '-', '_' or '.'")
     if not passphrase:
         raise ConfigError("an empty passphrase would leave the custodian key unprotected")
+    protect.check_passphrase(passphrase)
     directory = Path(directory)
     private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
     for target in (private_path, public_path):
@@ -287,15 +293,8 @@ def create_custodian(
     else:
         raise ConfigError(f"custodian key kind {kind!r}: use 'x25519' or 'rsa3072'")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(
-        private_path,
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
-        ),
-    )
     public = private.public_key()
+    write_private(private_path, _protected_bytes(private, passphrase))
     _write_public(
         public_path, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -318,13 +317,23 @@ def load_custodian_public(path: str | Path) -> CustodianPublicKey:
     return key
 
 
+def _protected_bytes(private: CustodianPrivateKey, passphrase: str) -> bytes:
+    der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return protect.protect(der, passphrase, key_id(private.public_key()))
+
+
+def custodian_key_is_legacy(path: str | Path) -> bool:
+    """Whether a custodian key file is the older PKCS#8 PEM under PBKDF2 (re-protect it with rewrap)."""
+    return not protect.is_protected_document(Path(path).read_bytes())
+
+
 def load_custodian_private(path: str | Path, passphrase: str | None) -> CustodianPrivateKey:
-    """Load and decrypt a custodian private key.
+    """Load and decrypt a custodian private key (Argon2id file, or a legacy PBKDF2 PKCS#8 PEM).
 
     Raises
     ------
     ConfigError
-        Missing file, missing or wrong passphrase, or not a custodian key.
+        Missing file, readable by others, missing or wrong passphrase, or not a custodian key.
     """
     path = Path(path)
     if not path.is_file():
@@ -332,15 +341,50 @@ def load_custodian_private(path: str | Path, passphrase: str | None) -> Custodia
     check_private_mode(path)
     if not passphrase:
         raise ConfigError(f"no passphrase given for the custodian key; set {PASSPHRASE_ENV} or enter it", path)
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase.encode("utf-8"))
-    except TypeError:
-        raise ConfigError("not a passphrase-protected custodian key", path) from None
-    except ValueError:
-        raise ConfigError("wrong passphrase, or not a custodian private key", path) from None
+    data = path.read_bytes()
+    if protect.is_protected_document(data):
+        try:
+            key = serialization.load_der_private_key(protect.unprotect(data, passphrase), password=None)
+        except protect.InvalidTag:
+            raise ConfigError("wrong passphrase, or the custodian key file was altered", path) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"not a custodian private key ({exc})", path) from None
+    else:
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8"))
+        except TypeError:
+            raise ConfigError("not a passphrase-protected custodian key", path) from None
+        except ValueError:
+            raise ConfigError("wrong passphrase, or not a custodian private key", path) from None
     if not isinstance(key, (x25519.X25519PrivateKey, rsa.RSAPrivateKey)):
         raise ConfigError("not a custodian key: expected X25519 or RSA", path)
     return key
+
+
+def rewrap_custodian(path: str | Path, passphrase: str, new_passphrase: str) -> None:
+    """Re-protect a custodian key under ``new_passphrase`` with Argon2id (also upgrades legacy keys).
+
+    The key pair itself (and so every escrow wrapped to it) stays the same; the file is replaced
+    atomically and stays mode 0600.
+
+    Raises
+    ------
+    ConfigError
+        The key cannot be loaded with ``passphrase``, or ``new_passphrase`` fails the policy.
+    """
+    path = Path(path)
+    private = load_custodian_private(path, passphrase)
+    protect.check_passphrase(new_passphrase)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_protected_bytes(private, new_passphrase))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def passphrase_from_env() -> str | None:
