@@ -4,8 +4,10 @@ Every check runs even after a failure, so one run names every problem. The check
 
 ``signature``  the DSSE envelope verifies with the given Ed25519 public key;
 ``statement``  it is an in-toto Statement v1 with safe subject paths;
-``files``      every subject exists with its signed SHA-256, and no other payload file exists;
-``manifest``   ``manifest-sha256.txt`` (and ``tagmanifest-sha256.txt``) match the files;
+``files``      every subject exists with its signed SHA-256, no other payload file exists, and the
+               tag files are exactly :data:`TAG_FILES` (nothing added to ``audit/`` or beside it);
+``manifest``   ``manifest-sha256.txt`` and ``tagmanifest-sha256.txt`` match the files, and the tag
+               manifest lists exactly the other tag files;
 ``log``        ``audit/log.jsonl`` is the log the statement signed, and its hash chain holds;
 ``merkle``     the Merkle root over the files equals the signed one and the ``release_end`` one;
 ``records``    exactly one ``item``/``artifact`` record per released file, and none for others;
@@ -26,7 +28,7 @@ from typing import Any
 from clinrelease.audit.chain import check_chain, read_log
 from clinrelease.audit.dsse import STATEMENT_TYPE, EnvelopeError, envelope_payload, verify_envelope
 from clinrelease.audit.finalize import LOG_NAME, PREDICATE_TYPE, STATEMENT_NAME
-from clinrelease.audit.manifest import AUDIT_DIR, MANIFEST, TAGMANIFEST, payload_files, read_manifest
+from clinrelease.audit.manifest import AUDIT_DIR, BAGIT, MANIFEST, TAG_NAMES, TAGMANIFEST, payload_files, read_manifest
 from clinrelease.audit.merkle import merkle_root
 from clinrelease.audit.records import ARTIFACT, ITEM, RELEASE_END, RELEASE_START, record_digest, recheck
 from clinrelease.crypto.digest import sha256_file
@@ -34,6 +36,8 @@ from clinrelease.crypto.keys import load_signing_public
 from clinrelease.errors import InputError
 
 CHECK_NAMES = ("signature", "statement", "files", "manifest", "log", "merkle", "records", "figures")
+#: the tag files a finalized release holds, no more and no fewer
+TAG_FILES = (BAGIT, MANIFEST, TAGMANIFEST, f"{AUDIT_DIR}/{LOG_NAME}", f"{AUDIT_DIR}/{STATEMENT_NAME}")
 
 
 @dataclass
@@ -161,6 +165,8 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
     for rel in sorted(set(on_disk) - set(subjects)):
         c.fail("files", f"file added: {rel} is not in the signed statement")
 
+    _check_tag_files(out, c)
+
     # manifests
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
@@ -179,7 +185,9 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         for rel in sorted(set(manifest) - set(on_disk)):
             c.fail("manifest", f"{MANIFEST} lists {rel}, which is missing from the release")
     tagmanifest_path = out / TAGMANIFEST
-    if tagmanifest_path.is_file():
+    if not tagmanifest_path.is_file():
+        c.fail("manifest", f"{TAGMANIFEST} is missing")
+    else:
         tags, problems = read_manifest(tagmanifest_path)
         for problem in problems:
             c.fail("manifest", problem)
@@ -188,6 +196,11 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
                 c.fail("manifest", f"{TAGMANIFEST} lists {rel}, which is missing")
             elif sha256_file(out / rel) != digest:
                 c.fail("manifest", f"{TAGMANIFEST}: {rel} does not match its listed sha256")
+        expected = set(TAG_FILES) - {TAGMANIFEST}
+        for rel in sorted(expected - set(tags)):
+            c.fail("manifest", f"{TAGMANIFEST} does not list {rel}")
+        for rel in sorted(set(tags) - expected):
+            c.fail("manifest", f"{TAGMANIFEST} lists {rel}, which is not a tag file of a release")
 
     # the log
     log_path = out / AUDIT_DIR / LOG_NAME
@@ -234,6 +247,26 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         files=len(subjects),
         records=len(records),
     )
+
+
+def _check_tag_files(out: Path, c: _Collector) -> None:
+    """The release's tag area (top-level tag names and everything under ``audit/``) is exactly :data:`TAG_FILES`."""
+    found: list[str] = []
+    for name in sorted(TAG_NAMES):
+        path = out / name
+        if path.is_symlink() or path.is_file():
+            found.append(name)
+        elif path.is_dir():
+            found += sorted(p.relative_to(out).as_posix() for p in path.rglob("*") if p.is_symlink() or not p.is_dir())
+    for rel in found:
+        path = out / rel
+        if rel not in TAG_FILES:
+            c.fail("files", f"tag file added: {rel} is not part of a signed release (its tag files are {', '.join(TAG_FILES)})")
+        elif path.is_symlink() or not path.is_file():
+            c.fail("files", f"{rel} is a link or special file; a release holds regular files only")
+    for rel in TAG_FILES:
+        if rel not in found and rel != f"{AUDIT_DIR}/{STATEMENT_NAME}":  # a missing statement stops before this
+            c.fail("files", f"tag file deleted: {rel} is missing from the release")
 
 
 def _label(record: Mapping[str, Any]) -> str:
