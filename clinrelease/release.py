@@ -38,6 +38,7 @@ import numpy as np
 
 from clinrelease import __version__
 from clinrelease.crypto.digest import sha256_file
+from clinrelease.audit.identity import derive_release_id, release_nonce
 from clinrelease.audit.records import utc_now
 from clinrelease.crypto.kdf import derive_hex
 from clinrelease.errors import ClinReleaseError, ConfigError, InputError, VerificationError
@@ -778,9 +779,15 @@ def run_release(
         index, count = opts.shard
         items = [it for n, it in enumerate(items) if n % count == index]
     paths.make()
-    release_id = opts.release_id or derive_hex(keys.release_key, "release-id", profile.digest, 24)
+    release_meta = paths.work / "release.json"
+    previous = _load_record(release_meta)
+    nonce = release_nonce(paths.work)
+    release_id = opts.release_id or derive_release_id(keys.release_key, profile.digest, nonce)
+    if previous and "nonce" not in previous:  # begun before release nonces: keep its id so that resume redoes nothing
+        release_id = previous["release_id"]
     meta = {
         "release_id": release_id,
+        "nonce": nonce,
         "profile": profile.name,
         "profile_source": str(profile.source) if profile.source else profile.name,
         "profile_digest": profile.digest,
@@ -790,8 +797,6 @@ def run_release(
         "clinical": str(opts.clinical.resolve()) if opts.clinical else None,
         "started": utc_now(),
     }
-    release_meta = paths.work / "release.json"
-    previous = _load_record(release_meta)
     if previous and previous.get("profile_digest") != profile.digest:
         raise ConfigError(
             f"{paths.output} was started with profile {previous.get('profile')} (another digest); "
@@ -1200,6 +1205,7 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
             continue
     return {
         "release_id": meta["release_id"],
+        "nonce": meta.get("nonce", ""),
         "tool": {"name": "clinrelease", "version": __version__},
         "profile": {"name": profile.name, "sha256": profile.digest.removeprefix("sha256:")},
         "ps315": {

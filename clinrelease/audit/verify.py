@@ -3,7 +3,9 @@
 Every check runs even after a failure, so one run names every problem. The checks:
 
 ``signature``  the DSSE envelope verifies with the given Ed25519 public key;
-``statement``  it is an in-toto Statement v1 with safe subject paths;
+``statement``  it is an in-toto Statement v1 with safe subject paths, its release id and nonce are
+               those of ``release_start``, and (when the auditor names one) the release id is the
+               expected one: a whole release folder replayed as another release fails here;
 ``files``      every subject exists with its signed SHA-256, no other payload file exists, and the
                tag files are exactly :data:`TAG_FILES` (nothing added to ``audit/`` or beside it);
 ``manifest``   ``manifest-sha256.txt`` and ``tagmanifest-sha256.txt`` match the files, and the tag
@@ -58,6 +60,7 @@ class AuditReport:
     failures: list[str]
     checks: dict[str, bool]
     release_id: str | None = None
+    nonce: str | None = None
     merkle_root: str | None = None
     files: int = 0
     records: int = 0
@@ -70,6 +73,7 @@ class AuditReport:
             "failures": self.failures,
             "checks": self.checks,
             "release_id": self.release_id,
+            "nonce": self.nonce,
             "merkle_root": self.merkle_root,
             "files": self.files,
             "records": self.records,
@@ -104,7 +108,9 @@ def read_statement(out_dir: str | Path) -> tuple[dict[str, Any], str, bytes]:
     return envelope, payload_type, payload
 
 
-def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditReport:
+def verify_release(
+    out_dir: str | Path, signing_pub_path: str | Path, expected_release_id: str | None = None
+) -> AuditReport:
     """Check a finalized release against its signed statement, manifests and audit log.
 
     Parameters
@@ -113,6 +119,10 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         The release folder.
     signing_pub_path:
         The signer's Ed25519 public key (PEM), obtained from the releasing site out of band.
+    expected_release_id:
+        The release id the site gave for this release (also out of band); the signed statement
+        must name it. Every release has its own id (a random nonce goes into it), so another
+        release made with the same keys and profile fails.
 
     Raises
     ------
@@ -141,6 +151,12 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
     if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
         c.fail("statement", f"the signed payload is not a clinrelease in-toto statement ({statement.get('_type')})")
     predicate = statement.get("predicate") or {}
+    if expected_release_id is not None and predicate.get("release_id") != expected_release_id:
+        c.fail(
+            "statement",
+            f"the signed statement is release {predicate.get('release_id')}'s, not {expected_release_id}'s: "
+            "this folder (or its audit/ folder) comes from another release",
+        )
     subjects: dict[str, str] = {}
     for subject in statement.get("subject") or []:
         name, digest = subject.get("name"), (subject.get("digest") or {}).get("sha256")
@@ -235,6 +251,11 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
     if disk_root != root:
         c.fail("merkle", f"the Merkle root over the files on disk is {disk_root}, not the signed {root}")
 
+    starts = [r for r in records if r.get("type") == RELEASE_START]
+    if starts:
+        for name in ("release_id", "nonce"):
+            if starts[0].get(name, "") != predicate.get(name, ""):
+                c.fail("statement", f"the statement's {name} {predicate.get(name)!r} is not release_start's {starts[0].get(name)!r}")
     _check_records(records, subjects, c)
     _check_figures(records, c)
 
@@ -243,6 +264,7 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         failures=c.failures,
         checks=c.checks,
         release_id=predicate.get("release_id"),
+        nonce=predicate.get("nonce") or None,
         merkle_root=root,
         files=len(subjects),
         records=len(records),

@@ -16,6 +16,9 @@ from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, handles_e
 def verify(
     out: Path = typer.Argument(..., help="The release folder."),
     key: Path = typer.Option(..., "--key", help="The signer's Ed25519 public key (signing.pub)."),
+    release_id: str | None = typer.Option(
+        None, "--release-id", help="The release id the site gave you; a folder from any other release fails."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Check signature, manifests, files, hash chain, Merkle root, records and every recorded figure.
@@ -24,7 +27,7 @@ def verify(
     """
     from clinrelease.audit.verify import verify_release
 
-    report = verify_release(out, key)
+    report = verify_release(out, key, expected_release_id=release_id)
     if json_out:
         emit_json(report.to_dict())
     else:
