@@ -385,8 +385,3 @@ def rewrap_custodian(path: str | Path, passphrase: str, new_passphrase: str) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def passphrase_from_env() -> str | None:
-    """The passphrase in ``CLINRELEASE_PASSPHRASE``, or ``None`` when unset or empty."""
-    return os.environ.get(PASSPHRASE_ENV) or None

@@ -55,7 +55,8 @@ def passphrase_problem(phrase: str) -> str | None:
     word padded with digits or punctuation.
     """
     if len(phrase) < MIN_PASSPHRASE_CHARS:
-        return f"it has {len(phrase)} characters; use at least {MIN_PASSPHRASE_CHARS} (a few unrelated words work well)"
+        count = f"{len(phrase)} character" + ("" if len(phrase) == 1 else "s")
+        return f"it has {count}; use at least {MIN_PASSPHRASE_CHARS} (a few unrelated words work well)"
     if len(set(phrase)) < MIN_DISTINCT_CHARS:
         return f"it uses only {len(set(phrase))} different characters; use at least {MIN_DISTINCT_CHARS}"
     lowered = phrase.lower()
