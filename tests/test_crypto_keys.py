@@ -27,7 +27,7 @@ from clinrelease.crypto.keys import (
     load_signing_private,
     rewrap_custodian,
 )
-from clinrelease.crypto.protect import passphrase_problem
+from clinrelease.crypto.protect import Argon2Cost, passphrase_problem
 from clinrelease.errors import ConfigError
 
 
@@ -91,7 +91,7 @@ def test_release_key_accepts_raw_bytes_and_rejects_wrong_length(tmp_path: Path) 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
 def test_private_keys_readable_by_group_or_others_are_refused_with_the_chmod_to_run(tmp_path: Path, mode: int) -> None:
     init_keys(tmp_path / "keys")
-    custodian = create_custodian("alice", tmp_path / "cust", PASS)
+    custodian = create_custodian("alice", tmp_path / "cust", PASS, cost=Argon2Cost(memory_kib=1024, iterations=1, lanes=1))
     loaders = {
         tmp_path / "keys" / "release.key": lambda: load_keys(tmp_path / "keys"),
         tmp_path / "keys" / "signing.key": lambda: load_signing_private(tmp_path / "keys" / "signing.key"),

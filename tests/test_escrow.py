@@ -16,9 +16,12 @@ from pydicom.uid import generate_uid
 from clinrelease.audit.chain import check_chain, read_log
 from clinrelease.crypto.escrow import EscrowError, Vault, VaultEntryError, reverse
 from clinrelease.crypto.keys import create_custodian, init_keys, load_custodian_private
+from clinrelease.crypto.protect import Argon2Cost
 from clinrelease.errors import ConfigError, InputError
 
 PASS = "correct horse battery staple"
+#: these tests exercise escrow, not the KDF (test_crypto_keys checks the default cost): a cheap one
+FAST_KDF = Argon2Cost(memory_kib=1024, iterations=1, lanes=1)
 SMALL_CHUNK = 4096
 
 
@@ -27,10 +30,10 @@ def custodians(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Three custodians: two X25519, one RSA-3072; plus an outsider who is never escrowed to."""
     folder = tmp_path_factory.mktemp("custodians")
     return {
-        "alice": create_custodian("alice", folder, PASS),
-        "bob": create_custodian("bob", folder, PASS, kind="rsa3072"),
-        "carol": create_custodian("carol", folder, PASS),
-        "mallory": create_custodian("mallory", folder, PASS),
+        "alice": create_custodian("alice", folder, PASS, cost=FAST_KDF),
+        "bob": create_custodian("bob", folder, PASS, kind="rsa3072", cost=FAST_KDF),
+        "carol": create_custodian("carol", folder, PASS, cost=FAST_KDF),
+        "mallory": create_custodian("mallory", folder, PASS, cost=FAST_KDF),
     }
 
 

@@ -261,7 +261,11 @@ def load_keys(directory: str | Path, need_signing: bool = True) -> KeySet:
 
 
 def create_custodian(
-    name: str, directory: str | Path, passphrase: str, kind: CustodianKind = "x25519"
+    name: str,
+    directory: str | Path,
+    passphrase: str,
+    kind: CustodianKind = "x25519",
+    cost: protect.Argon2Cost = protect.DEFAULT_COST,
 ) -> Custodian:
     """Create a custodian key pair ``DIR/NAME.key`` (encrypted PKCS#8 PEM, 0600) + ``DIR/NAME.pub``.
 
@@ -275,6 +279,8 @@ def create_custodian(
         Protects the private key (Argon2id); must pass the passphrase policy.
     kind:
         ``"x25519"`` (HPKE, default) or ``"rsa3072"`` (RSA-OAEP-SHA256).
+    cost:
+        Argon2id cost; keep the default (the CLI offers no other), tests of escrow pass a lower one.
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ConfigError(f"custodian name {name!r}: use letters, digits, '-', '_' or '.'")
@@ -294,7 +300,7 @@ def create_custodian(
         raise ConfigError(f"custodian key kind {kind!r}: use 'x25519' or 'rsa3072'")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     public = private.public_key()
-    write_private(private_path, _protected_bytes(private, passphrase))
+    write_private(private_path, _protected_bytes(private, passphrase, cost))
     _write_public(
         public_path, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -317,9 +323,11 @@ def load_custodian_public(path: str | Path) -> CustodianPublicKey:
     return key
 
 
-def _protected_bytes(private: CustodianPrivateKey, passphrase: str) -> bytes:
+def _protected_bytes(
+    private: CustodianPrivateKey, passphrase: str, cost: protect.Argon2Cost = protect.DEFAULT_COST
+) -> bytes:
     der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return protect.protect(der, passphrase, key_id(private.public_key()))
+    return protect.protect(der, passphrase, key_id(private.public_key()), cost)
 
 
 def custodian_key_is_legacy(path: str | Path) -> bool:

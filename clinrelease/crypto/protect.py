@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -35,6 +36,18 @@ FORMAT = "clinrelease-custodian-key/2"
 ARGON2_MEMORY_KIB = 64 * 1024
 ARGON2_ITERATIONS = 3
 ARGON2_LANES = 4
+
+
+@dataclass(frozen=True)
+class Argon2Cost:
+    """Argon2id cost: memory in KiB, passes, lanes. New custodian keys use :data:`DEFAULT_COST`."""
+
+    memory_kib: int = ARGON2_MEMORY_KIB
+    iterations: int = ARGON2_ITERATIONS
+    lanes: int = ARGON2_LANES
+
+
+DEFAULT_COST = Argon2Cost()
 #: a stored cost above these is refused rather than run (a crafted file must not exhaust memory)
 _MAX_MEMORY_KIB = 4 * 1024 * 1024
 _MAX_ITERATIONS = 64
@@ -95,16 +108,20 @@ def _stretch(passphrase: str, kdf: dict[str, Any]) -> bytes:
     ).derive(passphrase.encode("utf-8"))
 
 
-def protect(private_der: bytes, passphrase: str, public_key_id: str) -> bytes:
-    """The file bytes of a custodian key: ``private_der`` (PKCS#8) encrypted under ``passphrase``."""
+def protect(private_der: bytes, passphrase: str, public_key_id: str, cost: Argon2Cost = DEFAULT_COST) -> bytes:
+    """The file bytes of a custodian key: ``private_der`` (PKCS#8) encrypted under ``passphrase``.
+
+    ``cost`` is stored in the file (and authenticated), so reading needs no setting; only tests
+    that exercise escrow rather than the KDF pass a lower one.
+    """
     document: dict[str, Any] = {
         "format": FORMAT,
         "kdf": {
             "name": "argon2id",
             "version": 19,
-            "memory_kib": ARGON2_MEMORY_KIB,
-            "iterations": ARGON2_ITERATIONS,
-            "lanes": ARGON2_LANES,
+            "memory_kib": cost.memory_kib,
+            "iterations": cost.iterations,
+            "lanes": cost.lanes,
             "salt": _b64(os.urandom(16)),
         },
         "cipher": "AES-256-GCM",
@@ -146,6 +163,8 @@ def unprotect(data: bytes, passphrase: str) -> bytes:
 
 
 __all__ = [
+    "DEFAULT_COST",
+    "Argon2Cost",
     "ARGON2_ITERATIONS",
     "ARGON2_LANES",
     "ARGON2_MEMORY_KIB",
