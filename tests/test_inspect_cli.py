@@ -98,3 +98,13 @@ def test_bad_input_exits_2_with_the_message(tmp_path, target, message):
     result = runner.invoke(app, ["inspect", str(path)])
     assert result.exit_code == 2
     assert message in result.output and path.name in result.output
+
+
+@pytest.mark.parametrize("name", ["scan[bold].dcm", "visit[1].mp4", "[b]x.dcm"])
+def test_an_error_names_a_bracketed_file_literally(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("neither DICOM nor video\n")
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: not a DICOM file and not a readable video file" in result.stderr
+    assert "Traceback" not in result.output

@@ -149,6 +149,26 @@ def test_all_released_exits_0_and_plain_output(built: ReleaseInput, keys: Path, 
     assert "QA report:" in result.output
 
 
+def test_bracketed_file_names_print_literally_in_the_table_and_quarantine_line(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    # Rich markup would read "[bold]" as a style and print "scan.dcm"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(built.deid_data[0], folder / "scan[bold].dcm")
+    shutil.copyfile(built.dicom_video, folder / "exam[red]1.dcm")  # burned-in annotation: quarantined by basic
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(tmp_path / "r"), "-k", str(keys)])
+    assert result.exit_code == 1, result.output
+    assert "scan[bold].dcm" in result.stdout and "exam[red]1.dcm" in result.stdout
+    assert "quarantined: exam[red]1.dcm: " in result.stderr
+
+
+def test_dask_executor_without_the_extra_names_the_extra(built: ReleaseInput, keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a None entry makes "import distributed" fail as it does where the extra is not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = invoke(["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(keys), "--executor", "dask"])
+    assert result.exit_code == 2, result.output
+    assert "pip install -e '.[dask]'" in result.stderr
+
+
 def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "release"
     result = invoke(built.run_args("basic", out, keys, "--workers", "2", "--json"))
