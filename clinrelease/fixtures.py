@@ -393,8 +393,14 @@ def container_phi(identity: Identity) -> dict[str, str]:
     }
 
 
-def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, metadata: dict[str, str]) -> int:
-    """Encode ``frames`` into an H.264 MP4 with ``metadata`` in the container; returns the frame count."""
+def write_mp4(
+    path: Path, frames: Iterable[np.ndarray], fps: float, metadata: dict[str, str], *, rotation: int = 0, mirrored: bool = False
+) -> int:
+    """Encode ``frames`` into an H.264 MP4 with ``metadata`` in the container; returns the frame count.
+
+    With ``rotation`` (clockwise degrees, a quarter turn) or ``mirrored``, the file is stored the way a
+    phone stores it: the pixels turned the other way and a display matrix that turns them back.
+    """
     from fractions import Fraction
 
     import av
@@ -405,7 +411,11 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, metadata: di
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "18"}
+        if rotation or mirrored:
+            stream.set_display_rotation(-rotation, hflip=mirrored)  # PyAV counts counter-clockwise
         for frame in frames:
+            if rotation or mirrored:
+                frame = np.ascontiguousarray(np.rot90(frame[:, ::-1] if mirrored else frame, k=rotation // 90))
             if count == 0:
                 stream.height, stream.width = frame.shape[:2]
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
@@ -425,14 +435,19 @@ def build_mp4_fixture(
     *,
     identity: Identity | None = None,
     burn_text: bool = True,
+    rotation: int = 0,
 ) -> PlantedPHI:
-    """A plain MP4 whose container title/comment/artist/location and burned-in text carry PHI."""
+    """A plain MP4 whose container title/comment/artist/location and burned-in text carry PHI.
+
+    ``rotation`` (clockwise degrees) makes it a phone-style file: stored on its side with a display
+    matrix that turns it upright.
+    """
     out = Path(out)
     source = Path(source) if source is not None else carphone_path()
     identity = identity or Identity()
     lines = [identity.patient_name, f"MRN {identity.patient_id}"] if burn_text else []
     frames = (burn_in(f, lines) if lines else f for f in source_frames(source, max_frames))
-    count = write_mp4(out, frames, open_video(source).info.fps, container_phi(identity))
+    count = write_mp4(out, frames, open_video(source).info.fps, container_phi(identity), rotation=rotation)
     planted = _planted(out, identity, [], lines, "mp4", None)
     extra = [v for k, v in container_phi(identity).items() if k != "creation_time"]
     return PlantedPHI(**{**planted.__dict__, "strings": planted.strings + extra, "frames": count})

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from clinrelease.dicom.video import MpegDicomVideo, VideoSource, is_technical_metadata, open_video
+from clinrelease.dicom.video import MpegDicomVideo, Orientation, VideoSource, is_technical_metadata, open_video
 
 
 
@@ -81,6 +81,8 @@ class InspectReport:
     #: non-identifying header facts (modality, manufacturer model, attribute counts)
     summary: dict[str, str | int] = field(default_factory=dict)
     phi: list[PhiLocation] = field(default_factory=list)
+    #: a plain video's display rotation (``rows`` and ``columns`` are those of the upright picture)
+    orientation: Orientation = field(default_factory=Orientation)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the ``--json`` output of ``clinrelease inspect``)."""
@@ -151,6 +153,7 @@ def inspect_file(path: str | Path) -> InspectReport:
         annex_e_edition=table.edition,
         summary=summary,
         phi=phi,
+        orientation=info.orientation,
     )
 
 

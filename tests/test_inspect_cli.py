@@ -108,3 +108,13 @@ def test_an_error_names_a_bracketed_file_literally(tmp_path, name):
     assert result.exit_code == 2
     assert f"{path}: not a DICOM file and not a readable video file" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_reports_a_phone_videos_rotation(tmp_path):
+    phone = build_mp4_fixture(tmp_path / "phone.mp4", max_frames=4, rotation=90).path
+    data = _json(phone)
+    assert data["orientation"] == {"rotation": 90, "mirrored": False, "source": "display matrix"}
+    assert (data["rows"], data["columns"]) == (144, 176)  # the upright picture; the file stores 176x144
+    assert _json(build_mp4_fixture(tmp_path / "plain.mp4", max_frames=4).path)["orientation"]["rotation"] == 0
+    text = runner.invoke(app, ["inspect", str(phone)]).stdout
+    assert "90 degrees clockwise (display matrix)" in " ".join(text.split())
