@@ -169,6 +169,35 @@ def test_dask_executor_without_the_extra_names_the_extra(built: ReleaseInput, ke
     assert "pip install -e '.[dask]'" in result.stderr
 
 
+def test_audio_is_never_released_and_the_report_says_so(keys: Path, tmp_path: Path) -> None:
+    """A voice identifies a patient: sound beside the pictures, in a plain MP4 or in an MP4 kept as DICOM
+    pixel data, is left behind even by the header-only profile, which otherwise keeps pixel data as is."""
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import Identity, build_dicom_fixture, build_mp4_fixture, carphone_path
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    identity = Identity()
+    build_mp4_fixture(folder / "visit.mp4", carphone_path(), 12, identity=identity, burn_text=False, audio=True)
+    exam = build_dicom_fixture(folder / "exam.dcm", carphone_path(), "h264-mp4", 12, identity=identity, burn_text=False, audio=True).path
+    assert open_video(folder / "visit.mp4").info.audio_streams == 1 and open_video(exam).info.audio_streams == 1
+    ds = pydicom.dcmread(exam)
+    ds.BurnedInAnnotation = "NO"  # no captions drawn: basic may release it
+    ds.save_as(exam)
+    meta = tmp_path / "meta.csv"
+    meta.write_text(f"file,patient_id,patient_name\nvisit.mp4,{identity.patient_id},{identity.patient_name}\n")
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--metadata", str(meta), "--json"])
+    doc = summary(out)
+    assert [i["verification"]["audio_streams_dropped"] for i in doc["items"]] == [1, 1], result.output
+    assert doc["audio"] == "never released: only the pictures are re-encoded; 2 input(s) had sound, dropped"
+    assert "<th>Audio</th><td>never released" in (out / "report" / "index.html").read_text()
+    released = [i for i in doc["items"] if i["status"] == "released"]
+    assert len(released) == 2, [i["reasons"] for i in doc["items"]]
+    for item in released:
+        assert open_video(out / item["output"]).info.audio_streams == 0
+
+
 def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "release"
     result = invoke(built.run_args("basic", out, keys, "--workers", "2", "--json"))

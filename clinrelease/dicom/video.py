@@ -109,6 +109,8 @@ class VideoInfo:
     container_metadata: dict[str, str] = field(default_factory=dict)
     #: the container's display rotation; ``rows`` and ``columns`` are those of the upright picture
     orientation: Orientation = field(default_factory=Orientation)
+    #: audio streams beside the video; never decoded, so never released (a voice identifies a patient)
+    audio_streams: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -181,6 +183,7 @@ def read_container_info(path: Path) -> VideoInfo:
         metadata = {str(k): str(v) for k, v in container.metadata.items()}
         metadata.update({f"stream:{k}": v for k, v in stream_tags.items()})
         rows, columns = stream.codec_context.height, stream.codec_context.width
+        audio_streams = len(container.streams.audio)
     orientation = read_orientation(path, stream_tags)
     if orientation.rotation in (90, 270):
         rows, columns = columns, rows
@@ -194,6 +197,7 @@ def read_container_info(path: Path) -> VideoInfo:
         codec=stream.codec_context.name,
         container_metadata=metadata,
         orientation=orientation,
+        audio_streams=audio_streams,
     )
 
 
@@ -553,6 +557,8 @@ def read_dicom_video(path: Path) -> DicomVideo:
         video: DicomVideo = MpegDicomVideo(info, header, location, syntax)
         if not info.fps:
             video = MpegDicomVideo(_with_stream_fps(info, video), header, location, syntax)
+        if video.stream_format() in _MULTIPLEXED_FORMATS:
+            video = MpegDicomVideo(_with_audio_count(video.info, video), header, location, syntax)
         return video
     if syntax.route == "jpeg":
         if not location.encapsulated or not location.fragments:
@@ -600,6 +606,26 @@ def _with_stream_fps(info: VideoInfo, video: MpegDicomVideo) -> VideoInfo:
         except av.error.FFmpegError as exc:
             raise InputError(f"corrupt video bitstream ({exc})", info.path) from exc
     return dataclasses.replace(info, fps=float(rate or 0))
+
+
+#: demuxers of pixel data that is a whole container (MP4, MPEG-2 program or transport stream),
+#: which can carry sound beside the pictures; elementary streams cannot
+_MULTIPLEXED_FORMATS = frozenset({"mp4", "mpeg", "mpegts"})
+
+
+def _with_audio_count(info: VideoInfo, video: MpegDicomVideo) -> VideoInfo:
+    """Count the audio streams multiplexed into the pixel data."""
+    import dataclasses
+
+    import av
+
+    with FragmentStream(info.path, video.location.fragments) as view:
+        try:
+            with av.open(view, format=video.stream_format()) as container:
+                count = len(container.streams.audio)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"corrupt video bitstream ({exc})", info.path) from exc
+    return dataclasses.replace(info, audio_streams=count)
 
 
 def open_video(path: str | Path) -> VideoSource:
