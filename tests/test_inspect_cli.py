@@ -118,3 +118,11 @@ def test_reports_a_phone_videos_rotation(tmp_path):
     assert _json(build_mp4_fixture(tmp_path / "plain.mp4", max_frames=4).path)["orientation"]["rotation"] == 0
     text = runner.invoke(app, ["inspect", str(phone)]).stdout
     assert "90 degrees clockwise (display matrix)" in " ".join(text.split())
+
+
+def test_lists_audio_streams_as_phi_places(tmp_path):
+    plain = build_mp4_fixture(tmp_path / "voice.mp4", max_frames=4, audio=True).path
+    wrapped = build_dicom_fixture(tmp_path / "voice.dcm", syntax="h264-mp4", max_frames=4, audio=True).path
+    assert ("container", "audio:0", "X") in {(p["where"], p["tag"], p["action"]) for p in _json(plain)["phi"]}
+    assert ("pixel data container", "audio:0") in {(p["where"], p["tag"]) for p in _json(wrapped)["phi"]}
+    assert not [p for p in _json(build_mp4_fixture(tmp_path / "mute.mp4", max_frames=4).path)["phi"] if p["tag"].startswith("audio")]
