@@ -198,6 +198,14 @@ def _is_video(header, item: InputItem) -> bool:
     return frames > 1 and int(header.get("SamplesPerPixel", 1) or 1) == 3
 
 
+AUDIO_REASON = "audio is never released"
+#: DICOM objects that are recorded sound (a voice identifies a patient): quarantined
+AUDIO_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.9.4.1": "Basic Voice Audio Waveform",
+    "1.2.840.10008.5.1.4.1.1.9.4.2": "General Audio Waveform",
+}
+
+
 def _is_mpeg(header) -> bool:
     from clinrelease.dicom.syntaxes import syntax_info
 
@@ -346,6 +354,8 @@ def _run_stages(work: _ItemWork) -> None:
         record["container_metadata_keys"] = sorted(source.info.container_metadata)
     else:
         header = read_dicom_header(item.path)
+        if str(header.get("SOPClassUID", "")) in AUDIO_SOP_CLASSES:
+            raise VerificationError(f"{AUDIO_REASON}: the file is a {AUDIO_SOP_CLASSES[str(header.SOPClassUID)]} object")
     work.phi = _identifying_strings(identifying_strings(header), item, source)
     video = _is_video(header, item)
     faces_on = bool(video and profile.faces.enabled and profile.anonymizer is not None)
@@ -1172,7 +1182,10 @@ def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: s
     counts = {RELEASED: 0, QUARANTINED: 0, ERROR: 0}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    with_audio = sum(1 for r in records if r.get("verification", {}).get("audio_streams_dropped"))
+    with_audio = sum(
+        1 for r in records
+        if r.get("verification", {}).get("audio_streams_dropped") or any(x.startswith(AUDIO_REASON) for x in r["reasons"])
+    )
     return {
         "tool": {"name": "clinrelease", "version": __version__},
         "release_id": meta["release_id"],
@@ -1182,7 +1195,7 @@ def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: s
         "key_id": key_id,
         "started": meta["started"],
         "finished": finished,
-        "audio": f"never released: only the pictures are re-encoded; {with_audio} input(s) had sound, dropped",
+        "audio": f"never released: only the pictures are re-encoded and audio objects are quarantined; {with_audio} input(s) had sound",
         "counts": counts,
         "gallery": gallery,
         "clinical": clinical,

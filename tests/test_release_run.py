@@ -184,18 +184,43 @@ def test_audio_is_never_released_and_the_report_says_so(keys: Path, tmp_path: Pa
     ds = pydicom.dcmread(exam)
     ds.BurnedInAnnotation = "NO"  # no captions drawn: basic may release it
     ds.save_as(exam)
+    _write_voice_recording(folder / "voice.dcm")
     meta = tmp_path / "meta.csv"
     meta.write_text(f"file,patient_id,patient_name\nvisit.mp4,{identity.patient_id},{identity.patient_name}\n")
     out = tmp_path / "release"
     result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--metadata", str(meta), "--json"])
     doc = summary(out)
-    assert [i["verification"]["audio_streams_dropped"] for i in doc["items"]] == [1, 1], result.output
-    assert doc["audio"] == "never released: only the pictures are re-encoded; 2 input(s) had sound, dropped"
+    items = {i["input"]: i for i in doc["items"]}
+    assert [items[n]["verification"]["audio_streams_dropped"] for n in ("exam.dcm", "visit.mp4")] == [1, 1], result.output
+    assert items["voice.dcm"]["status"] == "quarantined" and items["voice.dcm"]["output"] is None
+    assert items["voice.dcm"]["reasons"] == ["audio is never released: the file is a Basic Voice Audio Waveform object"]
+    assert doc["audio"] == "never released: only the pictures are re-encoded and audio objects are quarantined; 3 input(s) had sound"
     assert "<th>Audio</th><td>never released" in (out / "report" / "index.html").read_text()
     released = [i for i in doc["items"] if i["status"] == "released"]
     assert len(released) == 2, [i["reasons"] for i in doc["items"]]
     for item in released:
         assert open_video(out / item["output"]).info.audio_streams == 0
+
+
+def _write_voice_recording(path: Path) -> None:
+    """A DICOM Basic Voice Audio Waveform object: a dictated note, 0.1 s of 8 kHz sound."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.9.4.1", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "Whitmore^Eleanor", "MRN4815162342", "AU"
+    wave = Dataset()
+    wave.WaveformOriginality, wave.NumberOfWaveformChannels, wave.NumberOfWaveformSamples = "ORIGINAL", 1, 800
+    wave.SamplingFrequency, wave.WaveformBitsAllocated, wave.WaveformSampleInterpretation = 8000, 16, "SS"
+    wave.WaveformData = (np.sin(np.arange(800) / 3) * 1000).astype("<i2").tobytes()
+    ds.WaveformSequence = [wave]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
 
 
 def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
