@@ -23,8 +23,9 @@ system-tools:  ## optional Debian tools the tests use when present: dicom3tools 
 	  || echo "warning: could not install dicom3tools/chromium; the tests that need them will be skipped"; \
 	else echo "note: not root or no apt-get; install dicom3tools and chromium yourself to run every test"; fi
 
+# exit 1 means an item was quarantined: the release is complete all the same, so it is verified
 demo: $(STAMP)  ## release the built-in demo set into demo-release/, then verify its signed audit log
-	$(BIN)/clinrelease demo demo-release
+	$(BIN)/clinrelease demo demo-release || [ $$? -eq 1 ]
 	$(BIN)/clinrelease audit verify demo-release/release --key demo-release/keys/signing.pub
 
 test: $(STAMP)
