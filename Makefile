@@ -28,5 +28,5 @@ demo: $(STAMP)  ## release the built-in demo set into demo-release/, then verify
 	$(BIN)/clinrelease demo demo-release || [ $$? -eq 1 ]
 	$(BIN)/clinrelease audit verify demo-release/release --key demo-release/keys/signing.pub
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+test: $(STAMP)  ## the whole suite; ARGS="tests/test_items.py -x" narrows it
+	$(BIN)/python -m pytest -n 2 -q $(ARGS)
