@@ -182,7 +182,7 @@ def read_container_info(path: Path) -> VideoInfo:
         stream_tags = {str(k): str(v) for k, v in stream.metadata.items()}
         metadata = {str(k): str(v) for k, v in container.metadata.items()}
         metadata.update({f"stream:{k}": v for k, v in stream_tags.items()})
-        rows, columns = stream.codec_context.height, stream.codec_context.width
+        rows, columns, codec = stream.codec_context.height, stream.codec_context.width, stream.codec_context.name
         audio_streams = len(container.streams.audio)
     orientation = read_orientation(path, stream_tags)
     if orientation.rotation in (90, 270):
@@ -194,7 +194,7 @@ def read_container_info(path: Path) -> VideoInfo:
         fps=fps,
         rows=rows,
         columns=columns,
-        codec=stream.codec_context.name,
+        codec=codec,
         container_metadata=metadata,
         orientation=orientation,
         audio_streams=audio_streams,
