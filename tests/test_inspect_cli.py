@@ -126,3 +126,4 @@ def test_lists_audio_streams_as_phi_places(tmp_path):
     assert ("container", "audio:0", "X") in {(p["where"], p["tag"], p["action"]) for p in _json(plain)["phi"]}
     assert ("pixel data container", "audio:0") in {(p["where"], p["tag"]) for p in _json(wrapped)["phi"]}
     assert not [p for p in _json(build_mp4_fixture(tmp_path / "mute.mp4", max_frames=4).path)["phi"] if p["tag"].startswith("audio")]
+

@@ -155,10 +155,13 @@ def test_bracketed_file_names_print_literally_in_the_table_and_quarantine_line(b
     folder.mkdir()
     shutil.copyfile(built.deid_data[0], folder / "scan[bold].dcm")
     shutil.copyfile(built.dicom_video, folder / "exam[red]1.dcm")  # burned-in annotation: quarantined by basic
-    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(tmp_path / "r"), "-k", str(keys)])
+    out = tmp_path / ("release-" + "r" * 90)
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys)])
     assert result.exit_code == 1, result.output
     assert "scan[bold].dcm" in result.stdout and "exam[red]1.dcm" in result.stdout
     assert "quarantined: exam[red]1.dcm: " in result.stderr
+    # a long path stays on one line, to be copied
+    assert f"release: {out}" in result.stdout.splitlines()
 
 
 def test_dask_executor_without_the_extra_names_the_extra(built: ReleaseInput, keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,8 +28,9 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout
 
 # Markup off: what is printed carries paths, header values and reasons, and Rich would read
 # "scan[bold].dcm" or ".[dask]" as markup and drop the brackets. Colour goes through styled().
-err_console = Console(stderr=True, markup=False)
-out_console = Console(markup=False)
+# Soft wrap: a long path or command line stays one line to copy (tables still fold their cells).
+err_console = Console(stderr=True, markup=False, soft_wrap=True)
+out_console = Console(markup=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
