@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from clinrelease.cli.app import audit_app
-from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, handles_errors, out_console
+from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, handles_errors, out_console, styled
 
 
 @audit_app.command("verify")
@@ -32,7 +32,7 @@ def verify(
         emit_json(report.to_dict())
     else:
         for name, passed in report.checks.items():
-            out_console.print(f"{'[green]ok  [/]' if passed else '[red]FAIL[/]'} {name}", highlight=False)
+            out_console.print(styled("ok  ", "green", name) if passed else styled("FAIL", "red", name), highlight=False)
         for failure in report.failures:
             out_console.print(f"  - {failure}", highlight=False, markup=False, soft_wrap=True)
         verdict = "verified" if report.ok else f"NOT verified: {len(report.failures)} failure(s)"
