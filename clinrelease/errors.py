@@ -46,3 +46,9 @@ class VerificationError(ClinReleaseError):
     """An output failed a verification or policy check (exit code 1)."""
 
     exit_code = 1
+
+
+class ServerError(ClinReleaseError):
+    """A PACS or archive server could not be reached, refused us, or broke off (exit code 3)."""
+
+    exit_code = 3
