@@ -96,8 +96,8 @@ class Orthanc:
         raise RuntimeError(f"Orthanc {self.name} did not answer within 30 s")
 
     def stop(self) -> None:
+        self.terminate()
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -106,6 +106,11 @@ class Orthanc:
         if self.proc is not None:
             self.log.close()
         self.proc = None
+
+    def terminate(self) -> None:
+        """Ask the server to shut down without waiting (``stop`` waits): servers shut down side by side."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
 
     def kill(self) -> None:
         """End the server at once (a crash, not a shutdown)."""
@@ -157,9 +162,10 @@ def servers_file(folder: Path, timeout_s: float = 5, **servers: Orthanc | str) -
 
 class FaultProxy:
     """A loopback HTTP proxy in front of a server that answers ``status`` from the Nth WADO-RS instance
-    request on, or cuts the connection there (``status=None``), or waits ``delay`` seconds first."""
+    request on (with ``stow``: the Nth STOW-RS request), or cuts the connection there (``status=None``),
+    or waits ``delay`` seconds first; ``hook`` runs first (e.g. to kill the server behind it)."""
 
-    def __init__(self, upstream: str, fail_from: int = 1, status: int | None = 500, delay: float = 0.0, hook=None) -> None:
+    def __init__(self, upstream: str, fail_from: int = 1, status: int | None = 500, delay: float = 0.0, hook=None, stow: bool = False) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         proxy = self
@@ -172,7 +178,8 @@ class FaultProxy:
 
             def _forward(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else None
-                if "/instances/" in self.path and method == "GET":
+                wado = "/instances/" in self.path and method == "GET"
+                if (method == "POST") if stow else wado:
                     proxy.instance_requests += 1
                     if proxy.instance_requests >= proxy.fail_from:
                         if proxy.hook is not None:

@@ -69,6 +69,8 @@ def servers(tmp_path: Path, inputs: dict):
             clinical.upload(path)
         yield clinical, research
     finally:
+        clinical.terminate()
+        research.terminate()
         clinical.stop()
         research.stop()
 
@@ -114,6 +116,7 @@ def test_release_over_dicomweb_pushes_exactly_the_released_instances(servers, in
 
     pushed = research.files()
     assert set(pushed) == set(released_files(out)) and len(pushed) == 3
+    assert pushed == released_files(out)  # byte for byte what the signed manifest lists
     readback = tmp_path / "readback"
     readback.mkdir()
     assert_clean(pushed, inputs, readback)
@@ -211,6 +214,38 @@ def test_slow_server_times_out_with_the_server_and_study_named(servers, inputs: 
         took = time.monotonic() - started
     assert result.exit_code == 3 and "no answer within 1 s" in result.output and inputs["study_b"] in result.output, result.output
     assert took < 30 and research.instances() == []
+
+
+def test_target_down_releases_locally_and_a_rerun_pushes_everything_once(servers, inputs: dict, keys: Path, tmp_path: Path) -> None:
+    clinical, research = servers
+    cfg = servers_file(tmp_path, clinical=clinical, research=research)
+    out = tmp_path / "release"
+    research.stop()
+    result = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
+    assert result.exit_code == 3 and f"research ({research.dicomweb})" in result.output and "released study" in result.output, result.output
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0  # the local release is whole
+    research.start()
+    again = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
+    assert again.exit_code == 0 and json.loads(again.output)["push"]["pushed"] == 1 and len(research.instances()) == 1
+
+
+def test_target_killed_mid_push_holds_whole_studies_only_and_a_rerun_completes(servers, inputs: dict, keys: Path, tmp_path: Path) -> None:
+    """Each study goes in one STOW request: the target dies as the second study is sent and holds the
+    first study whole and nothing of the second; the re-run sends only the second."""
+    clinical, research = servers
+    out = tmp_path / "release"
+    with FaultProxy(research.url, fail_from=2, status=None, hook=research.kill, stow=True) as proxy:
+        cfg = servers_file(tmp_path, clinical=clinical, research=proxy.url + "/dicom-web")
+        result = invoke(pacs_args(cfg, out, keys, inputs["study_a"], inputs["study_b"]), env=ENV)
+    assert result.exit_code == 3 and "re-run to complete it" in result.output, result.output
+    research.start()
+    first = {s for s, data in research.files().items()}
+    assert len(first) in (1, 2)  # study B (one CT) or study A (video + CT), whichever sorts first, and nothing of the other
+    cfg = servers_file(tmp_path, clinical=clinical, research=research)
+    again = invoke(pacs_args(cfg, out, keys, inputs["study_a"], inputs["study_b"]), env=ENV)
+    doc = json.loads(again.output)
+    assert again.exit_code == 0 and doc["push"]["pushed"] == 3 - len(first) and doc["push"]["already_there"] == len(first)
+    assert set(research.files()) == set(released_files(out))
 
 
 def test_credentials_are_never_taken_from_the_command_line(inputs: dict, keys: Path, tmp_path: Path) -> None:

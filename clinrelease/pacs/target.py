@@ -24,6 +24,8 @@ from clinrelease.errors import ServerError
 from clinrelease.pacs.servers import Server, connect, server_error
 
 _DUPLICATE_SOP = 0x0111
+#: the most bytes of released files sent in one STOW request (a larger study goes in several)
+STOW_BATCH_BYTES = 256 << 20
 _SOP_UID_TAG = "00080018"
 
 
@@ -57,7 +59,11 @@ def push_release(
     ledger: Path,
     on_instance: Callable[[int, int], None] | None = None,
 ) -> PushResult:
-    """STOW-RS every released instance to ``server`` that it does not hold yet; ``ledger`` records each push."""
+    """STOW-RS every released instance to ``server`` that it does not hold yet; ``ledger`` records each push.
+
+    A study goes in one STOW request (several only past :data:`STOW_BATCH_BYTES`), so a server that
+    dies or a connection that drops while a study is sent stores none of that request.
+    """
     client = connect(server)
     studies = released_by_study(output, records)
     total = sum(len(files) for files in studies.values())
@@ -67,30 +73,45 @@ def push_release(
         doing = f"released study {study_uid}"
         present = _instances_on(client, server, study_uid, doing)
         pushed = 0
-        for path in sorted(files):
-            ds = pydicom.dcmread(path)
-            sop_uid = str(ds.SOPInstanceUID)
-            if sop_uid not in present:
+        for batch in _batches(sorted(files)):
+            datasets = [pydicom.dcmread(path) for path in batch]
+            todo = [(path, ds) for path, ds in zip(batch, datasets) if str(ds.SOPInstanceUID) not in present]
+            if todo:
                 try:
-                    answer = client.store_instances([ds], study_instance_uid=study_uid)
+                    answer = client.store_instances([ds for _, ds in todo], study_instance_uid=study_uid)
                 except Exception as exc:
                     raise server_error(
-                        exc, server, f"pushing {doing} ({pushed} of {len(files)} instances sent in this run); re-run to complete it"
+                        exc, server, f"pushing {doing} ({pushed} of {len(files)} instances stored in this run); re-run to complete it"
                     ) from None
-                if _stored(answer, sop_uid, server, doing):
-                    pushed += 1
-                    _log(ledger, server, study_uid, sop_uid, path, output)
-                else:
-                    result.already_there += 1
-            else:
-                result.already_there += 1
-            del ds
-            sent += 1
+                duplicates = _duplicates(answer, server, doing)
+                for path, ds in todo:
+                    sop_uid = str(ds.SOPInstanceUID)
+                    if sop_uid in duplicates:
+                        result.already_there += 1
+                    else:
+                        pushed += 1
+                        _log(ledger, server, study_uid, sop_uid, path, output)
+            result.already_there += len(batch) - len(todo)
+            sent += len(batch)
+            del datasets, todo
             if on_instance:
                 on_instance(sent, total)
         result.pushed += pushed
         result.studies.append({"study_uid": study_uid, "instances": len(files), "pushed": pushed})
     return result
+
+
+def _batches(files: list[Path]) -> list[list[Path]]:
+    batches: list[list[Path]] = [[]]
+    size = 0
+    for path in files:
+        length = path.stat().st_size
+        if batches[-1] and size + length > STOW_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(path)
+        size += length
+    return batches
 
 
 def _instances_on(client, server: Server, study_uid: str, doing: str) -> set[str]:
@@ -105,15 +126,16 @@ def _instances_on(client, server: Server, study_uid: str, doing: str) -> set[str
     return {str(v) for hit in hits for v in (hit.get(_SOP_UID_TAG, {}).get("Value") or [])}
 
 
-def _stored(answer, sop_uid: str, server: Server, doing: str) -> bool:
-    """True when STOW stored the instance now, False when it was there already; raise on any other failure."""
+def _duplicates(answer, server: Server, doing: str) -> set[str]:
+    """SOP Instance UIDs the STOW answer reports as already stored; raise on any other failure."""
+    duplicates = set()
     for item in getattr(answer, "FailedSOPSequence", None) or []:
-        if str(getattr(item, "ReferencedSOPInstanceUID", "")) == sop_uid:
-            reason = int(getattr(item, "FailureReason", 0))
-            if reason == _DUPLICATE_SOP:
-                return False
+        sop_uid = str(getattr(item, "ReferencedSOPInstanceUID", ""))
+        reason = int(getattr(item, "FailureReason", 0))
+        if reason != _DUPLICATE_SOP:
             raise ServerError(f"{server.label}: {doing}: the server refused instance {sop_uid} (failure reason 0x{reason:04X})")
-    return True
+        duplicates.add(sop_uid)
+    return duplicates
 
 
 def _log(ledger: Path, server: Server, study_uid: str, sop_uid: str, path: Path, output: Path) -> None:
