@@ -126,6 +126,9 @@ class Orthanc:
     def post(self, path: str, **kw) -> requests.Response:
         return requests.post(self.url + path, auth=(USER, PASSWORD), timeout=TIMEOUT, **kw)
 
+    def delete(self, instance: str) -> None:
+        requests.delete(f"{self.url}/instances/{instance}", auth=(USER, PASSWORD), timeout=TIMEOUT).raise_for_status()
+
     def upload(self, path: Path) -> str:
         answer = self.post("/instances", data=path.read_bytes())
         answer.raise_for_status()
