@@ -248,19 +248,29 @@ def test_target_killed_mid_push_holds_whole_studies_only_and_a_rerun_completes(s
     assert set(research.files()) == set(released_files(out))
 
 
-def test_credentials_are_never_taken_from_the_command_line(inputs: dict, keys: Path, tmp_path: Path) -> None:
+def test_credentials_are_never_taken_from_the_command_line(keys: Path, tmp_path: Path) -> None:
     result = invoke(["pacs", "run", "-p", "basic", "--from", f"http://{USER}:{PASSWORD}@127.0.0.1:1/dicom-web",
-                     "--study", inputs["study_a"], "-o", str(tmp_path / "r"), "-k", str(keys)])  # fmt: skip
+                     "--study", "1.2.3", "-o", str(tmp_path / "r"), "-k", str(keys)])  # fmt: skip
     assert result.exit_code == 2 and "never on the command line" in result.output and PASSWORD not in result.output
 
 
-def test_a_password_in_a_readable_servers_file_is_refused(inputs: dict, keys: Path, tmp_path: Path) -> None:
+def test_a_password_in_a_readable_servers_file_is_refused(keys: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "servers.yaml"
     cfg.write_text(f"servers:\n  clinical:\n    url: http://127.0.0.1:1/dicom-web\n    username: {USER}\n    password: {PASSWORD}\n")
     cfg.chmod(0o644)
-    result = invoke(["pacs", "run", "-p", "basic", "--from", "clinical", "--servers", str(cfg), "--study", inputs["study_a"],
+    result = invoke(["pacs", "run", "-p", "basic", "--from", "clinical", "--servers", str(cfg), "--study", "1.2.3",
                      "-o", str(tmp_path / "r"), "-k", str(keys)])  # fmt: skip
     assert result.exit_code == 2 and f"chmod 600 {cfg}" in result.output and PASSWORD not in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "name the studies to release"),
+    (["--query", "Foo=1"], "Foo is not one of PatientID"),
+    (["--study", "1.2.abc"], "is not a DICOM UID"),
+])  # fmt: skip
+def test_study_selection_errors_are_usage_errors(keys: Path, tmp_path: Path, args: list[str], words: str) -> None:
+    result = invoke(["pacs", "run", "-p", "basic", "--from", "http://127.0.0.1:1/dicom-web", "-o", str(tmp_path / "r"), "-k", str(keys), *args])
+    assert result.exit_code == 2 and words in result.output, result.output
 
 
 def test_orthanc_plugin_route_releases_studies_behind_orthancs_auth(inputs: dict, keys: Path, tmp_path: Path) -> None:

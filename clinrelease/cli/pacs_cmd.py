@@ -61,6 +61,11 @@ def pacs_run(
     from clinrelease.pacs.source import parse_query
     from clinrelease.release import ReleaseOptions
 
+    from clinrelease.errors import ConfigError
+
+    if not study and not query:
+        raise ConfigError("name the studies to release: --study UID (repeatable) or --query KEY=VALUE")
+    filters = parse_query(list(query or []))
     src = resolve_server(source, "source", servers)
     dst = resolve_server(target, "target", servers) if target else None
     opts = ReleaseOptions(
@@ -88,7 +93,7 @@ def pacs_run(
                 err_console.print(styled(f"{record['status']}:", "yellow", f"{record['input']}: {'; '.join(record['reasons'][:3])}"), soft_wrap=True)
 
         try:
-            result = run_pacs_release(opts, src, dst, list(study or []), parse_query(list(query or [])), staging, keep_staging, progress, finished)
+            result = run_pacs_release(opts, src, dst, list(study or []), filters, staging, keep_staging, progress, finished)
         except Exception as exc:
             _write_progress(progress_file, "failed", 0, 0, str(exc))
             raise

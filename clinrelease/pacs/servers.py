@@ -166,8 +166,24 @@ def server_error(exc: BaseException, server: Server, doing: str) -> ServerError:
             return ServerError(f"{where}: the account may not do this (403 Forbidden); ask the server's administrator")
         return ServerError(f"{where}: the server answered {code} {exc.response.reason}")
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        return ServerError(f"{where}: the connection failed or was dropped ({_short(exc)})")
+        return ServerError(f"{where}: the connection failed or was dropped ({_connection_cause(exc)})")
     return ServerError(f"{where}: the answer was incomplete or not DICOM ({type(exc).__name__}: {_short(exc)})")
+
+
+def _connection_cause(exc: BaseException) -> str:
+    text = str(exc)
+    for marker, cause in (
+        ("Connection refused", "connection refused: is the server running?"),
+        ("Name or service not known", "unknown host name"),
+        ("RemoteDisconnected", "the server closed the connection without answering"),
+        ("Connection aborted", "the connection was aborted"),
+        ("Connection broken", "the answer was cut off"),
+        ("IncompleteRead", "the answer was cut off"),
+        ("Connection reset", "the connection was reset"),
+    ):
+        if marker in text:
+            return cause
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:
