@@ -87,14 +87,25 @@ def released_files(out: Path) -> dict[str, bytes]:
     return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p.read_bytes() for p in (out / "data").rglob("*.dcm")}
 
 
-def assert_clean(files: dict[str, bytes], inputs: dict, folder: Path) -> None:
-    """The project's leak scan over each file, and no original UID anywhere in it."""
+def assert_clean(files: dict[str, bytes], inputs: dict, keys: Path, folder: Path) -> None:
+    """Each file read back from a server: the project's leak scan over its bytes, its residual-PHI check
+    against the original it was released from (found by its keyed SOP Instance UID), no original UID."""
+    from clinrelease.crypto.keys import load_keys
+    from clinrelease.dicom.deid import Deidentifier
+    from clinrelease.dicom.keyed import keyed_uid
+    from clinrelease.dicom.residual import residual_phi
+    from clinrelease.profiles import load_profile
+
+    key = load_keys(keys, need_signing=False).release_key
+    originals = {keyed_uid(key, str(pydicom.dcmread(p).SOPInstanceUID)): pydicom.dcmread(p) for p in inputs["files"]}
+    deid = Deidentifier(load_profile("basic").deid.options, key)
     for sop, data in files.items():
         path = folder / f"{sop}.dcm"
         path.write_bytes(data)
         assert scan_bytes(path, inputs["phi"], encoder_text=False) == [], sop
-        ds = pydicom.dcmread(path)
-        assert not inputs["uids"] & {str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)}
+        back, original = pydicom.dcmread(path), originals[sop]
+        assert residual_phi(original, back, deid.deidentify(original)) == [], sop
+        assert not inputs["uids"] & {str(back.SOPInstanceUID), str(back.StudyInstanceUID), str(back.SeriesInstanceUID)}
 
 
 def test_release_over_dicomweb_pushes_exactly_the_released_instances(servers, inputs: dict, keys: Path, tmp_path: Path) -> None:
@@ -119,7 +130,7 @@ def test_release_over_dicomweb_pushes_exactly_the_released_instances(servers, in
     assert pushed == released_files(out)  # byte for byte what the signed manifest lists
     readback = tmp_path / "readback"
     readback.mkdir()
-    assert_clean(pushed, inputs, readback)
+    assert_clean(pushed, inputs, keys, readback)
     assert clinical.state() == before
 
     again = invoke(pacs_args(cfg, out, keys, inputs["study_a"], inputs["study_b"]), env=ENV)
@@ -316,7 +327,10 @@ def test_orthanc_plugin_route_releases_studies_behind_orthancs_auth(inputs: dict
         assert report.status_code == 200 and "<html" in report.text.lower()
         assert clinical.get(f"/clinrelease/releases/{job}/summary").json()["counts"]["released"] == 1
         out = tmp_path / "releases" / job / "release"
-        assert set(research.files()) == set(released_files(out))
+        pushed = research.files()
+        assert pushed == released_files(out)
+        (tmp_path / "readback").mkdir()
+        assert_clean(pushed, inputs, keys, tmp_path / "readback")
         verify = invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")])
         assert verify.exit_code == 0, verify.output
     finally:
