@@ -150,7 +150,36 @@ class Orthanc:
         return out
 
 
-def servers_file(folder: Path, timeout_s: float = 5, **servers: Orthanc | str) -> Path:
+def tls_certificate(folder: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 and its key in one PEM (for FaultProxy's HTTPS; also the CA bundle)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    path = folder / "loopback.pem"
+    path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    )
+    return path
+
+
+def servers_file(folder: Path, timeout_s: float = 5, ca_bundle: Path | None = None, **servers: Orthanc | str) -> Path:
     """A servers file naming each server (an Orthanc, or a URL) with the password read from the environment."""
     import yaml
 
@@ -158,6 +187,8 @@ def servers_file(folder: Path, timeout_s: float = 5, **servers: Orthanc | str) -
     for name, server in servers.items():
         url = server.dicomweb if isinstance(server, Orthanc) else server
         entries[name] = {"url": url, "username": USER, "password_env": "TEST_DICOMWEB_PASSWORD", "timeout_s": timeout_s}
+        if ca_bundle is not None:
+            entries[name]["ca_bundle"] = str(ca_bundle)
     path = folder / "servers.yaml"
     path.write_text(yaml.safe_dump({"servers": entries}))
     return path
@@ -166,9 +197,11 @@ def servers_file(folder: Path, timeout_s: float = 5, **servers: Orthanc | str) -
 class FaultProxy:
     """A loopback HTTP proxy in front of a server that answers ``status`` from the Nth WADO-RS instance
     request on (with ``stow``: the Nth STOW-RS request), or cuts the connection there (``status=None``),
-    or waits ``delay`` seconds first; ``hook`` runs first (e.g. to kill the server behind it)."""
+    or waits ``delay`` seconds first; ``hook`` runs first (e.g. to kill the server behind it). With ``tls``
+    (a PEM from :func:`tls_certificate`) it answers HTTPS, as a site's TLS front end does (Debian
+    bookworm's Orthanc 1.10.1 crashes on its own HTTPS connections)."""
 
-    def __init__(self, upstream: str, fail_from: int = 1, status: int | None = 500, delay: float = 0.0, hook=None, stow: bool = False) -> None:
+    def __init__(self, upstream: str, fail_from: int = 1, status: int | None = 500, delay: float = 0.0, hook=None, stow: bool = False, tls: Path | None = None) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         proxy = self
@@ -217,11 +250,19 @@ class FaultProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> FaultProxy:
         self.thread.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from _orthanc_helpers import PASSWORD, USER, FaultProxy, Orthanc, require_orthanc, servers_file
+from _orthanc_helpers import PASSWORD, USER, FaultProxy, Orthanc, require_orthanc, servers_file, tls_certificate
 from _release_helpers import deid_data_dir, invoke, make_keys, shared_clips
 from clinrelease.fixtures import Identity, build_dicom_fixture, carphone_path, planted_dates, planted_strings
 from clinrelease.verify.leaks import scan_bytes
@@ -257,6 +257,20 @@ def test_target_killed_mid_push_holds_whole_studies_only_and_a_rerun_completes(s
     doc = json.loads(again.output)
     assert again.exit_code == 0 and doc["push"]["pushed"] == 3 - len(first) and doc["push"]["already_there"] == len(first)
     assert set(research.files()) == set(released_files(out))
+
+
+def test_tls_is_verified_by_default_and_the_sites_ca_is_accepted(servers, inputs: dict, keys: Path, tmp_path: Path) -> None:
+    """An HTTPS server whose certificate no public CA signed is refused until the servers file names the
+    site's CA bundle; then the release goes through over HTTPS."""
+    clinical, research = servers
+    pem = tls_certificate(tmp_path)
+    out = tmp_path / "release"
+    with FaultProxy(clinical.url, fail_from=10**6, tls=pem) as proxy:
+        refused = invoke(pacs_args(servers_file(tmp_path, clinical=proxy.url + "/dicom-web", research=research), out, keys, inputs["study_b"]), env=ENV)
+        assert refused.exit_code == 3 and "TLS verification failed (self-signed certificate)" in refused.output and "ca_bundle" in refused.output, refused.output
+        cfg = servers_file(tmp_path, ca_bundle=pem, clinical=proxy.url + "/dicom-web", research=research)
+        result = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
+    assert result.exit_code == 0 and json.loads(result.output)["push"]["pushed"] == 1, result.output
 
 
 def test_credentials_are_never_taken_from_the_command_line(keys: Path, tmp_path: Path) -> None:

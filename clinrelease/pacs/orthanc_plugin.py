@@ -150,6 +150,20 @@ def _wait(job, proc):
     orthanc.LogWarning("clinrelease: release %s ended with exit code %d" % (job, code))
 
 
+def _configured(route):
+    """A route that answers a clear 500 when the ClinRelease section lacks a setting."""
+
+    def guarded(output, uri, **request):
+        try:
+            route(output, uri, **request)
+        except KeyError as exc:
+            orthanc.LogError("clinrelease: %s" % exc.args[0])
+            _answer(output, {"error": exc.args[0]}, 500)
+
+    return guarded
+
+
+@_configured
 def on_releases(output, uri, **request):
     if request["method"] == "POST":
         status, obj = _start(request)
@@ -162,6 +176,7 @@ def on_releases(output, uri, **request):
         output.SendMethodNotAllowed("GET,POST")
 
 
+@_configured
 def on_release(output, uri, **request):
     if request["method"] != "GET":
         output.SendMethodNotAllowed("GET")
@@ -170,6 +185,7 @@ def on_release(output, uri, **request):
     _answer(output, state or {"error": "no such release"}, 200 if state else 404)
 
 
+@_configured
 def on_report(output, uri, **request):
     if request["method"] != "GET":
         output.SendMethodNotAllowed("GET")

@@ -18,6 +18,7 @@ the command line (a URL with ``user:password@`` is refused) and never appear in 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -155,7 +156,9 @@ def server_error(exc: BaseException, server: Server, doing: str) -> ServerError:
 
     where = f"{server.label}: {doing}"
     if isinstance(exc, requests.exceptions.SSLError):
-        return ServerError(f"{where}: TLS verification failed ({_short(exc)}); give the site's CA with ca_bundle in the servers file")
+        found = re.search(r"certificate verify failed: ([^()'\"]+)", str(exc))
+        why = found.group(1).strip() if found else "the certificate or the connection was not accepted"
+        return ServerError(f"{where}: TLS verification failed ({why}); give the site's CA with ca_bundle in the servers file")
     if isinstance(exc, requests.exceptions.Timeout):
         return ServerError(f"{where}: no answer within {server.timeout_s:g} s (timeout_s in the servers file)")
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
