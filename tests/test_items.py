@@ -73,13 +73,18 @@ def test_metadata_table_errors_name_the_problem(tmp_path: Path) -> None:
         read_metadata_table(bad)
 
 
-def test_unknown_files_and_empty_inputs_are_clear_errors(tmp_path: Path) -> None:
+def test_unknown_and_cut_files_are_item_errors_and_empty_inputs_a_clear_error(tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    _ct(folder)
+    ct = _ct(folder)
     (folder / "scan.bin").write_bytes(b"\x00" * 300)
-    with pytest.raises(InputError, match="neither a DICOM file") as exc:
-        discover_items([folder])
-    assert exc.value.path == folder / "scan.bin"
+    (folder / "Doe_Jane.dcm").write_bytes(ct.read_bytes()[:100])  # cut before its DICM preamble
+    items = {item.relpath: item for item in discover_items([folder])}
+    assert items[ct.name].kind == "dicom" and items[ct.name].problem is None
+    assert items["scan.bin"].kind == "unreadable"
+    assert items["scan.bin"].problem == "neither a DICOM file (no DICM preamble) nor a known video file type"
+    assert items["Doe_Jane.dcm"].problem.startswith("the file is truncated or not DICOM: 100 bytes")
+    # the reason is released: it never carries the file's name
+    assert "doe" not in items["Doe_Jane.dcm"].problem.lower()
     with pytest.raises(InputError, match="no such file"):
         discover_items([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()

@@ -213,7 +213,7 @@ def test_escrow_through_run_then_reverse_restores_the_input(built: ReleaseInput,
     assert no_vault.exit_code == 2 and "--vault" in no_vault.output
 
 
-def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+def test_truncated_input_is_an_item_error_exit_3_and_the_rest_released(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     data = built.dicom_video.read_bytes()
@@ -221,7 +221,7 @@ def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseI
     shutil.copyfile(built.deid_data[0], folder / "fine.dcm")  # a CT: header-only under pd_gait
     out = tmp_path / "release"
     result = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output
     items = _by_input(json_result(result)["items"])
     assert items["cut_video.dcm"]["status"] == "error"
     assert "truncated" in items["cut_video.dcm"]["reasons"][0]
@@ -229,7 +229,7 @@ def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseI
     assert set(data_digests(out)) == {items["fine.dcm"]["output"]}
     # without --json the message names the file
     again = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(tmp_path / "r2"), "-k", str(keys)])
-    assert again.exit_code == 2 and "cut_video.dcm" in again.output and "truncated" in again.output
+    assert again.exit_code == 3 and "cut_video.dcm" in again.output and "truncated" in again.output
 
 
 def test_duplicate_sop_instance_is_quarantined_not_overwritten(keys: Path, tmp_path: Path) -> None:
