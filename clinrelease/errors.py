@@ -79,9 +79,12 @@ class StorageError(ClinReleaseError):
     exit_code = EXIT_STORAGE
 
     @classmethod
-    def from_os_error(cls, exc: OSError, path: str | Path | None = None) -> StorageError:
-        """A message naming the path and the OS's reason, e.g. ``OUT.work/next: No space left on device``."""
-        named = path if path is not None else (exc.filename if exc.filename is not None else None)
+    def from_os_error(cls, exc: OSError, folder: str | Path | None = None) -> StorageError:
+        """A message naming the path and the OS's reason, e.g. ``OUT.work/records: No space left on device``.
+
+        ``folder`` is named when the error carries no file name (a failed ``write`` on an open file).
+        """
+        named = exc.filename if exc.filename is not None else folder
         reason = (exc.strerror or os.strerror(exc.errno)) if exc.errno else str(exc)
         hint = " (free some space, then run the same command again)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         return cls(f"{reason}{hint}", os.fsdecode(named) if named is not None else None)

@@ -834,7 +834,7 @@ def run_release(
     _check_folders(opts, paths)
     items = discover_items(opts.inputs, opts.metadata)
     what = "run" if opts.shard is None else f"run --shard {opts.shard[0]}/{opts.shard[1]}"
-    with _storage_errors(), release_lock(paths.work, what, shared=opts.shard is not None):
+    with _storage_errors(paths.work), release_lock(paths.work, what, shared=opts.shard is not None):
         return _run_locked(opts, paths, profile, keys, items, on_start, on_item)
 
 
@@ -919,12 +919,12 @@ def _check_release_key(previous: dict[str, Any] | None, release_key: bytes, path
 
 
 @contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Turn an OS error on storage into :class:`StorageError` naming the path (exit code 5)."""
+def _storage_errors(folder: Path) -> Iterator[None]:
+    """Turn an OS error into :class:`StorageError` naming its path, else ``folder`` (exit code 5)."""
     try:
         yield
     except OSError as exc:
-        raise StorageError.from_os_error(exc) from None
+        raise StorageError.from_os_error(exc, folder) from None
 
 
 def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> list[dict[str, str]]:
@@ -1077,7 +1077,7 @@ def merge_release(
     paths = ReleasePaths.for_output(output, quarantine, work)
     if not (paths.work / "release.json").is_file():
         raise ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", output)
-    with _storage_errors(), release_lock(paths.work, "merge"):
+    with _storage_errors(paths.work), release_lock(paths.work, "merge"):
         return _merge_locked(paths, keys_dir)
 
 
