@@ -95,10 +95,6 @@ class ReleasePaths:
         )
 
     @property
-    def data(self) -> Path:
-        return self.output / "data"
-
-    @property
     def staging(self) -> Path:
         return self.work / "staging"
 
@@ -277,8 +273,9 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
     """Run one item through every stage; return its (unsigned) record.
 
     The record is also saved under ``WORK/records/ITEM.json`` so that a later run resumes and the
-    merge step can find it. Released files are moved into ``OUT/data`` atomically; failing ones go
-    to the quarantine folder with their reasons. Input files are only ever read.
+    merge step can find it. Released files are moved to ``WORK/ready`` atomically (the merge swaps
+    them into OUT with the rest of the release); failing ones go to the quarantine folder with their
+    reasons. Input files are only ever read.
     """
     paths = ctx.paths
     record_path = paths.records / f"{item.item_id}.json"
