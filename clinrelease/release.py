@@ -121,10 +121,14 @@ class ReleasePaths:
         for folder in (self.staging, self.records, self.visuals, self.ready):
             folder.mkdir(parents=True, exist_ok=True)
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        if os.stat(self.work).st_dev != os.stat(self.output.parent).st_dev:
+        if self.output.exists() and not self.output.is_dir():
+            raise ConfigError("the output must be a release folder, and this is a file", self.output)
+        # the next release is hard-linked together in WORK and renamed into place: one filesystem
+        where = self.output if self.output.exists() else self.output.parent
+        if os.stat(self.work).st_dev != os.stat(where).st_dev:
             raise ConfigError(
-                f"the work folder {self.work} is on another filesystem than the release folder: the release "
-                "is swapped in by a rename; put --work beside the output",
+                f"the work folder {self.work} is on another filesystem than the release folder (or the release "
+                "folder is a mount point): the release is swapped in by a rename; put --work beside the output",
                 self.output,
             )
 
