@@ -1104,10 +1104,14 @@ def merge_release(
     from clinrelease.lock import release_lock
 
     paths = ReleasePaths.for_output(output, quarantine, work)
-    if not (paths.work / "release.json").is_file():
-        raise ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", output)
+    if not paths.work.is_dir():  # the lock would create it
+        raise _not_started(paths)
     with _storage_errors(paths.work), release_lock(paths.work, "merge"):
         return _merge_locked(paths, keys_dir)
+
+
+def _not_started(paths: ReleasePaths) -> ConfigError:
+    return ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", paths.output)
 
 
 def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
@@ -1118,7 +1122,7 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
 
     meta = _load_record(paths.work / "release.json")
     if not meta:
-        raise ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", paths.output)
+        raise _not_started(paths)
     keys = load_keys(keys_dir, need_signing=True)
     _check_release_key(meta, keys.release_key, paths)
     profile = load_profile(meta["profile_source"])
@@ -1150,12 +1154,9 @@ def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records
     for record in records:
         if record["status"] != RELEASED:
             continue
-        source = paths.released_file(record)
-        if source is None or sha256_file(source) != record.get("output_sha256"):
-            raise InputError(
-                "a released file is missing or changed since it was verified; run `clinrelease run` again to redo it",
-                paths.output / record["output"],
-            )
+        source = paths.released_file(record)  # a changed one is caught by finalize_release against its record
+        if source is None:
+            raise InputError("a released file is missing; run `clinrelease run` again to redo it", paths.output / record["output"])
         target = root / record["output"]
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(source, target)  # same filesystem (ReleasePaths.make): no copy
@@ -1279,8 +1280,8 @@ def _pool_figures(profile) -> dict[str, Any]:
 def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:
     """Take a released item back out of the release into the quarantine.
 
-    A file already in OUT is copied (a hard link), not moved: OUT changes only when the next
-    release is swapped in, without this item.
+    A file already in OUT is copied, not moved: OUT changes only when the next release is
+    swapped in, without this item.
     """
     qdir = paths.quarantine / record["item_id"]
     qdir.mkdir(parents=True, exist_ok=True)
@@ -1288,9 +1289,9 @@ def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:
     if src is not None:
         (qdir / "anonymized.dcm").unlink(missing_ok=True)
         if src.is_relative_to(paths.ready):
-            os.replace(src, qdir / "anonymized.dcm")
+            shutil.move(src, qdir / "anonymized.dcm")
         else:
-            os.link(src, qdir / "anonymized.dcm")
+            shutil.copy2(src, qdir / "anonymized.dcm")
     record["status"] = QUARANTINED
     record["reasons"] = [*record.get("reasons", []), reason]
     record["output"] = None

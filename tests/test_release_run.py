@@ -488,12 +488,11 @@ def test_clinical_csv_failure_over_a_verified_release_keeps_it_verifiable(built:
     assert not (out.with_name(out.name + ".work") / "next").exists()
 
 
-def test_two_concurrent_runs_second_refused_first_completes_and_verifies(
-    built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path
-) -> None:
+def test_two_concurrent_runs_second_refused_first_completes_and_verifies(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = _small_input(built, tmp_path / "in")
     out = tmp_path / "release"
     lock = out.with_name(out.name + ".work") / "release.lock"
-    args = built.run_args("basic", out, keys, "--json")
+    args = ["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"]
     proc = subprocess.Popen(
         [sys.executable, "-c", "from clinrelease.cli import app; app()", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -503,7 +502,7 @@ def test_two_concurrent_runs_second_refused_first_completes_and_verifies(
         while time.monotonic() < deadline and proc.poll() is None:
             if lock.is_file() and f'"pid": {proc.pid}' in lock.read_text():
                 break
-            time.sleep(0.005)
+            time.sleep(0.002)
         assert proc.poll() is None, "the first run finished before it took the lock"
         proc.send_signal(signal.SIGSTOP)  # hold the first run mid-way, so both are at once on any machine
         try:
@@ -515,11 +514,11 @@ def test_two_concurrent_runs_second_refused_first_completes_and_verifies(
     assert second.exit_code == 6, second.output
     text = " ".join(second.output.split())
     assert "another run is writing this release" in text and str(lock) in text and f"pid {proc.pid}" in text
-    assert proc.returncode == 1  # the first run completed (the burned-in video is quarantined)
-    assert data_digests(out) == data_digests(reference[0]) and _verifies(out, keys)
+    assert proc.returncode == 0  # the first run completed
+    assert len(data_digests(out)) == 3 and _verifies(out, keys)
     # its lock file still names the dead first run: the next run takes the lock over
     assert f'"pid": {proc.pid}' in lock.read_text()
-    assert invoke(args).exit_code == 1 and _verifies(out, keys)
+    assert invoke(args).exit_code == 0 and _verifies(out, keys)
 
 
 @pytest.fixture()
