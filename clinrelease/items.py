@@ -132,10 +132,10 @@ def _dicomdir_members(dicomdir: Path) -> list[Path]:
 def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[InputItem]:
     """All items under the given files and folders, sorted by relative path.
 
-    Folders are searched recursively. A DICOMDIR contributes the files it references (which must
-    exist). Plain videos need a row in the metadata table; without one they are an input error,
+    Folders are searched recursively. A DICOMDIR contributes the files it references. Plain videos need a row in the metadata table; without one they are an input error,
     since their header attributes would be unknown. Any other file (unreadable, cut short, of an
-    unknown type) is an item of kind ``unreadable`` whose ``problem`` says why: the batch goes on.
+    unknown type, listed by a DICOMDIR but missing) is an item of kind ``unreadable`` whose
+    ``problem`` says why: the batch goes on.
     """
     table = read_metadata_table(metadata) if metadata else {}
     items: dict[str, InputItem] = {}
@@ -151,13 +151,19 @@ def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[Inp
             rel = path.relative_to(base).as_posix()
             if path.name.upper() == "DICOMDIR":
                 # its members are items even when only the DICOMDIR itself was named as input
-                for member in _dicomdir_members(path):
-                    if not member.is_file():
-                        raise InputError(f"the DICOMDIR references {member.name}, which is missing", path)
-                    if not is_dicom_file(member):
-                        raise InputError(f"the DICOMDIR references {member.name}, which is not a DICOM file", path)
+                try:
+                    members = _dicomdir_members(path)
+                except InputError:
+                    items[rel] = InputItem(path, rel, "unreadable", problem="the DICOMDIR cannot be read")
+                    continue
+                for member in members:
                     member_rel = member.relative_to(base).as_posix()
-                    items[member_rel] = InputItem(member, member_rel, "dicom")
+                    if not member.is_file():
+                        items[member_rel] = InputItem(member, member_rel, "unreadable", problem="listed in its DICOMDIR, but missing")
+                    elif not is_dicom_file(member):
+                        items[member_rel] = InputItem(member, member_rel, "unreadable", problem="listed in its DICOMDIR, but not a DICOM file")
+                    else:
+                        items[member_rel] = InputItem(member, member_rel, "dicom")
                 continue
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 row = table.get(rel) or table.get(path.name)
