@@ -18,6 +18,7 @@ import pytest
 
 from _orthanc_helpers import PASSWORD, USER, FaultProxy, Orthanc, require_orthanc, servers_file, tls_certificate
 from _release_helpers import deid_data_dir, invoke, make_keys, shared_clips
+from clinrelease.errors import EXIT_SERVER
 from clinrelease.fixtures import Identity, build_dicom_fixture, carphone_path, planted_dates, planted_strings
 from clinrelease.verify.leaks import scan_bytes
 
@@ -156,7 +157,7 @@ def test_source_down_names_the_server_and_the_study(servers, inputs: dict, keys:
     cfg = servers_file(tmp_path, clinical=clinical, research=research)
     clinical.stop()
     result = invoke(pacs_args(cfg, tmp_path / "release", keys, inputs["study_a"]), env=ENV)
-    assert result.exit_code == 3
+    assert result.exit_code == EXIT_SERVER
     assert f"clinical ({clinical.dicomweb})" in result.output and inputs["study_a"] in result.output
     assert "connection failed" in result.output and "Traceback" not in result.output
     assert research.instances() == []
@@ -168,7 +169,7 @@ def test_refused_credentials_name_the_server_and_push_nothing(servers, inputs: d
     with FaultProxy(clinical.url, fail_from=1, status=status) as proxy:
         cfg = servers_file(tmp_path, clinical=proxy.url + "/dicom-web", research=research)
         result = invoke(pacs_args(cfg, tmp_path / "release", keys, inputs["study_a"]), env=ENV)
-    assert result.exit_code == 3 and words in result.output and inputs["study_a"] in result.output, result.output
+    assert result.exit_code == EXIT_SERVER and words in result.output and inputs["study_a"] in result.output, result.output
     assert research.instances() == []
 
 
@@ -178,7 +179,7 @@ def test_wrong_password_for_the_target_releases_locally_then_rerun_pushes_once(s
     out = tmp_path / "release"
     bad = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env={"TEST_DICOMWEB_PASSWORD": "wrong-password"})
     # the source refuses the same wrong password first: nothing staged, nothing released, nothing pushed
-    assert bad.exit_code == 3 and "clinical" in bad.output and "401" in bad.output and "wrong-password" not in bad.output
+    assert bad.exit_code == EXIT_SERVER and "clinical" in bad.output and "401" in bad.output and "wrong-password" not in bad.output
     assert research.instances() == []
     result = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
     assert result.exit_code == 0 and json.loads(result.output)["push"]["pushed"] == 1
@@ -190,7 +191,7 @@ def test_a_500_mid_study_stages_none_of_it_and_a_rerun_completes_it(servers, inp
     with FaultProxy(clinical.url, fail_from=2, status=500) as proxy:
         cfg = servers_file(tmp_path, clinical=proxy.url + "/dicom-web", research=research)
         result = invoke(pacs_args(cfg, out, keys, inputs["study_a"]), env=ENV)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == EXIT_SERVER, result.output
     assert "answered 500" in result.output and inputs["study_a"] in result.output and "instance 2 of 2" in result.output
     assert research.instances() == [] and not (out / "data").exists()
     assert not list((tmp_path / "release.pacs").rglob("*.dcm"))  # no partial study left staged
@@ -205,7 +206,7 @@ def test_server_killed_mid_study_pushes_nothing_and_resumes_after_restart(server
     with FaultProxy(clinical.url, fail_from=2, status=None, hook=clinical.kill) as proxy:
         cfg = servers_file(tmp_path, clinical=proxy.url + "/dicom-web", research=research)
         result = invoke(pacs_args(cfg, out, keys, inputs["study_b"], inputs["study_a"]), env=ENV)
-    assert result.exit_code == 3 and "dropped" in result.output and inputs["study_a"] in result.output, result.output
+    assert result.exit_code == EXIT_SERVER and "dropped" in result.output and inputs["study_a"] in result.output, result.output
     assert research.instances() == []
     staged = list((tmp_path / "release.pacs" / "studies").iterdir())
     assert len(staged) == 1  # study B had arrived whole; study A not at all
@@ -223,7 +224,7 @@ def test_slow_server_times_out_with_the_server_and_study_named(servers, inputs: 
         started = time.monotonic()
         result = invoke(pacs_args(cfg, tmp_path / "release", keys, inputs["study_b"]), env=ENV)
         took = time.monotonic() - started
-    assert result.exit_code == 3 and "no answer within 1 s" in result.output and inputs["study_b"] in result.output, result.output
+    assert result.exit_code == EXIT_SERVER and "no answer within 1 s" in result.output and inputs["study_b"] in result.output, result.output
     assert took < 30 and research.instances() == []
 
 
@@ -233,7 +234,7 @@ def test_target_down_releases_locally_and_a_rerun_pushes_everything_once(servers
     out = tmp_path / "release"
     research.stop()
     result = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
-    assert result.exit_code == 3 and f"research ({research.dicomweb})" in result.output and "released study" in result.output, result.output
+    assert result.exit_code == EXIT_SERVER and f"research ({research.dicomweb})" in result.output and "released study" in result.output, result.output
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0  # the local release is whole
     research.start()
     again = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
@@ -248,7 +249,7 @@ def test_target_killed_mid_push_holds_whole_studies_only_and_a_rerun_completes(s
     with FaultProxy(research.url, fail_from=2, status=None, hook=research.kill, stow=True) as proxy:
         cfg = servers_file(tmp_path, clinical=clinical, research=proxy.url + "/dicom-web")
         result = invoke(pacs_args(cfg, out, keys, inputs["study_a"], inputs["study_b"]), env=ENV)
-    assert result.exit_code == 3 and "re-run to complete it" in result.output, result.output
+    assert result.exit_code == EXIT_SERVER and "re-run to complete it" in result.output, result.output
     research.start()
     first = {s for s, data in research.files().items()}
     assert len(first) in (1, 2)  # study B (one CT) or study A (video + CT), whichever sorts first, and nothing of the other
@@ -267,7 +268,7 @@ def test_tls_is_verified_by_default_and_the_sites_ca_is_accepted(servers, inputs
     out = tmp_path / "release"
     with FaultProxy(clinical.url, fail_from=10**6, tls=pem) as proxy:
         refused = invoke(pacs_args(servers_file(tmp_path, clinical=proxy.url + "/dicom-web", research=research), out, keys, inputs["study_b"]), env=ENV)
-        assert refused.exit_code == 3 and "TLS verification failed (self-signed certificate)" in refused.output and "ca_bundle" in refused.output, refused.output
+        assert refused.exit_code == EXIT_SERVER and "TLS verification failed (self-signed certificate)" in refused.output and "ca_bundle" in refused.output, refused.output
         cfg = servers_file(tmp_path, ca_bundle=pem, clinical=proxy.url + "/dicom-web", research=research)
         result = invoke(pacs_args(cfg, out, keys, inputs["study_b"]), env=ENV)
     assert result.exit_code == 0 and json.loads(result.output)["push"]["pushed"] == 1, result.output
