@@ -53,7 +53,7 @@ def pacs_run(
 
     Nothing is pushed before the release is signed and its audit log verifies. Re-running the same
     command resumes: studies already staged are not fetched again, items already done are skipped,
-    and instances the target holds are not pushed again. Exit codes as `run`, and 3 when a server
+    and instances the target holds are not pushed again. Exit codes as `run`, and 7 when a server
     could not be reached, refused the credentials, or broke off.
     """
     from clinrelease.pacs.flow import run_pacs_release
