@@ -151,6 +151,7 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                                 "eye_correlation_min": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
                                 "eye_deviation_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                                 "corner_lift_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+                                "mouth_correlation_min": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
                             }
                         ),
                     ]
@@ -288,9 +289,11 @@ class FaceRealismCheck:
     #: eye-opening (EAR) series correlation, judged where the original's eyes move (blinks)
     eye_correlation_min: float | None = 0.6
     #: mean EAR deviation once the constant offset (the surrogate's eye shape) is removed
-    eye_deviation_max: float | None = 0.05
+    eye_deviation_max: float | None = 0.06
     #: |median mouth-corner lift change| in outer-eye distances (a grin the patient does not make)
     corner_lift_max: float | None = 0.06
+    #: mouth-opening series correlation, judged where the original's mouth moves (speech)
+    mouth_correlation_min: float | None = None
 
 
 @dataclass(frozen=True)

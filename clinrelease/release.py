@@ -450,6 +450,7 @@ REALISM_SPECS = (
     ("eye_correlation", ">=", "eye_correlation_min"),
     ("eye_deviation", "<=", "eye_deviation_max"),
     ("corner_lift_abs", "<=", "corner_lift_max"),
+    ("mouth_correlation", ">=", "mouth_correlation_min"),
 )
 
 

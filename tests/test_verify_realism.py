@@ -53,11 +53,16 @@ def again() -> tuple[list[np.ndarray], list[np.ndarray], FaceAnalysis]:
     return frames, swapped, analysis
 
 
-def _pd_gait() -> Thresholds:
-    t = Thresholds.from_profile(load_profile("pd_gait").verify)
+def _thresholds(profile: str) -> Thresholds:
+    """The profile's face-realism limits only."""
+    t = Thresholds.from_profile(load_profile(profile).verify)
     t.recognizers, t.text_max_boxes, t.leaks_max, t.body_ap_min = {}, None, None, None
-    t.arms_ap_min = t.legs_ap_min = t.gallery_rank1_max = None
+    t.arms_ap_min = t.legs_ap_min = t.gallery_rank1_max = t.face_expression_nme_max = None
     return t
+
+
+def _pd_gait() -> Thresholds:
+    return _thresholds("pd_gait")
 
 
 def test_a_normal_swap_still_reads_as_the_patients_face(again):
@@ -106,6 +111,10 @@ def test_a_frozen_face_loses_the_patients_eye_and_mouth_movement():
     assert kept.eye_correlation == pytest.approx(1.0) and kept.mouth_correlation == pytest.approx(1.0)
     assert still.mouth_correlation is not None and still.mouth_correlation < 0.5
     assert still.mouth_deviation > 5 * max(kept.mouth_deviation, 1e-3)
+    # pd_face, where the mouth is the signal, quarantines it; pd_gait judges the face, not speech
+    verdict = decide(ItemReports(realism=still), _thresholds("pd_face"))
+    assert any(r.startswith("face realism: mouth-opening series correlation with the original") and "below 0.5" in r for r in verdict.reasons)
+    assert decide(ItemReports(realism=kept), _thresholds("pd_face")).released
 
 
 def test_eye_and_mouth_opening_follow_the_mesh():

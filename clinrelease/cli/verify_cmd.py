@@ -48,7 +48,7 @@ def verify_command(
         thresholds.body_ap_min = thresholds.head_ap_min = thresholds.arms_ap_min = None
         thresholds.hands_ap_min = thresholds.legs_ap_min = thresholds.face_nme_max = thresholds.face_expression_nme_max = None
         thresholds.face_score_ratio_min = thresholds.face_mesh_presence_min = thresholds.eye_correlation_min = None
-        thresholds.eye_deviation_max = thresholds.corner_lift_max = None
+        thresholds.eye_deviation_max = thresholds.corner_lift_max = thresholds.mouth_correlation_min = None
     if no_text:
         thresholds.text_max_boxes = None
     options = PairOptions(

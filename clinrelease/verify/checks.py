@@ -71,6 +71,8 @@ class Thresholds:
     eye_correlation_min: float | None = None
     eye_deviation_max: float | None = None
     corner_lift_max: float | None = None
+    #: mouth-opening series correlation (judged where the original's mouth moves: speech)
+    mouth_correlation_min: float | None = None
 
     @property
     def realism_limits(self) -> dict[str, float | None]:
@@ -81,6 +83,7 @@ class Thresholds:
             "eye_correlation": self.eye_correlation_min,
             "eye_deviation": self.eye_deviation_max,
             "corner_lift": self.corner_lift_max,
+            "mouth_correlation": self.mouth_correlation_min,
         }
 
     def remaining_text(self, scan: TextScan) -> list:
@@ -132,6 +135,7 @@ class Thresholds:
             eye_correlation_min=None if face is None else face.eye_correlation_min,
             eye_deviation_max=None if face is None else face.eye_deviation_max,
             corner_lift_max=None if face is None else face.corner_lift_max,
+            mouth_correlation_min=None if face is None else face.mouth_correlation_min,
         )
 
 
@@ -240,6 +244,7 @@ _REALISM_LABELS = {
     "eye_correlation": ("eye-opening series correlation with the original", True, "{:.3f}"),
     "eye_deviation": ("eye-opening deviation from the original", False, "{:.3f}"),
     "corner_lift": ("mouth-corner lift change (eye distances)", False, "{:+.3f}"),
+    "mouth_correlation": ("mouth-opening series correlation with the original", True, "{:.3f}"),
 }
 
 
@@ -254,7 +259,7 @@ def _realism_reasons(report: RealismReport, t: Thresholds) -> list[str]:
     reasons = []
     for name, limit in limits.items():
         value = getattr(report, name)
-        if limit is None or value is None:  # no correlation where the original's eyes stay still
+        if limit is None or value is None:  # no correlation where the original's eyes or mouth stay still
             continue
         label, is_min, shown = _REALISM_LABELS[name]
         judged = abs(value) if name == "corner_lift" else value  # a lost smile is a change as much as a grin
