@@ -9,8 +9,9 @@ released video on the same sampled frames, at the track's box:
   had both; a lost face scores 0.
 * **same expression:** the eye-aspect ratio (EAR, eye opening over eye width, both eyes) and the
   mouth opening (inner-lip gap over mouth width) as series over the sampled frames, correlated with
-  the original's (blinks and speech survive), and the mouth-corner lift of
-  :func:`clinrelease.verify.keypoints.mouth_change` (a grin the patient does not make).
+  the original's (blinks and speech survive), the mouth-corner lift of
+  :func:`clinrelease.verify.keypoints.mouth_change` (a grin the patient does not make) and the
+  median change of the mouth opening (a closed mouth released parted; reported, not yet judged).
 
 A series whose original hardly moves (no blink in a short clip) carries no correlation worth
 judging: the correlation is None then and its deviation (the released series less its constant
@@ -35,11 +36,12 @@ _EYES = ((33, 160, 158, 133, 153, 144), (263, 387, 385, 362, 380, 373))
 _LIP_GAP = (13, 14)
 _CORNERS = (61, 291)
 #: a series whose original spans less than this (max - min, in its own units) shows no blink or
-#: speech to correlate with: the mesh's eye-aspect ratio wanders by ~0.05 on still eyes (and its
-#: correlation over a dozen samples is noise, -0.07 to 0.9 for normal swaps on the shared clips),
-#: a blink moves it by ~0.15, eyes narrowing to look down by ~0.1
+#: speech to correlate with: the mesh's eye-aspect ratio of still eyes wanders by a few hundredths
+#: from frame to frame, and its correlation over a dozen samples is noise (-0.07 to 0.9 for normal
+#: swaps on the shared clips); a blink moves it by ~0.15, eyes narrowing to look down by ~0.1
 STILL_RANGE = 0.08
-#: YuNet score of a face in the original below this is not a face to compare (as re-id confirms)
+#: YuNet score below which the original's face is too faint to judge its release by (re-id, which
+#: needs alignment points, confirms at 0.8; judging more frames here only makes the check stricter)
 CONFIRM_SCORE = 0.5
 
 
