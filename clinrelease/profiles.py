@@ -141,6 +141,21 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                         "face_expression_nme_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                     }
                 ),
+                "face_realism": {
+                    "oneOf": [
+                        {"type": "null"},
+                        _obj(
+                            {
+                                "score_ratio_min": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+                                "mesh_presence_min": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                                "eye_correlation_min": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
+                                "eye_deviation_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+                                "corner_lift_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+                                "mouth_correlation_min": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
+                            }
+                        ),
+                    ]
+                },
                 "ocr": _obj({"enabled": {"type": "boolean"}, "sample_every": {"type": "integer", "minimum": 1}}),
                 "leak_scan": {"type": "boolean"},
                 "residual_faces": {"type": "boolean"},
@@ -263,6 +278,25 @@ class KeypointThresholds:
 
 
 @dataclass(frozen=True)
+class FaceRealismCheck:
+    """The released face must still read as a face with the patient's expression
+    (:mod:`clinrelease.verify.realism`); ``None`` switches one limit off."""
+
+    #: released faces' summed YuNet score over the original's (a lost face scores 0)
+    score_ratio_min: float | None = 0.9
+    #: fraction of frames where the face mesh still finds the released face
+    mesh_presence_min: float | None = 0.95
+    #: eye-opening (EAR) series correlation, judged where the original's eyes move (blinks)
+    eye_correlation_min: float | None = 0.6
+    #: mean EAR deviation once the constant offset (the surrogate's eye shape) is removed
+    eye_deviation_max: float | None = 0.06
+    #: |median mouth-corner lift change| in outer-eye distances (a grin the patient does not make)
+    corner_lift_max: float | None = 0.06
+    #: mouth-opening series correlation, judged where the original's mouth moves (speech)
+    mouth_correlation_min: float | None = None
+
+
+@dataclass(frozen=True)
 class OcrSettings:
     """Burned-in text check on released frames."""
 
@@ -282,6 +316,8 @@ class VerifySettings:
     )
     gallery: GalleryCheck | None = field(default_factory=GalleryCheck)
     keypoints: KeypointThresholds = field(default_factory=KeypointThresholds)
+    #: None: the released face is not judged as a face (no faces, or a blur/mask anonymizer)
+    face_realism: FaceRealismCheck | None = None
     ocr: OcrSettings = field(default_factory=OcrSettings)
     leak_scan: bool = True
     residual_faces: bool = True
@@ -628,6 +664,18 @@ def _semantic_problems(doc: Mapping[str, Any], file: str) -> list[ProfileProblem
         problems.append(
             ProfileProblem(file, "verify.recognizers", "faces.enabled is true but no recognizer would check the faces")
         )
+    if verify.get("face_realism") is not None:
+        if not faces_enabled:
+            problems.append(ProfileProblem(file, "verify.face_realism", "judges released faces, but faces.enabled is false"))
+        elif isinstance(anonymizer, Mapping) and anonymizer.get("name") in ("blur", "mask", "pixelate"):
+            problems.append(
+                ProfileProblem(
+                    file,
+                    "verify.face_realism",
+                    f"judges whether the released face still reads as a face; the {anonymizer['name']} anonymizer "
+                    "leaves none (set verify.face_realism: null)",
+                )
+            )
     for name, spec in _mapping(verify.get("recognizers")).items():
         if isinstance(spec, Mapping) and "threshold" not in spec:
             problems.append(ProfileProblem(file, f"verify.recognizers.{name}.threshold", "is required"))
@@ -749,6 +797,8 @@ def _build(doc: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -> Profi
         verify_kwargs["gallery"] = None if verify["gallery"] is None else GalleryCheck(**verify["gallery"])
     if "keypoints" in verify:
         verify_kwargs["keypoints"] = KeypointThresholds(**verify["keypoints"])
+    if verify.get("face_realism") is not None:
+        verify_kwargs["face_realism"] = FaceRealismCheck(**verify["face_realism"])
     if "ocr" in verify:
         verify_kwargs["ocr"] = OcrSettings(**verify["ocr"])
     return Profile(

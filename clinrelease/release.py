@@ -506,11 +506,58 @@ def check_specs(profile) -> dict[str, tuple[str, float]]:
         specs["face_nme"] = ("<=", kp.face_nme_max)
     if kp.face_expression_nme_max is not None:
         specs["face_expression_nme"] = ("<=", kp.face_expression_nme_max)
+    face = verify.face_realism
+    if face is not None:
+        for name, op, limit in REALISM_SPECS:
+            if getattr(face, limit) is not None:
+                specs[name] = (op, getattr(face, limit))
     if verify.ocr.enabled and "clean_pixel_data" in profile.deid.options:
         specs["text_boxes"] = ("<=", 0)
     if verify.leak_scan:
         specs["leaks"] = ("<=", 0)
     return specs
+
+
+#: face-realism figures in a record, how they compare and the profile limit they compare with;
+#: corner_lift is judged as a magnitude (a lost smile is as much a change as a new grin)
+REALISM_SPECS = (
+    ("face_score_ratio", ">=", "score_ratio_min"),
+    ("face_mesh_presence", ">=", "mesh_presence_min"),
+    ("eye_correlation", ">=", "eye_correlation_min"),
+    ("eye_deviation", "<=", "eye_deviation_max"),
+    ("corner_lift_abs", "<=", "corner_lift_max"),
+    ("mouth_correlation", ">=", "mouth_correlation_min"),
+)
+
+
+#: the record's face-realism figures (nested as ``face_realism`` in summary.json)
+REALISM_FIGURES = (
+    "face_realism_frames",
+    "face_score_ratio",
+    "face_mesh_presence",
+    "eye_correlation",
+    "eye_deviation",
+    "mouth_correlation",
+    "mouth_opening_change",
+    "corner_lift",
+    "corner_lift_abs",
+)
+
+
+def _realism_figures(report) -> dict[str, Any]:
+    """A realism report's figures under the record's names (:data:`REALISM_FIGURES`)."""
+    lift = report.corner_lift
+    return {
+        "face_realism_frames": report.frames_checked,
+        "face_score_ratio": report.face_score_ratio,
+        "face_mesh_presence": report.mesh_presence,
+        "eye_correlation": report.eye_correlation,
+        "eye_deviation": report.eye_deviation,
+        "mouth_correlation": report.mouth_correlation,
+        "mouth_opening_change": report.mouth_opening_change,
+        "corner_lift": lift,
+        "corner_lift_abs": None if lift is None else abs(lift),
+    }
 
 
 def _audit_checks(specs: dict[str, tuple[str, float]], figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -611,6 +658,11 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             figures[f"{part}_ap"] = value
         figures["face_nme"] = reports.keypoints.face_nme
         figures["face_expression_nme"] = reports.keypoints.face_expression_nme
+    if verify.face_realism is not None and analysis is not None:
+        from clinrelease.verify.realism import verify_realism
+
+        reports.realism = verify_realism(source.frames(), output.frames(), analysis, sample_every=verify.sample_every)
+        figures.update(_realism_figures(reports.realism))
     if clean_text:
         reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
         figures["text_boxes"] = len(thresholds.remaining_text(reports.text))
@@ -1344,12 +1396,15 @@ def summary_figures(verification: dict[str, Any], recognizers: Iterable[str]) ->
     """Nest a record's flat verification figures the way ``summary.json`` shows them.
 
     ``{"recognizers": {NAME: {frames_checked, frames_matched, worst, match_rate}}, "keypoints":
-    {body_ap, head_ap, face_nme, face_expression_nme, arms_ap, legs_ap, hands_ap}, ...}``; keypoint figures that were
+    {body_ap, head_ap, face_nme, face_expression_nme, arms_ap, legs_ap, hands_ap}, "face_realism": {...}
+    (when measured), ...}``; keypoint figures that were
     not measured are ``null``, and the remaining figures (frames, leaks, text_boxes, ...) stay as
     they are.
     """
     rest = dict(verification)
     nested: dict[str, Any] = {"recognizers": {}, "keypoints": {k: rest.pop(k, None) for k in _KEYPOINT_FIGURES}}
+    if "face_realism_frames" in rest:
+        nested["face_realism"] = {k: rest.pop(k, None) for k in REALISM_FIGURES}
     for name in recognizers:
         if f"{name}_frames_checked" in rest:
             nested["recognizers"][name] = {k: rest.pop(f"{name}_{k}", None) for k in _RECOGNIZER_FIGURES}

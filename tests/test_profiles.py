@@ -329,3 +329,20 @@ def test_to_dict_spells_out_every_default(tmp_path: Path) -> None:
     assert data["anonymizer"]["name"] == "swap"
     assert set(data["verify"]["recognizers"]) == {"dlib", "sface"}
     assert data["verify"]["leak_scan"] is True and data["faces"]["enabled"] is True
+
+
+def test_face_realism_is_inherited_switched_off_and_refused_where_no_face_is_released(tmp_path: Path) -> None:
+    """pd_face and pd_motor judge released faces as pd_gait does; a site that blurs faces gets a
+    readable problem instead of quarantining every item, and may switch the check off."""
+    gait = load_profile("pd_gait").verify.face_realism
+    assert gait is not None and gait.score_ratio_min == 0.9 and gait.mesh_presence_min == 0.95
+    assert load_profile("pd_motor").verify.face_realism == gait
+    assert load_profile("pd_face").verify.face_realism == dataclasses.replace(gait, mouth_correlation_min=0.5)
+    assert load_profile("basic").verify.face_realism is None
+    blur = write(tmp_path, "blur.yaml", "name: blur\nextends: pd_gait\nanonymizer: {name: blur}\n")
+    assert any("verify.face_realism" in p and "the blur anonymizer leaves none" in p for p in problems_of(blur))
+    off = write(tmp_path, "site_blur.yaml", "name: site_blur\nextends: pd_gait\nanonymizer: {name: blur}\nverify: {face_realism: null}\n")
+    assert problems_of(off) == [] and load_profile(off).verify.face_realism is None
+    looser = write(tmp_path, "loose.yaml", "name: loose\nextends: pd_gait\nverify: {face_realism: {corner_lift_max: null}}\n")
+    assert load_profile(looser).verify.face_realism.corner_lift_max is None
+    assert load_profile(looser).verify.face_realism.score_ratio_min == 0.9

@@ -52,6 +52,12 @@ def test_face_swap_release_reports_per_recognizer_and_keypoint_figures(keys: Pat
     assert kp["head_ap"] >= 0.5 and kp["face_expression_nme"] is not None and kp["face_expression_nme"] <= 0.1
     assert kp["face_nme"] is not None and kp["face_nme"] > kp["face_expression_nme"]  # the shape change, left out
     assert {"body_ap", "head_ap", "face_nme", "face_expression_nme"} <= set(kp)
+    # the swapped face still reads as a face with the patient's mouth (pd_gait's face_realism, inherited)
+    realism = figures["face_realism"]
+    assert realism["face_realism_frames"] >= 1 and realism["face_score_ratio"] >= 0.9 and realism["face_mesh_presence"] >= 0.95
+    assert realism["corner_lift_abs"] <= 0.06
+    record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
+    assert {"face_score_ratio", "face_mesh_presence", "corner_lift_abs"} <= {c["name"] for c in record["audit_checks"]}
     header = released_header(out, item["output"])
     assert header.RecognizableVisualFeatures == "NO" and header.BurnedInAnnotation == "NO"
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
@@ -142,6 +148,71 @@ def test_pd_face_as_shipped_releases_a_face_on_exam_and_verifies_its_movement(ke
     assert kp["face_nme"] > 0.04 > kp["face_expression_nme"]
     recognizers = item["verification"]["recognizers"]
     assert recognizers["dlib"]["frames_matched"] == 0 and recognizers["sface"]["frames_matched"] == 0
+
+
+#: a swap plug-in whose texture tears across the face (rows slid sideways in waves, smeared), as a
+#: swap sliding off a turning head looks; registered through the anonymizer entry-point group
+TORN_SWAP = '''
+import cv2
+import numpy as np
+
+from clinrelease.face.registry import get_anonymizer
+
+
+class TornSwap:
+    name = "torn_swap"
+
+    def __init__(self, **params):
+        self.swap = get_anonymizer("swap", **params)
+
+    def prepare(self, analysis, track_id):
+        self.swap.prepare(analysis, track_id)
+
+    def anonymize_frame(self, frame, faces):
+        frame = self.swap.anonymize_frame(frame, faces)
+        for face in faces:
+            x0, y0, x1, y1 = (int(v) for v in face.box)
+            region = frame[y0:y1, x0:x1]
+            h, w = region.shape[:2]
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            streaked = cv2.remap(region, xx + 0.25 * w * np.sin(yy / h * 6 * np.pi), yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            frame[y0:y1, x0:x1] = cv2.blur(streaked, (max(3, w // 6), 1))
+        return frame
+'''
+
+
+def test_a_torn_swap_passes_the_recognizers_but_is_quarantined_as_no_longer_a_face(keys: Path, tmp_path: Path, monkeypatch) -> None:
+    """The held-out failure of issue 17: a smeared, torn face is "not the patient" and keeps the body
+    keypoints, so only the face-realism check stands between it and the release."""
+    import sys
+
+    from _verify_helpers import require_media
+
+    (tmp_path / "torn_swap.py").write_text(TORN_SWAP)
+    dist = tmp_path / "torn_swap-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torn-swap\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[clinrelease.anonymizers]\ntorn_swap = torn_swap:TornSwap\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "exam.dcm", require_media("asl/again.mkv"), "h264", 15, identity=Identity())
+    profile = tmp_path / "torn.yaml"
+    profile.write_text("name: torn\nextends: pd_motor\nanonymizer: {name: torn_swap}\nverify: {sample_every: 3, ocr: {enabled: false}}\n")
+    out = tmp_path / "release"
+    try:
+        result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    finally:
+        sys.modules.pop("torn_swap", None)
+    item = summary(out)["items"][0]
+    assert result.exit_code == 1 and item["status"] == "quarantined", item["reasons"]
+    figures = item["verification"]
+    assert figures["recognizers"]["dlib"]["frames_matched"] == figures["recognizers"]["sface"]["frames_matched"] == 0
+    assert figures["face_realism"]["face_score_ratio"] < 0.6
+    assert any(r.startswith("face realism: face score (YuNet, released / original)") and "no longer reads as a face" in r for r in item["reasons"])
+    assert all(r.startswith("face realism") for r in item["reasons"]), item["reasons"]  # nothing else objected
+    record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
+    failed = {c["name"] for c in record["audit_checks"] if not c["passed"]}
+    assert "face_score_ratio" in failed and "dlib_match_rate" not in failed
 
 
 def test_a_phone_video_on_its_side_is_released_upright_with_its_face_swapped(keys: Path, tmp_path: Path) -> None:

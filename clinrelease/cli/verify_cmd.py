@@ -24,7 +24,7 @@ def verify_command(
     phi: list[str] = typer.Option([], "--phi", help="An identifying string that must not appear in the output's bytes (repeat)."),
     profile: str | None = typer.Option(None, "--profile", help="Take thresholds from this release profile's verify block."),
     model_dir: Path | None = typer.Option(None, "--model-dir", help="Folder of site model packs (arcface); default $CLINRELEASE_MODEL_DIR."),
-    no_keypoints: bool = typer.Option(False, "--no-keypoints", help="Skip the keypoint-preservation check."),
+    no_keypoints: bool = typer.Option(False, "--no-keypoints", help="Skip the keypoint-preservation and face-realism checks."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip the burned-in text check."),
     json_: bool = JsonOption,
 ) -> None:
@@ -47,6 +47,8 @@ def verify_command(
     if no_keypoints:
         thresholds.body_ap_min = thresholds.head_ap_min = thresholds.arms_ap_min = None
         thresholds.hands_ap_min = thresholds.legs_ap_min = thresholds.face_nme_max = thresholds.face_expression_nme_max = None
+        thresholds.face_score_ratio_min = thresholds.face_mesh_presence_min = thresholds.eye_correlation_min = None
+        thresholds.eye_deviation_max = thresholds.corner_lift_max = thresholds.mouth_correlation_min = None
     if no_text:
         thresholds.text_max_boxes = None
     options = PairOptions(
@@ -97,6 +99,15 @@ def _print_text(info: dict[str, Any], reports: Any, verdict: Any) -> None:
         out_console.print(table)
         if kp.frames_without_person:
             out_console.print(f"no person in the original at frames {kp.frames_without_person}")
+    if reports.realism is not None:
+        fr = reports.realism
+        table = Table("figure", "value", title=f"face realism ({fr.frames_checked} frames of the patient's face)")
+        table.add_row("face score, released / original (YuNet)", _f(fr.face_score_ratio))
+        table.add_row("face mesh found on the released face", _f(fr.mesh_presence))
+        table.add_row("eye opening: correlation / deviation", f"{_f(fr.eye_correlation)} / {_f(fr.eye_deviation)}")
+        table.add_row("mouth opening: correlation / change", f"{_f(fr.mouth_correlation)} / {_f(fr.mouth_opening_change)}")
+        table.add_row("mouth-corner lift change", _f(fr.corner_lift))
+        out_console.print(table)
     if reports.text is not None:
         out_console.print(f"burned-in text: {len(reports.text.found)} box(es) on {len(reports.text.frames_scanned)} scanned frames")
         for tb in reports.text.found[:10]:

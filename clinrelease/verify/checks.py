@@ -12,6 +12,7 @@ from typing import Any
 from clinrelease.verify.keypoints import KeypointReport
 from clinrelease.verify.leaks import Leak
 from clinrelease.verify.ocr import TextScan
+from clinrelease.verify.realism import RealismReport
 from clinrelease.verify.reid import GalleryReport, ReidReport
 
 @dataclass(frozen=True)
@@ -61,6 +62,29 @@ class Thresholds:
     #: PHI / encoder-text occurrences allowed in the output bytes (None: no leak scan)
     leaks_max: int | None = 0
     gallery_rank1_max: float | None = 0.0
+    #: the released face still reads as a face (None: not checked): YuNet's summed score on the
+    #: released faces over the original's, and the fraction of frames the face mesh still finds
+    face_score_ratio_min: float | None = None
+    face_mesh_presence_min: float | None = None
+    #: the patient's expression kept: eye-opening series correlation (judged where the original's
+    #: eyes move), its deviation once the constant offset is removed, and |mouth-corner lift|
+    eye_correlation_min: float | None = None
+    eye_deviation_max: float | None = None
+    corner_lift_max: float | None = None
+    #: mouth-opening series correlation (judged where the original's mouth moves: speech)
+    mouth_correlation_min: float | None = None
+
+    @property
+    def realism_limits(self) -> dict[str, float | None]:
+        """The face-realism limits by report figure."""
+        return {
+            "face_score_ratio": self.face_score_ratio_min,
+            "mesh_presence": self.face_mesh_presence_min,
+            "eye_correlation": self.eye_correlation_min,
+            "eye_deviation": self.eye_deviation_max,
+            "corner_lift": self.corner_lift_max,
+            "mouth_correlation": self.mouth_correlation_min,
+        }
 
     def remaining_text(self, scan: TextScan) -> list:
         """The text boxes of a scan that count against ``text_max_boxes``."""
@@ -84,12 +108,15 @@ class Thresholds:
             req.append("text")
         if self.leaks_max is not None:
             req.append("leaks")
+        if any(v is not None for v in self.realism_limits.values()):
+            req.append("realism")
         return tuple(req)
 
     @classmethod
     def from_profile(cls, verify: Any) -> Thresholds:
         """Thresholds from a profile's :class:`clinrelease.profiles.VerifySettings`."""
         kp = verify.keypoints
+        face = verify.face_realism
         return cls(
             recognizers={n: RecognizerLimit(c.threshold, c.max_matched_fraction) for n, c in verify.recognizers.items()},
             max_residual_faces=0 if verify.residual_faces else None,
@@ -103,6 +130,12 @@ class Thresholds:
             text_max_boxes=0 if verify.ocr.enabled else None,
             leaks_max=0 if verify.leak_scan else None,
             gallery_rank1_max=None if verify.gallery is None else verify.gallery.max_rank1,
+            face_score_ratio_min=None if face is None else face.score_ratio_min,
+            face_mesh_presence_min=None if face is None else face.mesh_presence_min,
+            eye_correlation_min=None if face is None else face.eye_correlation_min,
+            eye_deviation_max=None if face is None else face.eye_deviation_max,
+            corner_lift_max=None if face is None else face.corner_lift_max,
+            mouth_correlation_min=None if face is None else face.mouth_correlation_min,
         )
 
 
@@ -115,6 +148,7 @@ class ItemReports:
     text: TextScan | None = None
     leaks: list[Leak] | None = None
     gallery: GalleryReport | None = None
+    realism: RealismReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -124,6 +158,7 @@ class ItemReports:
             "text": self.text.to_dict() if self.text else None,
             "leaks": [leak.to_dict() for leak in self.leaks] if self.leaks is not None else None,
             "gallery": asdict(self.gallery) if self.gallery else None,
+            "realism": self.realism.to_dict() if self.realism else None,
         }
 
 
@@ -202,6 +237,39 @@ def _keypoint_reasons(report: KeypointReport, t: Thresholds) -> list[str]:
     return reasons
 
 
+#: how each realism figure reads in a reason: label, whether its limit is a minimum, how it prints
+_REALISM_LABELS = {
+    "face_score_ratio": ("face score (YuNet, released / original)", True, "{:.3f}"),
+    "mesh_presence": ("face mesh found on the released face in", True, "{:.0%} of the frames"),
+    "eye_correlation": ("eye-opening series correlation with the original", True, "{:.3f}"),
+    "eye_deviation": ("eye-opening deviation from the original", False, "{:.3f}"),
+    "corner_lift": ("mouth-corner lift change (eye distances)", False, "{:+.3f}"),
+    "mouth_correlation": ("mouth-opening series correlation with the original", True, "{:.3f}"),
+}
+
+
+def _realism_reasons(report: RealismReport, t: Thresholds) -> list[str]:
+    limits = t.realism_limits
+    if all(v is None for v in limits.values()):
+        return []
+    if not report.frames_checked:
+        return ["face realism: no sampled frame shows the patient's face in the original, face realism unverified"]
+    lost = [r.frame for r in report.per_frame if not r.mesh_released or r.score_released < 0.5 * r.score_original]
+    where = f" (the face no longer reads as a face in frames {', '.join(map(str, lost[:10]))}{' ...' if len(lost) > 10 else ''})" if lost else ""
+    reasons = []
+    for name, limit in limits.items():
+        value = getattr(report, name)
+        if limit is None or value is None:  # no correlation where the original's eyes or mouth stay still
+            continue
+        label, is_min, shown = _REALISM_LABELS[name]
+        judged = abs(value) if name == "corner_lift" else value  # a lost smile is a change as much as a grin
+        if judged < limit if is_min else judged > limit:
+            bound = shown.format(limit).replace(" of the frames", "") if name == "mesh_presence" else f"{limit}"
+            extra, where = (where, "") if name in ("face_score_ratio", "mesh_presence") else ("", where)
+            reasons.append(f"face realism: {label} {shown.format(value)} {'below' if is_min else 'above'} {bound}{extra}")
+    return reasons
+
+
 def decide(reports: ItemReports, thresholds: Thresholds | None = None) -> Verdict:
     """Release or quarantine one item, naming every failing or missing check.
 
@@ -229,6 +297,8 @@ def decide(reports: ItemReports, thresholds: Thresholds | None = None) -> Verdic
     if reports.leaks is not None and t.leaks_max is not None and len(reports.leaks) > t.leaks_max:
         kinds = sorted({f"{leak.kind} {leak.variant!r}" for leak in reports.leaks})
         reasons.append(f"PHI leak scan: {len(reports.leaks)} occurrence(s) in the output bytes: {', '.join(kinds[:8])}")
+    if reports.realism is not None:
+        reasons += _realism_reasons(reports.realism, t)
     if reports.gallery is not None:
         g = reports.gallery
         if t.gallery_rank1_max is not None and g.rank1 > t.gallery_rank1_max:

@@ -39,7 +39,7 @@ def analyze(frames: Iterable[np.ndarray]) -> FaceAnalysis:
 
 
 def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptions | None = None) -> tuple[ItemReports, dict[str, object]]:
-    """Run re-id, keypoint, burned-in text and leak checks on two video files.
+    """Run re-id, keypoint (with face realism), burned-in text and leak checks on two video files.
 
     Returns
     -------
@@ -55,6 +55,7 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
     from clinrelease.verify.keypoints import verify_keypoints
     from clinrelease.verify.leaks import scan_bytes
     from clinrelease.verify.ocr import scan_text
+    from clinrelease.verify.realism import verify_realism
     from clinrelease.verify.reid import verify_reid
 
     opts = options or PairOptions()
@@ -70,6 +71,7 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
         reports.reid = verify_reid(src.frames(), out.frames(), analysis, opts.recognizers, opts.sample_every, model_dir=opts.model_dir)
         if opts.keypoints:
             reports.keypoints = verify_keypoints(src.frames(), out.frames(), opts.sample_every)
+            reports.realism = verify_realism(src.frames(), out.frames(), analysis, opts.sample_every)
     except ValueError as exc:  # zip(strict=True): the streams ended at different frames
         if "zip()" not in str(exc):
             raise

@@ -1,0 +1,160 @@
+"""Face realism on real video: a swapped face still reads as a face with the patient's expression;
+a torn, smeared or frozen face does not, and is quarantined with a readable reason."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from _face_helpers import KEY_A
+from _verify_helpers import read_frames, require_media, write_clip
+from clinrelease.face.base import FaceAnalysis
+from clinrelease.face.pipeline import analyze_faces, anonymize_frames
+from clinrelease.profiles import load_profile
+from clinrelease.release import build_anonymizers
+from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from clinrelease.verify.realism import eye_aspect_ratio, mouth_opening, series_agreement, verify_realism
+
+FRAMES = 24
+
+
+def _swap(frames: list[np.ndarray], profile: str = "pd_gait") -> tuple[list[np.ndarray], FaceAnalysis]:
+    prof = load_profile(profile)
+    analysis = analyze_faces(frames, patient_rule=prof.faces.patient_rule, min_face_px=prof.faces.min_face_px)
+    patient, bystander = build_anonymizers(prof, KEY_A, "patient-1")
+    return list(anonymize_frames(frames, analysis, patient=patient, bystander=bystander)), analysis
+
+
+def tear(frames: list[np.ndarray], analysis: FaceAnalysis) -> list[np.ndarray]:
+    """Streaks across the patient's face: rows slid sideways in waves and smeared, as a swap whose
+    texture slides off a turning head looks."""
+    out = []
+    for index, frame in enumerate(frames):
+        frame = frame.copy()
+        face = analysis.patient.faces.get(index)
+        if face is not None:
+            x0, y0, x1, y1 = (int(v) for v in face.box)
+            region = frame[y0:y1, x0:x1]
+            h, w = region.shape[:2]
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            streaked = cv2.remap(
+                region, xx + 0.25 * w * np.sin(yy / h * 6 * np.pi), yy + 0.1 * h * np.sin(xx / w * 4 * np.pi), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
+            frame[y0:y1, x0:x1] = cv2.blur(streaked, (max(3, w // 6), 1))
+        out.append(frame)
+    return out
+
+
+@pytest.fixture(scope="module")
+def again() -> tuple[list[np.ndarray], list[np.ndarray], FaceAnalysis]:
+    frames = read_frames(require_media("asl/again.mkv"), FRAMES)
+    swapped, analysis = _swap(frames)
+    return frames, swapped, analysis
+
+
+def _thresholds(profile: str) -> Thresholds:
+    """The profile's face-realism limits only."""
+    t = Thresholds.from_profile(load_profile(profile).verify)
+    t.recognizers, t.text_max_boxes, t.leaks_max, t.body_ap_min = {}, None, None, None
+    t.arms_ap_min = t.legs_ap_min = t.gallery_rank1_max = t.face_expression_nme_max = None
+    return t
+
+
+def _pd_gait() -> Thresholds:
+    return _thresholds("pd_gait")
+
+
+def test_a_normal_swap_still_reads_as_the_patients_face(again):
+    frames, swapped, analysis = again
+    report = verify_realism(frames, swapped, analysis, sample_every=3)
+    assert report.frames_checked == FRAMES // 3
+    assert report.face_score_ratio > 0.95 and report.mesh_presence == 1.0
+    assert abs(report.corner_lift) <= 0.06 and report.eye_deviation < 0.04
+    assert decide(ItemReports(realism=report), _pd_gait()).released
+    same = verify_realism(frames, [f.copy() for f in frames], analysis, sample_every=3)
+    assert same.face_score_ratio == 1.0 and same.corner_lift == 0.0 and same.eye_deviation == 0.0
+
+
+def test_a_torn_face_is_quarantined_with_a_readable_reason(again):
+    frames, swapped, analysis = again
+    report = verify_realism(frames, tear(swapped, analysis), analysis, sample_every=3)
+    assert report.face_score_ratio < 0.6 and report.mesh_presence < 0.5
+    verdict = decide(ItemReports(realism=report), _pd_gait())
+    assert not verdict.released
+    score = next(r for r in verdict.reasons if r.startswith("face realism: face score"))
+    assert "below 0.9" in score and "no longer reads as a face in frames 0, 3" in score
+    mesh = next(r for r in verdict.reasons if r.startswith("face realism: face mesh found on the released face in"))
+    assert mesh.endswith("below 95%")  # the frames are named once
+
+
+def test_the_check_must_run_when_the_profile_asks_for_it():
+    verdict = decide(ItemReports(), _pd_gait())
+    assert "realism: not verified (the check did not run)" in verdict.reasons
+    assert "realism" not in Thresholds().required  # off unless a profile sets face_realism
+
+
+def test_a_frozen_face_loses_the_patients_eye_and_mouth_movement():
+    """eat.mkv's signer blinks and speaks: a face frozen in its first frame (the head box pasted
+    still) keeps no eye or mouth movement, which the series catch where the score and mesh do not."""
+    frames = read_frames(require_media("asl/eat.mkv"), 45)
+    analysis = analyze_faces(frames, patient_rule="largest")
+    first = analysis.patient.faces[0].box
+    x0, y0, x1, y1 = (int(v) for v in first)
+    frozen = []
+    for frame in frames:
+        frame = frame.copy()
+        frame[y0:y1, x0:x1] = frames[0][y0:y1, x0:x1]
+        frozen.append(frame)
+    kept = verify_realism(frames, frames, analysis, sample_every=3)
+    still = verify_realism(frames, frozen, analysis, sample_every=3)
+    assert kept.eye_correlation == pytest.approx(1.0) and kept.mouth_correlation == pytest.approx(1.0)
+    assert still.mouth_correlation is not None and still.mouth_correlation < 0.5
+    assert still.mouth_deviation > 5 * max(kept.mouth_deviation, 1e-3)
+    # pd_face, where the mouth is the signal, quarantines it; pd_gait judges the face, not speech
+    verdict = decide(ItemReports(realism=still), _thresholds("pd_face"))
+    assert any(r.startswith("face realism: mouth-opening series correlation with the original") and "below 0.5" in r for r in verdict.reasons)
+    assert decide(ItemReports(realism=kept), _thresholds("pd_face")).released
+
+
+def test_eye_and_mouth_opening_follow_the_mesh():
+    """On a real mesh: lids pulled together lower the EAR; lips pulled apart raise the opening."""
+    from clinrelease.verify.keypoints import face_mesh_detector
+
+    frame = read_frames(require_media("asl/book.mkv"), 1)[0]
+    analysis = analyze_faces([frame], patient_rule="largest")
+    x0, y0, x1, y1 = analysis.patient.faces[0].box
+    pad = 0.5 * (x1 - x0)
+    mesh = face_mesh_detector()(frame, np.array([x0 - pad, y0 - pad, x1 + pad, y1 + pad]))
+    assert mesh is not None
+    closed = mesh.copy()
+    for eye in ((33, 160, 158, 133, 153, 144), (263, 387, 385, 362, 380, 373)):
+        lids = list(eye[1:3]) + list(eye[4:6])
+        closed[lids, 1] = mesh[list(eye[::3]), 1].mean()
+    assert eye_aspect_ratio(closed) < 0.2 * eye_aspect_ratio(mesh)
+    opened = mesh.copy()
+    opened[14, 1] += 0.3 * np.linalg.norm(mesh[61] - mesh[291])
+    assert mouth_opening(opened) > mouth_opening(mesh) + 0.25
+
+
+def test_series_agreement_judges_movement_only_where_the_original_moves():
+    blink = [0.30] * 5 + [0.10, 0.05, 0.12] + [0.30] * 5
+    assert series_agreement(blink, [v + 0.04 for v in blink]) == pytest.approx((1.0, 0.0))
+    correlation, deviation = series_agreement(blink, [0.34] * len(blink))
+    assert correlation == 0.0 and deviation > 0.03  # a blink lost
+    still = [0.30, 0.31, 0.30, 0.29, 0.30]
+    correlation, deviation = series_agreement(still, [0.33, 0.32, 0.34, 0.33, 0.32])
+    assert correlation is None and deviation < 0.02  # no blink to follow: only the deviation counts
+
+
+def test_verify_cli_quarantines_a_torn_face_under_a_release_profile(again, tmp_path):
+    from _release_helpers import invoke, json_result
+
+    frames, swapped, analysis = again
+    original = write_clip(tmp_path / "original.mp4", frames)
+    torn = write_clip(tmp_path / "torn.mp4", tear(swapped, analysis))
+    result = invoke(["verify", str(original), str(torn), "--profile", "pd_gait", "--no-text", "--json"])
+    doc = json_result(result)
+    assert result.exit_code == 1
+    assert any(r.startswith("face realism: face score") for r in doc["verdict"]["reasons"]), doc["verdict"]["reasons"]
+    assert doc["reports"]["realism"]["face_score_ratio"] < 0.6
