@@ -8,10 +8,11 @@ study attributes a DICOM header would hold.
 from __future__ import annotations
 
 import csv
-import hashlib
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clinrelease.crypto.kdf import derive_hex
 from clinrelease.errors import InputError
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".ts"}
@@ -51,11 +52,19 @@ class InputItem:
     #: item id of an earlier input that is the same object (same SOP Instance UID, or the same
     #: plain video file): both would be released under one output path, so only the first is
     duplicate_of: str | None = None
+    #: a short id for this input within a release, keyed (:func:`item_id`): released reports name
+    #: items by it, so it must not let anyone recover the input's name by guessing
+    item_id: str = ""
 
-    @property
-    def item_id(self) -> str:
-        """A stable short id for this input within a release (from its relative path)."""
-        return hashlib.sha256(self.relpath.encode("utf-8")).hexdigest()[:16]
+
+#: key for item ids when discovery is given none: stable within this process only
+_PROCESS_ID_KEY = secrets.token_bytes(32)
+
+
+def item_id(id_key: bytes | None, relpath: str) -> str:
+    """HMAC of the relative path with the release key: stable across runs (resume needs that) and
+    unguessable without the key (an unkeyed hash of ``Smith_John_visit.dcm`` is found by trying names)."""
+    return derive_hex(id_key or _PROCESS_ID_KEY, "item-id", relpath, 16)
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -115,12 +124,13 @@ def _dicomdir_members(dicomdir: Path) -> list[Path]:
     return members
 
 
-def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[InputItem]:
+def discover_items(inputs: list[Path], metadata: Path | None = None, id_key: bytes | None = None) -> list[InputItem]:
     """All items under the given files and folders, sorted by relative path.
 
     Folders are searched recursively. A DICOMDIR contributes the files it references (which must
     exist). Plain videos need a row in the metadata table; without one they are an input error,
-    since their header attributes would be unknown.
+    since their header attributes would be unknown. ``id_key`` (the release key) keys the item
+    ids; without it they are keyed by a random key of this process.
     """
     table = read_metadata_table(metadata) if metadata else {}
     items: dict[str, InputItem] = {}
@@ -142,7 +152,7 @@ def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[Inp
                     if not is_dicom_file(member):
                         raise InputError(f"the DICOMDIR references {member.name}, which is not a DICOM file", path)
                     member_rel = member.relative_to(base).as_posix()
-                    items[member_rel] = InputItem(member, member_rel, "dicom")
+                    items[member_rel] = InputItem(member, member_rel, "dicom", item_id=item_id(id_key, member_rel))
                 continue
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 row = table.get(rel) or table.get(path.name)
@@ -150,9 +160,9 @@ def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[Inp
                     raise InputError(
                         "a plain video needs a row in the metadata table (--metadata FILE, column 'file')", path
                     )
-                items[rel] = InputItem(path, rel, "container", row)
+                items[rel] = InputItem(path, rel, "container", row, item_id=item_id(id_key, rel))
             elif is_dicom_file(path):
-                items[rel] = InputItem(path, rel, "dicom")
+                items[rel] = InputItem(path, rel, "dicom", item_id=item_id(id_key, rel))
             elif path.suffix.lower() in {".csv", ".tsv", ".txt", ".md", ".json", ".yaml", ".yml"}:
                 continue  # sidecar documents are not items
             else:
