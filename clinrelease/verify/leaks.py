@@ -165,7 +165,8 @@ def phi_variants(phi_strings: Iterable[str]) -> dict[str, tuple[str, str]]:
             continue
         d = parse_date(value)
         if d is not None:
-            forms, kind = date_variants(d), "date"
+            # as given too: an ID such as 123456 also reads as a date (1234-05-06)
+            forms, kind = [*date_variants(d), value], "date"
         elif any(ch.isdigit() for ch in value) and sum(w.isalpha() for w in value.split()) >= 2:
             forms, kind = [value, " ".join(value.split())], "text"  # an address or free text
         elif any(ch.isdigit() for ch in value):
