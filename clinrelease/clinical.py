@@ -45,7 +45,7 @@ from typing import Callable, Mapping
 from clinrelease.dicom import keyed
 from clinrelease.dicom.phi_strings import contact_shapes
 from clinrelease.errors import ConfigError, InputError
-from clinrelease.verify.leaks import text_scanner
+from clinrelease.verify.leaks import MIN_ID, text_scanner
 
 RULES = ("keep", "drop", "pseudonymize", "date_shift", "generalize_age", "free_text_drop")
 #: first characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)
@@ -217,9 +217,11 @@ def deidentify_table(
     released = [c for c in header if c in parsed and parsed[c].rule != "drop"]
     dropped = [c for c in header if c not in released]
 
+    # a raw ID shorter than the leak scan's shortest (a study's subject number "12") would withhold
+    # every score that happens to equal it
     raw_ids = sorted({
         record[c].strip() for _, record in records for c in header
-        if c in parsed and parsed[c].rule == "pseudonymize" and record[c].strip()
+        if c in parsed and parsed[c].rule == "pseudonymize" and len(record[c].strip()) >= MIN_ID
     })  # fmt: skip
     scan = text_scanner([*phi, *raw_ids])
     rows: list[dict[str, str]] = []

@@ -225,6 +225,10 @@ class _ItemWork:
     details: list[str] = field(default_factory=list)
     #: the patient's identifying strings (header values, metadata row, container tags)
     phi: list[str] = field(default_factory=list)
+    #: the patient attributes' values alone (names, IDs, birth date, address, ...): released texts
+    #: are scanned for these; descriptions and container titles ("Gait exam") would match the
+    #: release's own words
+    patient_phi: list[str] = field(default_factory=list)
 
 
 def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
@@ -285,7 +289,7 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
     if record["status"] != RELEASED:
         _quarantine(work)
     # site only: merge scans every released text for these (the input's name is never released)
-    record["identifying_strings"] = work.phi
+    record["identifying_strings"] = work.patient_phi
     record["seconds"] = round(time.perf_counter() - started, 3)
     _write_json_atomic(record_path, record)
     return record
@@ -345,7 +349,8 @@ def _run_stages(work: _ItemWork) -> None:
         record["container_metadata_keys"] = sorted(source.info.container_metadata)
     else:
         header = read_dicom_header(item.path)
-    work.phi = _identifying_strings(identifying_strings(header), item, source)
+    work.patient_phi = identifying_strings(header)
+    work.phi = _identifying_strings(work.patient_phi, item, source)
     video = _is_video(header, item)
     faces_on = bool(video and profile.faces.enabled and profile.anonymizer is not None)
     options = list(profile.deid.options)
@@ -1188,9 +1193,9 @@ def _released_texts(records: list[dict[str, Any]], table, key: bytes):
     guard = TextGuard(batch_identifying_strings(records, table.identifying_strings if table else ()))
     for record in records:
         record["released_reasons"] = guard.clean(record["reasons"])
+        names = guard.clean((_released_attribute_name(c.get("name", ""), key) for c in record.get("header_changes", [])), "(name withheld)")
         record["released_header_changes"] = [
-            (c.get("tag", ""), _released_attribute_name(c.get("name", ""), key), c.get("action", ""))
-            for c in record.get("header_changes", [])
+            (c.get("tag", ""), name, c.get("action", "")) for c, name in zip(record.get("header_changes", []), names)
         ]
     return guard
 

@@ -37,7 +37,7 @@ CREATOR = "QUILLFEATHER NEURO LAB"
 LEAKY_MANUFACTURER = 'Dr. MARCHETTI\'s "gait" lab'
 
 PROFILE = """\
-name: basic_clinical
+name: gait_exam_clinical
 description: basic with clinical columns kept, for the released-text tests
 extends: basic
 clinical:
@@ -71,19 +71,21 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     metadata = root / "metadata.csv"
     with open(metadata, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["file", "patient_id", "patient_name", "birth_date", "study_date"])
-        writer.writerow([MP4, IDS[0], "Quillfeather^Zenobia", DATES[1], "20230411"])
-        writer.writerow([BROKEN_MP4, IDS[0], "Quillfeather^Zenobia", DATES[1], "20230411"])
+        # a description is no identifying string: its words ("gait", in the profile's name too)
+        # must neither stop the signing nor withhold the clinical notes that use them
+        writer.writerow(["file", "patient_id", "patient_name", "birth_date", "study_date", "study_description"])
+        writer.writerow([MP4, IDS[0], "Quillfeather^Zenobia", DATES[1], "20230411", "Gait exam"])
+        writer.writerow([BROKEN_MP4, IDS[0], "Quillfeather^Zenobia", DATES[1], "20230411", "Gait exam"])
     clinical = root / "clinical.csv"
     with open(clinical, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["patient_id", "visit_date", "updrs", "notes", "link", "home_phone"])
-        writer.writerow([IDS[0], "2023-04-11", "24", "walked unaided", '=HYPERLINK("http://x.example/?q=1","open")', PHONE])
+        writer.writerow([IDS[0], "2023-04-11", "24", "gait exam: walked unaided", '=HYPERLINK("http://x.example/?q=1","open")', PHONE])
         writer.writerow([IDS[0], "2023-10-02", "-3", f"Zenobia Quillfeather called from {PHONE}", "@SUM(A1)", ""])
         writer.writerow([IDS[0], "2024-01-15", "+2", f"chart {IDS[0]}", "+cmd|' /C calc'!A0", ""])
         writer.writerow([IDS[1], "2023-05-02", "31", "freezing at turns", "", ""])
         writer.writerow([IDS[2], "2023-06-07", "18", "no video taken", "", ""])
-    profile = root / "basic_clinical.yaml"
+    profile = root / "gait_exam_clinical.yaml"
     profile.write_text(PROFILE, encoding="utf-8")
     keys = make_keys(root / "keys")
     out = root / "release"
@@ -171,7 +173,7 @@ def test_clinical_table_withholds_rows_cells_and_neutralizes_formulas(batch: dic
     report = batch["summary"]["clinical"]
     assert report["rows_withheld_no_video"] == 1 and report["rows_withheld_video_not_released"] == 1
     assert [r["updrs"] for r in rows] == ["24", "-3", "+2"]  # numbers are no formulas
-    assert rows[0]["notes"] == "walked unaided" and rows[1]["notes"] == rows[2]["notes"] == ""
+    assert rows[0]["notes"] == "gait exam: walked unaided" and rows[1]["notes"] == rows[2]["notes"] == ""
     assert [c["line"] for c in report["cells_withheld"]] == [3, 4]
     assert set(report["cells_withheld"][0]["found"]) == {"name", "phone"} and report["cells_withheld"][1]["found"] == ["id"]
     assert all(r["link"].startswith("'") for r in rows) and report["formula_cells_neutralized"] == 3
@@ -196,7 +198,7 @@ def test_planted_identity_is_in_no_byte_of_the_release_but_in_the_site_copies(ba
 def test_bad_clinical_table_stops_the_run_before_any_item(batch: dict, tmp_path: Path) -> None:
     bad = tmp_path / "visits.csv"
     bad.write_text("patient_id,visit_date\nA1,2023-04-11\nA2,11/04/2023\n", encoding="utf-8")
-    profile = tmp_path / "basic_clinical.yaml"
+    profile = tmp_path / "gait_exam_clinical.yaml"
     profile.write_text(PROFILE, encoding="utf-8")
     shutil.copyfile(batch["folder"] / CT, tmp_path / "one.dcm")
     out = tmp_path / "release"

@@ -3,7 +3,7 @@
 The QA report, ``summary.json``, the released audit records and the clinical tables are built from
 item records, reasons, header changes and table cells. Every string that goes into them comes from
 here: :func:`released_strings` walks a document's keys and string values (the report is rendered
-from the same values and fixed wording), and :class:`TextGuard` scans each with the identifying
+from the same values and fixed wording; keys are field names), and :class:`TextGuard` scans each with the identifying
 strings of every item and of the clinical table (the leak scan's own written forms, matched on token
 boundaries: :func:`clinrelease.verify.leaks.scan_text`). A reason that quotes one is replaced by
 :data:`WITHHELD_REASON`; whatever is still found when the documents are complete stops the release
@@ -24,12 +24,15 @@ WITHHELD_REASON = "reason withheld: it quoted identifying data (the site's quara
 
 
 def released_strings(document: Any) -> Iterator[str]:
-    """Every key and string value of a JSON-like document, depth first."""
+    """Every string value of a JSON-like document, depth first.
+
+    Mapping keys are the release's own field names, figure names and the profile's column names,
+    never data: a patient named Pool must not stop a release whose summary has a ``pool`` field.
+    """
     if isinstance(document, str):
         yield document
     elif isinstance(document, Mapping):
-        for key, value in document.items():
-            yield str(key)
+        for value in document.values():
             yield from released_strings(value)
     elif isinstance(document, (list, tuple, set, frozenset)):
         for value in document:
@@ -51,9 +54,9 @@ class TextGuard:
         """Occurrences of an identifying string in ``text``."""
         return self._scan(text)
 
-    def clean(self, texts: Iterable[str]) -> list[str]:
-        """``texts`` with every one that quotes an identifying string replaced by :data:`WITHHELD_REASON`."""
-        return [WITHHELD_REASON if self.leaks(t) else t for t in texts]
+    def clean(self, texts: Iterable[str], replacement: str = WITHHELD_REASON) -> list[str]:
+        """``texts`` with every one that quotes an identifying string replaced by ``replacement``."""
+        return [replacement if self.leaks(t) else t for t in texts]
 
     def check(self, documents: Mapping[str, Any]) -> None:
         """Refuse (before signing) when any released document still carries an identifying string.
