@@ -42,7 +42,7 @@ def main() -> None:
         with open(original, "wb") as fh:
             for _ in range(args.mib):
                 fh.write(os.urandom(1 << 20))
-        custodian = create_custodian("bench", t / "cust", "pw")
+        custodian = create_custodian("bench", t / "cust", "bench passphrase 42")
         released = t / "released.bin"
         released.write_bytes(b"released")
         digest = hashlib.sha256(released.read_bytes()).hexdigest()
@@ -73,7 +73,7 @@ def main() -> None:
         def reversal() -> None:
             out = t / "back.bin"
             out.unlink(missing_ok=True)
-            reverse(released, t / "vault", custodian.private_path, "pw", out)
+            reverse(released, t / "vault", custodian.private_path, "bench passphrase 42", out)
 
         t_reverse = _median(reversal, args.repeats)
         t_hash = _median(hash_only, args.repeats)

@@ -294,6 +294,7 @@ def build_dicom_fixture(
     *,
     identity: Identity | None = None,
     burn_text: bool = True,
+    audio: bool = False,
 ) -> PlantedPHI:
     """Turn a real clip into a DICOM video in ``syntax`` with PHI planted everywhere.
 
@@ -314,6 +315,8 @@ def build_dicom_fixture(
         Whose details to plant (a fixed made-up patient by default).
     burn_text:
         Draw the patient name and MRN into the frames.
+    audio:
+        For ``"h264-mp4"``: a sound track in the MP4 beside the pictures.
 
     Returns
     -------
@@ -334,7 +337,7 @@ def build_dicom_fixture(
     if syntax == "h264-fragmented":
         _refragment(out)
     elif syntax == "h264-mp4":
-        _replace_with_mp4(out, source, max_frames, identity, lines)
+        _replace_with_mp4(out, source, max_frames, identity, lines, audio)
     elif syntax == "native-implicit":
         ds = pydicom.dcmread(out)
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
@@ -367,12 +370,12 @@ def _refragment(path: Path, fragment_size: int = 4096) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
-def _replace_with_mp4(path: Path, source: Path, max_frames: int | None, identity: Identity, lines: list[str]) -> None:
+def _replace_with_mp4(path: Path, source: Path, max_frames: int | None, identity: Identity, lines: list[str], audio: bool = False) -> None:
     """Store an MP4 file (with PHI in its container metadata) as the H.264 file's pixel data."""
     mp4 = path.with_suffix(".pixels.mp4")
     try:
         write_mp4(mp4, (burn_in(f, lines) if lines else f for f in source_frames(source, max_frames)),
-                  open_video(source).info.fps, container_phi(identity))  # fmt: skip
+                  open_video(source).info.fps, container_phi(identity), audio=audio)  # fmt: skip
         ds = pydicom.dcmread(path)
         data = mp4.read_bytes()
         ds.PixelData = encapsulate([data + b"\x00" * (len(data) % 2)])
@@ -393,8 +396,22 @@ def container_phi(identity: Identity) -> dict[str, str]:
     }
 
 
-def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, metadata: dict[str, str]) -> int:
-    """Encode ``frames`` into an H.264 MP4 with ``metadata`` in the container; returns the frame count."""
+def write_mp4(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    metadata: dict[str, str],
+    *,
+    rotation: int = 0,
+    mirrored: bool = False,
+    audio: bool = False,
+) -> int:
+    """Encode ``frames`` into an H.264 MP4 with ``metadata`` in the container; returns the frame count.
+
+    With ``rotation`` (clockwise degrees, a quarter turn) or ``mirrored``, the file is stored the way a
+    phone stores it: the pixels turned the other way and a display matrix that turns them back. With
+    ``audio``, an AAC track (a tone standing in for the room's voices) runs beside the pictures.
+    """
     from fractions import Fraction
 
     import av
@@ -405,7 +422,13 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, metadata: di
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "18"}
+        if rotation or mirrored:
+            stream.set_display_rotation(-rotation, hflip=mirrored)  # PyAV counts counter-clockwise
+        # every stream must exist before the first packet is written
+        sound = container.add_stream("aac", rate=48000, layout="mono") if audio else None
         for frame in frames:
+            if rotation or mirrored:
+                frame = np.ascontiguousarray(np.rot90(frame[:, ::-1] if mirrored else frame, k=rotation // 90))
             if count == 0:
                 stream.height, stream.width = frame.shape[:2]
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
@@ -415,7 +438,26 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, metadata: di
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+        if sound is not None:
+            _write_tone(container, sound, count / fps)
     return count
+
+
+def _write_tone(container, stream, seconds: float) -> None:
+    """``seconds`` of a 440 Hz tone into the audio ``stream``."""
+    import av
+
+    rate = stream.codec_context.sample_rate
+    step = stream.codec_context.frame_size or 1024
+    total = int(seconds * rate)
+    for start in range(0, total, step):
+        t = np.arange(start, min(start + step, total)) / rate
+        frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def build_mp4_fixture(
@@ -425,14 +467,20 @@ def build_mp4_fixture(
     *,
     identity: Identity | None = None,
     burn_text: bool = True,
+    rotation: int = 0,
+    audio: bool = False,
 ) -> PlantedPHI:
-    """A plain MP4 whose container title/comment/artist/location and burned-in text carry PHI."""
+    """A plain MP4 whose container title/comment/artist/location and burned-in text carry PHI.
+
+    ``rotation`` (clockwise degrees) makes it a phone-style file: stored on its side with a display
+    matrix that turns it upright. ``audio`` adds a sound track.
+    """
     out = Path(out)
     source = Path(source) if source is not None else carphone_path()
     identity = identity or Identity()
     lines = [identity.patient_name, f"MRN {identity.patient_id}"] if burn_text else []
     frames = (burn_in(f, lines) if lines else f for f in source_frames(source, max_frames))
-    count = write_mp4(out, frames, open_video(source).info.fps, container_phi(identity))
+    count = write_mp4(out, frames, open_video(source).info.fps, container_phi(identity), rotation=rotation, audio=audio)
     planted = _planted(out, identity, [], lines, "mp4", None)
     extra = [v for k, v in container_phi(identity).items() if k != "creation_time"]
     return PlantedPHI(**{**planted.__dict__, "strings": planted.strings + extra, "frames": count})

@@ -8,6 +8,7 @@ video parameters plus :class:`PhiLocation` entries for
   Basic Profile action;
 * private attributes (with their private creator);
 * container metadata of plain video files, and of an MP4 stored as DICOM pixel data;
+* audio streams beside the pictures (a voice identifies a patient);
 * the Burned In Annotation and Recognizable Visual Features flags when they are YES or absent.
 
 Values are never copied into the report, so printing it does not spread the PHI it points at.
@@ -21,7 +22,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from clinrelease.dicom.video import MpegDicomVideo, VideoSource, is_technical_metadata, open_video
+from clinrelease.dicom.video import MpegDicomVideo, Orientation, VideoSource, is_technical_metadata, open_video
 
 
 
@@ -81,6 +82,8 @@ class InspectReport:
     #: non-identifying header facts (modality, manufacturer model, attribute counts)
     summary: dict[str, str | int] = field(default_factory=dict)
     phi: list[PhiLocation] = field(default_factory=list)
+    #: a plain video's display rotation (``rows`` and ``columns`` are those of the upright picture)
+    orientation: Orientation = field(default_factory=Orientation)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the ``--json`` output of ``clinrelease inspect``)."""
@@ -132,6 +135,9 @@ def inspect_file(path: str | Path) -> InspectReport:
         phi.extend(_embedded_container_phi(video))
     else:
         phi.extend(container_phi(info.container_metadata, "container"))
+    where = "container" if header is None else "pixel data container"
+    # a voice identifies a patient; the release never writes sound (action X)
+    phi.extend(PhiLocation(where, f"audio:{n}", "audio stream", "X") for n in range(info.audio_streams))
     ts = info.transfer_syntax_uid
     return InspectReport(
         path=info.path,
@@ -151,6 +157,7 @@ def inspect_file(path: str | Path) -> InspectReport:
         annex_e_edition=table.edition,
         summary=summary,
         phi=phi,
+        orientation=info.orientation,
     )
 
 

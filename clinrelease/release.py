@@ -37,6 +37,7 @@ import numpy as np
 
 from clinrelease import __version__
 from clinrelease.crypto.digest import sha256_file
+from clinrelease.audit.identity import derive_release_id, release_nonce
 from clinrelease.audit.records import utc_now
 from clinrelease.crypto.kdf import derive_hex
 from clinrelease.errors import ClinReleaseError, ConfigError, InputError, VerificationError
@@ -197,6 +198,21 @@ def _is_video(header, item: InputItem) -> bool:
     return frames > 1 and int(header.get("SamplesPerPixel", 1) or 1) == 3
 
 
+AUDIO_REASON = "audio is never released"
+#: DICOM objects that are recorded sound (a voice identifies a patient): quarantined
+AUDIO_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.9.4.1": "Basic Voice Audio Waveform",
+    "1.2.840.10008.5.1.4.1.1.9.4.2": "General Audio Waveform",
+}
+
+
+def _is_mpeg(header) -> bool:
+    from clinrelease.dicom.syntaxes import syntax_info
+
+    syntax = syntax_info(str(header.file_meta.get("TransferSyntaxUID", "")))
+    return syntax is not None and syntax.route == "mpeg"
+
+
 def _is_photographic(header) -> bool:
     """Could the pixels be a photograph of a person? (Secondary Capture unless a scanner made it.)"""
     uid = str(header.get("SOPClassUID", ""))
@@ -349,6 +365,8 @@ def _run_stages(work: _ItemWork) -> None:
         record["container_metadata_keys"] = sorted(source.info.container_metadata)
     else:
         header = read_dicom_header(item.path)
+        if str(header.get("SOPClassUID", "")) in AUDIO_SOP_CLASSES:
+            raise VerificationError(f"{AUDIO_REASON}: the file is a {AUDIO_SOP_CLASSES[str(header.SOPClassUID)]} object")
     work.patient_phi = identifying_strings(header)
     work.phi = _identifying_strings(work.patient_phi, item, source)
     video = _is_video(header, item)
@@ -359,7 +377,12 @@ def _run_stages(work: _ItemWork) -> None:
     # a profile that verifies faces without anonymizing them still gets its checks run on the pixels
     # (fail closed: a visible face then fails them) instead of having them silently dropped
     face_checks = bool(profile.verify.recognizers) or bool(profile.verify.residual_faces)
-    video = item.kind == "container" or faces_on or (video and ("clean_pixel_data" in options or face_checks))
+    # audio is never released: pixel data that multiplexes sound with the pictures (an MP4 or MPEG-2
+    # program stream) goes through the pixel route, which re-encodes the pictures alone
+    if video and source is None and _is_mpeg(header):
+        source = open_video(item.path)
+    audio = bool(source and source.info.audio_streams)
+    video = item.kind == "container" or faces_on or (video and ("clean_pixel_data" in options or face_checks or audio))
     if video and source is None:
         source = open_video(item.path)
     if not video:
@@ -522,7 +545,8 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     output = open_video(staged)
     reports = ItemReports()
     thresholds = Thresholds.from_profile(verify)
-    figures: dict[str, Any] = {"frames": written.frames}
+    # only decoded pictures are written: any sound beside them stays behind (and the report says so)
+    figures: dict[str, Any] = {"frames": written.frames, "audio_streams_dropped": info.audio_streams}
     if clean_text:
         figures["burned_in_text_found"] = len(burned_in.found)
     if analysis is not None:
@@ -802,9 +826,15 @@ def run_release(
         index, count = opts.shard
         items = [it for n, it in enumerate(items) if n % count == index]
     paths.make()
-    release_id = opts.release_id or derive_hex(keys.release_key, "release-id", profile.digest, 24)
+    release_meta = paths.work / "release.json"
+    previous = _load_record(release_meta)
+    nonce = release_nonce(paths.work)
+    release_id = opts.release_id or derive_release_id(keys.release_key, profile.digest, nonce)
+    if previous and "nonce" not in previous:  # begun before release nonces: keep its id so that resume redoes nothing
+        release_id = previous["release_id"]
     meta = {
         "release_id": release_id,
+        "nonce": nonce,
         "profile": profile.name,
         "profile_source": str(profile.source) if profile.source else profile.name,
         "profile_digest": profile.digest,
@@ -814,8 +844,6 @@ def run_release(
         "clinical": str(opts.clinical.resolve()) if opts.clinical else None,
         "started": utc_now(),
     }
-    release_meta = paths.work / "release.json"
-    previous = _load_record(release_meta)
     if previous and previous.get("profile_digest") != profile.digest:
         raise ConfigError(
             f"{paths.output} was started with profile {previous.get('profile')} (another digest); "
@@ -1243,6 +1271,10 @@ def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: s
     counts = {RELEASED: 0, QUARANTINED: 0, ERROR: 0}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    with_audio = sum(
+        1 for r in records
+        if r.get("verification", {}).get("audio_streams_dropped") or any(x.startswith(AUDIO_REASON) for x in r["reasons"])
+    )
     return {
         "tool": {"name": "clinrelease", "version": __version__},
         "release_id": meta["release_id"],
@@ -1252,6 +1284,7 @@ def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: s
         "key_id": key_id,
         "started": meta["started"],
         "finished": finished,
+        "audio": f"never released: only the pictures are re-encoded and audio objects are quarantined; {with_audio} input(s) had sound",
         "counts": counts,
         "gallery": gallery,
         "clinical": clinical,
@@ -1283,6 +1316,7 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
             continue
     return {
         "release_id": meta["release_id"],
+        "nonce": meta.get("nonce", ""),
         "tool": {"name": "clinrelease", "version": __version__},
         "profile": {"name": profile.name, "sha256": profile.digest.removeprefix("sha256:")},
         "ps315": {

@@ -48,6 +48,7 @@ _SUMMARY_LABELS = {
     "ps315_edition": "PS3.15 edition",
     "started": "Started",
     "finished": "Finished",
+    "audio": "Audio",
     "time": "Time",
     "clinrelease_version": "clinrelease version",
     "output": "Release folder",

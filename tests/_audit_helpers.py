@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def build_release(tmp: Path, n_items: int = 3, payload_size: int = 2048) -> Fake
         "release_start",
         {
             "release_id": "rel-test-1",
+            "nonce": secrets.token_hex(16),
             "tool": {"name": "clinrelease", "version": "test"},
             "profile": {"name": "pd_gait", "sha256": hashlib.sha256(b"profile").hexdigest()},
             "ps315": {"edition": "2024b", "options": [{"code": "113100", "meaning": "Basic Application Confidentiality Profile"}]},

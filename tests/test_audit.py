@@ -217,6 +217,35 @@ def _edit_manifest(release: FakeRelease) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _add_audit_file(release: FakeRelease) -> None:
+    (release.out / "audit" / "notes.txt").write_text("lookup: P1 = Smith, John\n")
+
+
+def _add_audit_subfolder_file(release: FakeRelease) -> None:
+    (release.out / "audit" / "old").mkdir()
+    (release.out / "audit" / "old" / "log.jsonl").write_bytes(b"{}\n")
+
+
+def _add_top_level_tag_file(release: FakeRelease) -> None:
+    (release.out / "bag-info.txt").write_text("Contact-Name: Smith, John\n")
+
+
+def _delete_tagmanifest(release: FakeRelease) -> None:
+    (release.out / "tagmanifest-sha256.txt").unlink()
+
+
+def _delete_bagit(release: FakeRelease) -> None:
+    (release.out / "bagit.txt").unlink()
+
+
+def _tagmanifest_lists_an_added_file(release: FakeRelease) -> None:
+    """Add a file to audit/ and list it in the tag manifest with its true digest (what a re-run of sha256sum would do)."""
+    extra = release.out / "audit" / "extra.json"
+    extra.write_text("{}")
+    with open(release.out / "tagmanifest-sha256.txt", "a") as fh:
+        fh.write(f"{hashlib.sha256(extra.read_bytes()).hexdigest()}  audit/extra.json\n")
+
+
 TAMPERS: list[tuple[str, Callable[[FakeRelease], None], str, str]] = [
     ("byte of a released file", _flip_byte, "files", "data/item1.dcm: content changed since signing"),
     ("record edited", _edit_record, "log", "hash chain broken between seq 2 and seq 3: record seq 2 (item) was edited"),
@@ -228,6 +257,13 @@ TAMPERS: list[tuple[str, Callable[[FakeRelease], None], str, str]] = [
     ("signature swapped", _swap_signature, "signature", "signature does not verify"),
     ("statement re-signed by another key", _resign_with_other_key, "signature", "signed by another key"),
     ("manifest edited", _edit_manifest, "manifest", "manifest-sha256.txt: data/item0.dcm does not match"),
+    ("file added to audit/", _add_audit_file, "files", "tag file added: audit/notes.txt is not part of a signed release"),
+    ("file added under audit/", _add_audit_subfolder_file, "files", "tag file added: audit/old/log.jsonl"),
+    ("top-level tag file added", _add_top_level_tag_file, "files", "tag file added: bag-info.txt"),
+    ("tag manifest deleted", _delete_tagmanifest, "manifest", "tagmanifest-sha256.txt is missing"),
+    ("bagit.txt deleted", _delete_bagit, "files", "tag file deleted: bagit.txt is missing"),
+    ("tag manifest lists an added file", _tagmanifest_lists_an_added_file, "manifest",
+     "tagmanifest-sha256.txt lists audit/extra.json, which is not a tag file of a release"),
 ]
 
 

@@ -47,12 +47,53 @@ def test_keys_custodian_from_env_prompt_and_neither(runner: CliRunner, tmp_path:
     assert prompted.exit_code == 0, prompted.output
     assert json.loads(prompted.stdout[prompted.stdout.index("{"):])["kind"] == "rsa3072"
     load_custodian_private(tmp_path / "bob.key", PASS)
-    mismatch_then_none = runner.invoke(app, ["keys", "custodian", "carol", str(tmp_path)], input="one\ntwo\n")
+    mismatch_then_none = runner.invoke(app, ["keys", "custodian", "carol", str(tmp_path)], input="one two three four\ntwo\n")
     assert mismatch_then_none.exit_code == 2 and "no passphrase" in mismatch_then_none.output
     none = runner.invoke(app, ["keys", "custodian", "dave", str(tmp_path)])
     assert none.exit_code == 2 and "CLINRELEASE_PASSPHRASE" in none.output
     assert not (tmp_path / "dave.key").exists()
     _clean(none)
+
+
+def test_keys_custodian_with_a_weak_passphrase_exits_2_and_writes_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["keys", "custodian", "alice", str(tmp_path / "c")], env={"CLINRELEASE_PASSPHRASE": "x"})
+    assert result.exit_code == 2 and "passphrase too weak" in result.output and "at least 12" in result.output
+    assert not (tmp_path / "c" / "alice.key").exists()
+    _clean(result)
+
+
+def test_keys_rewrap_upgrades_a_legacy_key_that_reverse_warns_about(runner: CliRunner, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    private = x25519.X25519PrivateKey.generate()
+    key = tmp_path / "old.key"
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.BestAvailableEncryption(b"old")))
+    key.chmod(0o600)
+    (tmp_path / "old.pub").write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    original, released = tmp_path / "original.bin", tmp_path / "released.bin"
+    original.write_bytes(os.urandom(3000))
+    released.write_bytes(b"released")
+    import hashlib
+
+    with Vault(tmp_path / "vault").open_release("rel-old", [tmp_path / "old.pub"]) as s:
+        s.escrow(original, "2.25.7", hashlib.sha256(released.read_bytes()).hexdigest())
+    base = ["reverse", str(released), "--vault", str(tmp_path / "vault"), "--key", str(key)]
+    warned = runner.invoke(app, [*base, "--output", str(tmp_path / "one.bin")], env={"CLINRELEASE_PASSPHRASE": "old"})
+    assert warned.exit_code == 0, warned.output
+    assert f"clinrelease keys rewrap {key}" in " ".join(warned.output.split())
+    weak = runner.invoke(app, ["keys", "rewrap", str(key)], env={"CLINRELEASE_PASSPHRASE": "old", "CLINRELEASE_NEW_PASSPHRASE": "new"})
+    assert weak.exit_code == 2 and "too weak" in weak.output
+    done = runner.invoke(app, ["keys", "rewrap", str(key), "--json"], env={"CLINRELEASE_PASSPHRASE": "old"}, input=f"{PASS}\n{PASS}\n")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout[done.stdout.index("{"):])["was_legacy"] is True
+    quiet = runner.invoke(app, [*base, "--output", str(tmp_path / "two.bin")], env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert quiet.exit_code == 0 and "PBKDF2" not in quiet.output
+    assert (tmp_path / "two.bin").read_bytes() == original.read_bytes()
+    for result in (warned, weak, done, quiet):
+        _clean(result)
 
 
 @pytest.fixture
@@ -99,6 +140,40 @@ def test_reverse_with_wrong_key_or_no_passphrase_exits_2_cleanly(runner: CliRunn
     for result in (wrong, no_pass, half):
         _clean(result)
     assert not (t / "back.bin").exists()
+
+
+def test_reverse_with_a_world_readable_custodian_key_exits_2_naming_the_chmod(runner: CliRunner, vault_setup: dict) -> None:
+    t = vault_setup["tmp"]
+    key = t / "cust" / "alice.key"
+    key.chmod(0o644)
+    result = runner.invoke(app, ["reverse", str(vault_setup["released"]), "--vault", str(t / "vault"), "--key", str(key),
+                                 "--output", str(t / "back.bin")], env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert result.exit_code == 2 and f"chmod 600 {key}" in " ".join(result.output.split())
+    assert not (t / "back.bin").exists()
+    _clean(result)
+
+
+def test_reverse_of_a_swapped_vault_entry_exits_4_and_writes_nothing(runner: CliRunner, vault_setup: dict) -> None:
+    t = vault_setup["tmp"]
+    other_original, other_released = t / "other-original.bin", t / "other-released.bin"
+    other_original.write_bytes(os.urandom(5000))
+    other_released.write_bytes(b"another patient, de-identified")
+    import hashlib
+
+    with Vault(t / "vault").open_release("rel-cli", [t / "cust" / "alice.pub"], chunk_size=8192) as s:
+        s.escrow(other_original, "2.25.100", hashlib.sha256(other_released.read_bytes()).hexdigest())
+    objects = t / "vault" / "rel-cli" / "objects"
+    mine, theirs = (objects / f"{hashlib.sha256(f.read_bytes()).hexdigest()}.json" for f in (vault_setup["released"], other_released))
+    data = mine.read_bytes()
+    mine.write_bytes(theirs.read_bytes())
+    theirs.write_bytes(data)
+    args = ["reverse", str(vault_setup["released"]), "--vault", str(t / "vault"), "--key", str(t / "cust" / "alice.key"),
+            "--output", str(t / "back.bin")]
+    result = runner.invoke(app, args, env={"CLINRELEASE_PASSPHRASE": PASS})
+    assert result.exit_code == 4, result.output
+    assert "does not belong to" in result.output and "swapped or edited" in result.output
+    assert not (t / "back.bin").exists()
+    _clean(result)
 
 
 def test_audit_verify_exit_codes_and_json(runner: CliRunner, tmp_path: Path) -> None:

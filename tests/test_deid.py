@@ -407,3 +407,27 @@ def test_bad_configuration():
         Deidentifier(["retain_safe_private"], KEY, safe_private_extra=[{"creator": "X"}])
     every = [o for o in OPTION_CODES if o != "retain_long_full_dates"]
     assert set(Deidentifier(every, KEY).options) == set(every)
+
+
+def test_a_profile_can_keep_siemens_csa_headers_under_retain_safe_private(tmp_path):
+    """Conversion tools (dcm2niix) read the CSA headers; the shipped list leaves them out, and a site
+    that needs them names them in its profile."""
+    from clinrelease.profiles import load_profile
+
+    profile = tmp_path / "keeps_csa.yaml"
+    profile.write_text(
+        "name: keeps_csa\nextends: basic\ndeid:\n  options: [retain_safe_private]\n"
+        "  safe_private_extra: ['(0029,xx10) SIEMENS CSA HEADER', '(0029,xx20) SIEMENS CSA HEADER']\n"
+    )
+    deid = load_profile(profile).deid
+    ds = make_dataset()
+    csa = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    csa.add_new(0x10, "OB", b"SV10\x04\x03\x02\x01image")
+    csa.add_new(0x20, "OB", b"SV10\x04\x03\x02\x01series")
+    kept = Deidentifier(deid.options, KEY, safe_private_extra=deid.safe_private_extra).deidentify(ds).dataset
+    block = kept.private_block(0x0029, "SIEMENS CSA HEADER")
+    assert block[0x10].value.endswith(b"image") and block[0x20].value.endswith(b"series")
+    assert "ACME SECRET" not in {e.value for e in kept if e.tag.is_private_creator}  # the rest still goes
+    assert not [e for e in Deidentifier(deid.options, KEY).deidentify(ds).dataset if e.tag.group == 0x0029 and not e.tag.is_private_creator]
+    with pytest.raises(ConfigError, match="followed by its private creator"):
+        Deidentifier(["retain_safe_private"], KEY, safe_private_extra=["(0029,xx10)"])

@@ -14,11 +14,14 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from clinrelease.audit.chain import check_chain, read_log
-from clinrelease.crypto.escrow import EscrowError, Vault, reverse
+from clinrelease.crypto.escrow import EscrowError, Vault, VaultEntryError, reverse
 from clinrelease.crypto.keys import create_custodian, init_keys, load_custodian_private
+from clinrelease.crypto.protect import Argon2Cost
 from clinrelease.errors import ConfigError, InputError
 
 PASS = "correct horse battery staple"
+#: these tests exercise escrow, not the KDF (test_crypto_keys checks the default cost): a cheap one
+FAST_KDF = Argon2Cost(memory_kib=1024, iterations=1, lanes=1)
 SMALL_CHUNK = 4096
 
 
@@ -27,10 +30,10 @@ def custodians(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Three custodians: two X25519, one RSA-3072; plus an outsider who is never escrowed to."""
     folder = tmp_path_factory.mktemp("custodians")
     return {
-        "alice": create_custodian("alice", folder, PASS),
-        "bob": create_custodian("bob", folder, PASS, kind="rsa3072"),
-        "carol": create_custodian("carol", folder, PASS),
-        "mallory": create_custodian("mallory", folder, PASS),
+        "alice": create_custodian("alice", folder, PASS, cost=FAST_KDF),
+        "bob": create_custodian("bob", folder, PASS, kind="rsa3072", cost=FAST_KDF),
+        "carol": create_custodian("carol", folder, PASS, cost=FAST_KDF),
+        "mallory": create_custodian("mallory", folder, PASS, cost=FAST_KDF),
     }
 
 
@@ -173,7 +176,7 @@ def test_truncated_and_reordered_chunks_are_detected(escrowed: dict, custodians:
 
 
 def test_object_moved_into_another_release_fails(escrowed: dict, custodians: dict, tmp_path: Path) -> None:
-    """Copy release 1's entry into release 2's folder: the AAD binds the release id."""
+    """Copy release 1's entry into release 2's folder: the entry MAC, and for a legacy entry the AAD, bind the release id."""
     other = tmp_path / "other.bin"
     other.write_bytes(b"x" * 100)
     _escrow(escrowed["vault"], [other], [custodians["alice"].public_path], release_id="rel-2")
@@ -187,6 +190,10 @@ def test_object_moved_into_another_release_fails(escrowed: dict, custodians: dic
     (target / f"{digest}.json").write_text(json.dumps(entry))
     shutil.copyfile(source / f"{digest}.bin", target / f"{digest}.bin")
     shutil.rmtree(escrowed["vault"] / "rel-1")
+    with pytest.raises(VaultEntryError, match="not authentic"):
+        reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
+    _no_output(escrowed["tmp"])
+    (target / f"{digest}.json").write_text(json.dumps(_legacy(entry)))
     with pytest.raises(EscrowError, match="fails authentication"):
         reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
     _no_output(escrowed["tmp"])
@@ -217,9 +224,72 @@ def test_edited_entry_digest_is_detected(escrowed: dict, custodians: dict) -> No
     entry = json.loads(entry_path.read_text())
     entry["original_sha256"] = "0" * 64
     entry_path.write_text(json.dumps(entry))
+    with pytest.raises(VaultEntryError, match="not authentic"):
+        reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
+    _no_output(escrowed["tmp"])
+    entry_path.write_text(json.dumps(_legacy(entry)))  # without a MAC, the decrypted digest still catches it
     with pytest.raises(EscrowError, match="differs from the escrowed"):
         reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
     _no_output(escrowed["tmp"])
+
+
+def _legacy(entry: dict) -> dict:
+    """The entry as clinrelease wrote it before entries carried a MAC (format /1)."""
+    return {**{k: v for k, v in entry.items() if k != "mac"}, "format": "clinrelease-escrow-object/1"}
+
+
+def _swap(first: Path, second: Path) -> None:
+    data = first.read_bytes()
+    first.write_bytes(second.read_bytes())
+    second.write_bytes(data)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["entry-with-mac", "legacy-entry"])
+def test_swapped_vault_entries_are_refused_then_round_trip_once_put_back(escrowed: dict, custodians: dict, legacy: bool) -> None:
+    """Swapping two patients' entry files used to restore the other patient's original with exit 0."""
+    objects = escrowed["vault"] / "rel-1" / "objects"
+    (first_original, first), (second_original, second) = escrowed["pairs"]
+    entries = [objects / f"{_sha(released)}.json" for released in (first, second)]
+    if legacy:
+        for path in entries:
+            path.write_text(json.dumps(_legacy(json.loads(path.read_text()))))
+    _swap(*entries)
+    for released in (first, second):
+        with pytest.raises(VaultEntryError, match="does not belong to .*swapped or edited"):
+            reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
+        _no_output(escrowed["tmp"])
+    _swap(*(path.with_suffix(".bin") for path in entries))  # the blobs too: the entries then name their blobs again
+    with pytest.raises(VaultEntryError, match="does not belong"):
+        reverse(first, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
+    _no_output(escrowed["tmp"])
+    _swap(*entries)
+    _swap(*(path.with_suffix(".bin") for path in entries))
+    for i, (original, released) in enumerate(((first_original, first), (second_original, second))):
+        result = reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / f"ok{i}.bin")
+        assert (escrowed["tmp"] / f"ok{i}.bin").read_bytes() == original.read_bytes()
+        assert result.entry_authenticated is not legacy
+
+
+def test_entry_rewritten_to_name_the_file_it_was_swapped_onto_is_not_authentic(escrowed: dict, custodians: dict) -> None:
+    """The swap plus an edit that makes the entry claim the file's digest: the MAC catches it."""
+    objects = escrowed["vault"] / "rel-1" / "objects"
+    (_, first), (_, second) = escrowed["pairs"]
+    forged = json.loads((objects / f"{_sha(second)}.json").read_text())
+    forged.update(object_id=_sha(first), output_sha256=_sha(first))
+    (objects / f"{_sha(first)}.json").write_text(json.dumps(forged))
+    with pytest.raises(VaultEntryError, match="not authentic"):
+        reverse(first, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / "back.bin")
+    _no_output(escrowed["tmp"])
+
+
+def test_released_dicom_whose_uid_differs_from_its_entry_is_refused(tmp_path: Path, custodians: dict) -> None:
+    original = tmp_path / "CT_small.dcm"
+    shutil.copyfile(get_testdata_file("CT_small.dcm"), original)
+    with Vault(tmp_path / "vault").open_release("rel-1", [custodians["alice"].public_path], chunk_size=SMALL_CHUNK) as session:
+        released, _ = _release_copy(original, tmp_path / "out")
+        session.escrow(original, "2.25.12345", _sha(released))  # escrowed under another instance's UID
+    with pytest.raises(VaultEntryError, match="SOP Instance UID 2.25.12345, this file has"):
+        reverse(released, tmp_path / "vault", custodians["alice"].private_path, PASS, tmp_path / "back.dcm")
 
 
 def test_crypto_shredding_makes_reversal_impossible(escrowed: dict, custodians: dict) -> None:

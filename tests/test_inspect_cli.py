@@ -98,3 +98,32 @@ def test_bad_input_exits_2_with_the_message(tmp_path, target, message):
     result = runner.invoke(app, ["inspect", str(path)])
     assert result.exit_code == 2
     assert message in result.output and path.name in result.output
+
+
+@pytest.mark.parametrize("name", ["scan[bold].dcm", "visit[1].mp4", "[b]x.dcm"])
+def test_an_error_names_a_bracketed_file_literally(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("neither DICOM nor video\n")
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: not a DICOM file and not a readable video file" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_reports_a_phone_videos_rotation(tmp_path):
+    phone = build_mp4_fixture(tmp_path / "phone.mp4", max_frames=4, rotation=90).path
+    data = _json(phone)
+    assert data["orientation"] == {"rotation": 90, "mirrored": False, "source": "display matrix"}
+    assert (data["rows"], data["columns"]) == (144, 176)  # the upright picture; the file stores 176x144
+    assert _json(build_mp4_fixture(tmp_path / "plain.mp4", max_frames=4).path)["orientation"]["rotation"] == 0
+    text = runner.invoke(app, ["inspect", str(phone)]).stdout
+    assert "90 degrees clockwise (display matrix)" in " ".join(text.split())
+
+
+def test_lists_audio_streams_as_phi_places(tmp_path):
+    plain = build_mp4_fixture(tmp_path / "voice.mp4", max_frames=4, audio=True).path
+    wrapped = build_dicom_fixture(tmp_path / "voice.dcm", syntax="h264-mp4", max_frames=4, audio=True).path
+    assert ("container", "audio:0", "X") in {(p["where"], p["tag"], p["action"]) for p in _json(plain)["phi"]}
+    assert ("pixel data container", "audio:0") in {(p["where"], p["tag"]) for p in _json(wrapped)["phi"]}
+    assert not [p for p in _json(build_mp4_fixture(tmp_path / "mute.mp4", max_frames=4).path)["phi"] if p["tag"].startswith("audio")]
+

@@ -85,6 +85,7 @@ def test_key_bound_model_is_refused_for_another_patient_or_key(tmp_path):
     key = bytes(range(32))
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "release.key").write_text(key.hex())
+    (tmp_path / "keys" / "release.key").chmod(0o600)
     who = pseudonym(key, "MRN-0042")
     out = tmp_path / f"{who}.pt"
     args = ["swap", "train", "--patient", str(carphone()), "--keys", str(tmp_path / "keys"), "--patient-id", "MRN-0042",

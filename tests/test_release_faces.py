@@ -142,3 +142,41 @@ def test_pd_face_as_shipped_releases_a_face_on_exam_and_verifies_its_movement(ke
     assert kp["face_nme"] > 0.04 > kp["face_expression_nme"]
     recognizers = item["verification"]["recognizers"]
     assert recognizers["dlib"]["frames_matched"] == 0 and recognizers["sface"]["frames_matched"] == 0
+
+
+def test_a_phone_video_on_its_side_is_released_upright_with_its_face_swapped(keys: Path, tmp_path: Path) -> None:
+    """A phone stores the picture on its side with a display matrix; a face lying on its side is one
+    the detectors miss. The release turns it upright before anything else and writes it upright."""
+    from _verify_helpers import require_media
+
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import source_frames
+    from _video_helpers import psnr
+
+    clip = require_media("asl/again.mkv")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    identity = Identity()
+    phone = build_mp4_fixture(folder / "visit.mp4", clip, 45, identity=identity, rotation=90).path
+    assert open_video(phone).info.orientation.rotation == 90
+    meta = tmp_path / "meta.csv"
+    meta.write_text(f"file,patient_id,patient_name\nvisit.mp4,{identity.patient_id},{identity.patient_name}\n")
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "pd_face", "-i", str(folder), "-o", str(out), "-k", str(keys),
+                     "--metadata", str(meta), "--json"])  # fmt: skip
+    item = summary(out)["items"][0]
+    assert result.exit_code == 0 and item["status"] == "released", item["reasons"]
+    recognizers = item["verification"]["recognizers"]
+    assert recognizers["dlib"]["frames_checked"] > 0 and recognizers["sface"]["frames_checked"] > 0
+    assert recognizers["dlib"]["frames_matched"] == 0 and recognizers["sface"]["frames_matched"] == 0
+    header = released_header(out, item["output"])
+    assert (header.Rows, header.Columns) == (480, 640) and header.RecognizableVisualFeatures == "NO"
+    # upright: the released frames match the clip as filmed, not the clip turned over
+    released = list(open_video(out / item["output"]).frames())
+    upright = list(source_frames(clip, 45))
+    assert len(released) == 45
+    # (the lower half: the burned-in caption at the top is blanked and the face is swapped)
+    turns = {"upright": upright[0], "upside down": upright[0][::-1, ::-1], "mirrored": upright[0][:, ::-1], "flipped": upright[0][::-1]}
+    scores = {name: psnr(released[0][240:], frame[240:]) for name, frame in turns.items()}
+    assert scores["upright"] > 30 and max(v for k, v in scores.items() if k != "upright") < 20, scores
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0

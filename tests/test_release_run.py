@@ -151,6 +151,83 @@ def test_all_released_exits_0_and_plain_output(built: ReleaseInput, keys: Path, 
     assert "QA report:" in result.output
 
 
+def test_bracketed_file_names_print_literally_in_the_table_and_quarantine_line(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    # Rich markup would read "[bold]" as a style and print "scan.dcm"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(built.deid_data[0], folder / "scan[bold].dcm")
+    shutil.copyfile(built.dicom_video, folder / "exam[red]1.dcm")  # burned-in annotation: quarantined by basic
+    out = tmp_path / ("release-" + "r" * 90)
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys)])
+    assert result.exit_code == 1, result.output
+    assert "scan[bold].dcm" in result.stdout and "exam[red]1.dcm" in result.stdout
+    assert "quarantined: exam[red]1.dcm: " in result.stderr
+    # a long path stays on one line, to be copied
+    assert f"release: {out}" in result.stdout.splitlines()
+
+
+def test_dask_executor_without_the_extra_names_the_extra(built: ReleaseInput, keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a None entry makes "import distributed" fail as it does where the extra is not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = invoke(["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(keys), "--executor", "dask"])
+    assert result.exit_code == 2, result.output
+    assert "pip install -e '.[dask]'" in result.stderr
+
+
+def test_audio_is_never_released_and_the_report_says_so(keys: Path, tmp_path: Path) -> None:
+    """A voice identifies a patient: sound beside the pictures, in a plain MP4 or in an MP4 kept as DICOM
+    pixel data, is left behind even by the header-only profile, which otherwise keeps pixel data as is."""
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import Identity, build_dicom_fixture, build_mp4_fixture, carphone_path
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    identity = Identity()
+    build_mp4_fixture(folder / "visit.mp4", carphone_path(), 12, identity=identity, burn_text=False, audio=True)
+    exam = build_dicom_fixture(folder / "exam.dcm", carphone_path(), "h264-mp4", 12, identity=identity, burn_text=False, audio=True).path
+    assert open_video(folder / "visit.mp4").info.audio_streams == 1 and open_video(exam).info.audio_streams == 1
+    ds = pydicom.dcmread(exam)
+    ds.BurnedInAnnotation = "NO"  # no captions drawn: basic may release it
+    ds.save_as(exam)
+    _write_voice_recording(folder / "voice.dcm")
+    meta = tmp_path / "meta.csv"
+    meta.write_text(f"file,patient_id,patient_name\nvisit.mp4,{identity.patient_id},{identity.patient_name}\n")
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--metadata", str(meta), "--json"])
+    doc = summary(out)
+    items = {i["input"]: i for i in doc["items"]}
+    assert [items[n]["verification"]["audio_streams_dropped"] for n in ("exam.dcm", "visit.mp4")] == [1, 1], result.output
+    assert items["voice.dcm"]["status"] == "quarantined" and items["voice.dcm"]["output"] is None
+    assert items["voice.dcm"]["reasons"] == ["audio is never released: the file is a Basic Voice Audio Waveform object"]
+    assert doc["audio"] == "never released: only the pictures are re-encoded and audio objects are quarantined; 3 input(s) had sound"
+    assert "<th>Audio</th><td>never released" in (out / "report" / "index.html").read_text()
+    released = [i for i in doc["items"] if i["status"] == "released"]
+    assert len(released) == 2, [i["reasons"] for i in doc["items"]]
+    for item in released:
+        assert open_video(out / item["output"]).info.audio_streams == 0
+
+
+def _write_voice_recording(path: Path) -> None:
+    """A DICOM Basic Voice Audio Waveform object: a dictated note, 0.1 s of 8 kHz sound."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.9.4.1", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "Whitmore^Eleanor", "MRN4815162342", "AU"
+    wave = Dataset()
+    wave.WaveformOriginality, wave.NumberOfWaveformChannels, wave.NumberOfWaveformSamples = "ORIGINAL", 1, 800
+    wave.SamplingFrequency, wave.WaveformBitsAllocated, wave.WaveformSampleInterpretation = 8000, 16, "SS"
+    wave.WaveformData = (np.sin(np.arange(800) / 3) * 1000).astype("<i2").tobytes()
+    ds.WaveformSequence = [wave]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+
+
 def test_same_key_same_release_with_two_workers(built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "release"
     result = invoke(built.run_args("basic", out, keys, "--workers", "2", "--json"))

@@ -9,7 +9,8 @@ from _video_helpers import FIXTURE_FRAMES, PYDICOM_FILES, first_frames, psnr, py
 
 from clinrelease.dicom.bitstream import nal_types, strip_user_data
 from clinrelease.dicom.video import open_video, read_dicom_header
-from clinrelease.fixtures import FIXTURE_SYNTAXES, build_fixture_set, burn_in, carphone_path
+from clinrelease.errors import InputError
+from clinrelease.fixtures import FIXTURE_SYNTAXES, build_fixture_set, burn_in, carphone_path, write_mp4
 
 EXPECTED_SYNTAX = {
     "h264": "1.2.840.10008.1.2.4.102",
@@ -154,3 +155,66 @@ def test_sei_and_user_data_are_stripped_by_unit():
     assert strip_user_data(b"\x00\x00\x01\x40\x01" + hevc_sei, "hevc") == b"\x00\x00\x01\x40\x01"
     mpeg2 = b"\x00\x00\x01\xb3\x10" + b"\x00\x00\x01\xb2Lavc" + b"\x00\x00\x01\x00\x01"
     assert strip_user_data(mpeg2, "mpeg2") == b"\x00\x00\x01\xb3\x10\x00\x00\x01\x00\x01"
+
+
+@pytest.mark.parametrize(("rotation", "mirrored"), [(r, m) for r in (0, 90, 180, 270) for m in (False, True) if r or m])
+def test_a_phone_video_is_turned_upright_by_its_display_matrix(tmp_path, rotation, mirrored):
+    import av
+
+    upright = first_frames(carphone_path(), 3)
+    path = tmp_path / "phone.mp4"
+    write_mp4(path, upright, 30, {}, rotation=rotation, mirrored=mirrored)
+    with av.open(str(path)) as container:
+        stored = next(container.decode(video=0))
+    # the file really lies on its side, and FFmpeg reads the matrix as the counter-clockwise turn back
+    assert (stored.height, stored.width) == (upright[0].shape[:2] if rotation % 180 == 0 else upright[0].shape[1::-1])
+    if not mirrored:
+        assert stored.rotation % 360 == -rotation % 360
+    video = open_video(path)
+    orientation = video.info.orientation
+    assert (orientation.rotation, orientation.mirrored, orientation.source) == (rotation, mirrored, "display matrix")
+    assert (video.info.rows, video.info.columns) == upright[0].shape[:2]
+    frames = list(video.frames())
+    assert len(frames) == 3 and all(psnr(f, u) > 30 for f, u in zip(frames, upright)), [psnr(f, u) for f, u in zip(frames, upright)]
+
+
+def test_the_legacy_rotate_tag_turns_a_video_without_a_display_matrix(tmp_path):
+    import av
+
+    upright = first_frames(carphone_path(), 3)
+    path = tmp_path / "old-phone.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.metadata["rotate"] = "90"  # clockwise, as older muxers wrote it
+        stream.height, stream.width = upright[0].shape[1], upright[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        for frame in upright:
+            stored = np.ascontiguousarray(np.rot90(frame))  # on its side: a quarter turn counter-clockwise
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    video = open_video(path)
+    assert (video.info.orientation.rotation, video.info.orientation.source) == (90, "rotate tag")
+    assert (video.info.rows, video.info.columns) == upright[0].shape[:2]
+    assert all(psnr(f, u) > 30 for f, u in zip(video.frames(), upright))
+
+
+def test_a_turn_that_is_not_a_quarter_turn_is_a_clear_error(tmp_path):
+    import av
+
+    upright = first_frames(carphone_path(), 2)
+    path = tmp_path / "tilted.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.set_display_rotation(45)
+        stream.height, stream.width = upright[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in upright:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(InputError, match="only quarter turns") as error:
+        open_video(path)
+    assert "tilted.mp4" in str(error.value) and "45 degrees counter-clockwise" in str(error.value)

@@ -4,8 +4,9 @@
 
 * ``OUT/audit/log.jsonl``: the released copy of the hash-chained log, ending in ``release_end``;
 * ``OUT/audit/statement.dsse.json``: an in-toto Statement v1 whose subjects are the released
-  files with their SHA-256 and whose predicate holds the Merkle root and the log's digest, in a
-  DSSE envelope signed with Ed25519;
+  files with their SHA-256 and whose predicate holds the release id and nonce
+  (:mod:`clinrelease.audit.identity`), the Merkle root and the log's digest, in a DSSE envelope
+  signed with Ed25519;
 * ``OUT/bagit.txt``, ``OUT/manifest-sha256.txt`` and ``OUT/tagmanifest-sha256.txt``.
 """
 
@@ -164,6 +165,7 @@ def finalize_release(
     start = final_records[0]
     predicate = {
         "release_id": start.get("release_id"),
+        "nonce": start.get("nonce", ""),
         "tool": {"name": "clinrelease", "version": __version__},
         "merkle_root": root,
         "log": {

@@ -3,9 +3,13 @@
 Every check runs even after a failure, so one run names every problem. The checks:
 
 ``signature``  the DSSE envelope verifies with the given Ed25519 public key;
-``statement``  it is an in-toto Statement v1 with safe subject paths;
-``files``      every subject exists with its signed SHA-256, and no other payload file exists;
-``manifest``   ``manifest-sha256.txt`` (and ``tagmanifest-sha256.txt``) match the files;
+``statement``  it is an in-toto Statement v1 with safe subject paths, its release id and nonce are
+               those of ``release_start``, and (when the auditor names one) the release id is the
+               expected one: a whole release folder replayed as another release fails here;
+``files``      every subject exists with its signed SHA-256, no other payload file exists, and the
+               tag files are exactly :data:`TAG_FILES` (nothing added to ``audit/`` or beside it);
+``manifest``   ``manifest-sha256.txt`` and ``tagmanifest-sha256.txt`` match the files, and the tag
+               manifest lists exactly the other tag files;
 ``log``        ``audit/log.jsonl`` is the log the statement signed, and its hash chain holds;
 ``merkle``     the Merkle root over the files equals the signed one and the ``release_end`` one;
 ``records``    exactly one ``item``/``artifact`` record per released file, and none for others;
@@ -26,7 +30,7 @@ from typing import Any
 from clinrelease.audit.chain import check_chain, read_log
 from clinrelease.audit.dsse import STATEMENT_TYPE, EnvelopeError, envelope_payload, verify_envelope
 from clinrelease.audit.finalize import LOG_NAME, PREDICATE_TYPE, STATEMENT_NAME
-from clinrelease.audit.manifest import AUDIT_DIR, MANIFEST, TAGMANIFEST, payload_files, read_manifest
+from clinrelease.audit.manifest import AUDIT_DIR, BAGIT, MANIFEST, TAG_NAMES, TAGMANIFEST, payload_files, read_manifest
 from clinrelease.audit.merkle import merkle_root
 from clinrelease.audit.records import ARTIFACT, ITEM, RELEASE_END, RELEASE_START, record_digest, recheck
 from clinrelease.crypto.digest import sha256_file
@@ -34,6 +38,8 @@ from clinrelease.crypto.keys import load_signing_public
 from clinrelease.errors import InputError
 
 CHECK_NAMES = ("signature", "statement", "files", "manifest", "log", "merkle", "records", "figures")
+#: the tag files a finalized release holds, no more and no fewer
+TAG_FILES = (BAGIT, MANIFEST, TAGMANIFEST, f"{AUDIT_DIR}/{LOG_NAME}", f"{AUDIT_DIR}/{STATEMENT_NAME}")
 
 
 @dataclass
@@ -54,6 +60,7 @@ class AuditReport:
     failures: list[str]
     checks: dict[str, bool]
     release_id: str | None = None
+    nonce: str | None = None
     merkle_root: str | None = None
     files: int = 0
     records: int = 0
@@ -66,6 +73,7 @@ class AuditReport:
             "failures": self.failures,
             "checks": self.checks,
             "release_id": self.release_id,
+            "nonce": self.nonce,
             "merkle_root": self.merkle_root,
             "files": self.files,
             "records": self.records,
@@ -100,7 +108,9 @@ def read_statement(out_dir: str | Path) -> tuple[dict[str, Any], str, bytes]:
     return envelope, payload_type, payload
 
 
-def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditReport:
+def verify_release(
+    out_dir: str | Path, signing_pub_path: str | Path, expected_release_id: str | None = None
+) -> AuditReport:
     """Check a finalized release against its signed statement, manifests and audit log.
 
     Parameters
@@ -109,6 +119,10 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         The release folder.
     signing_pub_path:
         The signer's Ed25519 public key (PEM), obtained from the releasing site out of band.
+    expected_release_id:
+        The release id the site gave for this release (also out of band); the signed statement
+        must name it. Every release has its own id (a random nonce goes into it), so another
+        release made with the same keys and profile fails.
 
     Raises
     ------
@@ -137,6 +151,12 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
     if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
         c.fail("statement", f"the signed payload is not a clinrelease in-toto statement ({statement.get('_type')})")
     predicate = statement.get("predicate") or {}
+    if expected_release_id is not None and predicate.get("release_id") != expected_release_id:
+        c.fail(
+            "statement",
+            f"the signed statement is release {predicate.get('release_id')}'s, not {expected_release_id}'s: "
+            "this folder (or its audit/ folder) comes from another release",
+        )
     subjects: dict[str, str] = {}
     for subject in statement.get("subject") or []:
         name, digest = subject.get("name"), (subject.get("digest") or {}).get("sha256")
@@ -161,6 +181,8 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
     for rel in sorted(set(on_disk) - set(subjects)):
         c.fail("files", f"file added: {rel} is not in the signed statement")
 
+    _check_tag_files(out, c)
+
     # manifests
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
@@ -179,7 +201,9 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         for rel in sorted(set(manifest) - set(on_disk)):
             c.fail("manifest", f"{MANIFEST} lists {rel}, which is missing from the release")
     tagmanifest_path = out / TAGMANIFEST
-    if tagmanifest_path.is_file():
+    if not tagmanifest_path.is_file():
+        c.fail("manifest", f"{TAGMANIFEST} is missing")
+    else:
         tags, problems = read_manifest(tagmanifest_path)
         for problem in problems:
             c.fail("manifest", problem)
@@ -188,6 +212,11 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
                 c.fail("manifest", f"{TAGMANIFEST} lists {rel}, which is missing")
             elif sha256_file(out / rel) != digest:
                 c.fail("manifest", f"{TAGMANIFEST}: {rel} does not match its listed sha256")
+        expected = set(TAG_FILES) - {TAGMANIFEST}
+        for rel in sorted(expected - set(tags)):
+            c.fail("manifest", f"{TAGMANIFEST} does not list {rel}")
+        for rel in sorted(set(tags) - expected):
+            c.fail("manifest", f"{TAGMANIFEST} lists {rel}, which is not a tag file of a release")
 
     # the log
     log_path = out / AUDIT_DIR / LOG_NAME
@@ -222,6 +251,11 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
     if disk_root != root:
         c.fail("merkle", f"the Merkle root over the files on disk is {disk_root}, not the signed {root}")
 
+    starts = [r for r in records if r.get("type") == RELEASE_START]
+    if starts:
+        for name in ("release_id", "nonce"):
+            if starts[0].get(name, "") != predicate.get(name, ""):
+                c.fail("statement", f"the statement's {name} {predicate.get(name)!r} is not release_start's {starts[0].get(name)!r}")
     _check_records(records, subjects, c)
     _check_figures(records, c)
 
@@ -230,10 +264,31 @@ def verify_release(out_dir: str | Path, signing_pub_path: str | Path) -> AuditRe
         failures=c.failures,
         checks=c.checks,
         release_id=predicate.get("release_id"),
+        nonce=predicate.get("nonce") or None,
         merkle_root=root,
         files=len(subjects),
         records=len(records),
     )
+
+
+def _check_tag_files(out: Path, c: _Collector) -> None:
+    """The release's tag area (top-level tag names and everything under ``audit/``) is exactly :data:`TAG_FILES`."""
+    found: list[str] = []
+    for name in sorted(TAG_NAMES):
+        path = out / name
+        if path.is_symlink() or path.is_file():
+            found.append(name)
+        elif path.is_dir():
+            found += sorted(p.relative_to(out).as_posix() for p in path.rglob("*") if p.is_symlink() or not p.is_dir())
+    for rel in found:
+        path = out / rel
+        if rel not in TAG_FILES:
+            c.fail("files", f"tag file added: {rel} is not part of a signed release (its tag files are {', '.join(TAG_FILES)})")
+        elif path.is_symlink() or not path.is_file():
+            c.fail("files", f"{rel} is a link or special file; a release holds regular files only")
+    for rel in TAG_FILES:
+        if rel not in found and rel != f"{AUDIT_DIR}/{STATEMENT_NAME}":  # a missing statement stops before this
+            c.fail("files", f"tag file deleted: {rel} is missing from the release")
 
 
 def _label(record: Mapping[str, Any]) -> str:

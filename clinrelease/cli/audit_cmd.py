@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from clinrelease.cli.app import audit_app
-from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, handles_errors, out_console
+from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, handles_errors, out_console, styled
 
 
 @audit_app.command("verify")
@@ -16,6 +16,9 @@ from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, handles_e
 def verify(
     out: Path = typer.Argument(..., help="The release folder."),
     key: Path = typer.Option(..., "--key", help="The signer's Ed25519 public key (signing.pub)."),
+    release_id: str | None = typer.Option(
+        None, "--release-id", help="The release id the site gave you; a folder from any other release fails."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Check signature, manifests, files, hash chain, Merkle root, records and every recorded figure.
@@ -24,12 +27,12 @@ def verify(
     """
     from clinrelease.audit.verify import verify_release
 
-    report = verify_release(out, key)
+    report = verify_release(out, key, expected_release_id=release_id)
     if json_out:
         emit_json(report.to_dict())
     else:
         for name, passed in report.checks.items():
-            out_console.print(f"{'[green]ok  [/]' if passed else '[red]FAIL[/]'} {name}", highlight=False)
+            out_console.print(styled("ok  ", "green", name) if passed else styled("FAIL", "red", name), highlight=False)
         for failure in report.failures:
             out_console.print(f"  - {failure}", highlight=False, markup=False, soft_wrap=True)
         verdict = "verified" if report.ok else f"NOT verified: {len(report.failures)} failure(s)"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from clinrelease.errors import ClinReleaseError
 
@@ -25,10 +26,21 @@ EXIT_USAGE = 2
 #: the ``--json`` option every reporting command takes
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout instead of text.")
 
-err_console = Console(stderr=True)
-out_console = Console()
+# Markup off: what is printed carries paths, header values and reasons, and Rich would read
+# "scan[bold].dcm" or ".[dask]" as markup and drop the brackets. Colour goes through styled().
+# Soft wrap: a long path or command line stays one line to copy (tables still fold their cells).
+err_console = Console(stderr=True, markup=False, soft_wrap=True)
+out_console = Console(markup=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def styled(label: str, style: str, message: object = "") -> Text:
+    """``label`` in ``style``, then ``message`` exactly as written (never read as markup)."""
+    text = Text(label, style=style)
+    if message != "":
+        text.append(f" {message}")
+    return text
 
 
 def handles_errors(func: F) -> F:
@@ -39,7 +51,7 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ClinReleaseError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err_console.print(styled("error:", "bold red", exc), highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

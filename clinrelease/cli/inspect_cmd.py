@@ -46,6 +46,7 @@ def _print_report(report) -> None:
         ("fps", f"{report.fps:.3f}"),
         ("size", f"{report.columns}x{report.rows} {report.photometric_interpretation}"),
         ("duration", f"{report.duration_s:.2f} s"),
+        ("rotation", report.orientation.describe()),
         ("burned-in annotation", report.burned_in_annotation or "not stated"),
     ]
     rows += [(key.replace("_", " "), str(value)) for key, value in report.summary.items()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from clinrelease.cli.app import profiles_app
-from clinrelease.cli.common import EXIT_USAGE, JsonOption, emit_json, err_console, handles_errors, out_console
+from clinrelease.cli.common import EXIT_USAGE, JsonOption, emit_json, err_console, handles_errors, out_console, styled
 
 
 @profiles_app.command("list")
@@ -77,7 +77,7 @@ def validate_command(
             }
         )
     elif problems:
-        err_console.print(f"[bold red]error:[/] {len(problems)} problem(s) in profile {name}:", highlight=False)
+        err_console.print(styled("error:", "bold red", f"{len(problems)} problem(s) in profile {name}:"), highlight=False)
         for problem in problems:
             err_console.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
     else:

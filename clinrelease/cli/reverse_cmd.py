@@ -8,7 +8,7 @@ import typer
 
 from clinrelease.cli.app import app
 from clinrelease.cli.common import JsonOption, emit_json, handles_errors, out_console
-from clinrelease.cli.keys_cmd import read_passphrase
+from clinrelease.cli.keys_cmd import read_passphrase, warn_legacy_custodian_keys
 
 
 @app.command("reverse")
@@ -26,8 +26,10 @@ def reverse_command(
 ) -> None:
     """Restore the original of a released file bit for bit from the escrow vault.
 
-    Needs the custodian key(s) and passphrase(s) (CLINRELEASE_PASSPHRASE or prompted). Nothing is
-    written unless every chunk authenticates and the original's digest matches.
+    Needs the custodian key(s) and passphrase(s) (CLINRELEASE_PASSPHRASE or prompted). The vault
+    entry must belong to this very file (its digest and SOP Instance UID, and the entry's MAC);
+    otherwise it refuses with exit code 4. Nothing is written unless every chunk authenticates and
+    the original's digest matches.
     """
     from clinrelease.crypto.escrow import reverse
     from clinrelease.crypto.keys import load_signing_private
@@ -36,6 +38,7 @@ def reverse_command(
     if (log is None) != (signing_key is None):
         raise ConfigError("--log and --signing-key go together: the reversal event must be signed")
     signer = load_signing_private(signing_key) if signing_key is not None else None
+    warn_legacy_custodian_keys(key)
     phrases = [read_passphrase(f"custodian key {path}", confirm=False) for path in key]
     result = reverse(
         released_file, vault, key, phrases, output,
@@ -50,6 +53,7 @@ def reverse_command(
         "released_sha256": result.released_sha256,
         "custodians": result.custodians,
         "audit_seq": result.audit_record["seq"] if result.audit_record else None,
+        "entry_authenticated": result.entry_authenticated,
     }
     if json_out:
         emit_json(info)
@@ -58,5 +62,10 @@ def reverse_command(
         f"restored {result.output} ({result.original_size} bytes, sha256 {result.original_sha256}) "
         f"from release {result.release_id}"
     )
+    if not result.entry_authenticated:
+        out_console.print(
+            "note: a legacy vault entry (no MAC); it was bound to this file by the encrypted chunks' "
+            "authenticated data only"
+        )
     if result.audit_record:
         out_console.print(f"reversal event seq {result.audit_record['seq']} appended to {log}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from clinrelease.cli.app import app
-from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, out_console, progress_bar
+from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, out_console, progress_bar, styled
 from clinrelease.errors import ConfigError
 
 
@@ -43,6 +43,7 @@ def _print_summary(summary, as_json: bool) -> None:
         )
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Release", show_lines=False)
     for column in ("input", "status", "output / reasons"):
@@ -50,7 +51,7 @@ def _print_summary(summary, as_json: bool) -> None:
     colours = {"released": "green", "quarantined": "yellow", "error": "red"}
     for r in summary.records:
         detail = r.get("output") or "; ".join(r["reasons"])
-        table.add_row(r["input"], f"[{colours.get(r['status'], 'white')}]{r['status']}[/]", detail)
+        table.add_row(r["input"], Text(r["status"], style=colours.get(r["status"], "white")), detail)
     out_console.print(table)
     counts = summary.counts
     out_console.print(
@@ -127,7 +128,10 @@ def run(
         def finished(record: dict) -> None:
             progress.advance(task)
             if record["status"] != "released" and not json_out:
-                err_console.print(f"[yellow]{record['status']}[/]: {record['input']}: {'; '.join(record['reasons'][:3])}")
+                err_console.print(
+                    styled(f"{record['status']}:", "yellow", f"{record['input']}: {'; '.join(record['reasons'][:3])}"),
+                    soft_wrap=True,
+                )
 
         summary = run_release(opts, on_start=started, on_item=finished)
     _print_summary(summary, json_out)

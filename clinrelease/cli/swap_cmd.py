@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from clinrelease.cli.app import swap_app
-from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, progress_bar
+from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, progress_bar, styled
 
 _IDENTIFYING = (
     "this model reconstructs the patient's face: store it like the original videos "
@@ -135,7 +135,7 @@ def train_cmd(
     )
     typer.echo(f"model {result.path}")
     typer.echo(f"digest {result.digest}")
-    err_console.print(f"[yellow]note:[/] {_IDENTIFYING}")
+    err_console.print(styled("note:", "yellow", _IDENTIFYING))
 
 
 def _patient_key(keys: Path | None, patient_id: str | None, pseudonym: str | None) -> tuple[bytes | None, str | None]:
@@ -186,7 +186,7 @@ def info_cmd(
     ]
     for key, value in rows:
         typer.echo(f"{key:<11} {value}")
-    err_console.print(f"[yellow]note:[/] {_IDENTIFYING}")
+    err_console.print(styled("note:", "yellow", _IDENTIFYING))
 
 
 @swap_app.command("delete")

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from clinrelease.cli.app import app
-from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, err_console, handles_errors, out_console
+from clinrelease.cli.common import EXIT_FAILED, JsonOption, emit_json, err_console, handles_errors, out_console, styled
 
 
 @app.command("verify")
@@ -106,8 +106,8 @@ def _print_text(info: dict[str, Any], reports: Any, verdict: Any) -> None:
         for leak in reports.leaks[:10]:
             out_console.print(f"  offset {leak.offset}: {leak.kind} {leak.variant!r} ({leak.encoding}) ...{leak.context}...", highlight=False, markup=False)
     if verdict.released:
-        out_console.print("[bold green]PASS[/]: every check passed")
+        out_console.print(styled("PASS:", "bold green", "every check passed"))
     else:
-        out_console.print("[bold red]FAIL[/]:")
+        out_console.print(styled("FAIL:", "bold red"))
         for reason in verdict.reasons:
             out_console.print(f"  - {reason}", highlight=False, markup=False)

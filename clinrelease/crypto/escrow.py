@@ -20,19 +20,30 @@ chunk is stored as ``nonce (12 random bytes) || ciphertext || tag`` and authenti
 
 so chunks cannot be moved between objects or releases, reordered, dropped or truncated away.
 Deleting ``keys/`` (:meth:`Vault.shred`) makes reversal impossible (crypto-shredding).
+
+Each entry (format ``clinrelease-escrow-object/2``) carries ``mac`` =
+``HMAC-SHA256(data_key, "escrow-entry" 0x00 canonical JSON of the other fields)``, so no field
+(original digest, size, UID, wrap id) can be edited or an entry moved without the data key.
+:func:`reverse` takes the released file's own SHA-256 and SOP Instance UID, refuses an entry that
+names another output (:class:`VaultEntryError`, exit code 4: entry files swapped or edited), checks
+the MAC once the data key is recovered, and decrypts with the file's own digest in the AAD. Entries
+written before the MAC (format ``/1``) are still reversed, because the AAD of every chunk already
+binds the released digest that reversal now computes from the file; their other fields are
+unauthenticated, and the decrypted original's digest must still match the entry.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import re
 import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,7 +56,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from clinrelease.crypto import shamir
 from clinrelease.crypto.digest import sha256_file
-from clinrelease.crypto.kdf import derive_hex
+from clinrelease.crypto.kdf import derive, derive_hex
 from clinrelease.crypto.keys import (
     CustodianPrivateKey,
     CustodianPublicKey,
@@ -58,7 +69,9 @@ from clinrelease.errors import ConfigError, InputError
 #: default plaintext bytes per encrypted chunk
 CHUNK_SIZE = 4 * 1024 * 1024
 KEYS_FORMAT = "clinrelease-escrow-keys/1"
-OBJECT_FORMAT = "clinrelease-escrow-object/1"
+OBJECT_FORMAT = "clinrelease-escrow-object/2"
+#: entries written before the entry MAC; still reversible (see the module docstring)
+LEGACY_OBJECT_FORMAT = "clinrelease-escrow-object/1"
 _NONCE = 12
 _TAG = 16
 _AAD_PREFIX = b"clinrelease-escrow-v1\x00"
@@ -70,6 +83,16 @@ _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 class EscrowError(InputError):
     """The vault cannot give back an original: not found, tampered with, or shredded (exit 2)."""
+
+
+class VaultEntryError(EscrowError):
+    """A vault entry does not belong to the released file it was found for, or is not authentic.
+
+    Its own exit code (4): the vault's entry files were swapped, moved or edited, and restoring
+    would hand back another patient's original.
+    """
+
+    exit_code = 4
 
 
 @dataclass(frozen=True)
@@ -87,17 +110,29 @@ class EscrowEntry:
     chunks: int
     created: str
     format: str = OBJECT_FORMAT
+    mac: str = ""
 
     @classmethod
     def from_json(cls, path: Path) -> EscrowEntry:
         """Read an entry file; :class:`EscrowError` when it is not one."""
         try:
             data = json.loads(path.read_text("utf-8"))
-            if data.get("format") != OBJECT_FORMAT:
+            if data.get("format") not in (OBJECT_FORMAT, LEGACY_OBJECT_FORMAT):
                 raise ValueError(f"format {data.get('format')!r}")
+            if (data.get("format") == OBJECT_FORMAT) != ("mac" in data):
+                raise ValueError("an entry MAC where none belongs, or none where one must be")
             return cls(**data)
         except (ValueError, TypeError) as exc:
             raise EscrowError(f"not a vault entry ({exc}); the vault was tampered with", path) from None
+
+    def signed_bytes(self) -> bytes:
+        """The bytes the entry MAC covers: every field but ``mac``, as sorted compact JSON."""
+        fields = {k: v for k, v in asdict(self).items() if k != "mac"}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    def compute_mac(self, data_key: bytes) -> str:
+        """HMAC-SHA256 of :meth:`signed_bytes` under the release's data key (hex)."""
+        return derive(data_key, "escrow-entry", self.signed_bytes()).hex()
 
 
 @dataclass(frozen=True)
@@ -112,6 +147,8 @@ class ReversalResult:
     released_sha256: str
     custodians: list[str] = field(default_factory=list)
     audit_record: dict[str, Any] | None = None
+    #: False for a legacy entry without a MAC (bound to the file by the chunks' AAD only)
+    entry_authenticated: bool = True
 
 
 def _now() -> str:
@@ -275,6 +312,7 @@ class EscrowSession:
             chunks=count,
             created=_now(),
         )
+        entry = replace(entry, mac=entry.compute_mac(bytes(self._data_key)))
         _atomic_write(entry_path, (json.dumps(asdict(entry), indent=2) + "\n").encode("utf-8"))
         return entry
 
@@ -427,6 +465,31 @@ class Vault:
             raise EscrowError("the recovered data key is wrong; the vault's key file was tampered with", keys_path)
         return data_key
 
+    def entry_path(self, entry: EscrowEntry) -> Path:
+        """Where ``entry`` is stored."""
+        return self.root / entry.release_id / "objects" / f"{entry.object_id}.json"
+
+    def authenticate(self, entry: EscrowEntry, data_key: bytes) -> bool:
+        """Check ``entry``'s MAC under the release's data key.
+
+        Returns ``False`` for a legacy entry (format ``/1``, written before the MAC), which has none;
+        its binding to the released file then rests on the chunks' AAD alone.
+
+        Raises
+        ------
+        VaultEntryError
+            The MAC does not verify: the entry was edited or moved from another object (exit 4).
+        """
+        if entry.format == LEGACY_OBJECT_FORMAT:
+            return False
+        if not hmac.compare_digest(entry.compute_mac(data_key), entry.mac):
+            raise VaultEntryError(
+                f"the vault entry is not authentic (its MAC does not verify under release {entry.release_id}'s "
+                "data key): it was edited, or moved from another object; refusing to restore",
+                self.entry_path(entry),
+            )
+        return True
+
     def decrypt_to(self, entry: EscrowEntry, data_key: bytes, destination: BinaryIO) -> str:
         """Decrypt ``entry``'s original into ``destination``; returns its SHA-256 (hex).
 
@@ -474,22 +537,52 @@ def _released_uid(path: Path) -> str | None:
         return None
 
 
+def _check_binding(entry: EscrowEntry, entry_path: Path, released_file: Path, released_sha256: str, uid: str | None) -> None:
+    """Refuse an entry that describes another output than ``released_file`` (swapped or edited)."""
+    release_dir = entry_path.parent.parent.name
+    problems = []
+    if entry.object_id != released_sha256 or entry.output_sha256 != released_sha256:
+        problems.append(f"it describes the output with SHA-256 {entry.output_sha256}, this file's is {released_sha256}")
+    if entry.release_id != release_dir:
+        problems.append(f"it names release {entry.release_id} but lies in {release_dir}")
+    if uid is not None and entry.output_uid != uid:
+        problems.append(f"it names SOP Instance UID {entry.output_uid}, this file has {uid}")
+    if problems:
+        raise VaultEntryError(
+            f"the vault entry {entry_path} does not belong to {released_file}: " + "; ".join(problems)
+            + ". The vault's entry files were swapped or edited; refusing to restore another file's original",
+            entry_path,
+        )
+
+
 def find_entry(vault: Vault, released_file: Path) -> tuple[EscrowEntry, str]:
     """The vault entry of a released file and the file's SHA-256.
 
-    Raises :class:`EscrowError` naming why: not in this vault, or changed since it was released.
+    The entry must describe this very file: its object id and output digest equal the file's
+    SHA-256, its release id the folder it lies in, and (for DICOM) its UID the file's SOP Instance
+    UID. Its MAC is checked later, by :meth:`Vault.authenticate`, once the data key is recovered.
+
+    Raises
+    ------
+    VaultEntryError
+        The entry found under the file's digest describes another output (exit code 4).
+    EscrowError
+        Not in this vault, or changed since it was released.
     """
     released_sha256 = sha256_file(released_file)
-    found = vault.find(released_sha256)
+    uid = _released_uid(released_file)
+    paths = sorted(vault.root.glob(f"*/objects/{released_sha256}.json"))
+    found = [(path, EscrowEntry.from_json(path)) for path in paths]
+    for path, entry in found:
+        _check_binding(entry, path, released_file, released_sha256, uid)
     if found:
-        if len({(e.release_id, e.original_sha256) for e in found}) > 1:
+        if len({(e.release_id, e.original_sha256) for _, e in found}) > 1:
             raise EscrowError(
                 "several releases in the vault escrowed different originals for this exact file: "
-                + ", ".join(sorted(e.release_id for e in found)),
+                + ", ".join(sorted(e.release_id for _, e in found)),
                 released_file,
             )
-        return found[0], released_sha256
-    uid = _released_uid(released_file)
+        return found[0][1], released_sha256
     if uid is not None and any(e.output_uid == uid for e in vault.entries()):
         raise EscrowError(
             f"changed since it was released: its SHA-256 {released_sha256} differs from the digest "
@@ -546,6 +639,8 @@ def reverse(
     ------
     ConfigError
         Wrong or missing passphrase, a key that is not a recipient, too few keys, output exists.
+    VaultEntryError
+        The entry found for the file describes another output, or its MAC does not verify (exit 4).
     EscrowError
         The file is not in the vault, was changed, or the vault was tampered with or shredded.
     """
@@ -569,6 +664,7 @@ def reverse(
     entry, released_sha256 = find_entry(vault, released_file)
     privates = [load_custodian_private(p, phrase) for p, phrase in zip(key_paths, phrases)]
     data_key = vault.recover_data_key(entry, privates)
+    entry_authenticated = vault.authenticate(entry, data_key)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -579,7 +675,7 @@ def reverse(
             raise EscrowError(
                 f"the decrypted original's SHA-256 {original_sha256} differs from the escrowed "
                 f"{entry.original_sha256}; the vault entry was tampered with",
-                vault.root / entry.release_id / "objects" / f"{entry.object_id}.json",
+                vault.entry_path(entry),
             )
         os.replace(tmp, output)
     except BaseException:
@@ -613,6 +709,7 @@ def reverse(
         released_sha256=released_sha256,
         custodians=custodian_ids,
         audit_record=record,
+        entry_authenticated=entry_authenticated,
     )
 
 
@@ -623,6 +720,7 @@ __all__ = [
     "EscrowSession",
     "ReversalResult",
     "Vault",
+    "VaultEntryError",
     "find_entry",
     "reverse",
     "sha256_file",

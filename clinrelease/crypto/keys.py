@@ -5,20 +5,28 @@ A *key folder* (``clinrelease keys init DIR``) holds what one release site needs
 ``release.key``
     32 random bytes as 64 hex characters: the HMAC key every keyed value of a release is derived
     from (:mod:`clinrelease.crypto.kdf`). Mode 0600.
+
+Every private key file (``release.key``, ``signing.key``, a custodian's ``NAME.key``) is written
+mode 0600 and refused when loaded with any group or other permission bit set; the message names
+the ``chmod 600 PATH`` to run.
 ``signing.key`` / ``signing.pub``
     An Ed25519 key pair (PKCS#8 / SubjectPublicKeyInfo PEM) that signs the audit statement. The
     private file is mode 0600 and unencrypted so that unattended runs can sign; protect the folder.
 
-A *custodian* (``clinrelease keys custodian NAME DIR``) holds ``NAME.key`` (PKCS#8 PEM encrypted
-with a passphrase, mode 0600) and ``NAME.pub``: X25519 for HPKE, or RSA-3072 for custodians whose
-keys live on smartcards/HSMs that only speak RSA-OAEP. Escrowed originals are wrapped to the
-public halves (:mod:`clinrelease.crypto.escrow`).
+A *custodian* (``clinrelease keys custodian NAME DIR``) holds ``NAME.key`` (the PKCS#8 key
+encrypted under a passphrase stretched with Argon2id, :mod:`clinrelease.crypto.protect`, mode 0600)
+and ``NAME.pub``: X25519 for HPKE, or RSA-3072 for custodians whose keys live on smartcards/HSMs
+that only speak RSA-OAEP. Escrowed originals are wrapped to the public halves
+(:mod:`clinrelease.crypto.escrow`). New passphrases must pass the policy of
+:func:`clinrelease.crypto.protect.passphrase_problem`. Keys written before (PKCS#8 PEM under PBKDF2
+with 2048 iterations) still load; :func:`rewrap_custodian` re-protects them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
@@ -26,6 +34,7 @@ from typing import Literal, Union
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 
+from clinrelease.crypto import protect
 from clinrelease.crypto.kdf import KEY_BYTES
 from clinrelease.errors import ConfigError
 
@@ -153,13 +162,29 @@ def init_keys(directory: str | Path) -> KeySet:
     return KeySet(release_key, signing_key, signing_key.public_key(), directory)
 
 
+def check_private_mode(path: Path) -> None:
+    """Refuse a private key file that group or others may read or write.
+
+    A key anyone on the machine can read is no longer private; the message names the ``chmod`` to run.
+    """
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"private key is accessible by group or others (mode {mode:04o}); run `chmod 600 {path}` and try again",
+            path,
+        )
+
+
 def _missing(path: Path, directory: Path) -> ConfigError:
     return ConfigError(f"missing; run `clinrelease keys init {directory}` to create the release keys", path)
 
 
 def load_release_key(path: str | Path) -> bytes:
-    """Read a ``release.key`` file (64 hex characters, or 32 raw bytes)."""
+    """Read a ``release.key`` file (64 hex characters, or 32 raw bytes); it must be mode 0600."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError("release key not found", path)
+    check_private_mode(path)
     raw = path.read_bytes()
     text = raw.strip()
     try:
@@ -172,10 +197,11 @@ def load_release_key(path: str | Path) -> bytes:
 
 
 def load_signing_private(path: str | Path) -> ed25519.Ed25519PrivateKey:
-    """Load an unencrypted Ed25519 private key (PEM)."""
+    """Load an unencrypted Ed25519 private key (PEM); it must be mode 0600."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("signing key not found", path)
+    check_private_mode(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
@@ -235,7 +261,11 @@ def load_keys(directory: str | Path, need_signing: bool = True) -> KeySet:
 
 
 def create_custodian(
-    name: str, directory: str | Path, passphrase: str, kind: CustodianKind = "x25519"
+    name: str,
+    directory: str | Path,
+    passphrase: str,
+    kind: CustodianKind = "x25519",
+    cost: protect.Argon2Cost = protect.DEFAULT_COST,
 ) -> Custodian:
     """Create a custodian key pair ``DIR/NAME.key`` (encrypted PKCS#8 PEM, 0600) + ``DIR/NAME.pub``.
 
@@ -246,14 +276,17 @@ def create_custodian(
     directory:
         Folder to write into (created when missing).
     passphrase:
-        Protects the private key; must not be empty.
+        Protects the private key (Argon2id); must pass the passphrase policy.
     kind:
         ``"x25519"`` (HPKE, default) or ``"rsa3072"`` (RSA-OAEP-SHA256).
+    cost:
+        Argon2id cost; keep the default (the CLI offers no other), tests of escrow pass a lower one.
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ConfigError(f"custodian name {name!r}: use letters, digits, '-', '_' or '.'")
     if not passphrase:
         raise ConfigError("an empty passphrase would leave the custodian key unprotected")
+    protect.check_passphrase(passphrase)
     directory = Path(directory)
     private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
     for target in (private_path, public_path):
@@ -266,15 +299,8 @@ def create_custodian(
     else:
         raise ConfigError(f"custodian key kind {kind!r}: use 'x25519' or 'rsa3072'")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(
-        private_path,
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
-        ),
-    )
     public = private.public_key()
+    write_private(private_path, _protected_bytes(private, passphrase, cost))
     _write_public(
         public_path, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -297,30 +323,73 @@ def load_custodian_public(path: str | Path) -> CustodianPublicKey:
     return key
 
 
+def _protected_bytes(
+    private: CustodianPrivateKey, passphrase: str, cost: protect.Argon2Cost = protect.DEFAULT_COST
+) -> bytes:
+    der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return protect.protect(der, passphrase, key_id(private.public_key()), cost)
+
+
+def custodian_key_is_legacy(path: str | Path) -> bool:
+    """Whether a custodian key file is the older PKCS#8 PEM under PBKDF2 (re-protect it with rewrap)."""
+    return not protect.is_protected_document(Path(path).read_bytes())
+
+
 def load_custodian_private(path: str | Path, passphrase: str | None) -> CustodianPrivateKey:
-    """Load and decrypt a custodian private key.
+    """Load and decrypt a custodian private key (Argon2id file, or a legacy PBKDF2 PKCS#8 PEM).
 
     Raises
     ------
     ConfigError
-        Missing file, missing or wrong passphrase, or not a custodian key.
+        Missing file, readable by others, missing or wrong passphrase, or not a custodian key.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError("custodian key not found", path)
+    check_private_mode(path)
     if not passphrase:
         raise ConfigError(f"no passphrase given for the custodian key; set {PASSPHRASE_ENV} or enter it", path)
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase.encode("utf-8"))
-    except TypeError:
-        raise ConfigError("not a passphrase-protected custodian key", path) from None
-    except ValueError:
-        raise ConfigError("wrong passphrase, or not a custodian private key", path) from None
+    data = path.read_bytes()
+    if protect.is_protected_document(data):
+        try:
+            key = serialization.load_der_private_key(protect.unprotect(data, passphrase), password=None)
+        except protect.InvalidTag:
+            raise ConfigError("wrong passphrase, or the custodian key file was altered", path) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"not a custodian private key ({exc})", path) from None
+    else:
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8"))
+        except TypeError:
+            raise ConfigError("not a passphrase-protected custodian key", path) from None
+        except ValueError:
+            raise ConfigError("wrong passphrase, or not a custodian private key", path) from None
     if not isinstance(key, (x25519.X25519PrivateKey, rsa.RSAPrivateKey)):
         raise ConfigError("not a custodian key: expected X25519 or RSA", path)
     return key
 
 
-def passphrase_from_env() -> str | None:
-    """The passphrase in ``CLINRELEASE_PASSPHRASE``, or ``None`` when unset or empty."""
-    return os.environ.get(PASSPHRASE_ENV) or None
+def rewrap_custodian(path: str | Path, passphrase: str, new_passphrase: str) -> None:
+    """Re-protect a custodian key under ``new_passphrase`` with Argon2id (also upgrades legacy keys).
+
+    The key pair itself (and so every escrow wrapped to it) stays the same; the file is replaced
+    atomically and stays mode 0600.
+
+    Raises
+    ------
+    ConfigError
+        The key cannot be loaded with ``passphrase``, or ``new_passphrase`` fails the policy.
+    """
+    path = Path(path)
+    private = load_custodian_private(path, passphrase)
+    protect.check_passphrase(new_passphrase)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_protected_bytes(private, new_passphrase))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

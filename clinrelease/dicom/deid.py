@@ -186,9 +186,22 @@ def load_safe_private() -> tuple[SafePrivate, ...]:
     return tuple(_safe_private_entry(e) for e in yaml.safe_load(text)["entries"])
 
 
-def _safe_private_entry(entry: SafePrivate | dict) -> SafePrivate:
+#: a profile's ``safe_private_extra`` entry: "(0029,xx10) SIEMENS CSA HEADER"
+_PRIVATE_TAG_TEXT = re.compile(r"\(([0-9A-Fa-f]{4}),(?:xx|XX|[0-9A-Fa-f]{2})([0-9A-Fa-f]{2})\)\s+(\S.*)")
+
+
+def _safe_private_entry(entry: SafePrivate | dict | str) -> SafePrivate:
     if isinstance(entry, SafePrivate):
         return entry
+    if isinstance(entry, str):
+        match = _PRIVATE_TAG_TEXT.fullmatch(entry.strip())
+        if match is None:
+            raise ConfigError(
+                f"safe private entry {entry!r}: write it as (gggg,xxee) followed by its private creator, "
+                "e.g. (0029,xx10) SIEMENS CSA HEADER"
+            )
+        group, element, creator = match.groups()
+        entry = {"creator": creator, "group": group, "element": element}
     try:
         return SafePrivate(
             creator=str(entry["creator"]).strip(),
@@ -300,8 +313,9 @@ class Deidentifier:
         Attributes not listed in Table E.1-1 to keep although clinrelease would remove them
         (keywords, ``"(gggg,eeee)"`` or ints). Table attributes are governed by options only.
     safe_private_extra:
-        Extra safe-private entries (:class:`SafePrivate` or dicts with creator, group, element in
-        hex) added to the shipped dictionary; used only with ``retain_safe_private``.
+        Extra safe-private entries (:class:`SafePrivate`, dicts with creator, group, element in
+        hex, or a profile's ``"(0029,xx10) SIEMENS CSA HEADER"``) added to the shipped dictionary;
+        used only with ``retain_safe_private``.
 
     Raises
     ------
@@ -316,7 +330,7 @@ class Deidentifier:
         key: bytes,
         *,
         keep: Iterable[int | str] = (),
-        safe_private_extra: Iterable[SafePrivate | dict] = (),
+        safe_private_extra: Iterable[SafePrivate | dict | str] = (),
     ) -> None:
         if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
             raise ConfigError("the release key must be at least 16 bytes")

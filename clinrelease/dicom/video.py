@@ -39,7 +39,7 @@ from clinrelease.errors import InputError
 #: container metadata keys that describe the encoding, not the patient
 TECHNICAL_METADATA_KEYS = frozenset({
     "major_brand", "minor_version", "compatible_brands", "encoder", "handler_name", "vendor_id",
-    "language", "duration", "bps", "number_of_frames", "number_of_bytes",
+    "language", "duration", "bps", "number_of_frames", "number_of_bytes", "rotate",
 })  # fmt: skip
 
 
@@ -47,6 +47,47 @@ def is_technical_metadata(key: str) -> bool:
     """True for container tags written by muxers and encoders (``stream:language``, ``encoder``, ...)."""
     bare = key.split(":", 1)[-1].lower()
     return bare in TECHNICAL_METADATA_KEYS or bare.startswith("_statistics")
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a player turns a container's stored picture to show it upright (phones store it on its side).
+
+    Read from the stream's display matrix, or from the legacy ``rotate`` tag where there is none;
+    :class:`ContainerVideo` yields frames already turned, so every later stage sees them upright.
+    """
+
+    #: clockwise turn in degrees: 0, 90, 180 or 270
+    rotation: int = 0
+    #: mirrored left-right after the turn
+    mirrored: bool = False
+    #: "display matrix" or "rotate tag"; None when the container says nothing
+    source: str | None = None
+
+    @property
+    def turned(self) -> bool:
+        return bool(self.rotation or self.mirrored)
+
+    def upright(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` as a player shows it."""
+        frame = np.rot90(frame, k=-self.rotation // 90)
+        if self.mirrored:
+            frame = frame[:, ::-1]
+        return np.ascontiguousarray(frame)
+
+    def describe(self) -> str:
+        if not self.turned:
+            return "none"
+        mirror = ", mirrored" if self.mirrored else ""
+        return f"{self.rotation} degrees clockwise{mirror} ({self.source}); frames are turned upright on reading"
+
+
+#: display matrix (a, b, c, d) -> (clockwise turn, mirrored); FFmpeg maps a stored pixel (x, y) to
+#: (a*x + c*y, b*x + d*y) on screen, and mirroring after the turn negates a and c
+_DISPLAY_MATRICES = {
+    (1, 0, 0, 1): (0, False), (0, 1, -1, 0): (90, False), (-1, 0, 0, -1): (180, False), (0, -1, 1, 0): (270, False),
+    (-1, 0, 0, 1): (0, True), (0, 1, 1, 0): (90, True), (1, 0, 0, -1): (180, True), (0, -1, -1, 0): (270, True),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,6 +107,10 @@ class VideoInfo:
     codec: str | None = None
     #: container-level metadata (title, comment, creation_time, location, ...) that may carry PHI
     container_metadata: dict[str, str] = field(default_factory=dict)
+    #: the container's display rotation; ``rows`` and ``columns`` are those of the upright picture
+    orientation: Orientation = field(default_factory=Orientation)
+    #: audio streams beside the video; never decoded, so never released (a voice identifies a patient)
+    audio_streams: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -101,7 +146,14 @@ class ContainerVideo(VideoSource):
     def frames(self) -> Iterator[np.ndarray]:
         import av
 
-        yield from _decode_with_pyav(lambda: av.open(str(self.info.path)), self.info, declared=None)
+        frames = _decode_with_pyav(lambda: av.open(str(self.info.path)), self.info, declared=None)
+        orientation = self.info.orientation
+        if not orientation.turned:
+            yield from frames
+            return
+        # turned before anything else sees them: a face lying on its side is one the detectors miss
+        for frame in frames:
+            yield orientation.upright(frame)
 
 
 def read_container_info(path: Path) -> VideoInfo:
@@ -127,18 +179,78 @@ def read_container_info(path: Path) -> VideoInfo:
                 raise InputError(f"corrupt video container ({exc})", path) from exc
         if not frames:
             raise InputError("the video stream holds zero frames", path)
+        stream_tags = {str(k): str(v) for k, v in stream.metadata.items()}
         metadata = {str(k): str(v) for k, v in container.metadata.items()}
-        metadata.update({f"stream:{k}": str(v) for k, v in stream.metadata.items()})
-        return VideoInfo(
-            path=path,
-            kind="container",
-            frames=int(frames),
-            fps=fps,
-            rows=stream.codec_context.height,
-            columns=stream.codec_context.width,
-            codec=stream.codec_context.name,
-            container_metadata=metadata,
-        )
+        metadata.update({f"stream:{k}": v for k, v in stream_tags.items()})
+        rows, columns, codec = stream.codec_context.height, stream.codec_context.width, stream.codec_context.name
+        audio_streams = len(container.streams.audio)
+    orientation = read_orientation(path, stream_tags)
+    if orientation.rotation in (90, 270):
+        rows, columns = columns, rows
+    return VideoInfo(
+        path=path,
+        kind="container",
+        frames=int(frames),
+        fps=fps,
+        rows=rows,
+        columns=columns,
+        codec=codec,
+        container_metadata=metadata,
+        orientation=orientation,
+        audio_streams=audio_streams,
+    )
+
+
+def read_orientation(path: Path, stream_metadata: dict[str, str]) -> Orientation:
+    """The display rotation of a plain video file's first video stream.
+
+    FFmpeg hands the display matrix to the decoder, so the first frame is decoded to read it; a file
+    whose first frame does not decode is left to the full decode to report. Without a matrix, the
+    ``rotate`` tag older muxers wrote (clockwise degrees) is used.
+
+    Raises
+    ------
+    InputError
+        When the container asks for a turn that is not a quarter turn (the picture cannot be made
+        upright without resampling it).
+    """
+    import av
+
+    matrix, counter_clockwise = None, 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            # one thread, as in _decode_with_pyav: closing a threaded decoder after one frame can hang
+            stream.thread_type = "NONE"
+            stream.codec_context.thread_count = 1
+            for frame in container.decode(stream):
+                for side in frame.side_data:
+                    if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+                        matrix, counter_clockwise = np.frombuffer(bytes(side), dtype="<i4"), frame.rotation
+                break
+    except av.error.FFmpegError:
+        return Orientation()
+    if matrix is not None:
+        # a, b, c, d are 16.16 fixed point
+        key = tuple(int(round(v / 65536)) for v in matrix[[0, 1, 3, 4]])
+        if key not in _DISPLAY_MATRICES or not np.allclose(matrix[[0, 1, 3, 4]] / 65536, key, atol=1e-3):
+            raise InputError(
+                f"the display matrix turns the picture {counter_clockwise} degrees counter-clockwise; "
+                "only quarter turns can be made upright",
+                path,
+            )
+        rotation, mirrored = _DISPLAY_MATRICES[key]
+        return Orientation(rotation, mirrored, "display matrix") if rotation or mirrored else Orientation()
+    tag = next((v for k, v in stream_metadata.items() if k.lower() == "rotate"), None)
+    if tag is None:
+        return Orientation()
+    try:
+        degrees = int(float(tag)) % 360
+    except ValueError:
+        raise InputError(f"the stream's rotate tag {tag!r} is not a number of degrees", path) from None
+    if degrees % 90:
+        raise InputError(f"the stream's rotate tag asks for {degrees} degrees; only quarter turns can be made upright", path)
+    return Orientation(degrees, False, "rotate tag") if degrees else Orientation()
 
 
 def _decode_with_pyav(open_container, info: VideoInfo, declared: int | None) -> Iterator[np.ndarray]:
@@ -445,6 +557,8 @@ def read_dicom_video(path: Path) -> DicomVideo:
         video: DicomVideo = MpegDicomVideo(info, header, location, syntax)
         if not info.fps:
             video = MpegDicomVideo(_with_stream_fps(info, video), header, location, syntax)
+        if video.stream_format() in _MULTIPLEXED_FORMATS:
+            video = MpegDicomVideo(_with_audio_count(video.info, video), header, location, syntax)
         return video
     if syntax.route == "jpeg":
         if not location.encapsulated or not location.fragments:
@@ -492,6 +606,26 @@ def _with_stream_fps(info: VideoInfo, video: MpegDicomVideo) -> VideoInfo:
         except av.error.FFmpegError as exc:
             raise InputError(f"corrupt video bitstream ({exc})", info.path) from exc
     return dataclasses.replace(info, fps=float(rate or 0))
+
+
+#: demuxers of pixel data that is a whole container (MP4, MPEG-2 program or transport stream),
+#: which can carry sound beside the pictures; elementary streams cannot
+_MULTIPLEXED_FORMATS = frozenset({"mp4", "mpeg", "mpegts"})
+
+
+def _with_audio_count(info: VideoInfo, video: MpegDicomVideo) -> VideoInfo:
+    """Count the audio streams multiplexed into the pixel data."""
+    import dataclasses
+
+    import av
+
+    with FragmentStream(info.path, video.location.fragments) as view:
+        try:
+            with av.open(view, format=video.stream_format()) as container:
+                count = len(container.streams.audio)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"corrupt video bitstream ({exc})", info.path) from exc
+    return dataclasses.replace(info, audio_streams=count)
 
 
 def open_video(path: str | Path) -> VideoSource:
