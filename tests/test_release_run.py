@@ -195,7 +195,8 @@ def test_audio_is_never_released_and_the_report_says_so(keys: Path, tmp_path: Pa
     out = tmp_path / "release"
     result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--metadata", str(meta), "--json"])
     doc = summary(out)
-    items = {i["input"]: i for i in doc["items"]}
+    names = {r["item_id"]: r["input"] for r in records(out)}  # the release names items by keyed id only
+    items = {names[i["item_id"]]: i for i in doc["items"]}
     assert [items[n]["verification"]["audio_streams_dropped"] for n in ("exam.dcm", "visit.mp4")] == [1, 1], result.output
     assert items["voice.dcm"]["status"] == "quarantined" and items["voice.dcm"]["output"] is None
     assert items["voice.dcm"]["reasons"] == ["audio is never released: the file is a Basic Voice Audio Waveform object"]
