@@ -316,13 +316,13 @@ def _guarded(work: _ItemWork, stage: Callable[[_ItemWork], None]) -> None:
     try:
         stage(work)
     except VerificationError as exc:
-        work.reasons.append(exc.message)
+        _reason(work, "", exc)
     except InputError as exc:
         work.record["status"] = ERROR
-        work.reasons.append(f"input error: {exc.message}")
+        _reason(work, "input error: ", exc)
     except ClinReleaseError as exc:
         work.record["status"] = ERROR
-        work.reasons.append(f"{type(exc).__name__}: {exc.message}")
+        _reason(work, f"{type(exc).__name__}: ", exc)
     except Exception as exc:  # a codec or model failure on one odd input must not stop the release
         work.record["status"] = ERROR
         # a library's message may quote the file's name or a value: the site's copy only
@@ -330,6 +330,21 @@ def _guarded(work: _ItemWork, stage: Callable[[_ItemWork], None]) -> None:
         work.details.append(f"unexpected {type(exc).__name__}: {exc}")
     if work.reasons and work.record["status"] == RELEASED:
         work.record["status"] = ERROR
+
+
+#: what a released reason says in place of a library's own message
+_CAUSE_WITHHELD = "the library's message is in the site's quarantine copy"
+
+
+def _reason(work: _ItemWork, prefix: str, exc: ClinReleaseError) -> None:
+    """Our message as the reason; the text of a library error it quotes (a decoder's message names
+    the file's path, a parser's may quote a value) goes to the site's details instead."""
+    cause = str(exc.__cause__ or "").strip()
+    if cause and cause in exc.message:
+        work.reasons.append(prefix + exc.message.replace(cause, _CAUSE_WITHHELD))
+        work.details.append(prefix + exc.message)
+    else:
+        work.reasons.append(prefix + exc.message)
 
 
 def _load_record(path: Path) -> dict[str, Any] | None:

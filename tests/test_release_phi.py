@@ -19,7 +19,6 @@ import pytest
 
 from _release_helpers import deid_data_dir, invoke, json_result, make_keys, summary
 from clinrelease.fixtures import carphone_path, source_frames, write_mp4
-from clinrelease.verify.released_text import WITHHELD_REASON
 
 #: the planted identity: names, IDs, dates, a phone number (distinctive, so no chance hits)
 NAMES = ["Quillfeather", "Zenobia", "Marchetti", "Ottoline"]
@@ -148,14 +147,17 @@ def test_reasons_are_phi_free_sentences_with_values_in_the_quarantine_copy(batch
     assert "MARCHETTI" in internal  # the site's internal log keeps the finding
 
 
-def test_reason_quoting_an_input_path_is_withheld(batch: dict) -> None:
+def test_a_library_message_quoting_the_input_path_stays_with_the_site(batch: dict) -> None:
     record = batch["records"][BROKEN_MP4]
-    assert any(BROKEN_MP4 in r for r in record["reasons"])  # the decoder quoted the path
+    # the decoder's message names the file; our sentence is released, the message is a detail
+    assert any(BROKEN_MP4 in d for d in record["reason_details"]) and not any(BROKEN_MP4 in r for r in record["reasons"])
     released = next(i for i in batch["summary"]["items"] if i["item_id"] == record["item_id"])
-    assert WITHHELD_REASON in released["reasons"]
+    assert released["reasons"] == ["input error: not a DICOM file and not a readable video file "
+                                   "(the library's message is in the site's quarantine copy)"]  # fmt: skip
     log = [json.loads(line) for line in (batch["out"] / "audit" / "log.jsonl").read_text().splitlines()]
-    audited = next(r for r in log if r.get("item_id") == record["item_id"])
-    assert WITHHELD_REASON in audited["reasons"]
+    assert next(r for r in log if r.get("item_id") == record["item_id"])["reasons"] == released["reasons"]
+    internal = (batch["out"].with_name("release.work") / "audit-internal.jsonl").read_text()
+    assert BROKEN_MP4 in internal
 
 
 def test_private_creators_are_keyed_in_the_released_report(batch: dict) -> None:
@@ -208,3 +210,19 @@ def test_bad_clinical_table_stops_the_run_before_any_item(batch: dict, tmp_path:
     message = " ".join(result.output.split())
     assert "visits.csv" in message and "line 3" in message and "visit_date" in message
     assert not out.exists() and not out.with_name("release.work").exists()  # no item ran
+
+
+def test_identifying_text_left_in_a_released_document_stops_signing(batch: dict, tmp_path: Path) -> None:
+    # an unknown column is dropped but listed by name in summary.json: here the name is the patient's
+    table = tmp_path / "visits.csv"
+    table.write_text(f"patient_id,updrs,Zenobia notes\n{IDS[0]},24,x\n", encoding="utf-8")
+    profile = tmp_path / "gait_exam_clinical.yaml"
+    profile.write_text(PROFILE, encoding="utf-8")
+    shutil.copyfile(batch["folder"] / CT, tmp_path / "one.dcm")
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", str(profile), "-i", str(tmp_path / "one.dcm"), "-o", str(out), "-k", str(batch["keys"]),
+                     "--clinical", str(table)])  # fmt: skip
+    message = " ".join(result.output.split())
+    assert result.exit_code != 0 and "refusing to sign" in message and "report/summary.json: name" in message
+    assert "zenobia" not in message.lower()
+    assert not (out / "audit" / "statement.dsse.json").exists() and not (out / "report" / "summary.json").exists()
