@@ -31,3 +31,4 @@ def test_batch_strings_take_every_item_and_its_input_name():
     strings = batch_identifying_strings(records, ["MRN1"])
     assert {"SMITH^JOHN", "deid/Smith_John.dcm", "Smith_John.dcm", "b.dcm"} <= set(strings)
     assert list(released_strings({"Pool": ["a", {"b": 1, "c": "d"}]})) == ["a", "d"]  # keys are field names
+
