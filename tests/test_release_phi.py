@@ -226,3 +226,12 @@ def test_identifying_text_left_in_a_released_document_stops_signing(batch: dict,
     assert result.exit_code != 0 and "refusing to sign" in message and "report/summary.json: name" in message
     assert "zenobia" not in message.lower()
     assert not (out / "audit" / "statement.dsse.json").exists() and not (out / "report" / "summary.json").exists()
+
+
+def test_report_lists_withheld_clinical_rows_and_cells_without_values(batch: dict) -> None:
+    html = (batch["out"] / "report" / "index.html").read_text()
+    section = html[html.index('<section id="clinical">'):]
+    section = section[: section.index("</section>")]
+    assert "rows withheld: no video of the patient in the input</th><td>1<" in section
+    assert "rows withheld: the patient&#x27;s videos were not released</th><td>1<" in section
+    assert "<td>3</td><td>notes</td><td>name, phone</td>" in section and PHONE not in section
