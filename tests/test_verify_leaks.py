@@ -180,3 +180,8 @@ def test_released_text_scan_matches_tokens_only():
     assert scan_text("digest 0a123456ff and 0.81234567", ["123456"]) == []
     assert [leak.kind for leak in scan_text("seen as MRN 123456; born 1950-03-12, Doe, John", ["MRN 123456", "19500312", "DOE^JOHN"])] == ["id", "date", "name"]
     assert scan_text("PRIMARY summary", ["MARY"]) == []
+
+
+def test_short_one_word_names_are_searched_only_within_the_whole_name():
+    assert "NEW" not in name_variants("NEW") and "MAY" not in name_variants("MAY")
+    assert "ZZZ TEST PATIENTFIVE^NEW^P" in name_variants("ZZZ TEST PATIENTFIVE^NEW^P")

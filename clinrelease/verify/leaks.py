@@ -135,11 +135,13 @@ def name_variants(name: str) -> list[str]:
         family, given = parts[0], parts[1]
         forms |= {f"{family}, {given}", f"{given} {family}", f"{family},{given}", f"{given[0]}. {family}", f"{family}^{given[0]}"}
     forms |= {p for p in parts if len(p) >= MIN_NAME_PART}
-    return sorted(f for f in forms if f and not _is_vocabulary(f))
+    return sorted(f for f in forms if f and not _too_common_alone(f))
 
 
-def _is_vocabulary(form: str) -> bool:
-    return _is_single_word(form) and form.upper() in DICOM_VOCABULARY
+def _too_common_alone(form: str) -> bool:
+    """A one-word form of the standard's vocabulary, or shorter than :data:`MIN_NAME_PART`
+    (``NEW``, ``MAY``: words of any text), is searched only inside the whole name."""
+    return _is_single_word(form) and (form.upper() in DICOM_VOCABULARY or len(form) < MIN_NAME_PART)
 
 
 def _is_single_word(form: str) -> bool:
