@@ -197,7 +197,7 @@ def deidentify_table(
     InputError
         The file cannot be read, has no header, lacks the ID column, has a row with the wrong
         number of fields, an empty ID, or a value its rule cannot handle (the message names the
-        row and column).
+        line and column).
     ConfigError
         A bad rule, or a rule that would release the ID column as is.
     """
@@ -233,7 +233,9 @@ def deidentify_table(
         if not pid:
             raise InputError(f"line {line_no}: column {id_column!r} (patient ID) is empty", path)
         out: dict[str, str] = {}
-        for col in released:
+        row_withheld: list[dict] = []
+        row_neutralized = row_changed = 0
+        for col in released:  # every row is checked, also one that is withheld below
             rule = parsed[col]
             value = record[col]
             try:
@@ -241,11 +243,11 @@ def deidentify_table(
             except ValueError as exc:
                 raise InputError(f"line {line_no}, column {col!r}: {exc}", path) from None
             if rule.rule == "keep" and (found := _identifying_kinds(new, scan)):
-                withheld_cells.append({"line": line_no, "column": col, "found": found})
+                row_withheld.append({"line": line_no, "column": col, "found": found})
                 new = ""
             if is_formula(new):
-                new, neutralized = "'" + new, neutralized + 1
-            changed += new != value
+                new, row_neutralized = "'" + new, row_neutralized + 1
+            row_changed += new != value
             out[col] = new
         pseudonym = keyed.pseudonym(key, pid)
         if released_ids is not None and pseudonym not in released_ids:
@@ -255,6 +257,9 @@ def deidentify_table(
                 not_released += 1
             continue
         rows.append(out)
+        withheld_cells += row_withheld
+        neutralized += row_neutralized
+        changed += row_changed
 
     report = {
         "rows": len(rows),
