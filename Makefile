@@ -17,11 +17,13 @@ install: system-tools  ## venv + clinrelease with its test extra (+ dciodvfy and
 $(STAMP): pyproject.toml
 	$(MAKE) install
 
-system-tools:  ## optional Debian tools the tests use when present: dicom3tools (dciodvfy), chromium
+# Orthanc's own service is stopped and disabled: the DICOMweb tests start their servers on free loopback ports
+system-tools:  ## optional Debian tools the tests use when present: dicom3tools (dciodvfy), chromium, Orthanc with DICOMweb and Python plugins
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools chromium >/dev/null) \
-	  || echo "warning: could not install dicom3tools/chromium; the tests that need them will be skipped"; \
-	else echo "note: not root or no apt-get; install dicom3tools and chromium yourself to run every test"; fi
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools chromium orthanc orthanc-dicomweb orthanc-python >/dev/null \
+	   && { systemctl disable --now orthanc >/dev/null 2>&1 || { service orthanc stop; update-rc.d orthanc disable; } >/dev/null 2>&1 || true; }) \
+	  || echo "warning: could not install dicom3tools/chromium/orthanc; the tests that need them will be skipped"; \
+	else echo "note: not root or no apt-get; install dicom3tools, chromium, orthanc, orthanc-dicomweb and orthanc-python yourself to run every test"; fi
 
 # exit 1 means an item was quarantined: the release is complete all the same, so it is verified
 demo: $(STAMP)  ## release the built-in demo set into demo-release/, then verify its signed audit log

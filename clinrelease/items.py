@@ -45,13 +45,15 @@ class InputItem:
     path: Path
     #: path relative to the input root, POSIX style: used in reports (never in output names)
     relpath: str
-    #: "dicom" or "container"
+    #: "dicom", "container", or "unreadable" (see ``problem``)
     kind: str
     #: header attributes for a plain video, from its metadata-table row (DICOM keyword -> value)
     metadata: dict[str, str] = field(default_factory=dict)
     #: item id of an earlier input that is the same object (same SOP Instance UID, or the same
     #: plain video file): both would be released under one output path, so only the first is
     duplicate_of: str | None = None
+    #: why a file found among the inputs cannot be taken (kind "unreadable"): an item error, PHI-free
+    problem: str | None = None
     #: a short id for this input within a release, keyed (:func:`item_id`): released reports name
     #: items by it, so it must not let anyone recover the input's name by guessing
     item_id: str = ""
@@ -75,6 +77,18 @@ def is_dicom_file(path: Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _why_not_an_item(path: Path) -> str:
+    """What is wrong with a file that is neither DICOM nor a known video (no file name: it may carry PHI)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        return f"the file cannot be read ({exc.strerror or type(exc).__name__})"
+    if len(head) < 132:
+        return f"the file is truncated or not DICOM: {len(head)} bytes, shorter than a DICOM preamble"
+    return "neither a DICOM file (no DICM preamble) nor a known video file type"
 
 
 def read_metadata_table(path: Path) -> dict[str, dict[str, str]]:
@@ -127,10 +141,12 @@ def _dicomdir_members(dicomdir: Path) -> list[Path]:
 def discover_items(inputs: list[Path], metadata: Path | None = None, id_key: bytes | None = None) -> list[InputItem]:
     """All items under the given files and folders, sorted by relative path.
 
-    Folders are searched recursively. A DICOMDIR contributes the files it references (which must
-    exist). Plain videos need a row in the metadata table; without one they are an input error,
-    since their header attributes would be unknown. ``id_key`` (the release key) keys the item
-    ids; without it they are keyed by a random key of this process.
+    Folders are searched recursively. A DICOMDIR contributes the files it references. Plain videos
+    need a row in the metadata table; without one they are an input error, since their header
+    attributes would be unknown. Any other file (unreadable, cut short, of an unknown type, listed
+    by a DICOMDIR but missing) is an item of kind ``unreadable`` whose ``problem`` says why: the
+    batch goes on. ``id_key`` (the release key) keys the item ids; without it they are keyed by a
+    random key of this process.
     """
     table = read_metadata_table(metadata) if metadata else {}
     items: dict[str, InputItem] = {}
@@ -146,13 +162,19 @@ def discover_items(inputs: list[Path], metadata: Path | None = None, id_key: byt
             rel = path.relative_to(base).as_posix()
             if path.name.upper() == "DICOMDIR":
                 # its members are items even when only the DICOMDIR itself was named as input
-                for member in _dicomdir_members(path):
-                    if not member.is_file():
-                        raise InputError(f"the DICOMDIR references {member.name}, which is missing", path)
-                    if not is_dicom_file(member):
-                        raise InputError(f"the DICOMDIR references {member.name}, which is not a DICOM file", path)
+                try:
+                    members = _dicomdir_members(path)
+                except InputError:
+                    items[rel] = InputItem(path, rel, "unreadable", problem="the DICOMDIR cannot be read")
+                    continue
+                for member in members:
                     member_rel = member.relative_to(base).as_posix()
-                    items[member_rel] = InputItem(member, member_rel, "dicom", item_id=item_id(id_key, member_rel))
+                    if not member.is_file():
+                        items[member_rel] = InputItem(member, member_rel, "unreadable", problem="listed in its DICOMDIR, but missing")
+                    elif not is_dicom_file(member):
+                        items[member_rel] = InputItem(member, member_rel, "unreadable", problem="listed in its DICOMDIR, but not a DICOM file")
+                    else:
+                        items[member_rel] = InputItem(member, member_rel, "dicom")
                 continue
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 row = table.get(rel) or table.get(path.name)
@@ -160,16 +182,17 @@ def discover_items(inputs: list[Path], metadata: Path | None = None, id_key: byt
                     raise InputError(
                         "a plain video needs a row in the metadata table (--metadata FILE, column 'file')", path
                     )
-                items[rel] = InputItem(path, rel, "container", row, item_id=item_id(id_key, rel))
+                items[rel] = InputItem(path, rel, "container", row)
             elif is_dicom_file(path):
-                items[rel] = InputItem(path, rel, "dicom", item_id=item_id(id_key, rel))
+                items[rel] = InputItem(path, rel, "dicom")
             elif path.suffix.lower() in {".csv", ".tsv", ".txt", ".md", ".json", ".yaml", ".yml"}:
                 continue  # sidecar documents are not items
             else:
-                raise InputError("neither a DICOM file (no DICM preamble) nor a known video file type", path)
+                # one file that cannot be read must not stop the batch: it is an item error
+                items[rel] = InputItem(path, rel, "unreadable", problem=_why_not_an_item(path))
     if not items:
         raise InputError("no DICOM or video files found", inputs[0] if inputs else None)
-    return _mark_duplicates([items[k] for k in sorted(items)])
+    return _mark_duplicates([replace(items[k], item_id=item_id(id_key, k)) for k in sorted(items)])
 
 
 def _identity_key(item: InputItem) -> str | None:
@@ -203,7 +226,7 @@ def _mark_duplicates(items: list[InputItem]) -> list[InputItem]:
     first: dict[str, str] = {}
     marked = []
     for item in items:
-        if item.kind == "container" and sizes[item.path.stat().st_size] < 2:
+        if item.kind == "unreadable" or (item.kind == "container" and sizes[item.path.stat().st_size] < 2):
             marked.append(item)
             continue
         key = _identity_key(item)

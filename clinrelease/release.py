@@ -10,14 +10,23 @@ report, the manifest and the signed audit log.
 
 Where things go::
 
-    OUT/                      the release (only verified files ever land here, by atomic rename)
+    OUT/                      the release: nothing else may be in it (RELEASE_NAMES)
       data/...                released DICOM, paths from pseudonyms and UIDs
       clinical/...            released clinical tables
       report/index.html       the QA report; report/summary.json
       audit/                  released audit log, signed in-toto statement
-      manifest-sha256.txt     BagIt-style manifest
+      manifest-sha256.txt     BagIt-style manifest (+ tagmanifest-sha256.txt, bagit.txt)
     OUT.quarantine/ITEM/      what failed, with reasons.json (outside the release)
-    OUT.work/                 the site's working state: staging, per-item records, internal log
+    OUT.work/                 the site's working state: staging, per-item records, internal log,
+      ready/                  verified outputs waiting for the merge
+      next/                   the next release, built by the merge, then swapped in for OUT
+      release.lock            the release lock (clinrelease.lock)
+
+OUT changes in one step only: the merge builds the whole next release (released files hard-linked
+from OUT and ready/, clinical table, report, signed log, manifests) in ``WORK/next`` and exchanges
+it with OUT (:mod:`clinrelease.swap_in`). A failure before that step (a clinical table that does not
+parse, a full disk) leaves the previous signed release exactly as it was, and no temporary file is
+ever written inside OUT.
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +50,17 @@ from clinrelease.crypto.digest import sha256_file
 from clinrelease.audit.identity import derive_release_id, release_nonce
 from clinrelease.audit.records import utc_now
 from clinrelease.crypto.kdf import derive_hex
-from clinrelease.errors import ClinReleaseError, ConfigError, InputError, VerificationError
+from clinrelease.errors import (
+    EXIT_ITEM_ERRORS,
+    EXIT_OK,
+    EXIT_QUARANTINED,
+    STORAGE_ERRNOS,
+    ClinReleaseError,
+    ConfigError,
+    InputError,
+    StorageError,
+    VerificationError,
+)
 from clinrelease.items import InputItem, discover_items
 
 #: item statuses
@@ -53,6 +73,8 @@ _PHOTOGRAPHIC_PREFIXES = ("1.2.840.10008.5.1.4.1.1.77.1.", "1.2.840.10008.5.1.4.
 _PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM"})
 _SCANNER_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "RG", "OCT", "OPT"})
 _CONTACT_SHEET_FRAMES = 4
+#: what a release folder may hold at its top level (README "release/ holds"); anything else is refused
+RELEASE_NAMES = frozenset({"data", "clinical", "report", "audit", "manifest-sha256.txt", "tagmanifest-sha256.txt", "bagit.txt"})
 
 
 @dataclass(frozen=True)
@@ -73,12 +95,18 @@ class ReleasePaths:
         )
 
     @property
-    def data(self) -> Path:
-        return self.output / "data"
-
-    @property
     def staging(self) -> Path:
         return self.work / "staging"
+
+    @property
+    def ready(self) -> Path:
+        """Verified outputs waiting for the merge, under their release paths (``ready/data/...``)."""
+        return self.work / "ready"
+
+    @property
+    def next(self) -> Path:
+        """Where the merge builds the next release before swapping it in for OUT."""
+        return self.work / "next"
 
     @property
     def records(self) -> Path:
@@ -89,8 +117,28 @@ class ReleasePaths:
         return self.work / "visuals"
 
     def make(self) -> None:
-        for folder in (self.output, self.data, self.staging, self.records, self.visuals):
+        """Create the work folders (OUT itself appears at the first merge, whole)."""
+        for folder in (self.staging, self.records, self.visuals, self.ready):
             folder.mkdir(parents=True, exist_ok=True)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        if self.output.exists() and not self.output.is_dir():
+            raise ConfigError("the output must be a release folder, and this is a file", self.output)
+        # the next release is hard-linked together in WORK and renamed into place: one filesystem
+        where = self.output if self.output.exists() else self.output.parent
+        if os.stat(self.work).st_dev != os.stat(where).st_dev:
+            raise ConfigError(
+                f"the work folder {self.work} is on another filesystem than the release folder (or the release "
+                "folder is a mount point): the release is swapped in by a rename; put --work beside the output",
+                self.output,
+            )
+
+    def released_file(self, record: dict[str, Any]) -> Path | None:
+        """Where a released record's file is now: waiting in ready/, or in OUT; None when in neither."""
+        for root in (self.ready, self.output):
+            path = root / record["output"]
+            if path.is_file():
+                return path
+        return None
 
 
 @dataclass(frozen=True)
@@ -251,8 +299,9 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
     """Run one item through every stage; return its (unsigned) record.
 
     The record is also saved under ``WORK/records/ITEM.json`` so that a later run resumes and the
-    merge step can find it. Released files are moved into ``OUT/data`` atomically; failing ones go
-    to the quarantine folder with their reasons. Input files are only ever read.
+    merge step can find it. Released files are moved to ``WORK/ready`` atomically (the merge swaps
+    them into OUT with the rest of the release); failing ones go to the quarantine folder with their
+    reasons. Input files are only ever read.
     """
     paths = ctx.paths
     record_path = paths.records / f"{item.item_id}.json"
@@ -263,6 +312,8 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
         unreadable = f"input error: cannot read the file: {exc.strerror or exc}"
     else:
         unreadable = None
+    if item.problem:
+        unreadable = f"input error: {item.problem}"
     digest = resume_digest(ctx, input_sha)
     previous = _load_record(record_path)
     # a record without the item's identifying strings predates the released-text scan: redo it
@@ -324,6 +375,8 @@ def _guarded(work: _ItemWork, stage: Callable[[_ItemWork], None]) -> None:
         work.record["status"] = ERROR
         _reason(work, f"{type(exc).__name__}: ", exc)
     except Exception as exc:  # a codec or model failure on one odd input must not stop the release
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            raise  # a full disk fails every item after this one: the run stops, the release stays as it was
         work.record["status"] = ERROR
         # a library's message may quote the file's name or a value: the site's copy only
         work.reasons.append(f"unexpected {type(exc).__name__} (the message is in the site's quarantine copy)")
@@ -362,8 +415,8 @@ def _record_still_valid(record: dict[str, Any], paths: ReleasePaths) -> bool:
     """
     if record.get("status") != RELEASED:
         return record.get("status") == QUARANTINED
-    out = paths.output / record["output"]
-    return out.is_file() and sha256_file(out) == record.get("output_sha256")
+    out = paths.released_file(record)
+    return out is not None and sha256_file(out) == record.get("output_sha256")
 
 
 def _run_stages(work: _ItemWork) -> None:
@@ -720,11 +773,11 @@ def _gallery_recognizers(verify) -> list:
 
 
 def _finish(work: _ItemWork) -> None:
-    """Escrow the original, then move the staged output into the release in one atomic rename."""
+    """Escrow the original, then move the staged output to ready/ for the merge, in one atomic rename."""
     item, ctx, record = work.item, work.ctx, work.record
     if record["status"] != RELEASED or work.staged is None or not work.staged.exists():
         return
-    target = ctx.paths.output / record["output"]
+    target = ctx.paths.ready / record["output"]
     target.parent.mkdir(parents=True, exist_ok=True)
     record["output_sha256"] = sha256_file(work.staged)
     if ctx.escrow is not None:
@@ -801,10 +854,11 @@ class ReleaseSummary:
 
     @property
     def exit_code(self) -> int:
+        """3 when an input could not be read, else 1 when anything was quarantined, else 0."""
         counts = self.counts
         if counts.get(ERROR):
-            return 2
-        return 1 if counts.get(QUARANTINED) else 0
+            return EXIT_ITEM_ERRORS
+        return EXIT_QUARANTINED if counts.get(QUARANTINED) else EXIT_OK
 
 
 def _check_folders(opts: ReleaseOptions, paths: ReleasePaths) -> None:
@@ -826,8 +880,14 @@ def run_release(
     on_start: Callable[[int], None] | None = None,
     on_item: Callable[[dict[str, Any]], None] | None = None,
 ) -> ReleaseSummary:
-    """Process every item (resuming where a previous run stopped), then merge unless sharded."""
+    """Process every item (resuming where a previous run stopped), then merge unless sharded.
+
+    The run holds the release lock (:mod:`clinrelease.lock`) from start to end; shards hold it
+    shared. OS errors on storage (a full disk) end the run with :class:`StorageError` and leave the
+    previous release as it was.
+    """
     from clinrelease.crypto.keys import load_keys
+    from clinrelease.lock import release_lock
     from clinrelease.profiles import load_profile
 
     profile = load_profile(opts.profile)
@@ -837,12 +897,27 @@ def run_release(
     if opts.clinical is not None:
         validate_clinical(opts.clinical, keys.release_key, profile)
     items = discover_items(opts.inputs, opts.metadata, id_key=keys.release_key)
-    if opts.shard is not None:
-        index, count = opts.shard
-        items = [it for n, it in enumerate(items) if n % count == index]
+    what = "run" if opts.shard is None else f"run --shard {opts.shard[0]}/{opts.shard[1]}"
+    with _storage_errors(paths.work), release_lock(paths.work, what, shared=opts.shard is not None):
+        return _run_locked(opts, paths, profile, keys, items, on_start, on_item)
+
+
+def _run_locked(opts, paths: ReleasePaths, profile, keys, items: list[InputItem], on_start, on_item) -> ReleaseSummary:
     paths.make()
     release_meta = paths.work / "release.json"
     previous = _load_record(release_meta)
+    _check_release_key(previous, keys.release_key, paths)
+    if previous and previous.get("profile_digest") != profile.digest:
+        raise ConfigError(
+            f"{paths.output} was started with profile {previous.get('profile')} (another digest); "
+            "use a new output folder for a different profile"
+        )
+    _refuse_strays(paths, load_records(paths, every=True))
+    # the whole input, before sharding: the merge releases these items and no others (withdrawal)
+    _write_json_atomic(paths.work / "inputs.json", {"items": [it.item_id for it in items]})
+    if opts.shard is not None:
+        index, count = opts.shard
+        items = [it for n, it in enumerate(items) if n % count == index]
     nonce = release_nonce(paths.work)
     release_id = opts.release_id or derive_release_id(keys.release_key, profile.digest, nonce)
     if previous and "nonce" not in previous:  # begun before release nonces: keep its id so that resume redoes nothing
@@ -850,6 +925,7 @@ def run_release(
     meta = {
         "release_id": release_id,
         "nonce": nonce,
+        "release_key_id": release_key_id(keys.release_key),
         "profile": profile.name,
         "profile_source": str(profile.source) if profile.source else profile.name,
         "profile_digest": profile.digest,
@@ -859,11 +935,6 @@ def run_release(
         "clinical": str(opts.clinical.resolve()) if opts.clinical else None,
         "started": utc_now(),
     }
-    if previous and previous.get("profile_digest") != profile.digest:
-        raise ConfigError(
-            f"{paths.output} was started with profile {previous.get('profile')} (another digest); "
-            "use a new output folder for a different profile"
-        )
     if previous:
         meta["started"] = previous.get("started", meta["started"])
     _write_json_atomic(release_meta, meta)
@@ -895,7 +966,33 @@ def run_release(
         escrow.close()
     if opts.shard is not None:
         return ReleaseSummary(paths.output, paths.quarantine, records, finalized=False)
-    return merge_release(opts.output, opts.keys_dir, quarantine=opts.quarantine, work=opts.work)
+    return _merge_locked(paths, opts.keys_dir)
+
+
+def release_key_id(release_key: bytes) -> str:
+    """A keyed fingerprint of the release key: tells two keys apart, reveals nothing of either."""
+    return derive_hex(release_key, "release-key-id", "", 16)
+
+
+def _check_release_key(previous: dict[str, Any] | None, release_key: bytes, paths: ReleasePaths) -> None:
+    """Refuse to continue a release made with another release key: its pseudonyms would mix two keys'."""
+    recorded = (previous or {}).get("release_key_id")
+    if recorded and recorded != release_key_id(release_key):
+        raise ConfigError(
+            f"this release was made with another release key (key id {recorded}; this key folder's is "
+            f"{release_key_id(release_key)}): one release cannot hold pseudonyms of two keys. Run with the "
+            "release's own key folder, or into a new output folder",
+            paths.output,
+        )
+
+
+@contextmanager
+def _storage_errors(folder: Path) -> Iterator[None]:
+    """Turn an OS error into :class:`StorageError` naming its path, else ``folder`` (exit code 5)."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, folder) from None
 
 
 def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> list[dict[str, str]]:
@@ -983,10 +1080,53 @@ def _execute(
 # merge: the one step that holds the signing key
 
 
-def load_records(paths: ReleasePaths) -> list[dict[str, Any]]:
-    """Every item record of a release's work folder, in input order."""
+def load_records(paths: ReleasePaths, every: bool = False) -> list[dict[str, Any]]:
+    """The item records of a release, in input order: those of the last run's input (``WORK/inputs.json``).
+
+    A record whose input is no longer there (a withdrawn patient's video) is left out, so the next
+    merge drops it from data/, the report and the signed log; ``every`` returns them all.
+    """
     records = [r for p in sorted(paths.records.glob("*.json")) if (r := _load_record(p))]
+    wanted = None if every else _load_record(paths.work / "inputs.json")
+    if wanted is not None:
+        ids = set(wanted.get("items", []))
+        records = [r for r in records if r["item_id"] in ids]
     return sorted(records, key=lambda r: r["input"])
+
+
+def _refuse_strays(paths: ReleasePaths, records: list[dict[str, Any]]) -> None:
+    """Refuse a release folder holding anything the release does not put there (it would be signed).
+
+    Allowed: the top-level names of :data:`RELEASE_NAMES`, and under them the files the previous
+    release's manifests list and the outputs item records vouch for. A lookup table, a temporary
+    file or a ``.partial`` left in OUT is named, and nothing is changed.
+    """
+    out = paths.output
+    if not out.is_dir():
+        return
+    from clinrelease.audit.manifest import MANIFEST, TAGMANIFEST, read_manifest
+
+    known = {MANIFEST, TAGMANIFEST}
+    for name in (MANIFEST, TAGMANIFEST):
+        if (out / name).is_file():
+            known.update(read_manifest(out / name)[0])
+    known.update(r["output"] for r in records if r.get("output"))
+    strays = []
+    for dirpath, dirnames, filenames in os.walk(out):
+        here = Path(dirpath)
+        # a link to a folder is not followed by the walk: it is a stray like any file
+        for name in sorted(filenames) + sorted(d for d in dirnames if (here / d).is_symlink()):
+            rel = (here / name).relative_to(out).as_posix()
+            if rel not in known or rel.split("/", 1)[0] not in RELEASE_NAMES:
+                strays.append(rel)
+    if strays:
+        shown = ", ".join(strays[:10]) + (f" (and {len(strays) - 10} more)" if len(strays) > 10 else "")
+        raise ConfigError(
+            f"the release folder holds files that are not part of the release: {shown}. Every file in a "
+            "release is signed and handed out; it may hold only data/, clinical/, report/, audit/ and its "
+            "manifests. Move these out of it, then run again",
+            out,
+        )
 
 
 def merge_release(
@@ -997,31 +1137,68 @@ def merge_release(
 ) -> ReleaseSummary:
     """Close a release: gallery attack, clinical tables, summary, QA report, audit log, manifest.
 
-    Idempotent: merging again rebuilds every release-level file from the item records.
+    Idempotent: merging again rebuilds every release-level file from the item records. Holds the
+    release lock; see :func:`_merge_locked`.
     """
-    from clinrelease.audit.chain import AuditLog
-    from clinrelease.crypto.keys import load_keys
-    from clinrelease.profiles import load_profile
+    from clinrelease.lock import release_lock
 
     paths = ReleasePaths.for_output(output, quarantine, work)
+    if not paths.work.is_dir():  # the lock would create it
+        raise _not_started(paths)
+    with _storage_errors(paths.work), release_lock(paths.work, "merge"):
+        return _merge_locked(paths, keys_dir)
+
+
+def _not_started(paths: ReleasePaths) -> ConfigError:
+    return ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", paths.output)
+
+
+def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
+    """Build the next release in ``WORK/next`` and swap it in for OUT; OUT is untouched until then."""
+    from clinrelease.crypto.keys import load_keys
+    from clinrelease.profiles import load_profile
+    from clinrelease.swap_in import swap_in
+
     meta = _load_record(paths.work / "release.json")
     if not meta:
-        raise ConfigError(f"no release was started here: {paths.work / 'release.json'} is missing; run `clinrelease run` first", output)
+        raise _not_started(paths)
     keys = load_keys(keys_dir, need_signing=True)
+    _check_release_key(meta, keys.release_key, paths)
     profile = load_profile(meta["profile_source"])
     records = load_records(paths)
     if not records:
         raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
+    _refuse_strays(paths, load_records(paths, every=True))
 
     embeddings = _released_embeddings(paths, records)
     gallery = _gallery_attack(paths, embeddings, profile)
     surrogates = _surrogate_check(embeddings, profile)
-    for stale in ("audit", "report"):
-        shutil.rmtree(paths.output / stale, ignore_errors=True)
-    for name in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bagit.txt"):
-        (paths.output / name).unlink(missing_ok=True)
-    _drop_unrecorded_outputs(paths, records)
+    shutil.rmtree(paths.next, ignore_errors=True)
+    try:
+        report = _build_release(paths.next, paths, meta, keys, profile, records, gallery, surrogates)
+        swap_in(paths.next, paths.output, paths.work / "previous")
+    finally:
+        shutil.rmtree(paths.next, ignore_errors=True)
+    # the released files are in OUT now (hard links): their waiting copies can go
+    shutil.rmtree(paths.ready, ignore_errors=True)
+    paths.ready.mkdir(parents=True, exist_ok=True)
+    return ReleaseSummary(paths.output, paths.quarantine, records, finalized=True, report=paths.output / report.relative_to(paths.next), gallery=gallery)
 
+
+def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records, gallery, surrogates) -> Path:
+    """Write a whole signed release into the empty folder ``root``; returns the QA report's path."""
+    from clinrelease.audit.chain import AuditLog
+
+    root.mkdir(parents=True)
+    for record in records:
+        if record["status"] != RELEASED:
+            continue
+        source = paths.released_file(record)  # a changed one is caught by finalize_release against its record
+        if source is None:
+            raise InputError("a released file is missing; run `clinrelease run` again to redo it", paths.output / record["output"])
+        target = root / record["output"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, target)  # same filesystem (ReleasePaths.make): no copy
     table = _clinical_table(meta, keys.release_key, profile, records)
     guard = _released_texts(records, table, keys.release_key)
     clinical = _clinical_summary(table)
@@ -1038,8 +1215,8 @@ def merge_release(
         "clinical/clinical.csv": [table.columns, table.rows] if table else [],
         "audit/log.jsonl": [start, *(fields for fields, _ in audit_items)],
     })  # fmt: skip
-    _write_clinical(table, paths)
-    report_dir = paths.output / "report"
+    _write_clinical(table, root)
+    report_dir = root / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(report_dir / "summary.json", summary)
     report = _write_report(report_dir, summary, site_visuals, released_visuals, paths)
@@ -1052,16 +1229,8 @@ def merge_release(
     log.append("release_start", start)
     for fields, internal_only in audit_items:
         log.append("item", fields, internal_only_fields=internal_only)
-    log.finalize_release(paths.output, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
-    return ReleaseSummary(paths.output, paths.quarantine, records, finalized=True, report=report, gallery=gallery)
-
-
-def _drop_unrecorded_outputs(paths: ReleasePaths, records: list[dict[str, Any]]) -> None:
-    """Remove files under OUT/data that no released record vouches for (left by an older run)."""
-    vouched = {r["output"] for r in records if r["status"] == RELEASED and r.get("output")}
-    for path in sorted(paths.data.rglob("*")):
-        if path.is_file() and path.relative_to(paths.output).as_posix() not in vouched:
-            path.unlink()
+    log.finalize_release(root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
+    return report
 
 
 def _gallery_attack(paths: ReleasePaths, embeddings: ReleasedEmbeddings, profile) -> dict[str, Any] | None:
@@ -1160,12 +1329,20 @@ def _pool_figures(profile) -> dict[str, Any]:
 
 
 def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:
-    """Take a released item back out of the release into the quarantine."""
+    """Take a released item back out of the release into the quarantine.
+
+    A file already in OUT is copied, not moved: OUT changes only when the next release is
+    swapped in, without this item.
+    """
     qdir = paths.quarantine / record["item_id"]
     qdir.mkdir(parents=True, exist_ok=True)
-    src = paths.output / record["output"]
-    if src.is_file():
-        os.replace(src, qdir / "anonymized.dcm")
+    src = paths.released_file(record)
+    if src is not None:
+        (qdir / "anonymized.dcm").unlink(missing_ok=True)
+        if src.is_relative_to(paths.ready):
+            shutil.move(src, qdir / "anonymized.dcm")
+        else:
+            shutil.copy2(src, qdir / "anonymized.dcm")
     record["status"] = QUARANTINED
     record["reasons"] = [*record.get("reasons", []), reason]
     record["output"] = None
@@ -1211,17 +1388,15 @@ def _clinical_summary(table) -> dict[str, Any] | None:
     return {"file": "clinical/clinical.csv", "columns": table.columns, "dropped_columns": table.dropped_columns, **table.report}
 
 
-def _write_clinical(table, paths: ReleasePaths) -> None:
-    """The released table into ``OUT/clinical/`` (atomically: never a half-written table in OUT)."""
+def _write_clinical(table, root: Path) -> None:
+    """The released table into ``root/clinical/`` (root is the next release, built outside OUT)."""
     if table is None:
         return
     from clinrelease.clinical import write_table
 
-    target = paths.output / "clinical" / "clinical.csv"
+    target = root / "clinical" / "clinical.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    write_table(table, partial)
-    os.replace(partial, target)
+    write_table(table, target)
 
 
 def _released_texts(records: list[dict[str, Any]], table, key: bytes):

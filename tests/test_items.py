@@ -73,13 +73,18 @@ def test_metadata_table_errors_name_the_problem(tmp_path: Path) -> None:
         read_metadata_table(bad)
 
 
-def test_unknown_files_and_empty_inputs_are_clear_errors(tmp_path: Path) -> None:
+def test_unknown_and_cut_files_are_item_errors_and_empty_inputs_a_clear_error(tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    _ct(folder)
+    ct = _ct(folder)
     (folder / "scan.bin").write_bytes(b"\x00" * 300)
-    with pytest.raises(InputError, match="neither a DICOM file") as exc:
-        discover_items([folder])
-    assert exc.value.path == folder / "scan.bin"
+    (folder / "Doe_Jane.dcm").write_bytes(ct.read_bytes()[:100])  # cut before its DICM preamble
+    items = {item.relpath: item for item in discover_items([folder])}
+    assert items[ct.name].kind == "dicom" and items[ct.name].problem is None
+    assert items["scan.bin"].kind == "unreadable"
+    assert items["scan.bin"].problem == "neither a DICOM file (no DICM preamble) nor a known video file type"
+    assert items["Doe_Jane.dcm"].problem.startswith("the file is truncated or not DICOM: 100 bytes")
+    # the reason is released: it never carries the file's name
+    assert "doe" not in items["Doe_Jane.dcm"].problem.lower()
     with pytest.raises(InputError, match="no such file"):
         discover_items([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()
@@ -113,13 +118,13 @@ def test_dicomdir_members_are_items_and_the_dicomdir_is_not(tmp_path: Path) -> N
     assert [i.relpath for i in from_file] == [i.relpath for i in from_folder]
 
 
-def test_dicomdir_with_a_missing_member_is_an_error(tmp_path: Path) -> None:
-    dicomdir = _dicomdir_set(tmp_path / "set")
+def test_dicomdir_with_a_missing_member_makes_it_an_item_error(tmp_path: Path) -> None:
+    _dicomdir_set(tmp_path / "set")
     member = next(p for p in (tmp_path / "set").rglob("*") if p.is_file() and p.name != "DICOMDIR")
     member.unlink()
-    with pytest.raises(InputError, match="references .* which is missing") as exc:
-        discover_items([tmp_path / "set"])
-    assert exc.value.path == dicomdir
+    items = {i.path: i for i in discover_items([tmp_path / "set"])}
+    assert items[member].kind == "unreadable" and items[member].problem == "listed in its DICOMDIR, but missing"
+    assert [i.kind for p, i in items.items() if p != member] == ["dicom"]  # the other member goes on
 
 
 def test_duplicate_objects_are_marked_after_the_first(tmp_path: Path, mp4: Path) -> None:

@@ -293,7 +293,7 @@ def test_escrow_through_run_then_reverse_restores_the_input(built: ReleaseInput,
     assert no_vault.exit_code == 2 and "--vault" in no_vault.output
 
 
-def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+def test_truncated_input_is_an_item_error_exit_3_and_the_rest_released(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     data = built.dicom_video.read_bytes()
@@ -301,7 +301,7 @@ def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseI
     shutil.copyfile(built.deid_data[0], folder / "fine.dcm")  # a CT: header-only under pd_gait
     out = tmp_path / "release"
     result = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output
     items = _by_input(json_result(result)["items"])
     assert items["cut_video.dcm"]["status"] == "error"
     assert "truncated" in items["cut_video.dcm"]["reasons"][0]
@@ -309,7 +309,7 @@ def test_truncated_input_is_an_error_exit_2_and_nothing_released(built: ReleaseI
     assert set(data_digests(out)) == {items["fine.dcm"]["output"]}
     # without --json the message names the file
     again = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(tmp_path / "r2"), "-k", str(keys)])
-    assert again.exit_code == 2 and "cut_video.dcm" in again.output and "truncated" in again.output
+    assert again.exit_code == 3 and "cut_video.dcm" in again.output and "truncated" in again.output
 
 
 def test_duplicate_sop_instance_is_quarantined_not_overwritten(keys: Path, tmp_path: Path) -> None:
@@ -400,3 +400,262 @@ def test_released_audit_records_follow_the_published_schema(reference: tuple[Pat
     for record in records:
         errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(record)]
         assert not errors, (record["type"], errors)
+
+
+# --------------------------------------------------------------------------------------------------
+# hardening (issue 20): the release folder's integrity and the run's failure modes
+
+
+def _small_input(built: ReleaseInput, folder: Path) -> Path:
+    """The three deid-data files of the mixed input (header-only under basic: a release in a second)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in built.deid_data:
+        shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def _run_basic(folder: Path, out: Path, keys: Path, *extra: str):
+    return invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json", *extra])
+
+
+def _verifies(out: Path, keys: Path) -> bool:
+    result = invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")])
+    return result.exit_code == 0
+
+
+def _tree(out: Path) -> dict[str, str]:
+    """Every file under OUT with its digest: the whole release as it stands."""
+    import hashlib
+
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _log_items(out: Path) -> list[dict]:
+    lines = (out / "audit" / "log.jsonl").read_text(encoding="utf-8").splitlines()
+    return [r for r in map(json.loads, filter(None, lines)) if r["type"] == "item"]
+
+
+def test_withdrawal_by_rerun_drops_the_item_from_data_manifest_report_and_signed_log(
+    built: ReleaseInput, keys: Path, tmp_path: Path
+) -> None:
+    folder = _small_input(built, tmp_path / "in")
+    out = tmp_path / "release"
+    first = _run_basic(folder, out, keys)
+    assert first.exit_code == 0, first.output
+    withdrawn = next(i for i in summary(out)["items"] if i["input"] == built.deid_data[1].name)
+    assert withdrawn["output"] in data_digests(out)
+
+    (folder / built.deid_data[1].name).unlink()  # the patient withdraws: their file leaves the input
+    again = _run_basic(folder, out, keys)
+    assert again.exit_code == 0, again.output
+    assert {i["input"] for i in json_result(again)["items"]} == {p.name for p in (built.deid_data[0], built.deid_data[2])}
+    assert withdrawn["output"] not in data_digests(out) and len(data_digests(out)) == 2
+    assert withdrawn["output"] not in (out / "manifest-sha256.txt").read_text()
+    assert withdrawn["item_id"] not in {i["item_id"] for i in summary(out)["items"]}
+    assert withdrawn["item_id"] not in (out / "report" / "index.html").read_text()
+    logged = _log_items(out)
+    assert len(logged) == 2 and withdrawn["item_id"] not in {r["item_id"] for r in logged}
+    assert _verifies(out, keys)
+
+
+def test_rerun_with_another_key_folder_is_refused_and_the_release_kept(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = _small_input(built, tmp_path / "in")
+    out = tmp_path / "release"
+    assert _run_basic(folder, out, keys).exit_code == 0
+    before = _tree(out)
+    other = make_keys(tmp_path / "other-keys")
+    result = _run_basic(folder, out, other)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "another release key" in text and "pseudonyms of two keys" in text and str(out) in text
+    assert _tree(out) == before and _verifies(out, keys)
+    # merge with the other keys is refused the same way
+    merged = invoke(["merge", str(out), "--keys", str(other)])
+    assert merged.exit_code == 2 and "another release key" in " ".join(merged.output.split())
+    assert _tree(out) == before
+
+
+def test_clinical_csv_failure_over_a_verified_release_keeps_it_verifiable(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = _small_input(built, tmp_path / "in")
+    out = tmp_path / "release"
+    assert _run_basic(folder, out, keys, "--clinical", str(built.clinical)).exit_code == 0
+    before = _tree(out)
+    assert "clinical/clinical.csv" in before and _verifies(out, keys)
+    broken = tmp_path / "clinical.csv"
+    broken.write_text("visit_date,updrs_part3\n2023-04-11,24\n", encoding="utf-8")  # no patient_id column
+    result = _run_basic(folder, out, keys, "--clinical", str(broken))
+    assert result.exit_code == 2, result.output
+    assert "patient_id" in result.output
+    # nothing of the signed release was removed or changed, and no half-built state is left in it
+    assert _tree(out) == before and _verifies(out, keys)
+    assert not (out.with_name(out.name + ".work") / "next").exists()
+
+
+def test_two_concurrent_runs_second_refused_first_completes_and_verifies(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = _small_input(built, tmp_path / "in")
+    out = tmp_path / "release"
+    lock = out.with_name(out.name + ".work") / "release.lock"
+    args = ["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from clinrelease.cli import app; app()", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if lock.is_file() and f'"pid": {proc.pid}' in lock.read_text():
+                break
+            time.sleep(0.002)
+        assert proc.poll() is None, "the first run finished before it took the lock"
+        proc.send_signal(signal.SIGSTOP)  # hold the first run mid-way, so both are at once on any machine
+        try:
+            second = invoke(args)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+    finally:
+        proc.wait(timeout=300)
+    assert second.exit_code == 6, second.output
+    text = " ".join(second.output.split())
+    assert "another run is writing this release" in text and str(lock) in text and f"pid {proc.pid}" in text
+    assert proc.returncode == 0  # the first run completed
+    assert len(data_digests(out)) == 3 and _verifies(out, keys)
+    # its lock file still names the dead first run: the next run takes the lock over
+    assert f'"pid": {proc.pid}' in lock.read_text()
+    assert invoke(args).exit_code == 0 and _verifies(out, keys)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path):
+    """A 4 MiB tmpfs (needs root and mount rights): a disk that fills up for real."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root: run the suite as root to test a full disk")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the disk is full."""
+    import errno
+
+    with open(path, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_full_disk_ends_in_exit_5_naming_the_path_and_leaves_the_release_as_it_was(
+    built: ReleaseInput, keys: Path, tmp_path: Path, small_disk: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(built.deid_data[0], folder / built.deid_data[0].name)
+    out = small_disk / "release"
+    assert _run_basic(folder, out, keys).exit_code == 0
+    before = _tree(out)
+    for path in built.deid_data[1:]:  # the cookie photographs: 780 KB each, more than is left
+        shutil.copyfile(path, folder / path.name)
+    filler = small_disk / "filler"
+    _fill(filler)
+    full = _run_basic(folder, out, keys)
+    assert full.exit_code == 5, full.output
+    message = " ".join(full.output.split())
+    assert "No space left on device" in message and str(small_disk) in message
+    assert _tree(out) == before and _verifies(out, keys)
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))
+    # space again: the same command completes the release, with nothing of the failed run in it
+    filler.unlink()
+    done = _run_basic(folder, out, keys)
+    assert done.exit_code == 0, done.output
+    assert len(data_digests(out)) == 3 and _verifies(out, keys)
+    assert not any(p.name.startswith(".") or p.name.endswith(".partial") for p in out.rglob("*"))
+
+
+def test_stray_files_in_the_release_folder_are_refused_never_signed(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = _small_input(built, tmp_path / "in")
+    out = tmp_path / "release"
+    assert _run_basic(folder, out, keys).exit_code == 0
+    (out / "lookup.csv").write_text("pseudonym,mrn\nPX,123456\n", encoding="utf-8")
+    (out / "data" / ".x.dcm.partial").write_bytes(b"half")
+    before = _tree(out)
+    result = _run_basic(folder, out, keys)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "not part of the release" in text and "lookup.csv" in text and "data/.x.dcm.partial" in text
+    assert _tree(out) == before
+    assert "lookup.csv" not in (out / "manifest-sha256.txt").read_text()
+    (out / "lookup.csv").unlink()
+    (out / "data" / ".x.dcm.partial").unlink()
+    assert _run_basic(folder, out, keys).exit_code == 0 and _verifies(out, keys)
+    # the run itself writes no temporary file into the release folder, nor anything before its merge
+    assert set(_tree(out)) == set((out / "manifest-sha256.txt").read_text().split()[1::2]) | {
+        "bagit.txt", "manifest-sha256.txt", "tagmanifest-sha256.txt", "audit/log.jsonl", "audit/statement.dsse.json"}  # fmt: skip
+
+
+def test_truncated_dicom_under_basic_is_reported_as_truncated(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    import io
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+
+    def cut(name: str, where) -> None:
+        """The CT as another object (its own SOP Instance UID: not a duplicate), cut at ``where(ds, data)``."""
+        ds = pydicom.dcmread(built.deid_data[0])
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+        placed = pydicom.dcmread(io.BytesIO(data))
+        (folder / name).write_bytes(data[: where(placed, data)])
+
+    cuts = {
+        "in_file_meta.dcm": lambda ds, data: 160,
+        # between two elements: a well-formed header that lost everything from its SOP Instance UID on
+        "before_sop_uid.dcm": lambda ds, data: ds["SOPInstanceUID"].file_tell - 8,
+        "in_an_element.dcm": lambda ds, data: ds["PatientID"].file_tell + 3,
+        "in_pixels.dcm": lambda ds, data: len(data) - 4000,
+    }
+    for name, where in cuts.items():
+        cut(name, where)
+    shutil.copyfile(built.deid_data[1], folder / "whole.dcm")
+    result = _run_basic(folder, tmp_path / "release", keys)
+    assert result.exit_code == 3, result.output
+    items = _by_input(json_result(result)["items"])
+    assert items["whole.dcm"]["status"] == "released"
+    for name in cuts:
+        assert items[name]["status"] == "error", (name, items[name])
+        assert "truncated" in items[name]["reasons"][0] and "pseudonym" not in items[name]["reasons"][0], items[name]
+
+
+def test_unreadable_inputs_continue_the_batch_as_item_errors(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    folder = _small_input(built, tmp_path / "in")
+    (folder / "scan.bin").write_bytes(os.urandom(4096))  # neither DICOM nor a video
+    (folder / "Hargreaves_short.dcm").write_bytes(built.deid_data[0].read_bytes()[:100])  # cut before its preamble
+    out = tmp_path / "release"
+    result = _run_basic(folder, out, keys)
+    assert result.exit_code == 3, result.output
+    doc = json_result(result)
+    assert doc["counts"] == {"released": 3, "quarantined": 0, "error": 2} and doc["finalized"]
+    items = _by_input(doc["items"])
+    assert items["scan.bin"]["reasons"] == ["input error: neither a DICOM file (no DICM preamble) nor a known video file type"]
+    assert "truncated" in items["Hargreaves_short.dcm"]["reasons"][0]
+    released = summary(out)
+    assert released["counts"]["error"] == 2
+    reasons = [r for i in released["items"] for r in i["reasons"]]
+    assert not any("hargreaves" in r.lower() for r in reasons)  # the reasons carry no file name
+    assert "input error" in (out / "report" / "index.html").read_text()
+    assert _verifies(out, keys)
+    # the text summary ends by saying how many inputs could not be read
+    text = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys)])
+    assert text.exit_code == 3 and "2 inputs could not be read" in " ".join(text.output.split())

@@ -1,6 +1,7 @@
 """What every command shares: error handling and exit codes, ``--json`` output, progress bars.
 
-Exit codes: 0 ok, 1 a verification or policy failure, 2 a usage or input error.
+Exit codes are decided in :mod:`clinrelease.errors` (0 ok, 1 quarantined or failed a check, 2 usage
+or input error, 3 item errors, 4 vault entry mismatch, 5 OS/storage error, 6 release locked).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from clinrelease.errors import ClinReleaseError
+from clinrelease.errors import EXIT_OK, EXIT_QUARANTINED, EXIT_USAGE, ClinReleaseError, StorageError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+#: what the audit and verify commands exit with when a check fails (the code of "quarantined")
+EXIT_FAILED = EXIT_QUARANTINED
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE"]  # the commands import the codes from here
 
 #: the ``--json`` option every reporting command takes
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout instead of text.")
@@ -44,12 +45,16 @@ def styled(label: str, style: str, message: object = "") -> Text:
 
 
 def handles_errors(func: F) -> F:
-    """Turn a :class:`ClinReleaseError` into a one-line message on stderr and its exit code."""
+    """Turn a :class:`ClinReleaseError` (or an OS error: a full disk, a read-only folder) into a
+    one-line message on stderr naming the path, and its exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except OSError as exc:
+                raise StorageError.from_os_error(exc) from None
         except ClinReleaseError as exc:
             err_console.print(styled("error:", "bold red", exc), highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None

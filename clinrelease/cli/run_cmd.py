@@ -64,6 +64,12 @@ def _print_summary(summary, as_json: bool) -> None:
         out_console.print(f"shard done; run `clinrelease merge {summary.output} --keys DIR` after the last shard")
     if counts.get("quarantined") or counts.get("error"):
         out_console.print(f"quarantine: {summary.quarantine}")
+    if counts.get("error"):
+        n = counts["error"]
+        out_console.print(
+            f"{n} input{'s' if n != 1 else ''} could not be read (status 'error' above, reasons in the report); "
+            f"the rest of the batch went on (exit code {summary.exit_code})"
+        )
 
 
 @app.command()
@@ -92,8 +98,10 @@ def run(
     """De-identify, anonymize and verify every input item; release what passes, quarantine the rest.
 
     Re-running the same command resumes: items already done with the same input, profile and key
-    are skipped. Exit code 0 when everything was released, 1 when anything was quarantined, 2 on a
-    usage or input error.
+    are skipped; items no longer in the input are withdrawn from the release. Exit code 0 when
+    everything was released, 1 when anything was quarantined, 2 on a usage or input error, 3 when
+    some inputs could not be read (the rest was released), 5 on an OS or storage error (the release
+    is left as it was), 6 when another run holds the release's lock.
     """
     from clinrelease.release import ReleaseOptions, run_release
 

@@ -64,7 +64,7 @@ from clinrelease.crypto.keys import (
     load_custodian_private,
     load_custodian_public,
 )
-from clinrelease.errors import ConfigError, InputError
+from clinrelease.errors import EXIT_VAULT_ENTRY, ConfigError, InputError
 
 #: default plaintext bytes per encrypted chunk
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -92,7 +92,7 @@ class VaultEntryError(EscrowError):
     would hand back another patient's original.
     """
 
-    exit_code = 4
+    exit_code = EXIT_VAULT_ENTRY
 
 
 @dataclass(frozen=True)

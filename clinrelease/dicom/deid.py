@@ -845,15 +845,20 @@ def read_dataset(path: str | Path, *, stop_before_pixels: bool = False) -> Datas
     Raises
     ------
     InputError
-        The file is missing, unreadable, not DICOM, or a DICOMDIR.
+        The file is missing, unreadable, truncated, not DICOM, or a DICOMDIR.
     """
+    from clinrelease.dicom.truncation import read_checked
+
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        with open(path, "rb") as handle:
+            ds = read_checked(handle, path, stop_before_pixels=stop_before_pixels)
     except FileNotFoundError:
         raise InputError("no such file", path) from None
+    except InputError:
+        raise
     except Exception as exc:  # pydicom raises many types for broken files
-        raise InputError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path) from None
+        raise InputError(f"not a readable DICOM file: it is truncated or corrupt ({type(exc).__name__}: {exc})", path) from None
     if str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS or (
         "DirectoryRecordSequence" in ds
     ):

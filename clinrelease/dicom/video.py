@@ -32,6 +32,7 @@ from clinrelease.dicom.pixeldata import (
     PixelDataLocation,
     locate_pixel_data,
 )
+from clinrelease.dicom.truncation import read_checked
 from clinrelease.dicom.syntaxes import NON_IMAGE_HINTS, SyntaxInfo, syntax_info, unsupported_reason
 from clinrelease.errors import InputError
 
@@ -331,7 +332,9 @@ def read_dicom_header(path: str | Path) -> Dataset:
 
 def _read_header(handle, path: Path) -> Dataset:
     try:
-        ds = pydicom.dcmread(handle, stop_before_pixels=True)
+        ds = read_checked(handle, path, stop_before_pixels=True)
+    except InputError:
+        raise
     except InvalidDicomError as exc:
         raise InputError(f"not a DICOM file ({exc})", path) from exc
     except Exception as exc:  # pydicom raises many types on a cut or garbled header
