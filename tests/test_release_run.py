@@ -442,7 +442,8 @@ def test_withdrawal_by_rerun_drops_the_item_from_data_manifest_report_and_signed
     out = tmp_path / "release"
     first = _run_basic(folder, out, keys)
     assert first.exit_code == 0, first.output
-    withdrawn = next(i for i in summary(out)["items"] if i["input"] == built.deid_data[1].name)
+    withdrawn_id = next(r["item_id"] for r in records(out) if r["input"] == built.deid_data[1].name)
+    withdrawn = next(i for i in summary(out)["items"] if i["item_id"] == withdrawn_id)  # released by keyed id only
     assert withdrawn["output"] in data_digests(out)
 
     (folder / built.deid_data[1].name).unlink()  # the patient withdraws: their file leaves the input
