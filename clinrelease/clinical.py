@@ -18,20 +18,39 @@ A profile gives one rule per column:
     the column stays (so the table keeps its schema) but every value is emptied.
 
 Columns the rules do not name are dropped and reported. The ID column is always pseudonymized.
+
+What else the released table is held to:
+
+* a ``keep`` cell that holds one of the batch's identifying strings (a patient's name or birth date
+  from a header, an input's file name), a raw ID of this table (the MRN the table pseudonymizes),
+  a phone number or an e-mail address is emptied, and the report lists it by line, column and
+  kind, never by value;
+* a released cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+  prefixed with ``'`` (the OWASP rule against CSV injection: a spreadsheet would run it as a
+  formula); plain numbers such as ``-3`` or ``+1.5`` are left as they are;
+* with ``released_ids``, only rows of patients with a released video are released; rows whose ID
+  matches no video of the input, and rows whose patient's videos were all quarantined, are withheld
+  and counted in the report.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 from clinrelease.dicom import keyed
+from clinrelease.dicom.phi_strings import contact_shapes
 from clinrelease.errors import ConfigError, InputError
+from clinrelease.verify.leaks import MIN_ID, text_scanner
 
 RULES = ("keep", "drop", "pseudonymize", "date_shift", "generalize_age", "free_text_drop")
+#: first characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 #: ages above this are released as "90+" (HIPAA Safe Harbor)
 MAX_EXACT_AGE = 89
 
@@ -57,13 +76,18 @@ class TableResult:
     dropped_columns:
         Columns left out: by a ``drop`` rule or because no rule named them.
     report:
-        Counts for the audit record: rows, per-rule columns, unknown columns, values changed.
+        Counts for the audit record: rows, per-rule columns, unknown columns, values changed,
+        cells withheld (line, column, kind), formula cells neutralized, rows withheld.
+    identifying_strings:
+        The table's raw IDs (ID and ``pseudonymize`` columns): never released, so the release's
+        texts are scanned for them. Site only.
     """
 
     columns: list[str]
     rows: list[dict[str, str]]
     dropped_columns: list[str]
     report: dict = field(default_factory=dict)
+    identifying_strings: list[str] = field(default_factory=list)
 
 
 def parse_rule(column: str, rule: str | Mapping) -> ColumnRule:
@@ -138,6 +162,10 @@ def deidentify_table(
     key: bytes,
     id_column: str,
     date_shift_for: Callable[[str], int] | None = None,
+    *,
+    phi: Iterable[str] = (),
+    known_ids: Collection[str] | None = None,
+    released_ids: Collection[str] | None = None,
 ) -> TableResult:
     """De-identify one clinical CSV table.
 
@@ -154,6 +182,11 @@ def deidentify_table(
     date_shift_for:
         Patient ID -> shift in days; defaults to the key's per-patient shift, the one the DICOM
         de-identifier applies.
+    phi:
+        The batch's identifying strings: a ``keep`` cell holding one is withheld.
+    known_ids, released_ids:
+        Pseudonyms of every item of the input, and of the released ones; with ``released_ids``
+        only rows of a released patient are released (the others are counted).
 
     Returns
     -------
@@ -164,7 +197,7 @@ def deidentify_table(
     InputError
         The file cannot be read, has no header, lacks the ID column, has a row with the wrong
         number of fields, an empty ID, or a value its rule cannot handle (the message names the
-        row and column).
+        line and column).
     ConfigError
         A bad rule, or a rule that would release the ID column as is.
     """
@@ -184,23 +217,49 @@ def deidentify_table(
     released = [c for c in header if c in parsed and parsed[c].rule != "drop"]
     dropped = [c for c in header if c not in released]
 
+    # a raw ID shorter than the leak scan's shortest (a study's subject number "12") would withhold
+    # every score that happens to equal it
+    raw_ids = sorted({
+        record[c].strip() for _, record in records for c in header
+        if c in parsed and parsed[c].rule == "pseudonymize" and len(record[c].strip()) >= MIN_ID
+    })  # fmt: skip
+    scan = text_scanner([*phi, *raw_ids])
     rows: list[dict[str, str]] = []
-    changed = 0
+    changed = neutralized = 0
+    withheld_cells: list[dict] = []
+    no_video = not_released = 0
     for line_no, record in records:
         pid = record[id_column].strip()
         if not pid:
-            raise InputError(f"row {line_no}: column {id_column!r} (patient ID) is empty", path)
+            raise InputError(f"line {line_no}: column {id_column!r} (patient ID) is empty", path)
         out: dict[str, str] = {}
-        for col in released:
+        row_withheld: list[dict] = []
+        row_neutralized = row_changed = 0
+        for col in released:  # every row is checked, also one that is withheld below
             rule = parsed[col]
             value = record[col]
             try:
                 new = _apply_rule(rule, value, key, pid, shift_for)
             except ValueError as exc:
-                raise InputError(f"row {line_no}, column {col!r}: {exc}", path) from None
-            changed += new != value
+                raise InputError(f"line {line_no}, column {col!r}: {exc}", path) from None
+            if rule.rule == "keep" and (found := _identifying_kinds(new, scan)):
+                row_withheld.append({"line": line_no, "column": col, "found": found})
+                new = ""
+            if is_formula(new):
+                new, row_neutralized = "'" + new, row_neutralized + 1
+            row_changed += new != value
             out[col] = new
+        pseudonym = keyed.pseudonym(key, pid)
+        if released_ids is not None and pseudonym not in released_ids:
+            if known_ids is not None and pseudonym not in known_ids:
+                no_video += 1
+            else:
+                not_released += 1
+            continue
         rows.append(out)
+        withheld_cells += row_withheld
+        neutralized += row_neutralized
+        changed += row_changed
 
     report = {
         "rows": len(rows),
@@ -209,8 +268,22 @@ def deidentify_table(
         "unknown_columns_dropped": unknown,
         "rules": {c: parsed[c].rule for c in header if c in parsed},
         "values_changed": changed,
+        "cells_withheld": withheld_cells,
+        "formula_cells_neutralized": neutralized,
+        "rows_withheld_no_video": no_video,
+        "rows_withheld_video_not_released": not_released,
     }
-    return TableResult(released, rows, dropped, report)
+    return TableResult(released, rows, dropped, report, identifying_strings=raw_ids)
+
+
+def is_formula(value: str) -> bool:
+    """Would a spreadsheet run ``value`` as a formula? (A plain number would not.)"""
+    return value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value)
+
+
+def _identifying_kinds(value: str, scan: Callable[[str], list]) -> list[str]:
+    """What identifying data a kept cell holds (kinds only: the report never shows the value)."""
+    return sorted({leak.kind for leak in scan(value)} | set(contact_shapes(value)))
 
 
 def _apply_rule(
@@ -247,7 +320,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
                     continue
                 if len(row) != len(header):
                     raise InputError(
-                        f"row {reader.line_num}: {len(row)} fields, the header has {len(header)}",
+                        f"line {reader.line_num}: {len(row)} fields, the header has {len(header)}",
                         path,
                     )
                 records.append((reader.line_num, dict(zip(header, row))))
@@ -256,7 +329,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     except UnicodeDecodeError as exc:
         raise InputError(f"is not UTF-8 text (byte {exc.start})", path) from None
     except csv.Error as exc:
-        raise InputError(f"is not valid CSV: {exc}", path) from None
+        raise InputError(f"is not valid CSV (line {reader.line_num}): {exc}", path) from None
     return header, records
 
 
@@ -265,7 +338,7 @@ def write_table(result: TableResult, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=result.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(result.rows)
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["'" + c if is_formula(c) else c for c in result.columns])
+        writer.writerows([row[c] for c in result.columns] for row in result.rows)
     return path

@@ -8,10 +8,11 @@ study attributes a DICOM header would hold.
 from __future__ import annotations
 
 import csv
-import hashlib
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clinrelease.crypto.kdf import derive_hex
 from clinrelease.errors import InputError
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".ts"}
@@ -53,11 +54,19 @@ class InputItem:
     duplicate_of: str | None = None
     #: why a file found among the inputs cannot be taken (kind "unreadable"): an item error, PHI-free
     problem: str | None = None
+    #: a short id for this input within a release, keyed (:func:`item_id`): released reports name
+    #: items by it, so it must not let anyone recover the input's name by guessing
+    item_id: str = ""
 
-    @property
-    def item_id(self) -> str:
-        """A stable short id for this input within a release (from its relative path)."""
-        return hashlib.sha256(self.relpath.encode("utf-8")).hexdigest()[:16]
+
+#: key for item ids when discovery is given none: stable within this process only
+_PROCESS_ID_KEY = secrets.token_bytes(32)
+
+
+def item_id(id_key: bytes | None, relpath: str) -> str:
+    """HMAC of the relative path with the release key: stable across runs (resume needs that) and
+    unguessable without the key (an unkeyed hash of ``Smith_John_visit.dcm`` is found by trying names)."""
+    return derive_hex(id_key or _PROCESS_ID_KEY, "item-id", relpath, 16)
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -129,13 +138,15 @@ def _dicomdir_members(dicomdir: Path) -> list[Path]:
     return members
 
 
-def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[InputItem]:
+def discover_items(inputs: list[Path], metadata: Path | None = None, id_key: bytes | None = None) -> list[InputItem]:
     """All items under the given files and folders, sorted by relative path.
 
-    Folders are searched recursively. A DICOMDIR contributes the files it references. Plain videos need a row in the metadata table; without one they are an input error,
-    since their header attributes would be unknown. Any other file (unreadable, cut short, of an
-    unknown type, listed by a DICOMDIR but missing) is an item of kind ``unreadable`` whose
-    ``problem`` says why: the batch goes on.
+    Folders are searched recursively. A DICOMDIR contributes the files it references. Plain videos
+    need a row in the metadata table; without one they are an input error, since their header
+    attributes would be unknown. Any other file (unreadable, cut short, of an unknown type, listed
+    by a DICOMDIR but missing) is an item of kind ``unreadable`` whose ``problem`` says why: the
+    batch goes on. ``id_key`` (the release key) keys the item ids; without it they are keyed by a
+    random key of this process.
     """
     table = read_metadata_table(metadata) if metadata else {}
     items: dict[str, InputItem] = {}
@@ -181,7 +192,7 @@ def discover_items(inputs: list[Path], metadata: Path | None = None) -> list[Inp
                 items[rel] = InputItem(path, rel, "unreadable", problem=_why_not_an_item(path))
     if not items:
         raise InputError("no DICOM or video files found", inputs[0] if inputs else None)
-    return _mark_duplicates([items[k] for k in sorted(items)])
+    return _mark_duplicates([replace(items[k], item_id=item_id(id_key, k)) for k in sorted(items)])
 
 
 def _identity_key(item: InputItem) -> str | None:

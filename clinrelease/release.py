@@ -35,7 +35,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -284,9 +283,16 @@ class _ItemWork:
     ctx: ItemContext
     record: dict[str, Any]
     staged: Path | None = None
+    #: PHI-free sentences: what the release shows
     reasons: list[str] = field(default_factory=list)
+    #: what the checks found, values included: the site's quarantine copy and internal log only
+    details: list[str] = field(default_factory=list)
     #: the patient's identifying strings (header values, metadata row, container tags)
     phi: list[str] = field(default_factory=list)
+    #: the patient attributes' values alone (names, IDs, birth date, address, ...): released texts
+    #: are scanned for these; descriptions and container titles ("Gait exam") would match the
+    #: release's own words
+    patient_phi: list[str] = field(default_factory=list)
 
 
 def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
@@ -310,7 +316,8 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
         unreadable = f"input error: {item.problem}"
     digest = resume_digest(ctx, input_sha)
     previous = _load_record(record_path)
-    if previous and previous.get("resume_digest") == digest and _record_still_valid(previous, paths):
+    # a record without the item's identifying strings predates the released-text scan: redo it
+    if previous and previous.get("resume_digest") == digest and "identifying_strings" in previous and _record_still_valid(previous, paths):
         previous["resumed"] = True
         return previous
     # a killed run may have left this item's staged output behind (never in OUT)
@@ -342,13 +349,14 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
     else:
         _guarded(work, _run_stages)
     record["reasons"] = work.reasons
+    record["reason_details"] = work.details
     if record["status"] is None:
         record["status"] = QUARANTINED if work.reasons else RELEASED
     _guarded(work, _finish)
     if record["status"] != RELEASED:
         _quarantine(work)
-    # the input's name goes into released reports only when no identifying string is in it
-    record["input_name_has_phi"] = any(s.lower() in item.relpath.lower() for s in work.phi)
+    # site only: merge scans every released text for these (the input's name is never released)
+    record["identifying_strings"] = work.patient_phi
     record["seconds"] = round(time.perf_counter() - started, 3)
     _write_json_atomic(record_path, record)
     return record
@@ -359,20 +367,37 @@ def _guarded(work: _ItemWork, stage: Callable[[_ItemWork], None]) -> None:
     try:
         stage(work)
     except VerificationError as exc:
-        work.reasons.append(exc.message)
+        _reason(work, "", exc)
     except InputError as exc:
         work.record["status"] = ERROR
-        work.reasons.append(f"input error: {exc.message}")
+        _reason(work, "input error: ", exc)
     except ClinReleaseError as exc:
         work.record["status"] = ERROR
-        work.reasons.append(f"{type(exc).__name__}: {exc.message}")
+        _reason(work, f"{type(exc).__name__}: ", exc)
     except Exception as exc:  # a codec or model failure on one odd input must not stop the release
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
             raise  # a full disk fails every item after this one: the run stops, the release stays as it was
         work.record["status"] = ERROR
-        work.reasons.append(f"unexpected {type(exc).__name__}: {exc}")
+        # a library's message may quote the file's name or a value: the site's copy only
+        work.reasons.append(f"unexpected {type(exc).__name__} (the message is in the site's quarantine copy)")
+        work.details.append(f"unexpected {type(exc).__name__}: {exc}")
     if work.reasons and work.record["status"] == RELEASED:
         work.record["status"] = ERROR
+
+
+#: what a released reason says in place of a library's own message
+_CAUSE_WITHHELD = "the library's message is in the site's quarantine copy"
+
+
+def _reason(work: _ItemWork, prefix: str, exc: ClinReleaseError) -> None:
+    """Our message as the reason; the text of a library error it quotes (a decoder's message names
+    the file's path, a parser's may quote a value) goes to the site's details instead."""
+    cause = str(exc.__cause__ or "").strip()
+    if cause and cause in exc.message:
+        work.reasons.append(prefix + exc.message.replace(cause, _CAUSE_WITHHELD))
+        work.details.append(prefix + exc.message)
+    else:
+        work.reasons.append(prefix + exc.message)
 
 
 def _load_record(path: Path) -> dict[str, Any] | None:
@@ -410,7 +435,8 @@ def _run_stages(work: _ItemWork) -> None:
         header = read_dicom_header(item.path)
         if str(header.get("SOPClassUID", "")) in AUDIO_SOP_CLASSES:
             raise VerificationError(f"{AUDIO_REASON}: the file is a {AUDIO_SOP_CLASSES[str(header.SOPClassUID)]} object")
-    work.phi = _identifying_strings(identifying_strings(header), item, source)
+    work.patient_phi = identifying_strings(header)
+    work.phi = _identifying_strings(work.patient_phi, item, source)
     video = _is_video(header, item)
     faces_on = bool(video and profile.faces.enabled and profile.anonymizer is not None)
     options = list(profile.deid.options)
@@ -454,7 +480,7 @@ def _release_header_only(work: _ItemWork, original, result) -> None:
 
     from clinrelease.dicom.deid import output_relpath, write_deidentified
     from clinrelease.dicom.residual import residual_phi
-    from clinrelease.verify.leaks import scan_bytes
+    from clinrelease.verify.leaks import describe_leaks, leak_details, scan_bytes
 
     item, ctx, record = work.item, work.ctx, work.record
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
@@ -464,13 +490,20 @@ def _release_header_only(work: _ItemWork, original, result) -> None:
     record["output_uid"] = str(result.dataset.get("SOPInstanceUID", ""))
     findings = residual_phi(original, dcmread(staged), result)
     figures: dict[str, Any] = {"header_residual": len(findings)}
-    work.reasons.extend(f"header: {f}" for f in findings)
+    work.reasons.extend(_header_reasons(findings))
     if ctx.profile().verify.leak_scan:
         leaks = scan_bytes(staged, _identifying_strings(result.original_phi, item, None) or work.phi, encoder_text=False)
         figures["leaks"] = len(leaks)
-        work.reasons.extend(f"leak: {leak.describe() if hasattr(leak, 'describe') else leak}" for leak in leaks[:20])
+        if leaks:
+            work.reasons.append(describe_leaks(leaks, "the output bytes"))
+            work.details.extend(leak_details(leaks, "output bytes"))
     record["verification"] = figures
     record["audit_checks"] = _audit_checks({k: v for k, v in check_specs(ctx.profile()).items() if k in figures}, figures)
+
+
+def _header_reasons(findings) -> list[str]:
+    """Residual-PHI findings as sentences: the kind, the attribute path and its source, no value."""
+    return [f"header: {f.kind} at {f.path} (from {f.source})" for f in findings]
 
 
 def _identifying_strings(original_phi: list[str], item: InputItem, source) -> list[str]:
@@ -672,12 +705,13 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         figures["leaks"] = len(reports.leaks)
     findings = residual_phi(header, dcmread(staged, stop_before_pixels=True), result)
     figures["header_residual"] = len(findings)
-    work.reasons.extend(f"header: {f}" for f in findings)
+    work.reasons.extend(_header_reasons(findings))
 
     if not clean_text:
         thresholds.text_max_boxes = None
     verdict = decide(reports, thresholds)
     work.reasons.extend(verdict.reasons)
+    work.details.extend(verdict.details)
     record["verification"] = {k: v for k, v in figures.items()}
     record["audit_checks"] = _audit_checks(check_specs(profile), figures)
     record["series"] = _series(reports)
@@ -811,7 +845,10 @@ def _quarantine(work: _ItemWork) -> None:
     if work.staged is not None and work.staged.exists():
         os.replace(work.staged, qdir / "anonymized.dcm")
         record["quarantined_output"] = str(qdir / "anonymized.dcm")
-    _write_json_atomic(qdir / "reasons.json", {"input": item.relpath, "status": record["status"], "reasons": record["reasons"]})
+    _write_json_atomic(qdir / "reasons.json", {
+        "input": item.relpath, "status": record["status"], "reasons": record["reasons"],
+        "details_with_phi": record["reason_details"],
+    })  # fmt: skip
     record["output"] = None
 
 
@@ -909,7 +946,9 @@ def run_release(
     keys = load_keys(opts.keys_dir, need_signing=opts.shard is None)
     paths = ReleasePaths.for_output(opts.output, opts.quarantine, opts.work)
     _check_folders(opts, paths)
-    items = discover_items(opts.inputs, opts.metadata)
+    if opts.clinical is not None:
+        validate_clinical(opts.clinical, keys.release_key, profile)
+    items = discover_items(opts.inputs, opts.metadata, id_key=keys.release_key)
     what = "run" if opts.shard is None else f"run --shard {opts.shard[0]}/{opts.shard[1]}"
     with _storage_errors(paths.work), release_lock(paths.work, what, shared=opts.shard is not None):
         return _run_locked(opts, paths, profile, keys, items, on_start, on_item)
@@ -1212,23 +1251,35 @@ def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records
         target = root / record["output"]
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(source, target)  # same filesystem (ReleasePaths.make): no copy
-    clinical = _release_clinical(meta, root, keys.release_key, profile)
+    table = _clinical_table(meta, keys.release_key, profile, records)
+    guard = _released_texts(records, table, keys.release_key)
+    clinical = _clinical_summary(table)
     finished = utc_now()
     summary = _summary(meta, profile, records, gallery, clinical, keys.signing_key_id, finished)
     summary["surrogates"] = surrogates
+    site_visuals, released_visuals = _report_visuals(records, paths, profile)
+    audit_items = [_item_audit_fields(record) for record in records]
+    start = _start_record(meta, profile)
+    # every released text passes the leak scan before anything of it is written or signed
+    guard.check({
+        "report/summary.json": summary,
+        "report/index.html": [dataclasses.asdict(v) for v in released_visuals],
+        "clinical/clinical.csv": [table.columns, table.rows] if table else [],
+        "audit/log.jsonl": [start, *(fields for fields, _ in audit_items)],
+    })  # fmt: skip
+    _write_clinical(table, root)
     report_dir = root / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(report_dir / "summary.json", summary)
-    report = _write_report(report_dir, summary, records, paths, profile)
+    report = _write_report(report_dir, summary, site_visuals, released_visuals, paths)
 
     internal = paths.work / "audit-internal.jsonl"
     released_log = paths.work / "audit-released.jsonl"
     internal.unlink(missing_ok=True)
     released_log.unlink(missing_ok=True)
     log = AuditLog(internal, released_log, commitment_key=keys.release_key)
-    log.append("release_start", _start_record(meta, profile))
-    for record in records:
-        fields, internal_only = _item_audit_fields(record)
+    log.append("release_start", start)
+    for fields, internal_only in audit_items:
         log.append("item", fields, internal_only_fields=internal_only)
     log.finalize_release(root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
     return report
@@ -1351,40 +1402,88 @@ def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:
     _write_json_atomic(paths.records / f"{record['item_id']}.json", record)
 
 
-def _release_clinical(meta: dict[str, Any], root: Path, key: bytes, profile) -> dict[str, Any] | None:
-    """De-identify the clinical table by the profile's column rules into ``root/clinical/``."""
-    if not meta.get("clinical"):
-        return None
-    from clinrelease.clinical import deidentify_table, write_table
-
+def _clinical_rules(profile) -> dict[str, Any]:
     settings = profile.clinical
     rules: dict[str, Any] = {}
     for column, rule in settings.columns.items():
         rules[column] = f"generalize_age:{settings.age_band_years}" if rule == "generalize_age" and settings.age_band_years else rule
-    result = deidentify_table(Path(meta["clinical"]), rules, key, settings.id_column)
+    return rules
+
+
+def validate_clinical(path: Path, key: bytes, profile) -> None:
+    """Read and de-identify the clinical table once before any item runs: a table that cannot be
+    released is a usage error now (InputError naming the file, line and problem), not at merge."""
+    from clinrelease.clinical import deidentify_table
+
+    deidentify_table(path, _clinical_rules(profile), key, profile.clinical.id_column)
+
+
+def _clinical_table(meta: dict[str, Any], key: bytes, profile, records: list[dict[str, Any]]):
+    """The clinical table by the profile's column rules: rows of released patients only, kept
+    cells scanned for the batch's identifying strings (see :mod:`clinrelease.clinical`)."""
+    if not meta.get("clinical"):
+        return None
+    from clinrelease.clinical import deidentify_table
+    from clinrelease.verify.released_text import batch_identifying_strings
+
+    return deidentify_table(
+        Path(meta["clinical"]), _clinical_rules(profile), key, profile.clinical.id_column,
+        phi=batch_identifying_strings(records),
+        known_ids={r["pseudonym"] for r in records if r.get("pseudonym")},
+        released_ids={r["pseudonym"] for r in records if r.get("pseudonym") and r["status"] == RELEASED},
+    )  # fmt: skip
+
+
+def _clinical_summary(table) -> dict[str, Any] | None:
+    if table is None:
+        return None
+    return {"file": "clinical/clinical.csv", "columns": table.columns, "dropped_columns": table.dropped_columns, **table.report}
+
+
+def _write_clinical(table, root: Path) -> None:
+    """The released table into ``root/clinical/`` (root is the next release, built outside OUT)."""
+    if table is None:
+        return
+    from clinrelease.clinical import write_table
+
     target = root / "clinical" / "clinical.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_table(result, target)  # root is the next release, built outside OUT
-    return {"file": "clinical/clinical.csv", "columns": result.columns, "dropped_columns": result.dropped_columns, **result.report}
+    write_table(table, target)
 
 
-def _safe_input_name(record: dict[str, Any]) -> str:
-    """The input path for released reports, unless it carries the patient's identifying strings."""
-    if record.get("input_name_has_phi", True):
-        return f"(withheld: the input name carries PHI) item {record['item_id']}"
-    return record["input"]
+def _released_texts(records: list[dict[str, Any]], table, key: bytes):
+    """Set each record's released reasons and header changes; return the guard for the rest.
+
+    Reasons are PHI-free sentences by construction; one that still quotes an identifying string of
+    the batch is replaced (withheld). Private creators of the original header are named by a keyed
+    id: which vendor's block was removed can identify a site, and the creator is free text.
+    """
+    from clinrelease.verify.released_text import TextGuard, batch_identifying_strings
+
+    guard = TextGuard(batch_identifying_strings(records, table.identifying_strings if table else ()))
+    for record in records:
+        record["released_reasons"] = guard.clean(record["reasons"])
+        names = guard.clean((_released_attribute_name(c.get("name", ""), key) for c in record.get("header_changes", [])), "(name withheld)")
+        record["released_header_changes"] = [
+            (c.get("tag", ""), name, c.get("action", "")) for c, name in zip(record.get("header_changes", []), names)
+        ]
+    return guard
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+def _released_attribute_name(name: str, key: bytes) -> str:
+    """An attribute's name as the release shows it: private creators replaced by a keyed id."""
+    if not name.startswith("Private "):
+        return name
+    return f"Private block {derive_hex(key, 'private-creator', name.removeprefix('Private '), 8)}"
 
 
 def released_reasons(record: dict[str, Any]) -> list[str]:
-    """An item's reasons as the release may show them: quoted text replaced by ``'…'``.
+    """An item's reasons as the release shows them (after the merge's released-text scan).
 
-    Checks quote what they found (OCR text read off the frames, a leaked header value), which is
-    exactly the patient's data; the full reasons stay in the quarantine folder and the internal log.
+    Reasons are built from PHI-free fields (check, attribute path, counts); what a check found
+    (the value, the text read off a frame) is in ``reason_details``, the site's copy only.
     """
-    return [_QUOTED.sub("'…'", reason) for reason in record["reasons"]]
+    return record.get("released_reasons", record["reasons"])
 
 
 #: figures of one recognizer in a record (flat ``NAME_FIGURE`` keys) -> their summary names
@@ -1436,7 +1535,6 @@ def _summary(meta, profile, records, gallery, clinical, key_id: str, finished: s
         "clinical": clinical,
         "items": [
             {
-                "input": _safe_input_name(r),
                 "item_id": r["item_id"],
                 "status": r["status"],
                 "reasons": released_reasons(r),
@@ -1494,14 +1592,23 @@ def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         if record["status"] == RELEASED
         else None
     )
-    internal = {"original_sha256": record["input_sha256"], "input": record["input"], "reasons_full": record["reasons"]}
+    internal = {
+        "original_sha256": record["input_sha256"], "input": record["input"],
+        "reasons_full": [*record["reasons"], *record.get("reason_details", [])],
+    }  # fmt: skip
     return fields, internal
 
 
-def _write_report(report_dir: Path, summary: dict[str, Any], records: list[dict[str, Any]], paths: ReleasePaths, profile) -> Path:
-    from clinrelease.report import ItemVisuals, write_report
+def _report_visuals(records: list[dict[str, Any]], paths: ReleasePaths, profile) -> tuple[list[Any], list[Any]]:
+    """What the site's copy and the released copy of the QA report show, per item.
 
-    visuals = []
+    The site's copy names inputs, shows contact sheets (original frames: the patient's face and
+    burned-in text) and what the checks found; the released copy names items by their keyed id and
+    carries every figure, plot and PHI-free reason.
+    """
+    from clinrelease.report import ItemVisuals
+
+    site, released = [], []
     for r in records:
         sheet = None
         sheet_path = paths.visuals / f"{r['item_id']}.png"
@@ -1511,24 +1618,30 @@ def _write_report(report_dir: Path, summary: dict[str, Any], records: list[dict[
             bgr = cv2.imread(str(sheet_path), cv2.IMREAD_COLOR)
             sheet = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         series = r.get("series", {})
-        visuals.append(
-            ItemVisuals(
-                input=_safe_input_name(r),
-                status=r["status"],
-                reasons=released_reasons(r),
-                output=r.get("output"),
-                contact_sheet=sheet,
-                similarity_series={k: [tuple(p) for p in v] for k, v in series.get("similarity", {}).items()},
-                thresholds={k: c.threshold for k, c in profile.verify.recognizers.items()},
-                oks_series=[tuple(p) for p in series.get("oks", [])],
-                header_changes=[(c.get("tag", ""), c.get("name", ""), c.get("action", "")) for c in r.get("header_changes", [])],
-                figures=_flat_figures(r.get("verification", {})),
-            )
+        visual = ItemVisuals(
+            input=r["input"],
+            status=r["status"],
+            reasons=[*r["reasons"], *(f"site copy only: {d}" for d in r.get("reason_details", []))],
+            output=r.get("output"),
+            contact_sheet=sheet,
+            similarity_series={k: [tuple(p) for p in v] for k, v in series.get("similarity", {}).items()},
+            thresholds={k: c.threshold for k, c in profile.verify.recognizers.items()},
+            oks_series=[tuple(p) for p in series.get("oks", [])],
+            header_changes=[(c.get("tag", ""), c.get("name", ""), c.get("action", "")) for c in r.get("header_changes", [])],
+            figures=_flat_figures(r.get("verification", {})),
         )
-    # The contact sheets show original frames: the patient's face and burned-in text. They go into
-    # the site's copy of the report only; the released copy carries every figure, plot and reason.
-    write_report(paths.work / "report", summary, visuals)
-    released = [dataclasses.replace(v, contact_sheet=None) for v in visuals]
+        site.append(visual)
+        released.append(dataclasses.replace(
+            visual, input=f"item {r['item_id']}", reasons=released_reasons(r), contact_sheet=None,
+            header_changes=[tuple(c) for c in r.get("released_header_changes", [])],
+        ))  # fmt: skip
+    return site, released
+
+
+def _write_report(report_dir: Path, summary: dict[str, Any], site: list[Any], released: list[Any], paths: ReleasePaths) -> Path:
+    from clinrelease.report import write_report
+
+    write_report(paths.work / "report", summary, site)
     return write_report(report_dir, {**summary, "contact_sheets": "in the site's copy of this report only (WORK/report/index.html)"}, released)
 
 

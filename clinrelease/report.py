@@ -463,6 +463,32 @@ def _kv_table(values: Mapping[str, Any]) -> str:
     return f'<table class="kv">{rows}</table>'
 
 
+def _clinical_section(summary: Mapping[str, Any]) -> str:
+    """What happened to the clinical table: rows and cells withheld (by line, column and kind, never
+    the value) and formula cells neutralized."""
+    clinical = summary.get("clinical")
+    if not clinical:
+        return ""
+    counts = {
+        "rows released": clinical.get("rows"),
+        "rows withheld: no video of the patient in the input": clinical.get("rows_withheld_no_video"),
+        "rows withheld: the patient's videos were not released": clinical.get("rows_withheld_video_not_released"),
+        "formula cells neutralized (prefixed with ')": clinical.get("formula_cells_neutralized"),
+        "columns released": ", ".join(clinical.get("columns", [])),
+    }
+    cells = "".join(
+        f"<tr><td>{_e(c['line'])}</td><td>{_e(c['column'])}</td><td>{_e(', '.join(c['found']))}</td></tr>"
+        for c in clinical.get("cells_withheld", [])
+    )
+    withheld = (
+        "<h3>Cells withheld</h3><p class=\"muted\">kept cells that held identifying data; values are never shown</p>"
+        f"<table><tr><th>line</th><th>column</th><th>found</th></tr>{cells}</table>"
+        if cells
+        else ""
+    )
+    return f'<section id="clinical"><h2>Clinical table</h2>{_kv_table(counts)}{withheld}</section>'
+
+
 def _identity_section(summary: Mapping[str, Any]) -> str:
     """Release-level identity checks: the gallery attack and surrogate consistency, when run."""
     parts = []
@@ -559,7 +585,10 @@ def _item_section(n: int, item: ItemVisuals) -> str:
 def render_report(summary: Mapping[str, Any], items: Sequence[ItemVisuals]) -> str:
     """The report's HTML as a string (see :func:`write_report`)."""
     title = f"clinrelease QA report: {summary.get('profile', 'release')}"
-    body = _summary_section(summary, items) + _identity_section(summary) + "".join(_item_section(n, item) for n, item in enumerate(items, 1))
+    body = (
+        _summary_section(summary, items) + _clinical_section(summary) + _identity_section(summary)
+        + "".join(_item_section(n, item) for n, item in enumerate(items, 1))
+    )  # fmt: skip
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         # nothing may be fetched: the report must show the same offline and leak nothing when opened

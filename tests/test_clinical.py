@@ -91,10 +91,10 @@ def test_generalize_age():
     "text, message",
     [
         ("", "empty or has no header"),
-        ("patient_id,age\nA1,40,extra\n", "row 2: 3 fields"),
-        ("patient_id,age\nA1,forty\n", "row 2, column 'age'"),
-        ("patient_id,visit_date\nA1,15/03/2021\n", "row 2, column 'visit_date'"),
-        ("patient_id,age\n,40\n", "row 2: column 'patient_id'"),
+        ("patient_id,age\nA1,40,extra\n", "line 2: 3 fields"),
+        ("patient_id,age\nA1,forty\n", "line 2, column 'age'"),
+        ("patient_id,visit_date\nA1,15/03/2021\n", "line 2, column 'visit_date'"),
+        ("patient_id,age\n,40\n", "line 2: column 'patient_id'"),
         ("age,age\n1,2\n", "duplicate"),
         ("mrn,age\nA1,40\n", "no ID column 'patient_id'"),
     ],
@@ -124,3 +124,50 @@ def test_bad_rules_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="band width"):
         parse_rule("age", "keep:5")
     assert parse_rule("age", {"rule": "generalize_age", "band": 5}).band == 5
+
+
+def test_formula_cells_are_neutralized_numbers_are_not(tmp_path):
+    text = "patient_id,score,link\nPT-0001,-3,=1+2\nPT-0001,+2.5,@SUM(A1)\nPT-0001,1e3,-cmd|x\nPT-0001,7,\tx\n"
+    result = deidentify_table(_csv(tmp_path, text), {"score": "keep", "link": "keep"}, KEY, "patient_id")
+    assert [r["score"] for r in result.rows] == ["-3", "+2.5", "1e3", "7"]
+    assert [r["link"] for r in result.rows] == ["'=1+2", "'@SUM(A1)", "'-cmd|x", "'\tx"]
+    assert result.report["formula_cells_neutralized"] == 4
+    out = write_table(result, tmp_path / "out.csv")
+    with out.open(newline="") as fh:
+        assert [r["link"] for r in csv.DictReader(fh)] == ["'=1+2", "'@SUM(A1)", "'-cmd|x", "'\tx"]
+
+
+def test_keep_columns_withhold_names_phones_emails_and_the_raw_mrn(tmp_path):
+    text = (
+        "patient_id,notes\n"
+        f"{PATIENT_ID},walked unaided\n"
+        f"{PATIENT_ID},Hargreaves fell twice\n"
+        f"{PATIENT_ID},call +44 20 7946 0958\n"
+        f"{PATIENT_ID},mail e.h@example.org\n"
+        f"MRN5550001,same as {PATIENT_ID}\n"
+        "MRN5550001,UPDRS 31 on 2023-04-11\n"
+    )
+    result = deidentify_table(_csv(tmp_path, text), {"notes": "keep"}, KEY, "patient_id", phi=["HARGREAVES^ELEANOR"])
+    assert [r["notes"] for r in result.rows] == ["walked unaided", "", "", "", "", "UPDRS 31 on 2023-04-11"]
+    assert result.report["cells_withheld"] == [
+        {"line": 3, "column": "notes", "found": ["name"]},
+        {"line": 4, "column": "notes", "found": ["phone"]},
+        {"line": 5, "column": "notes", "found": ["e-mail"]},
+        {"line": 6, "column": "notes", "found": ["id"]},
+    ]
+    assert PATIENT_ID in result.identifying_strings and "MRN5550001" in result.identifying_strings
+
+
+def test_rows_without_a_released_video_are_withheld_and_counted(tmp_path):
+    released, quarantined = keyed.pseudonym(KEY, PATIENT_ID), keyed.pseudonym(KEY, "MRN5550001")
+    result = deidentify_table(_csv(tmp_path, TABLE), RULES, KEY, "patient_id",
+                              known_ids={released, quarantined}, released_ids={released})  # fmt: skip
+    assert [r["patient_id"] for r in result.rows] == [released, released]
+    assert result.report["rows_withheld_video_not_released"] == 1 and result.report["rows_withheld_no_video"] == 0
+    nothing = deidentify_table(_csv(tmp_path, TABLE), RULES, KEY, "patient_id", known_ids=set(), released_ids=set())
+    assert nothing.rows == [] and nothing.report["rows_withheld_no_video"] == 3
+
+
+def test_short_subject_numbers_do_not_withhold_equal_scores(tmp_path):
+    result = deidentify_table(_csv(tmp_path, "patient_id,score\n12,12\n7,31\n"), {"score": "keep"}, KEY, "patient_id")
+    assert [r["score"] for r in result.rows] == ["12", "31"] and result.report["cells_withheld"] == []

@@ -141,3 +141,16 @@ def test_duplicate_objects_are_marked_after_the_first(tmp_path: Path, mp4: Path)
     assert items["b.mp4"].duplicate_of == items["a.mp4"].item_id
     assert items["ct1.dcm"].duplicate_of is None and items["a.mp4"].duplicate_of is None
     assert items["other.dcm"].duplicate_of is None
+
+
+def test_item_ids_are_keyed_by_the_release_key_not_a_hash_of_the_name(tmp_path: Path) -> None:
+    import hashlib
+
+    _ct(tmp_path / "in", "Smith_John_visit.dcm")
+    key, other = bytes(range(32)), bytes(range(1, 33))
+    first = discover_items([tmp_path / "in"], id_key=key)[0]
+    assert first.item_id == discover_items([tmp_path / "in"], id_key=key)[0].item_id  # resume needs this
+    assert first.item_id != discover_items([tmp_path / "in"], id_key=other)[0].item_id
+    # the old id, an unkeyed hash of the name, was found by hashing guessed names
+    assert first.item_id != hashlib.sha256(b"Smith_John_visit.dcm").hexdigest()[:16]
+    assert len(first.item_id) == 16

@@ -89,29 +89,31 @@ def test_quarantine_folder_holds_reasons_outside_the_release(reference: tuple[Pa
     assert not any("exam1" in p.name for p in out.rglob("*"))
 
 
-def test_summary_json_per_item_shape_and_withheld_phi_names(built: ReleaseInput, reference: tuple[Path, dict]) -> None:
+def test_summary_json_per_item_shape_and_no_input_names(built: ReleaseInput, reference: tuple[Path, dict]) -> None:
     out, _ = reference
     doc = summary(out)
     assert doc["profile"] == "basic" and doc["counts"] == {"released": len(built.mp4s) + len(built.deid_data), "quarantined": 1, "error": 0}
     for item in doc["items"]:
-        assert {"input", "status", "reasons", "output", "verification"} <= set(item)
+        assert {"item_id", "status", "reasons", "output", "verification"} <= set(item) and "input" not in item
         figures = item["verification"]
         assert set(figures["keypoints"]) >= {"body_ap", "head_ap", "face_nme"}
         assert figures["recognizers"] == {}  # basic checks no faces
     released = [i for i in doc["items"] if i["status"] == "released"]
     assert all(i["verification"]["leaks"] == 0 and i["verification"]["header_residual"] == 0 for i in released)
-    # the MP4 whose file name carries the surname is listed without its name, in summary and report
+    # released reports name items by their keyed id, never by input name (the site's copy does)
     text = (out / "report" / "summary.json").read_text() + (out / "report" / "index.html").read_text()
-    assert "whitmore" not in text.lower()
-    assert sum("withheld" in i["input"] for i in doc["items"]) == 1
-    assert "deid/humans_ctbrain1.dcm" in {i["input"] for i in doc["items"]}
+    assert "whitmore" not in text.lower() and "ctbrain1" not in text and "exam1" not in text
+    site = out.with_name(out.name + ".work") / "report" / "index.html"
+    assert PHI_NAMED_MP4 in site.read_text() and "deid/humans_ctbrain1.dcm" in site.read_text()
 
 
 def test_clinical_table_joins_by_pseudonym(built: ReleaseInput, reference: tuple[Path, dict]) -> None:
     out, doc = reference
     with open(out / "clinical" / "clinical.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 and list(rows[0]) == ["patient_id"]  # basic drops every other column
+    # basic drops every other column; the row of MRN-OTHER-0001 matches no video and is withheld
+    assert len(rows) == 1 and list(rows[0]) == ["patient_id"]
+    assert summary(out)["clinical"]["rows_withheld_no_video"] == 1
     mp4_item = next(i for i in doc["items"] if i["status"] == "released" and "withheld" not in i["input"] and i["input"].endswith(".mp4"))
     released_pid = str(released_header(out, mp4_item["output"]).PatientID)
     assert released_pid != built.identity.patient_id
@@ -193,7 +195,8 @@ def test_audio_is_never_released_and_the_report_says_so(keys: Path, tmp_path: Pa
     out = tmp_path / "release"
     result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--metadata", str(meta), "--json"])
     doc = summary(out)
-    items = {i["input"]: i for i in doc["items"]}
+    names = {r["item_id"]: r["input"] for r in records(out)}  # the release names items by keyed id only
+    items = {names[i["item_id"]]: i for i in doc["items"]}
     assert [items[n]["verification"]["audio_streams_dropped"] for n in ("exam.dcm", "visit.mp4")] == [1, 1], result.output
     assert items["voice.dcm"]["status"] == "quarantined" and items["voice.dcm"]["output"] is None
     assert items["voice.dcm"]["reasons"] == ["audio is never released: the file is a Basic Voice Audio Waveform object"]
@@ -439,7 +442,8 @@ def test_withdrawal_by_rerun_drops_the_item_from_data_manifest_report_and_signed
     out = tmp_path / "release"
     first = _run_basic(folder, out, keys)
     assert first.exit_code == 0, first.output
-    withdrawn = next(i for i in summary(out)["items"] if i["input"] == built.deid_data[1].name)
+    withdrawn_id = next(r["item_id"] for r in records(out) if r["input"] == built.deid_data[1].name)
+    withdrawn = next(i for i in summary(out)["items"] if i["item_id"] == withdrawn_id)  # released by keyed id only
     assert withdrawn["output"] in data_digests(out)
 
     (folder / built.deid_data[1].name).unlink()  # the patient withdraws: their file leaves the input

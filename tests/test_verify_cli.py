@@ -46,7 +46,7 @@ def test_swapped_video_passes_as_json(clips):
     result = _run(str(clips["original"]), str(clips["swapped"]), "--phi", "MRN 123456", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["verdict"] == {"released": True, "reasons": []}
+    assert data["verdict"] == {"released": True, "reasons": [], "details": []}
     reid = data["reports"]["reid"]["results"]
     assert set(reid) == {"dlib", "sface"}
     assert reid["dlib"]["frames_checked"] == 2 and reid["dlib"]["frames_matched"] == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
+import pydicom
 import pytest
 
 from _verify_helpers import write_clip
@@ -84,3 +86,102 @@ def test_variants():
 def test_unreadable_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot read the file"):
         scan_bytes(tmp_path / "missing.dcm", PHI)
+
+
+#: common given names and surnames of several countries (a sample of the most frequent)
+COMMON_NAMES = [
+    "MARY", "JOHN", "JAMES", "PATRICIA", "ROBERT", "JENNIFER", "MICHAEL", "LINDA", "SMITH", "JOHNSON",
+    "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS", "MARIA", "JOSE", "JUAN", "ANNA", "PETER",
+    "THOMAS", "MULLER", "SCHMIDT", "SCHNEIDER", "FISCHER", "WEBER", "MEYER", "WAGNER", "MARTIN",
+    "BERNARD", "DUBOIS", "THOMAS", "ROBERT", "RICHARD", "PETIT", "ROSSI", "RUSSO", "FERRARI", "ESPOSITO",
+    "BIANCHI", "ROMANO", "GONZALEZ", "RODRIGUEZ", "FERNANDEZ", "LOPEZ", "MARTINEZ", "SANCHEZ", "PEREZ",
+    "WANG", "CHEN", "ZHANG", "SINGH", "KUMAR", "SATO", "SUZUKI", "TANAKA", "NGUYEN", "KOWALSKI", "NOWAK",
+    "IVANOV", "HANSEN", "JENSEN", "NIELSEN", "LARSEN", "ANDERSSON", "JOHANSSON", "SILVA", "SANTOS",
+    "OLIVEIRA", "SOUZA", "EMMA", "OLIVIA", "NOAH", "LIAM", "SOPHIA", "LUCA", "LEON", "ELIAS", "HANNAH",
+]
+
+
+def test_names_match_as_names_not_inside_words(tmp_path):
+    path, offsets = _file_with(tmp_path, [b"ORIGINAL\\PRIMARY\\RENAL", b" MARY ", "MARY^ROSE x".encode("utf-16-le"), b"SUMMARYMARY"])
+    leaks = scan_bytes(path, ["MARY"], encoder_text=False, chunk_size=64)
+    assert [leak.offset for leak in leaks] == [offsets[1] + 1, offsets[2]]  # PRIMARY, SUMMARYMARY are no names
+    assert leaks[1].encoding == "utf-16-le"
+    # a multi-word form of the name still matches anywhere, and IDs and dates need no boundary in bytes
+    path, offsets = _file_with(tmp_path, [b"xDOE^JOHNx", b"ab123456cd"])
+    assert [leak.offset for leak in scan_bytes(path, ["DOE^JOHN", "123456"], encoder_text=False)] == [offsets[0] + 1, offsets[1] + 2]
+
+
+def test_a_name_at_a_chunk_border_keeps_its_neighbours(tmp_path):
+    # whatever chunk size, a letter just before the match (read in the previous chunk) still counts
+    data = b"\x01" * 61 + b"PRIMARY" + b"\x01" * 100 + b"MARY." + b"\x01" * 30
+    path = tmp_path / "border.bin"
+    path.write_bytes(data)
+    for chunk in (8, 16, 61, 64, 65, 66, 1 << 20):
+        assert [leak.offset for leak in scan_bytes(path, ["MARY"], encoder_text=False, chunk_size=chunk)] == [168], chunk
+
+
+def test_dicom_vocabulary_is_never_a_leak_alone():
+    from clinrelease.verify.leaks import DICOM_VOCABULARY
+
+    assert {"PRIMARY", "ORIGINAL", "MONOCHROME2", "MODALITY"} <= DICOM_VOCABULARY
+    assert "Primary" not in name_variants("PRIMARY^MARY") and "PRIMARY^MARY" in name_variants("PRIMARY^MARY")
+    assert "MARY" in name_variants("PRIMARY^MARY")
+
+
+def test_rgb_image_with_patient_mary_is_released_under_basic(tmp_path):
+    from _release_helpers import deid_data_dir, invoke, json_result, make_keys
+
+    source = deid_data_dir() / "ultrasounds" / "RGB_IMAGE.dcm"
+    (tmp_path / "in").mkdir()
+    shutil.copyfile(source, tmp_path / "in" / "RGB_IMAGE.dcm")
+    keys = make_keys(tmp_path / "keys")
+    result = invoke(["run", "-p", "basic", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-k", str(keys), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json_result(result)["items"][0]["status"] == "released"
+    # a real leak of the same name is still found: MARY planted into a kept attribute
+    ds = pydicom.dcmread(source)
+    ds.Manufacturer = "MARY ultrasound"
+    ds.save_as(tmp_path / "planted.dcm")
+    leaked = invoke(["run", "-p", "basic", "-i", str(tmp_path / "planted.dcm"), "-o", str(tmp_path / "out2"), "-k", str(keys), "--json"])
+    assert leaked.exit_code == 1 and any(r.startswith("PHI leak scan:") for r in json_result(leaked)["items"][0]["reasons"])
+
+
+def test_common_names_find_no_false_leak_in_the_corpora_and_every_planted_one(tmp_path):
+    from _deid_helpers import KEY, deid_data_files, pydicom_image_files
+    from clinrelease.dicom.deid import Deidentifier, write_deidentified
+
+    corpus = [f for f in [*deid_data_files(), *pydicom_image_files()] if "multiframe" not in f.name and "cat" not in f.name][:30]
+    deidentifier = Deidentifier([], KEY)
+    checked = 0
+    for n, item in enumerate(corpus):
+        ds = item.read()
+        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+            continue  # basic refuses those before any scan
+        if "PixelData" in ds:
+            del ds.PixelData  # the header is where standard vocabulary lives (and the scan stays fast)
+        given, family = COMMON_NAMES[n % len(COMMON_NAMES)], COMMON_NAMES[(3 * n + 7) % len(COMMON_NAMES)]
+        ds.PatientName = f"{family}^{given}"
+        ds.PatientID = f"ID{n:06d}"
+        out = tmp_path / f"{n}.dcm"
+        write_deidentified(deidentifier.deidentify(ds).dataset, out)
+        assert scan_bytes(out, [*COMMON_NAMES, f"{family}^{given}"], encoder_text=False) == [], item.name
+        # the same names planted where the profile keeps text are found
+        ds.Manufacturer = f"{given.title()} {family.title()} Imaging"
+        write_deidentified(deidentifier.deidentify(ds).dataset, out)
+        found = {leak.string for leak in scan_bytes(out, [f"{family}^{given}"], encoder_text=False)}
+        assert found == {f"{family}^{given}"}, item.name
+        checked += 1
+    assert checked >= 10
+
+
+def test_released_text_scan_matches_tokens_only():
+    from clinrelease.verify.leaks import scan_text
+
+    assert scan_text("digest 0a123456ff and 0.81234567", ["123456"]) == []
+    assert [leak.kind for leak in scan_text("seen as MRN 123456; born 1950-03-12, Doe, John", ["MRN 123456", "19500312", "DOE^JOHN"])] == ["id", "date", "name"]
+    assert scan_text("PRIMARY summary", ["MARY"]) == []
+
+
+def test_short_one_word_names_are_searched_only_within_the_whole_name():
+    assert "NEW" not in name_variants("NEW") and "MAY" not in name_variants("MAY")
+    assert "ZZZ TEST PATIENTFIVE^NEW^P" in name_variants("ZZZ TEST PATIENTFIVE^NEW^P")

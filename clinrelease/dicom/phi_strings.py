@@ -151,12 +151,34 @@ def phi_pattern(strings: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![0-9A-Za-z])(?:{alternation})(?![0-9A-Za-z])", re.IGNORECASE)
 
 
+_EMAIL = r"[\w.+-]+@[\w-]+\.[\w.]+"
 #: what else free text must not carry: dates, long digit runs (IDs, phone numbers), e-mail addresses
 _GENERIC_PHI = re.compile(
     r"\b\d{1,4}[-./]\d{1,2}[-./]\d{1,4}\b"  # dates written with separators
     r"|\d{5,}"  # MRNs, phone numbers, compact dates
-    r"|[\w.+-]+@[\w-]+\.[\w.]+",  # e-mail addresses
+    rf"|{_EMAIL}",  # e-mail addresses
 )
+#: contact details a value must not carry where numbers are data: a phone number written as one
+#: (a leading + or separators between 7+ digits; a bare number is a measurement) or an e-mail
+CONTACT_SHAPES = {
+    "phone": re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,5}\)[\s.-]?|\d{2,5}[\s.-])\d{2,4}[\s.-]?\d{2,5}(?![\w.])"),
+    "e-mail": re.compile(_EMAIL),
+}
+
+
+def contact_shapes(text: str) -> list[str]:
+    """The kinds of contact detail (``"phone"``, ``"e-mail"``) that ``text`` holds."""
+    return [kind for kind, pattern in CONTACT_SHAPES.items() if pattern.search(text) and _enough_digits(kind, text)]
+
+
+_DATE_SHAPE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}")
+
+
+def _enough_digits(kind: str, text: str) -> bool:
+    if kind != "phone":
+        return True
+    match = CONTACT_SHAPES["phone"].search(text).group()
+    return sum(c.isdigit() for c in match) >= 7 and not _DATE_SHAPE.fullmatch(match)
 
 
 def scrub_text(text: str, pattern: re.Pattern[str] | None) -> str:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clinrelease.verify.keypoints import KeypointReport
-from clinrelease.verify.leaks import Leak
+from clinrelease.verify.leaks import Leak, describe_leaks, leak_details
 from clinrelease.verify.ocr import TextScan
 from clinrelease.verify.realism import RealismReport
 from clinrelease.verify.reid import GalleryReport, ReidReport
@@ -167,7 +167,11 @@ class Verdict:
     """Released, or quarantined with every reason."""
 
     released: bool
+    #: PHI-free sentences (what the release shows)
     reasons: list[str] = field(default_factory=list)
+    #: what the checks found, values included (the text read off a frame, a leaked value): for the
+    #: site's quarantine copy only, never for the release
+    details: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -282,6 +286,7 @@ def decide(reports: ItemReports, thresholds: Thresholds | None = None) -> Verdic
     """
     t = thresholds or Thresholds()
     reasons: list[str] = []
+    details: list[str] = []
     for check in t.required:
         if getattr(reports, check) is None:
             reasons.append(f"{check}: not verified (the check did not run)")
@@ -292,15 +297,16 @@ def decide(reports: ItemReports, thresholds: Thresholds | None = None) -> Verdic
     if reports.text is not None and t.text_max_boxes is not None:
         remaining = t.remaining_text(reports.text)
         if len(remaining) > t.text_max_boxes:
-            shown = "; ".join(f"frame {b.frame}: {b.text!r} ({b.score:.2f})" for b in remaining[:5])
-            reasons.append(f"burned-in text: {len(remaining)} text box(es) remain ({shown})")
+            frames = sorted({b.frame for b in remaining})
+            reasons.append(f"burned-in text: {len(remaining)} text box(es) remain (frames {', '.join(map(str, frames[:10]))})")
+            details += [f"burned-in text, frame {b.frame}: {b.text!r} ({b.score:.2f})" for b in remaining[:20]]
     if reports.leaks is not None and t.leaks_max is not None and len(reports.leaks) > t.leaks_max:
-        kinds = sorted({f"{leak.kind} {leak.variant!r}" for leak in reports.leaks})
-        reasons.append(f"PHI leak scan: {len(reports.leaks)} occurrence(s) in the output bytes: {', '.join(kinds[:8])}")
+        reasons.append(describe_leaks(reports.leaks, "the output bytes"))
+        details += leak_details(reports.leaks, "output bytes")
     if reports.realism is not None:
         reasons += _realism_reasons(reports.realism, t)
     if reports.gallery is not None:
         g = reports.gallery
         if t.gallery_rank1_max is not None and g.rank1 > t.gallery_rank1_max:
             reasons.append(f"gallery attack ({g.recognizer}): rank-1 re-identification {g.rank1:.3f} above {t.gallery_rank1_max}")
-    return Verdict(released=not reasons, reasons=reasons)
+    return Verdict(released=not reasons, reasons=reasons, details=details)

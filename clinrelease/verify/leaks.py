@@ -5,12 +5,20 @@ so multi-gigabyte files need constant memory. Each identifying string is expande
 is commonly written in (:func:`phi_variants`) and searched case-insensitively in UTF-8/Latin-1 and
 UTF-16 (LE and BE). Encoders' own text (x264's settings SEI, libav muxer tags) is flagged too: it
 reveals the toolchain and proves that a stream was not cleaned.
+
+A name matches as a name: a single-word name form (``MARY``) only where no letter touches it, so
+the patient MARY is not found inside the defined term PRIMARY, and a single word of the DICOM
+standard's own vocabulary (:data:`DICOM_VOCABULARY`: defined terms such as ``ORIGINAL`` or
+``MONOCHROME2``, one-word keywords such as ``Modality``) is never searched on its own; the patient's
+whole name still is. :func:`scan_text` applies the same scan to released text (report, summary,
+audit records, clinical tables), where identifiers match on token boundaries too.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -30,6 +38,33 @@ MIN_NAME_PART = 4
 MIN_ID = 4
 
 _CONTEXT = 24
+
+#: defined terms (CS values) that DICOM headers carry as values; a one-word name equal to one of
+#: them is searched only as part of the whole name (the term is in every such header)
+DEFINED_TERMS = frozenset(
+    """
+    ORIGINAL DERIVED PRIMARY SECONDARY AXIAL LOCALIZER OTHER VOLUME PROJECTION REFORMATTED MPR
+    MIP MINIP SCREEN SAVE MONOCHROME1 MONOCHROME2 RGB PALETTE COLOR YBR_FULL YBR_FULL_422
+    YBR_PARTIAL_420 YBR_ICT YBR_RCT IDENTITY INVERSE YES NO NONE UNKNOWN MALE FEMALE HELICAL
+    SPIRAL STANDARD SHARP SMOOTH SOFT BONE LUNG DETAIL NORMAL CONTRAST STATIC DYNAMIC GATED WHOLE
+    BODY HEAD BRAIN NECK CHEST ABDOMEN PELVIS SPINE KNEE HAND FOOT ARM LEG HEART LIVER KIDNEY
+    RENAL BREAST LEFT RIGHT BOTH ANTERIOR POSTERIOR LATERAL MEDIAL ISOTROPIC LINEAR LOG
+    HOUNSFIELD HU UNSPECIFIED WORKSTATION DIGITIZED SYNTHETIC SCANNED VIDEO PHOTO PHOTOGRAPHIC
+    REALWORLD FULL PARTIAL PLANAR ENDOSCOPY MICROSCOPY ULTRASOUND DOPPLER BMODE MMODE FILTERED
+    BACKPROJECTION ITERATIVE RECON SCOUT TOPOGRAM SURVEY ROUTINE EMERGENCY ELECTIVE PORTABLE
+    """.split()
+)
+
+
+def _keyword_words() -> frozenset[str]:
+    """One-word DICOM keywords (``Modality``, ``Manufacturer``), upper case."""
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(entry[4].upper() for entry in DicomDictionary.values() if entry[4] and re.fullmatch(r"[A-Z][a-z]+", entry[4]))
+
+
+#: the DICOM standard's own vocabulary: a single name word equal to one of these is no leak alone
+DICOM_VOCABULARY = DEFINED_TERMS | _keyword_words()
 
 
 @dataclass(frozen=True)
@@ -100,7 +135,17 @@ def name_variants(name: str) -> list[str]:
         family, given = parts[0], parts[1]
         forms |= {f"{family}, {given}", f"{given} {family}", f"{family},{given}", f"{given[0]}. {family}", f"{family}^{given[0]}"}
     forms |= {p for p in parts if len(p) >= MIN_NAME_PART}
-    return sorted(f for f in forms if f)
+    return sorted(f for f in forms if f and not _too_common_alone(f))
+
+
+def _too_common_alone(form: str) -> bool:
+    """A one-word form of the standard's vocabulary, or shorter than :data:`MIN_NAME_PART`
+    (``NEW``, ``MAY``: words of any text), is searched only inside the whole name."""
+    return _is_single_word(form) and (form.upper() in DICOM_VOCABULARY or len(form) < MIN_NAME_PART)
+
+
+def _is_single_word(form: str) -> bool:
+    return re.fullmatch(r"\w+", form) is not None
 
 
 def id_variants(value: str) -> list[str]:
@@ -123,7 +168,8 @@ def phi_variants(phi_strings: Iterable[str]) -> dict[str, tuple[str, str]]:
             continue
         d = parse_date(value)
         if d is not None:
-            forms, kind = date_variants(d), "date"
+            # as given too: an ID such as 123456 also reads as a date (1234-05-06)
+            forms, kind = [*date_variants(d), value], "date"
         elif any(ch.isdigit() for ch in value) and sum(w.isalpha() for w in value.split()) >= 2:
             forms, kind = [value, " ".join(value.split())], "text"  # an address or free text
         elif any(ch.isdigit() for ch in value):
@@ -135,9 +181,60 @@ def phi_variants(phi_strings: Iterable[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _pattern(forms: Iterable[str], encoding: str) -> re.Pattern[bytes]:
+#: what may not touch a one-word name in bytes (letters: MARY inside PRIMARY is no name)
+_LETTER = b"[A-Za-z]"
+
+
+def _around(char_class: bytes, encoding: str) -> tuple[bytes, bytes]:
+    """Look-behind and look-ahead that keep ``char_class`` (ASCII) off both ends of a match."""
+    if encoding == "utf-16-le":
+        char = char_class + b"\x00"
+    elif encoding == "utf-16-be":
+        char = b"\x00" + char_class
+    else:
+        char = char_class
+    return b"(?<!" + char + b")", b"(?!" + char + b")"
+
+
+def _alternation(forms: Iterable[str], encoding: str) -> bytes:
     encoded = sorted({f.encode(encoding, errors="ignore") for f in forms}, key=len, reverse=True)
-    return re.compile(b"|".join(re.escape(e) for e in encoded if e), re.IGNORECASE)
+    return b"|".join(re.escape(e) for e in encoded if e)
+
+
+_Patterns = list[tuple[re.Pattern[bytes], str, dict[bytes, tuple[str, str, str]]]]
+
+
+def _compile(forms: dict[str, tuple[str, str]], encodings: Iterable[str], encoder_text: bool) -> _Patterns:
+    """Regexes for the written forms: one-word names on letter boundaries, the rest anywhere."""
+    patterns: _Patterns = []
+    bounded = {f for f in forms if forms[f][1] == "name" and _is_single_word(f)}
+    for enc in encodings if forms else ():
+        lookup = {f.encode(enc).lower(): (f, *forms[f]) for f in forms}
+        for group, char_class in ((forms.keys() - bounded, None), (bounded, _LETTER)):
+            body = _alternation(group, enc)
+            if not body:
+                continue
+            if char_class is not None:
+                before, after = _around(char_class, enc)
+                body = before + b"(?:" + body + b")" + after
+            patterns.append((re.compile(body, re.IGNORECASE), enc, lookup))
+    if encoder_text:
+        lookup = {m.encode().lower(): (m, m, "encoder") for m in ENCODER_MARKERS}
+        patterns.append((re.compile(b"|".join(re.escape(m.encode()) for m in ENCODER_MARKERS)), "utf-8", lookup))
+    return patterns
+
+
+def _find(buf: bytes, patterns: _Patterns, base: int, start: int, limit: int) -> list[tuple[int, int, Leak]]:
+    """Matches starting in ``buf[start:limit]`` (``buf`` starts at file offset ``base``)."""
+    hits = []
+    for pattern, enc, lookup in patterns:
+        for m in pattern.finditer(buf, start):
+            if m.start() >= limit:
+                continue
+            variant, original, kind = lookup.get(m.group().lower(), (m.group().decode(enc, "replace"), "?", "?"))
+            context = buf[max(0, m.start() - _CONTEXT) : m.end() + _CONTEXT]
+            hits.append((base + m.start(), base + m.end(), Leak(original, variant, base + m.start(), _printable(context), enc, kind)))
+    return hits
 
 
 def _printable(data: bytes) -> str:
@@ -174,19 +271,12 @@ def scan_bytes(
         When the file cannot be read.
     """
     path = Path(path)
-    forms = phi_variants(phi_strings)
-    patterns: list[tuple[re.Pattern[bytes], str, dict[bytes, tuple[str, str, str]]]] = []
-    if forms:
-        for enc in ("utf-8", "utf-16-le", "utf-16-be"):
-            lookup = {f.encode(enc).lower(): (f, *forms[f]) for f in forms}
-            patterns.append((_pattern(forms, enc), enc, lookup))
-    if encoder_text:
-        lookup = {m.encode().lower(): (m, m, "encoder") for m in ENCODER_MARKERS}
-        patterns.append((re.compile(b"|".join(re.escape(m.encode()) for m in ENCODER_MARKERS)), "utf-8", lookup))
+    patterns = _compile(phi_variants(phi_strings), ("utf-8", "utf-16-le", "utf-16-be"), encoder_text)
     if not patterns:
         return []
     longest = max(len(k) for _, _, lookup in patterns for k in lookup)
-    overlap = max(longest - 1, _CONTEXT)
+    # two more bytes: the look-behind and look-ahead of a bounded match need their neighbours
+    overlap = max(longest + 2, _CONTEXT)
     hits: list[tuple[int, int, Leak]] = []
     try:
         fh = open(path, "rb")
@@ -195,25 +285,70 @@ def scan_bytes(
     with fh:
         tail = b""
         base = 0  # file offset of buf[0]
+        start = 0  # where this round's matches may start: the bytes before are a look-behind's only
         while True:
             chunk = fh.read(chunk_size)
             buf = tail + chunk
             final = not chunk
             # matches starting in the last `overlap` bytes wait for the next round, unless at the end
-            limit = len(buf) if final else max(len(buf) - overlap, 0)
-            for pattern, enc, lookup in patterns:
-                for m in pattern.finditer(buf):
-                    if m.start() >= limit:
-                        continue
-                    variant, original, kind = lookup.get(m.group().lower(), (m.group().decode(enc, "replace"), "?", "?"))
-                    context = buf[max(0, m.start() - _CONTEXT) : m.end() + _CONTEXT]
-                    leak = Leak(original, variant, base + m.start(), _printable(context), enc, kind)
-                    hits.append((base + m.start(), base + m.end(), leak))
+            limit = len(buf) if final else max(len(buf) - overlap, start)
+            hits += _find(buf, patterns, base, start, limit)
             if final:
                 break
-            tail = buf[limit:]
-            base += limit
+            keep_from = max(limit - 2, 0)
+            tail = buf[keep_from:]
+            start = limit - keep_from
+            base += keep_from
     return _without_overlaps(hits)
+
+
+def scan_text(text: str, phi_strings: Iterable[str]) -> list[Leak]:
+    """Every occurrence of identifying strings in a released text, matched on token boundaries.
+
+    ``text`` is the text as a reader sees it (HTML entities and JSON escapes already decoded): a
+    name, ID or date counts where no letter or digit touches it, so a patient ID is not found
+    inside a longer number or a digest. Offsets are in the text's UTF-8 bytes.
+    """
+    return text_scanner(phi_strings)(text)
+
+
+def text_scanner(phi_strings: Iterable[str]) -> Callable[[str], list[Leak]]:
+    """:func:`scan_text` prepared once, for scanning many texts.
+
+    A match must start where no letter or digit precedes it and end where none follows, so only
+    such (start, end) spans of a text are looked up in a table of the written forms: time grows with
+    the text, not with the number of forms (a release's batch holds thousands; one regex alternation
+    of them took seconds per hundred texts).
+    """
+    forms = {form.lower(): (form, *meta) for form, meta in phi_variants(phi_strings).items()}
+    longest = max((len(f) for f in forms), default=0)
+
+    def scan(text: str) -> list[Leak]:
+        if not forms:
+            return []
+        # one character for one (a few letters lower-case into two), so spans index both strings
+        folded = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        size = len(text)
+        starts = [i for i in range(size) if i == 0 or not _is_token_char(text[i - 1])]
+        ends = [j for j in range(1, size + 1) if j == size or not _is_token_char(text[j])]
+        hits = []
+        for i in starts:
+            for j in ends[bisect.bisect_right(ends, i) :]:
+                if j - i > longest:
+                    break
+                found = forms.get(folded[i:j])
+                if found is not None:
+                    variant, original, kind = found
+                    offset = len(text[:i].encode("utf-8"))
+                    context = text[max(0, i - _CONTEXT) : j + _CONTEXT].encode("utf-8")
+                    hits.append((i, j, Leak(original, variant, offset, _printable(context), "utf-8", kind)))
+        return _without_overlaps(hits)
+
+    return scan
+
+
+def _is_token_char(char: str) -> bool:
+    return char.isascii() and char.isalnum()
 
 
 def _without_overlaps(hits: list[tuple[int, int, Leak]]) -> list[Leak]:
@@ -227,3 +362,17 @@ def _without_overlaps(hits: list[tuple[int, int, Leak]]) -> list[Leak]:
         else:
             end = max(end, stop)
     return leaks
+
+
+def describe_leaks(leaks: list[Leak], where: str) -> str:
+    """A PHI-free sentence for a reason: how many occurrences of which kinds, never the values."""
+    kinds: dict[str, int] = {}
+    for leak in leaks:
+        kinds[leak.kind] = kinds.get(leak.kind, 0) + 1
+    counted = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+    return f"PHI leak scan: {len(leaks)} occurrence(s) of the patient's identifying strings or encoder text in {where} ({counted}; the values are in the site's quarantine copy only)"
+
+
+def leak_details(leaks: list[Leak], where: str, limit: int = 20) -> list[str]:
+    """The site-only account of each leak (the value, its form and where): never released."""
+    return [f"{where}: {leak.kind} {leak.string!r} written as {leak.variant!r} at offset {leak.offset} ({leak.encoding})" for leak in leaks[:limit]]
