@@ -484,7 +484,12 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         }
     burned_in = TextScan(verify.ocr.sample_every)
     if clean_text:
-        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in)
+        from functools import partial
+
+        from clinrelease.face.pipeline import face_outlines
+
+        faces = partial(face_outlines, analysis) if analysis is not None else None
+        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces)
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
@@ -506,7 +511,12 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     thresholds = Thresholds.from_profile(verify)
     figures: dict[str, Any] = {"frames": written.frames}
     if clean_text:
+        on_face = sum(tb.on_face for tb in burned_in.found)
         figures["burned_in_text_found"] = len(burned_in.found)
+        figures["burned_in_text_cleaned"] = len(burned_in.found) - on_face
+        figures["burned_in_text_cleaned_at"] = burned_in.where()
+        figures["burned_in_text_on_face"] = on_face
+        figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
     if analysis is not None:
         from clinrelease.face.pipeline import residual_faces
         from clinrelease.verify.reid import verify_reid

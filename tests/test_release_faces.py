@@ -57,6 +57,10 @@ def test_face_swap_release_reports_per_recognizer_and_keypoint_figures(keys: Pat
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
     # the burned-in captions were found and blanked, and the released pixels show no text
     assert figures["burned_in_text_found"] >= 2 and figures["text_boxes"] == 0
+    # the report says where it blanked (never what the text said) and that no face was taken for text
+    assert figures["burned_in_text_cleaned"] == figures["burned_in_text_found"] and figures["burned_in_text_on_face"] == 0
+    assert figures["burned_in_text_cleaned_at"].startswith("(") and figures["burned_in_text_on_face_at"] == ""
+    assert "burned_in_text_cleaned_at" in (out / "report" / "index.html").read_text()
     # original frames (face, captions) appear in the site's report only, never in the release
     assert "data:image/png" not in (out / "report" / "index.html").read_text()
     assert "data:image/png" in (tmp_path / "release.work" / "report" / "index.html").read_text()

@@ -325,6 +325,27 @@ def _anonymized(
             close()
 
 
+#: the face outline other stages must leave alone: the mesh's oval (brow to chin) grown by this
+#: factor about its centre, up to the hair line and over the ears' edge
+FACE_OUTLINE_SCALE = 1.25
+
+
+def face_outlines(analysis: FaceAnalysis, index: int) -> list[np.ndarray]:
+    """Outlines ``(m, 2)`` float32 (frame pixels) of every tracked face in frame ``index``: the mesh's
+    oval grown by :data:`FACE_OUTLINE_SCALE`, or the face's box where it has no mesh."""
+    from clinrelease.face.geometry import ring_points
+    from clinrelease.face.landmarks import mesh_indices
+
+    outlines = []
+    for face in analysis.faces_in_frame(index):
+        if face.landmarks is not None:
+            outlines.append(ring_points(face.landmarks, mesh_indices()["oval"], FACE_OUTLINE_SCALE))
+        else:
+            x0, y0, x1, y1 = (float(v) for v in face.box)
+            outlines.append(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float32))
+    return outlines
+
+
 def residual_faces(
     frames: Iterable[np.ndarray],
     analysis: FaceAnalysis,
