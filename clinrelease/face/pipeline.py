@@ -23,13 +23,18 @@ import numpy as np
 from clinrelease.errors import InputError
 from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, FaceTrack, TrackedFace
 from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector, box_iou
-from clinrelease.face.landmarks import LandmarkModel, landmark_box
+from clinrelease.face.landmarks import LandmarkModel, landmark_box, roll_degrees
 from clinrelease.face.occlusion import HandFinder, overlapping
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
 from clinrelease.pipeline_threads import StageClock, threaded
 
 #: default for ``detect_every``: the merged detector every 5th frame, the mesh tracks in between
 DEFAULT_DETECT_EVERY = 5
+#: turns (degrees) of the frame the detector also searches when a full detection finds no face: the
+#: detectors miss heads tilted past ~40 degrees (book.mkv turned 45: 4 of 10 frames), and once found
+#: a tilted face is followed by the mesh on an upright-turned crop. Only on empty frames: each turn
+#: costs a detector pass, and on the shared clips the turned passes add false faces beside real ones
+DEFAULT_TURNS = (-40.0, 40.0)
 
 _models = threading.local()
 
@@ -62,6 +67,12 @@ def _mesh_box(points: np.ndarray) -> np.ndarray:
     box = landmark_box(points)
     box[1] -= 0.15 * (box[3] - box[1])
     return box
+
+
+def _last_roll(track: FaceTrack) -> float:
+    """The in-plane tilt of a track's last meshed face (degrees), to turn the next crop upright."""
+    last = track.faces[max(track.faces)] if track.faces else None
+    return roll_degrees(last.landmarks) if last is not None and last.landmarks is not None else 0.0
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
@@ -113,6 +124,7 @@ def analyze_faces(
     prefetch: int = 4,
     clock: StageClock | None = None,
     hands: bool = False,
+    turns: Sequence[float] = DEFAULT_TURNS,
 ) -> FaceAnalysis:
     """Pass 1: find, track and mesh every face of a video.
 
@@ -147,6 +159,10 @@ def analyze_faces(
         Also find hands on every frame with a face and give each face the outlines of the hands in
         front of it (``TrackedFace.occluders``), which the swap leaves in place
         (:mod:`clinrelease.face.occlusion`).
+    turns:
+        Where a full detection finds no face, search the frame turned by these angles (degrees) too
+        (:data:`DEFAULT_TURNS`). Every mesh runs on a crop turned upright by the face's tilt (the
+        track's last mesh, or the detector's eye points), and its points are turned back.
 
     Returns
     -------
@@ -174,9 +190,9 @@ def analyze_faces(
             live = tracker.active_boxes(index)
             lost = False
             # follow every live track with the mesh on a crop where it was last seen
-            for box in live.values():
+            for track_id, box in live.items():
                 with clock.time("landmarks"):
-                    points = mesher.landmarks(frame, box)
+                    points = mesher.landmarks(frame, box, roll=_last_roll(tracker.track(track_id)))
                 if points is None:
                     lost = True
                 elif not found.covers(_mesh_box(points)):
@@ -186,7 +202,7 @@ def analyze_faces(
                 with clock.time("sentinel"):
                     full = any(not found.covers(b) for b in detector.quick_boxes(frame))
             if full:
-                _add_detections(frame, detector, mesher, found, clock)
+                _add_detections(frame, detector, mesher, found, clock, turns)
             if finder is not None and (found.boxes or live):
                 with clock.time("hands"):
                     outlines = finder.outlines(frame)
@@ -218,15 +234,20 @@ def analyze_faces(
     return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks)
 
 
-def _add_detections(frame: np.ndarray, detector: FaceDetector, mesher: LandmarkModel, found: _FrameFaces, clock: StageClock) -> None:
-    """Run the merged detector and add each face not yet found, meshed where possible."""
+def _add_detections(
+    frame: np.ndarray, detector: FaceDetector, mesher: LandmarkModel, found: _FrameFaces, clock: StageClock, turns: Sequence[float] = ()
+) -> None:
+    """Run the merged detector (on the turned frame too where it finds nothing and no track
+    follows a face) and add each face not yet found, meshed where possible."""
     with clock.time("detect"):
         detections = detector.detect(frame)
+        if not detections and not found.boxes and turns:
+            detections = detector.detect(frame, turns)
     for det in detections:
         if found.covers(det.box):
             continue  # already followed by its track's mesh
         with clock.time("landmarks"):
-            points = mesher.landmarks(frame, det.box)
+            points = mesher.landmarks(frame, det.box, roll=det.roll)
         box = det.box if points is None else _mesh_box(points)
         if found.covers(box):
             continue  # two detections of one face (the mesh tells)
@@ -249,22 +270,24 @@ def _trace_back(
     """
     first = min(track.faces)
     box, score = track.faces[first].box, track.faces[first].score
+    later = track.faces[first].landmarks
     others = [t for t in tracker.live_tracks() if t is not track]
     for index, frame in reversed(pending):
         with clock.time("landmarks"):
-            points = mesher.landmarks(frame, box)
+            points = mesher.landmarks(frame, box, roll=roll_degrees(later) if later is not None else 0.0)
         if points is None:
             with clock.time("detect"):
                 near = [d for d in detector.detect(frame) if _overlaps(d.box, box)]
             if not near:
                 return
             with clock.time("landmarks"):
-                points = mesher.landmarks(frame, near[0].box)
+                points = mesher.landmarks(frame, near[0].box, roll=near[0].roll)
         new_box = near[0].box if points is None else _mesh_box(points)
         if any(index in t.faces and _overlaps(new_box, t.faces[index].box) for t in others):
             return
         track.faces[index] = TrackedFace(track.track_id, index, np.asarray(new_box, np.float32), score, points)
         box = new_box
+        later = points if points is not None else later
 
 
 def anonymize_frames(
