@@ -109,21 +109,24 @@ def build_variants(names: list[str], clips: list[str], count: int) -> list[Varia
     return out
 
 
-def release(variant: Variant, work: Path, keys: Path) -> tuple[dict, Path | None, float]:
-    """Release one variant; its record and the released file (None when quarantined)."""
+def release(variant: Variant, work: Path, keys: Path) -> tuple[dict, Path | None, Path, float]:
+    """Release one variant: its record, the released file (None when quarantined), the input file."""
     from clinrelease.release import ReleaseOptions, run_release
 
     folder = work / "in"
     folder.mkdir(parents=True)
     mp4 = work / "variant.mp4"
     write_mp4(mp4, variant.frames, variant.fps, {})
-    build_dicom_fixture(folder / "exam.dcm", mp4, "h264", None, identity=Identity())
+    # burned-in name and MRN as scanners draw them (fixed-size letters: on a shrunk frame they would
+    # cover the face, which no scanner does)
+    burn = variant.frames[0].shape[1] >= 400
+    build_dicom_fixture(folder / "exam.dcm", mp4, "h264", None, identity=Identity(), burn_text=burn)
     start = time.perf_counter()
     summary = run_release(ReleaseOptions(profile=variant.profile, inputs=[folder], output=work / "release", keys_dir=keys))
     seconds = time.perf_counter() - start
     record = summary.records[0]
     released = work / "release" / record["output"] if record["status"] == "released" else None
-    return record, released, seconds
+    return record, released, folder / "exam.dcm", seconds
 
 
 def _upright(frame: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +144,9 @@ def _hog():
     return dlib.get_frontal_face_detector()
 
 
-def inspect_frames(variant: Variant, released: list[np.ndarray], sheet: Path) -> dict:
-    """Independent checks on the released frames: faces left as they were, flat fills over faces."""
+def inspect_frames(variant: Variant, originals: list[np.ndarray], released: list[np.ndarray], sheet: Path) -> dict:
+    """Independent checks on the released frames against the input's: faces left as they were,
+    flat fills over faces."""
     import cv2
 
     from clinrelease.face.pipeline import shared_detector
@@ -152,7 +156,7 @@ def inspect_frames(variant: Variant, released: list[np.ndarray], sheet: Path) ->
     unanonymized, flat_frames, faces_seen = 0, 0, 0
     tiles: list[np.ndarray] = []
     picks = set(np.linspace(0, len(released) - 1, min(6, len(released))).astype(int).tolist())
-    for index, (orig, out) in enumerate(zip(variant.frames, released)):
+    for index, (orig, out) in enumerate(zip(originals, released)):
         angle = variant.angles[index]
         up_out, _ = _upright(out, angle)
         up_orig, _ = _upright(orig, angle)
@@ -248,12 +252,12 @@ def main() -> None:
         (keys / "release.key").write_text(bytes(range(32)).hex() + "\n")  # one fixed key: rows comparable across runs
         for n, variant in enumerate(build_variants(names, args.clips.split(","), args.frames)):
             work = Path(tmp) / f"v{n}"
-            record, released, seconds = release(variant, work, keys)
+            record, released, source, seconds = release(variant, work, keys)
             sheet = args.out / f"hard_video_{variant.name.replace(':', '_').replace('+', '_')}.png"
             if released is None:  # judge what the release would have shipped: the quarantined copy
                 quarantined = sorted((work / "release.quarantine").rglob("*.dcm"))
                 released = quarantined[0] if quarantined else None
-            checks = inspect_frames(variant, list(open_video(released).frames()), sheet) if released else {}
+            checks = inspect_frames(variant, list(open_video(source).frames()), list(open_video(released).frames()), sheet) if released else {}
             row = _row(variant, record, seconds, checks)
             rows.append(row)
             print(

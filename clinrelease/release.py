@@ -539,7 +539,9 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or face:
         from clinrelease.verify.keypoints import verify_keypoints
 
-        reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face)
+        person = _patient_body(analysis) if analysis is not None and len(analysis.tracks) > 1 else None
+        reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face, person=person)
+        figures["keypoints_person"] = "patient" if person is not None else "most prominent"
         for part, value in reports.keypoints.part_ap().items():
             figures[f"{part}_ap"] = value
         figures["face_nme"] = reports.keypoints.face_nme
@@ -564,6 +566,22 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     record["series"] = _series(reports)
     record["identifying_strings_count"] = len(phi)
     _visuals(work, source, output, analysis, verify)
+
+
+def _patient_body(analysis) -> Callable[[int], Any] | None:
+    """Where the patient's body is in each frame (below their tracked face), so that keypoints are
+    compared on the patient when a video shows several people; None without a patient track."""
+    from clinrelease.verify.keypoints import body_box
+
+    patient = analysis.patient
+    if patient is None:
+        return None
+
+    def box(index: int):
+        face = patient.faces.get(index)
+        return None if face is None else body_box(face.box, analysis.rows, analysis.columns)
+
+    return box
 
 
 def build_anonymizers(profile, key: bytes, pseudonym: str):
