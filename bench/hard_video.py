@@ -220,6 +220,8 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         "body_ap": figures.get("body_ap"),
         "residual_face_frames": figures.get("residual_face_frames"),
         "text_on_face": figures.get("burned_in_text_on_face"),
+        "small_face_frames": figures.get("small_face_frames"),
+        "keypoints_person": figures.get("keypoints_person"),
         **checks,
         "frames": len(variant.frames),
         "seconds": round(seconds, 1),
@@ -265,7 +267,7 @@ def main() -> None:
                 f"dlib {row['dlib_deid_pct']}% ({_f(row['dlib_worst'])}) sface {row['sface_deid_pct']}% ({_f(row['sface_worst'])}) "
                 f"body AP {_f(row['body_ap'])} "
                 f"unanon {row.get('unanonymized_frames')} flat {row.get('flat_fill_frames')} "
-                f"text-on-face {row['text_on_face']} {row['seconds']}s  {row['reason']}",
+                f"text-on-face {row['text_on_face']} small {row['small_face_frames']} {row['seconds']}s  {row['reason']}",
                 flush=True,
             )
             shutil.rmtree(work, ignore_errors=True)

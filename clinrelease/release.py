@@ -473,7 +473,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             hands=profile.faces.keep_hands,
         )
     if faces_on:
-        from clinrelease.face.pipeline import anonymize_frames
+        from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
 
         patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
@@ -482,6 +482,8 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             "patient_frames": len(analysis.patient.faces) if analysis.patient else 0,
             "bystander_tracks": sum(1 for t in analysis.tracks if t.role != "patient"),
         }
+        small = small_faces(analysis)
+        record["faces"]["small"] = {"min_px": SWAP_MIN_FACE_PX, "frames_by_track": {str(k): v for k, v in small.items()}}
     burned_in = TextScan(verify.ocr.sample_every)
     if clean_text:
         from functools import partial
@@ -510,6 +512,14 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     reports = ItemReports()
     thresholds = Thresholds.from_profile(verify)
     figures: dict[str, Any] = {"frames": written.frames}
+    if "small" in record.get("faces", {}):
+        from clinrelease.face.pipeline import frame_ranges
+
+        # where a face is too small for the swap to carry a new identity (a quarantine there is
+        # the face's size, not the key): per face, per frame, in the record and the report
+        small = record["faces"]["small"]["frames_by_track"]
+        figures["small_face_frames"] = len({f for frames in small.values() for f in frames})
+        figures["small_face_at"] = "; ".join(f"face {track}: frames {frame_ranges(frames)}" for track, frames in small.items())
     if clean_text:
         on_face = sum(tb.on_face for tb in burned_in.found)
         figures["burned_in_text_found"] = len(burned_in.found)

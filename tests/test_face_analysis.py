@@ -160,3 +160,22 @@ def test_turned_frame_search_finds_a_tilted_head_and_its_roll():
     # the eye points of detectors trained on upright faces read the tilt short (-22..-38 for about
     # -53), enough to turn the crop most of the way for the mesh, which then reads it itself
     assert all(-65 < d[0].roll < -15 for d in turned)
+
+
+def test_faces_too_small_for_the_swap_are_listed_per_face_and_frame():
+    """book.mkv shrunk so the face is about 24 px: every frame is listed as too small for the swap to
+    carry a new identity (SWAP_MIN_FACE_PX, measured); at full size none is."""
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, analyze_faces, frame_ranges, small_faces
+    from clinrelease.fixtures import scaled
+
+    path = SHARED_MEDIA / "asl" / "book.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 4, 5)]
+    full = analyze_faces(frames, min_face_px=12)
+    assert full.patient.median_size > SWAP_MIN_FACE_PX and small_faces(full) == {}
+    tiny = analyze_faces(list(scaled(frames, 24.0 / full.patient.median_size)), min_face_px=12)
+    assert tiny.patient is not None and tiny.patient.median_size < SWAP_MIN_FACE_PX
+    assert small_faces(tiny) == {tiny.patient.track_id: [0, 1, 2, 3]}
+    assert frame_ranges(small_faces(tiny)[tiny.patient.track_id]) == "0-3"

@@ -177,3 +177,4 @@ def test_tilted_head_exam_is_swapped_verified_and_released(keys: Path, tmp_path:
         assert figures["recognizers"][name]["frames_checked"] >= 2 and figures["recognizers"][name]["frames_matched"] == 0
     assert figures["keypoints"]["body_ap"] >= 0.9 and figures["residual_face_frames"] == 0
     assert figures["burned_in_text_cleaned"] >= 2 and figures["burned_in_text_on_face"] == 0
+    assert figures["small_face_frames"] == 0 and figures["small_face_at"] == ""  # a 75 px face
