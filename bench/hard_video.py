@@ -48,6 +48,8 @@ UNCHANGED = 4.0
 #: changed it by more than FILL_CHANGE grey levels
 FLAT_STD = 1.5
 FILL_CHANGE = 20.0
+#: the walking clip opens on an empty room: its variant starts where the first walker is in view
+WALK_START = 100
 VARIANTS = ("rot0", "rot15", "rot30", "rot45", "sweep", "face24", "face32", "face48", "pair", "walk")
 
 
@@ -61,9 +63,9 @@ class Variant:
     fps: float
 
 
-def _clip_frames(path: Path, count: int) -> tuple[list[np.ndarray], float]:
+def _clip_frames(path: Path, count: int, start: int = 0) -> tuple[list[np.ndarray], float]:
     source = open_video(path)
-    return list(itertools.islice(source.frames(), count)), float(source.info.fps or 30.0)
+    return list(itertools.islice(source.frames(), start, start + count)), float(source.info.fps or 30.0)
 
 
 def _face_width(frames: list[np.ndarray]) -> float:
@@ -104,7 +106,7 @@ def build_variants(names: list[str], clips: list[str], count: int) -> list[Varia
         pair = list(side_by_side(left, right))
         out.append(Variant(f"pair:{clips[0]}+{other}", clips[0], "pd_motor", pair, [0.0] * len(pair), fps))
     if "walk" in names:
-        frames, fps = _clip_frames(media / "one-by-one-person-detection.mp4", count)
+        frames, fps = _clip_frames(media / "one-by-one-person-detection.mp4", count, WALK_START)
         out.append(Variant("walk", "walk", "pd_gait", frames, [0.0] * len(frames), fps))
     return out
 
