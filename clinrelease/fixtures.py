@@ -525,3 +525,41 @@ def synthetic_frames(count: int, rows: int = 1080, columns: int = 1920, seed: in
         blocks = rng.integers(0, 48, (rows // 16 + 1, columns // 16 + 1, 1), dtype=np.uint8)
         texture = np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)[:rows, :columns]
         yield base + texture  # uint8 wrap-around is fine for a test pattern
+
+
+# hard variants of real clips (issue 16): how exam video really looks, built from the shared clips
+
+
+def rotated(frames: Iterable[np.ndarray], degrees: float | Iterable[float]) -> Iterator[np.ndarray]:
+    """The frames turned in-plane about their centre (counter-clockwise for positive angles), size
+    kept; ``degrees`` is one angle or one per frame (a tilt that sweeps). The corners turned in from
+    outside repeat the frame's edge pixels: a mirrored border would show a second, mirrored face."""
+    import cv2
+
+    angles = itertools.repeat(float(degrees)) if isinstance(degrees, (int, float)) else iter(degrees)
+    for frame, angle in zip(frames, angles):
+        rows, columns = frame.shape[:2]
+        turn = cv2.getRotationMatrix2D((columns / 2, rows / 2), float(angle), 1.0)
+        yield cv2.warpAffine(frame, turn, (columns, rows), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def sweep(count: int, low: float = -40.0, high: float = 40.0) -> list[float]:
+    """``count`` angles that tilt from ``low`` to ``high`` and back once (a head tilting side to side)."""
+    phase = np.linspace(0.0, 2.0 * np.pi, max(count, 1), endpoint=False)
+    return list(low + (high - low) * (1.0 - np.cos(phase)) / 2.0)
+
+
+def scaled(frames: Iterable[np.ndarray], factor: float) -> Iterator[np.ndarray]:
+    """The frames resized by ``factor`` (area averaging when shrinking, as a camera further away)."""
+    import cv2
+
+    for frame in frames:
+        rows, columns = frame.shape[:2]
+        size = (max(1, round(columns * factor)), max(1, round(rows * factor)))
+        yield cv2.resize(frame, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+
+
+def side_by_side(left: Iterable[np.ndarray], right: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Two clips of one height in one frame, left beside right (two people); stops with the shorter."""
+    for a, b in zip(left, right):
+        yield np.ascontiguousarray(np.concatenate([a, b], axis=1))

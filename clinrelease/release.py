@@ -629,7 +629,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             hands=profile.faces.keep_hands,
         )
     if faces_on:
-        from clinrelease.face.pipeline import anonymize_frames
+        from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
 
         patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
@@ -638,9 +638,16 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             "patient_frames": len(analysis.patient.faces) if analysis.patient else 0,
             "bystander_tracks": sum(1 for t in analysis.tracks if t.role != "patient"),
         }
+        small = small_faces(analysis)
+        record["faces"]["small"] = {"min_px": SWAP_MIN_FACE_PX, "frames_by_track": {str(k): v for k, v in small.items()}}
     burned_in = TextScan(verify.ocr.sample_every)
     if clean_text:
-        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in)
+        from functools import partial
+
+        from clinrelease.face.pipeline import face_outlines
+
+        faces = partial(face_outlines, analysis) if analysis is not None else None
+        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces)
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
@@ -662,8 +669,21 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     thresholds = Thresholds.from_profile(verify)
     # only decoded pictures are written: any sound beside them stays behind (and the report says so)
     figures: dict[str, Any] = {"frames": written.frames, "audio_streams_dropped": info.audio_streams}
+    if "small" in record.get("faces", {}):
+        from clinrelease.face.pipeline import frame_ranges
+
+        # where a face is too small for the swap to carry a new identity (a quarantine there is
+        # the face's size, not the key): per face, per frame, in the record and the report
+        small = record["faces"]["small"]["frames_by_track"]
+        figures["small_face_frames"] = len({f for frames in small.values() for f in frames})
+        figures["small_face_at"] = "; ".join(f"face {track}: frames {frame_ranges(frames)}" for track, frames in small.items())
     if clean_text:
+        on_face = sum(tb.on_face for tb in burned_in.found)
         figures["burned_in_text_found"] = len(burned_in.found)
+        figures["burned_in_text_cleaned"] = len(burned_in.found) - on_face
+        figures["burned_in_text_cleaned_at"] = burned_in.where()
+        figures["burned_in_text_on_face"] = on_face
+        figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
     if analysis is not None:
         from clinrelease.face.pipeline import residual_faces
         from clinrelease.verify.reid import verify_reid
@@ -686,7 +706,9 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or face:
         from clinrelease.verify.keypoints import verify_keypoints
 
-        reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face)
+        person = _patient_body(analysis) if analysis is not None and len(analysis.tracks) > 1 else None
+        reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face, person=person)
+        figures["keypoints_person"] = "patient" if person is not None else "most prominent"
         for part, value in reports.keypoints.part_ap().items():
             figures[f"{part}_ap"] = value
         figures["face_nme"] = reports.keypoints.face_nme
@@ -717,6 +739,22 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     record["series"] = _series(reports)
     record["identifying_strings_count"] = len(phi)
     _visuals(work, source, output, analysis, verify)
+
+
+def _patient_body(analysis) -> Callable[[int], Any] | None:
+    """Where the patient's body is in each frame (below their tracked face), so that keypoints are
+    compared on the patient when a video shows several people; None without a patient track."""
+    from clinrelease.verify.keypoints import body_box
+
+    patient = analysis.patient
+    if patient is None:
+        return None
+
+    def box(index: int):
+        face = patient.faces.get(index)
+        return None if face is None else body_box(face.box, analysis.rows, analysis.columns)
+
+    return box
 
 
 def build_anonymizers(profile, key: bytes, pseudonym: str):

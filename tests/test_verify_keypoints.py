@@ -149,3 +149,43 @@ def test_profile_movement_limit_quarantines_through_decide(frames):
     same = verify_keypoints(frames, [f.copy() for f in frames], sample_every=5)
     assert same.face_expression_nme == 0.0
     assert decide(ItemReports(keypoints=same), Thresholds(body_ap_min=None, face_nme_max=None, face_expression_nme_max=0.05, **KP_ONLY)).released
+
+
+def test_two_walkers_are_judged_on_the_patient_not_whoever_the_model_picks():
+    """The shared clip of three people walking towards the camera, anonymized as pd_gait does (the
+    patient swapped, the others blurred). The single-person pose model picks the woman on the left
+    in the original and the man in the released frames from about a third of the way in (OKS 0
+    there, body AP 0.14 on 21 frames); run on a crop of the patient's body in both, it compares the
+    patient with the patient."""
+    import itertools
+
+    from clinrelease.dicom.video import open_video
+    from clinrelease.face.pipeline import analyze_faces, anonymize_frames
+    from clinrelease.profiles import load_profile
+    from clinrelease.release import _patient_body, build_anonymizers
+    from clinrelease.verify.keypoints import body_box, pose_detector
+
+    frames = list(itertools.islice(open_video(require_media("groups/three-people-walking-and-pause.gif")).frames(), 0, 41, 4))
+    analysis = analyze_faces(frames, patient_rule="most_present", min_face_px=16)
+    assert len(analysis.tracks) == 3 and analysis.patient is not None
+    patient, bystander = build_anonymizers(load_profile("pd_gait"), bytes(range(32)), "P1")
+    released = list(anonymize_frames(frames, analysis, patient=patient, bystander=bystander, prefetch=0))
+
+    picked = verify_keypoints(frames, released, sample_every=1, face=False)
+    assert picked.body_ap < 0.5
+    assert sum((f.oks.get("body") or 0.0) < 0.1 for f in picked.per_frame) >= 3
+
+    person = _patient_body(analysis)
+    judged = verify_keypoints(frames, released, sample_every=1, face=False, person=person)
+    assert judged.body_ap >= 0.95 and not judged.frames_person_lost
+    detect = pose_detector()
+    for index, frame in enumerate(frames):  # the ground truth is the patient: the nose in their face box
+        pose = detect.in_box(frame, person(index))
+        x0, y0, x1, y1 = analysis.patient.faces[index].box
+        assert x0 <= pose.points[0][0] <= x1 and y0 <= pose.points[0][1] <= y1
+    # the crop stays on the patient's body and clear of the walkers on either side
+    box = body_box(analysis.patient.faces[0].box, analysis.rows, analysis.columns)
+    for track in analysis.tracks:
+        if track is not analysis.patient:
+            cx = float(track.faces[0].box[0] + track.faces[0].box[2]) / 2
+            assert not box[0] <= cx <= box[2]

@@ -132,3 +132,83 @@ def test_captions_on_a_small_video_are_cleaned(tmp_path):
     assert len(scan.found) >= 2 * len(scan.frames_scanned)  # both caption lines on every scanned frame
     assert scan_text(cleaned, sample_every=1).found == []
     assert any("4815162342" in b.text for b in scan.found)
+
+
+# --- issue 16: burned-in text is not a face --------------------------------------------------------
+
+
+def _face_pixels(analysis, index: int, shape) -> np.ndarray:
+    from clinrelease.face.pipeline import face_outlines
+
+    inside = np.zeros(shape[:2], np.uint8)
+    for outline in face_outlines(analysis, index):
+        cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
+    return inside.astype(bool)
+
+
+def test_faces_the_text_detector_takes_for_text_are_left_and_reported():
+    """The shared walking clip: the text detector boxes the faces (a bald man's eyes and glasses, and
+    once a region across two faces). Without the faces the cleaner painted thousands of face pixels
+    black in every frame; with them it paints none and reports the regions as on a face."""
+    import itertools
+    from functools import partial
+
+    from conftest import shared_clip
+    from clinrelease.dicom.video import open_video
+    from clinrelease.face.pipeline import analyze_faces, face_outlines
+
+    frames = list(itertools.islice(open_video(shared_clip("groups/three-people-walking-and-pause.gif")).frames(), 34, 41))
+    analysis = analyze_faces(frames, patient_rule="most_present", min_face_px=16)
+    assert all(len(analysis.faces_in_frame(i)) == 3 for i in range(len(frames)))
+    faces = partial(face_outlines, analysis)
+
+    blind = TextScan(3)
+    painted = list(clean_video_text(frames, sample_every=3, scan=blind))
+    assert blind.found and not any(b.on_face for b in blind.found)
+    for i, (out, frame) in enumerate(zip(painted, frames)):
+        assert ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).sum() > 1000
+
+    scan = TextScan(3)
+    cleaned = list(clean_video_text(frames, sample_every=3, scan=scan, faces=faces))
+    assert [b.frame for b in scan.found] == [b.frame for b in blind.found]
+    assert all(b.on_face for b in scan.found)
+    for i, (out, frame) in enumerate(zip(cleaned, frames)):
+        assert not ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).any()
+    assert scan.where() == "" and scan.where(on_face=True).startswith("(")
+
+
+def test_tilted_shirt_print_is_cleaned_as_drawn_and_around_the_face():
+    """again.mkv turned by 40 degrees (a tilted upper body): the detector finds the shirt's print as a
+    tilted line. Its axis-aligned hull, which the cleaner used to fill, reaches over the chin; the
+    quadrilateral cut around the face outline leaves the face whole and still blanks the print."""
+    import itertools
+    from functools import partial
+
+    from conftest import shared_clip
+    from clinrelease.dicom.video import open_video
+    from clinrelease.face.pipeline import analyze_faces, face_outlines
+    from clinrelease.fixtures import rotated
+    from clinrelease.verify.ocr import TextBox, text_regions
+
+    frames = list(rotated(itertools.islice(open_video(shared_clip("asl/again.mkv")).frames(), 0, 9, 4), -40.0))
+    analysis = analyze_faces(frames, patient_rule="largest", min_face_px=32)
+    hits = 0
+    for i, frame in enumerate(frames):
+        face = _face_pixels(analysis, i, frame.shape)
+        assert face.any()
+        regions = [r for r in text_regions(frame, i, read=False) if r.box[2] - r.box[0] > 80]  # the print
+        if not regions:
+            continue
+        hits += 1
+        hulls = [TextBox(r.box, "", 0.0, i) for r in regions]  # the old fill: the axis-aligned hull
+        assert ((clean_text(frame, hulls) != frame).any(axis=-1) & face).sum() > 100
+        out = clean_text(frame, regions, keep_out=face_outlines(analysis, i))
+        changed = (out != frame).any(axis=-1)
+        assert not (changed & face).any()
+        assert changed.sum() > 3000  # the print itself is still blanked
+    assert hits >= 2
+    scan = TextScan(4)
+    cleaned = list(clean_video_text(frames, sample_every=4, scan=scan, faces=partial(face_outlines, analysis)))
+    assert any(not b.on_face and b.box[2] - b.box[0] > 80 for b in scan.found) and scan.where()
+    for i, (out, frame) in enumerate(zip(cleaned, frames)):
+        assert not ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).any()

@@ -28,6 +28,9 @@ class Detection:
     box: np.ndarray  # (4,) float32 x0, y0, x1, y1
     score: float
     sources: tuple[str, ...]
+    #: in-plane tilt (degrees, as :func:`clinrelease.face.landmarks.roll_degrees`) from the
+    #: detectors' eye points; 0 where no detector gave eyes
+    roll: float = 0.0
 
     @property
     def size(self) -> float:
@@ -41,6 +44,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def _eye_roll(eye_a, eye_b) -> float:
+    """Roll (degrees) from the eye on the image's left (the subject's right eye) to the other."""
+    return float(np.degrees(np.arctan2(float(eye_b[1]) - float(eye_a[1]), float(eye_b[0]) - float(eye_a[0]))))
 
 
 def _centre_inside(a: np.ndarray, b: np.ndarray) -> bool:
@@ -130,29 +138,50 @@ class FaceDetector:
             self._scrfd = get_model(str(scrfd), providers=["CPUExecutionProvider"])
             self._scrfd.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=min_score)
 
-    def proposals(self, frame: np.ndarray) -> list[tuple[np.ndarray, float, str]]:
-        """Raw ``(box, score, detector)`` proposals of every detector for one RGB frame."""
+    def proposals(self, frame: np.ndarray) -> list[tuple[np.ndarray, float, str, float | None]]:
+        """Raw ``(box, score, detector, roll)`` proposals of every detector for one RGB frame; roll
+        (degrees) from the detector's two eye points, None where it gives none."""
         h, w = frame.shape[:2]
-        out: list[tuple[np.ndarray, float, str]] = []
+        out: list[tuple[np.ndarray, float, str, float | None]] = []
         for model in self._mp:
             result = model.process(frame)
             for det in result.detections or []:
                 rb = det.location_data.relative_bounding_box
                 box = np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h], np.float32)
-                out.append((box, float(det.score[0]), "mediapipe"))
+                eyes = det.location_data.relative_keypoints
+                roll = _eye_roll((eyes[0].x * w, eyes[0].y * h), (eyes[1].x * w, eyes[1].y * h)) if len(eyes) >= 2 else None
+                out.append((box, float(det.score[0]), "mediapipe", roll))
         if self._yunet is not None:
             import cv2
 
             self._yunet.setInputSize((w, h))
             _, faces = self._yunet.detect(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             for f in faces if faces is not None else []:
-                out.append((np.array([f[0], f[1], f[0] + f[2], f[1] + f[3]], np.float32), float(f[14]), "yunet"))
+                box = np.array([f[0], f[1], f[0] + f[2], f[1] + f[3]], np.float32)
+                out.append((box, float(f[14]), "yunet", _eye_roll(f[4:6], f[6:8])))
         if self._scrfd is not None:
             import cv2
 
-            boxes, _ = self._scrfd.detect(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            for b in boxes:
-                out.append((np.asarray(b[:4], np.float32), float(b[4]), "scrfd"))
+            boxes, kps = self._scrfd.detect(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            for i, b in enumerate(boxes):
+                roll = _eye_roll(kps[i][0], kps[i][1]) if kps is not None else None
+                out.append((np.asarray(b[:4], np.float32), float(b[4]), "scrfd", roll))
+        return out
+
+    def _turned_proposals(self, frame: np.ndarray, angle: float) -> list[tuple[np.ndarray, float, str, float | None]]:
+        """Proposals on the frame turned by ``angle`` degrees about its centre, in frame pixels: the
+        box keeps its size about its centre turned back, the roll gets the turn added back."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(angle), 1.0)
+        turned = cv2.warpAffine(frame, turn, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        back = cv2.invertAffineTransform(turn)
+        out = []
+        for box, score, source, roll in self.proposals(turned):
+            centre = back[:, :2] @ ((box[:2] + box[2:]) / 2) + back[:, 2]
+            half = (box[2:] - box[:2]) / 2
+            out.append((np.r_[centre - half, centre + half].astype(np.float32), score, source, (roll or 0.0) + float(angle)))
         return out
 
     def quick_boxes(self, frame: np.ndarray, max_side: int = 320) -> list[np.ndarray]:
@@ -181,10 +210,18 @@ class FaceDetector:
                 boxes.append(np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h], np.float32))
         return boxes
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        """Faces in one RGB ``uint8`` frame, merged over detectors, largest first."""
+    def detect(self, frame: np.ndarray, turns: Sequence[float] = ()) -> list[Detection]:
+        """Faces in one RGB ``uint8`` frame, merged over detectors, largest first.
+
+        ``turns`` (degrees): also look in the frame turned by each angle. The detectors are trained
+        on nearly upright faces: a head tilted 45 degrees was found in 4 of 10 frames of book.mkv,
+        and a tilt is found where a turn brings it near upright.
+        """
         h, w = frame.shape[:2]
-        props = [p for p in self.proposals(frame) if p[1] >= self.min_score]
+        props = self.proposals(frame)
+        for angle in turns:
+            props += self._turned_proposals(frame, angle)
+        props = [p for p in props if p[1] >= self.min_score]
         props.sort(key=lambda p: -p[1])
         clusters: list[list[tuple[np.ndarray, float, str]]] = []
         for p in props:
@@ -203,7 +240,9 @@ class FaceDetector:
                 continue
             box = np.mean([p[0] for p in c], axis=0).astype(np.float32)
             box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)
-            det = Detection(box=box, score=best, sources=sources)
+            rolls = [p[3] for p in c if p[3] is not None]
+            roll = float(np.degrees(np.arctan2(np.sin(np.radians(rolls)).mean(), np.cos(np.radians(rolls)).mean()))) if rolls else 0.0
+            det = Detection(box=box, score=best, sources=sources, roll=roll)
             if det.size >= self.min_face_px:
                 found.append(det)
         found.sort(key=lambda d: -d.size)

@@ -142,6 +142,20 @@ def upright_rotation(points: np.ndarray) -> np.ndarray:
     return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
 
 
+#: rolls (degrees) below this are meshed on the plain axis-aligned crop (mediapipe copes, and upright
+#: faces keep the meshes they always had)
+MIN_ROLL = 15.0
+
+
+def roll_degrees(points: np.ndarray) -> float:
+    """A face's in-plane tilt in degrees from its eye centres (a mesh or five points): the angle of
+    the line from the eye on the image's left to the other, positive when the image's right eye is
+    lower. Turning the image by it (``cv2.getRotationMatrix2D``'s sense) levels the eyes."""
+    five = five_points(points)
+    dx, dy = five[1] - five[0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
 def crop_box(box: np.ndarray, rows: int, columns: int, scale: float = 1.7) -> tuple[int, int, int, int]:
     """A square crop around ``box`` enlarged ``scale`` times, clipped to the frame."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -173,14 +187,20 @@ class LandmarkModel:
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=min_confidence
         )
 
-    def landmarks(self, frame: np.ndarray, box: np.ndarray, *, depth: bool = False) -> np.ndarray | None:
+    def landmarks(self, frame: np.ndarray, box: np.ndarray, *, depth: bool = False, roll: float = 0.0) -> np.ndarray | None:
         """478 points in frame pixels for the face in ``box``, or None when the mesh finds no face there.
 
         With ``depth`` the points are ``(478, 3)``: mediapipe's relative depth (towards the camera
-        negative) in the same pixel scale as x.
+        negative) in the same pixel scale as x. ``roll`` (degrees, the face's in-plane tilt as
+        :func:`roll_degrees` measures it) turns the crop upright before the mesh sees it and the points
+        back after, as mediapipe's own pipeline does from its detector's eye points: past about 40
+        degrees the mesh's own detector no longer finds a face in an unturned crop. Rolls under
+        :data:`MIN_ROLL` keep the plain axis-aligned crop.
         """
         import cv2
 
+        if abs(roll) >= MIN_ROLL:
+            return self._turned_landmarks(frame, box, roll, depth)
         rows, columns = frame.shape[:2]
         x0, y0, x1, y1 = crop_box(box, rows, columns)
         if x1 - x0 < 8 or y1 - y0 < 8:
@@ -189,12 +209,43 @@ class LandmarkModel:
         scale = max(1.0, self.min_crop_px / max(crop.shape[:2]))
         if scale > 1.0:
             crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        result = self._mesh.process(crop)
+        pts = self._mesh_points(crop)
+        if pts is None:
+            return None
+        pts = pts / scale + np.array([x0, y0, 0.0], np.float32)
+        return self._checked(pts, box, depth)
+
+    def _turned_landmarks(self, frame: np.ndarray, box: np.ndarray, roll: float, depth: bool) -> np.ndarray | None:
+        import cv2
+
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        side = 1.7 * max(box[2] - box[0], box[3] - box[1])  # crop_box's square
+        if side < 8:
+            return None
+        out = int(max(self.min_crop_px, round(side)))
+        scale = out / side
+        # frame -> upright crop: turn by the roll about the face's centre, scale, centre in the crop
+        turn = cv2.getRotationMatrix2D((float(cx), float(cy)), float(roll), float(scale))
+        turn[:, 2] += (out / 2 - cx, out / 2 - cy)
+        crop = cv2.warpAffine(frame, turn, (out, out), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        pts = self._mesh_points(crop)
+        if pts is None:
+            return None
+        back = cv2.invertAffineTransform(turn)
+        xy = pts[:, :2] @ back[:, :2].T.astype(np.float32) + back[:, 2].astype(np.float32)
+        pts = np.column_stack([xy, pts[:, 2] / scale]).astype(np.float32)
+        return self._checked(pts, box, depth)
+
+    def _mesh_points(self, crop: np.ndarray) -> np.ndarray | None:
+        """The mesh ``(478, 3)`` in crop pixels (depth in the x scale), or None."""
+        result = self._mesh.process(np.ascontiguousarray(crop))
         if not result.multi_face_landmarks:
             return None
         ch, cw = crop.shape[:2]
-        pts = np.array([(p.x * cw, p.y * ch, p.z * cw) for p in result.multi_face_landmarks[0].landmark], np.float32)
-        pts = pts / scale + np.array([x0, y0, 0.0], np.float32)
+        return np.array([(p.x * cw, p.y * ch, p.z * cw) for p in result.multi_face_landmarks[0].landmark], np.float32)
+
+    @staticmethod
+    def _checked(pts: np.ndarray, box: np.ndarray, depth: bool) -> np.ndarray | None:
         # the mesh must describe the tracked face, not a neighbour that entered the crop
         centre = pts.mean(axis=0)
         bw, bh = box[2] - box[0], box[3] - box[1]

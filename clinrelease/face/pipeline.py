@@ -23,13 +23,18 @@ import numpy as np
 from clinrelease.errors import InputError
 from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, FaceTrack, TrackedFace
 from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector, box_iou
-from clinrelease.face.landmarks import LandmarkModel, landmark_box
+from clinrelease.face.landmarks import LandmarkModel, landmark_box, roll_degrees
 from clinrelease.face.occlusion import HandFinder, overlapping
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
 from clinrelease.pipeline_threads import StageClock, threaded
 
 #: default for ``detect_every``: the merged detector every 5th frame, the mesh tracks in between
 DEFAULT_DETECT_EVERY = 5
+#: turns (degrees) of the frame the detector also searches when a full detection finds no face: the
+#: detectors miss heads tilted past ~40 degrees (book.mkv turned 45: 4 of 10 frames), and once found
+#: a tilted face is followed by the mesh on an upright-turned crop. Only on empty frames: each turn
+#: costs a detector pass, and on the shared clips the turned passes add false faces beside real ones
+DEFAULT_TURNS = (-40.0, 40.0)
 
 _models = threading.local()
 
@@ -62,6 +67,12 @@ def _mesh_box(points: np.ndarray) -> np.ndarray:
     box = landmark_box(points)
     box[1] -= 0.15 * (box[3] - box[1])
     return box
+
+
+def _last_roll(track: FaceTrack) -> float:
+    """The in-plane tilt of a track's last meshed face (degrees), to turn the next crop upright."""
+    last = track.faces[max(track.faces)] if track.faces else None
+    return roll_degrees(last.landmarks) if last is not None and last.landmarks is not None else 0.0
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
@@ -113,6 +124,7 @@ def analyze_faces(
     prefetch: int = 4,
     clock: StageClock | None = None,
     hands: bool = False,
+    turns: Sequence[float] = DEFAULT_TURNS,
 ) -> FaceAnalysis:
     """Pass 1: find, track and mesh every face of a video.
 
@@ -147,6 +159,10 @@ def analyze_faces(
         Also find hands on every frame with a face and give each face the outlines of the hands in
         front of it (``TrackedFace.occluders``), which the swap leaves in place
         (:mod:`clinrelease.face.occlusion`).
+    turns:
+        Where a full detection finds no face, search the frame turned by these angles (degrees) too
+        (:data:`DEFAULT_TURNS`). Every mesh runs on a crop turned upright by the face's tilt (the
+        track's last mesh, or the detector's eye points), and its points are turned back.
 
     Returns
     -------
@@ -174,9 +190,9 @@ def analyze_faces(
             live = tracker.active_boxes(index)
             lost = False
             # follow every live track with the mesh on a crop where it was last seen
-            for box in live.values():
+            for track_id, box in live.items():
                 with clock.time("landmarks"):
-                    points = mesher.landmarks(frame, box)
+                    points = mesher.landmarks(frame, box, roll=_last_roll(tracker.track(track_id)))
                 if points is None:
                     lost = True
                 elif not found.covers(_mesh_box(points)):
@@ -186,7 +202,7 @@ def analyze_faces(
                 with clock.time("sentinel"):
                     full = any(not found.covers(b) for b in detector.quick_boxes(frame))
             if full:
-                _add_detections(frame, detector, mesher, found, clock)
+                _add_detections(frame, detector, mesher, found, clock, turns)
             if finder is not None and (found.boxes or live):
                 with clock.time("hands"):
                     outlines = finder.outlines(frame)
@@ -218,15 +234,20 @@ def analyze_faces(
     return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks)
 
 
-def _add_detections(frame: np.ndarray, detector: FaceDetector, mesher: LandmarkModel, found: _FrameFaces, clock: StageClock) -> None:
-    """Run the merged detector and add each face not yet found, meshed where possible."""
+def _add_detections(
+    frame: np.ndarray, detector: FaceDetector, mesher: LandmarkModel, found: _FrameFaces, clock: StageClock, turns: Sequence[float] = ()
+) -> None:
+    """Run the merged detector (on the turned frame too where it finds nothing and no track
+    follows a face) and add each face not yet found, meshed where possible."""
     with clock.time("detect"):
         detections = detector.detect(frame)
+        if not detections and not found.boxes and turns:
+            detections = detector.detect(frame, turns)
     for det in detections:
         if found.covers(det.box):
             continue  # already followed by its track's mesh
         with clock.time("landmarks"):
-            points = mesher.landmarks(frame, det.box)
+            points = mesher.landmarks(frame, det.box, roll=det.roll)
         box = det.box if points is None else _mesh_box(points)
         if found.covers(box):
             continue  # two detections of one face (the mesh tells)
@@ -249,22 +270,24 @@ def _trace_back(
     """
     first = min(track.faces)
     box, score = track.faces[first].box, track.faces[first].score
+    later = track.faces[first].landmarks
     others = [t for t in tracker.live_tracks() if t is not track]
     for index, frame in reversed(pending):
         with clock.time("landmarks"):
-            points = mesher.landmarks(frame, box)
+            points = mesher.landmarks(frame, box, roll=roll_degrees(later) if later is not None else 0.0)
         if points is None:
             with clock.time("detect"):
                 near = [d for d in detector.detect(frame) if _overlaps(d.box, box)]
             if not near:
                 return
             with clock.time("landmarks"):
-                points = mesher.landmarks(frame, near[0].box)
+                points = mesher.landmarks(frame, near[0].box, roll=near[0].roll)
         new_box = near[0].box if points is None else _mesh_box(points)
         if any(index in t.faces and _overlaps(new_box, t.faces[index].box) for t in others):
             return
         track.faces[index] = TrackedFace(track.track_id, index, np.asarray(new_box, np.float32), score, points)
         box = new_box
+        later = points if points is not None else later
 
 
 def anonymize_frames(
@@ -323,6 +346,59 @@ def _anonymized(
         close = getattr(frames, "close", None)
         if close is not None:
             close()
+
+
+#: face size (pixels, the larger side of the face box) below which the swap does not reliably carry
+#: a new identity, measured on three shared clips shrunk, six keys, ten frames each (issue 16):
+#: at 24 px dlib still matched the patient in 15-32% of frames (5-6 keys of 6 failing), at 32 px in
+#: 2-5% (2 of 6), from 48 px in 0-2%. Distinct real people shrunk alike match each other under dlib
+#: in 12-16% of frame pairs at every size (SFace 4% at 24 px, 0-1% above), so below this size no
+#: identity swap can be expected to pass a zero-match limit
+SWAP_MIN_FACE_PX = 40.0
+
+
+def small_faces(analysis: FaceAnalysis, min_px: float = SWAP_MIN_FACE_PX) -> dict[int, list[int]]:
+    """Per track, the frames where its face is smaller than ``min_px`` (see :data:`SWAP_MIN_FACE_PX`)."""
+    out: dict[int, list[int]] = {}
+    for track in analysis.tracks:
+        frames = [i for i, f in sorted(track.faces.items()) if max(f.box[2] - f.box[0], f.box[3] - f.box[1]) < min_px]
+        if frames:
+            out[track.track_id] = frames
+    return out
+
+
+def frame_ranges(frames: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
+    parts: list[str] = []
+    for frame in frames:
+        if parts and frame == end + 1:
+            end = frame
+            parts[-1] = f"{start}-{end}"
+            continue
+        start = end = frame
+        parts.append(str(frame))
+    return ", ".join(parts)
+
+
+#: the face outline other stages must leave alone: the mesh's oval (brow to chin) grown by this
+#: factor about its centre, up to the hair line and over the ears' edge
+FACE_OUTLINE_SCALE = 1.25
+
+
+def face_outlines(analysis: FaceAnalysis, index: int) -> list[np.ndarray]:
+    """Outlines ``(m, 2)`` float32 (frame pixels) of every tracked face in frame ``index``: the mesh's
+    oval grown by :data:`FACE_OUTLINE_SCALE`, or the face's box where it has no mesh."""
+    from clinrelease.face.geometry import ring_points
+    from clinrelease.face.landmarks import mesh_indices
+
+    outlines = []
+    for face in analysis.faces_in_frame(index):
+        if face.landmarks is not None:
+            outlines.append(ring_points(face.landmarks, mesh_indices()["oval"], FACE_OUTLINE_SCALE))
+        else:
+            x0, y0, x1, y1 = (float(v) for v in face.box)
+            outlines.append(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float32))
+    return outlines
 
 
 def residual_faces(

@@ -11,7 +11,7 @@ and averaged into AP over OKS thresholds .50:.05:.95; face landmarks get the nor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -111,6 +111,30 @@ class PoseDetector:
         inside = (points[:, 0] >= 0) & (points[:, 0] < w) & (points[:, 1] >= 0) & (points[:, 1] < h)
         vis = np.where(inside, vis, 0.0)  # points off-frame are guesses, never ground truth
         return Pose(points, vis, float(vis.mean()))
+
+    def in_box(self, frame: np.ndarray, box: np.ndarray) -> Pose | None:
+        """The pose of the person in ``box`` (x0, y0, x1, y1): the model run on that crop only and
+        its points put back in frame pixels (top-down: one person per crop, as a multi-person
+        pipeline does). Points that fall outside the crop are not visible."""
+        rows, columns = frame.shape[:2]
+        x0, y0 = int(max(0, np.floor(box[0]))), int(max(0, np.floor(box[1])))
+        x1, y1 = int(min(columns, np.ceil(box[2]))), int(min(rows, np.ceil(box[3])))
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return None
+        pose = self(np.ascontiguousarray(frame[y0:y1, x0:x1]))
+        if pose is None:
+            return None
+        return Pose(pose.points + np.array([x0, y0], np.float64), pose.visibility, pose.score)
+
+
+def body_box(face_box: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """The crop that holds the body of the person whose face is ``face_box``: from half a face
+    above the head to eight faces below, 1.6 faces to each side (shoulders are about two faces wide;
+    a wider crop takes in the walker beside), clipped to the frame."""
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    size = max(x1 - x0, y1 - y0, 1.0)
+    cx = (x0 + x1) / 2
+    return np.array([max(0.0, cx - 1.6 * size), max(0.0, y0 - 0.5 * size), min(float(columns), cx + 1.6 * size), min(float(rows), y0 + 8.0 * size)])
 
 
 class FaceMeshDetector:
@@ -352,6 +376,7 @@ def verify_keypoints(
     anonymized_frames: Iterable[np.ndarray],
     sample_every: int = 5,
     face: bool = True,
+    person: Callable[[int], np.ndarray | None] | None = None,
 ) -> KeypointReport:
     """Score keypoint preservation on every ``sample_every``-th frame of a pair of videos.
 
@@ -363,6 +388,12 @@ def verify_keypoints(
         Score frames 0, N, 2N, ...
     face:
         Also run the face mesh and report NME.
+    person:
+        ``person(frame_index)`` gives the box of the person to judge (e.g. :func:`body_box` of the
+        patient's face), or None where it is not known. The pose model then runs on that box's crop
+        in both videos, so the same person is compared in both; without it (or where it gives None)
+        the single-person model picks whoever it finds most prominent in each video, and with two
+        people it can pick the other one in the released video (OKS 0 there).
 
     Returns
     -------
@@ -385,7 +416,8 @@ def verify_keypoints(
         if index % sample_every:
             continue
         report.frames_checked += 1
-        gt, pred = detect(orig), detect(anon)
+        box = person(index) if person is not None else None
+        gt, pred = (detect(orig), detect(anon)) if box is None else (detect.in_box(orig, box), detect.in_box(anon, box))
         row = FrameKeypoints(index)
         report.per_frame.append(row)
         if gt is None:
