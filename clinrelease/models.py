@@ -11,13 +11,13 @@ the package (``face_recognition_models`` imports ``pkg_resources``, which may be
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from clinrelease.crypto.digest import sha256_file
 from clinrelease.errors import MissingModelError
 
 
@@ -113,8 +113,4 @@ def require_model_file(folder: Path | None, filename: str, purpose: str) -> Path
 @lru_cache(maxsize=None)
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a model file, for the audit log."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)

@@ -61,6 +61,7 @@ from clinrelease.errors import (
     StorageError,
     VerificationError,
 )
+from clinrelease.files import write_json_atomic
 from clinrelease.items import InputItem, discover_items
 
 #: item statuses
@@ -175,9 +176,7 @@ def _load_profile_cached(name_or_path: str):
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, default=_plain)
 
 
 def _plain(value: Any) -> Any:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from clinrelease.files import write_atomic
 
 #: recognizers whose value is a distance (a match is *below* the threshold); others are similarities
 DISTANCE_RECOGNIZERS = frozenset({"dlib"})
@@ -623,12 +623,5 @@ def write_report(report_dir: Path, summary: Mapping[str, Any], items: Sequence[I
     report_dir.mkdir(parents=True, exist_ok=True)
     target = report_dir / "index.html"
     text = render_report(summary, items)
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=report_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, text)
     return target

@@ -31,6 +31,7 @@ from clinrelease.audit.merkle import merkle_root
 from clinrelease.audit.records import ARTIFACT, ITEM, RELEASE_END, RELEASE_START, canonical_bytes, record_digest, utc_now
 from clinrelease.crypto.digest import sha256_file
 from clinrelease.errors import InputError
+from clinrelease.files import write_atomic
 
 #: the predicate type of a clinrelease release statement
 PREDICATE_TYPE = "https://clinrelease.dev/release/v1"
@@ -160,7 +161,7 @@ def finalize_release(
     log_bytes = log.released_path.read_bytes()
     log_path = audit_dir / LOG_NAME
     if log_path.resolve() != log.released_path.resolve():
-        _atomic_bytes(log_path, log_bytes)
+        write_atomic(log_path, log_bytes)
     final_records = [json.loads(line) for line in read_log(log_path)]
     start = final_records[0]
     predicate = {
@@ -178,7 +179,7 @@ def finalize_release(
     statement = build_statement(released, predicate)
     envelope = sign_envelope(canonical_bytes(statement), IN_TOTO_PAYLOAD_TYPE, signing_key)
     statement_path = audit_dir / STATEMENT_NAME
-    _atomic_bytes(statement_path, canonical_bytes(envelope) + b"\n")
+    write_atomic(statement_path, canonical_bytes(envelope) + b"\n")
     manifest_path = write_manifest(out, released)
     tagmanifest_path = write_tagmanifest(out)
     return FinalizeResult(
@@ -190,9 +191,3 @@ def finalize_release(
         log_sha256=predicate["log"]["sha256"],
         files=released,
     )
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clinrelease.crypto.digest import sha256_file
 from clinrelease.errors import InputError
+from clinrelease.files import write_atomic
 
 MANIFEST = "manifest-sha256.txt"
 TAGMANIFEST = "tagmanifest-sha256.txt"
@@ -61,10 +62,7 @@ def tag_files(out_dir: str | Path) -> list[str]:
 
 
 def _write_lines(path: Path, lines: Iterable[str]) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, "".join(lines))
 
 
 def write_manifest(out_dir: str | Path, files: Iterable[tuple[str, str]] | None = None) -> Path:

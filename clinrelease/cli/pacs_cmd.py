@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import typer
 from clinrelease.cli.app import app
 from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, out_console, progress_bar, styled
 from clinrelease.cli.run_cmd import _print_summary
+from clinrelease.files import write_json_atomic
 
 pacs_app = typer.Typer(help="Release studies from a PACS over DICOMweb and push them to a research archive.", no_args_is_help=True)
 app.add_typer(pacs_app, name="pacs")
@@ -21,9 +20,7 @@ app.add_typer(pacs_app, name="pacs")
 def _write_progress(path: Path | None, stage: str, done: int, total: int, detail: str) -> None:
     if path is None:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"stage": stage, "done": done, "total": total, "detail": detail}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, {"stage": stage, "done": done, "total": total, "detail": detail})
 
 
 @pacs_app.command("run")

@@ -65,6 +65,7 @@ from clinrelease.crypto.keys import (
     load_custodian_public,
 )
 from clinrelease.errors import EXIT_VAULT_ENTRY, ConfigError, InputError
+from clinrelease.files import write_atomic
 
 #: default plaintext bytes per encrypted chunk
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -194,16 +195,7 @@ def _unwrap(private: CustodianPrivateKey, wrapped: bytes, info: bytes) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=0o600)
 
 
 def _read_full(fh: BinaryIO, size: int) -> bytes:

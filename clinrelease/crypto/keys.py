@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 from clinrelease.crypto import protect
 from clinrelease.crypto.kdf import KEY_BYTES
 from clinrelease.errors import ConfigError
+from clinrelease.files import write_atomic
 
 RELEASE_KEY_FILE = "release.key"
 SIGNING_KEY_FILE = "signing.key"
@@ -383,13 +383,4 @@ def rewrap_custodian(path: str | Path, passphrase: str, new_passphrase: str) -> 
     path = Path(path)
     private = load_custodian_private(path, passphrase)
     protect.check_passphrase(new_passphrase)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_protected_bytes(private, new_passphrase))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, _protected_bytes(private, new_passphrase), mode=0o600)

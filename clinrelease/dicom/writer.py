@@ -12,7 +12,6 @@ long the video is. The output appears atomically (written under a temporary name
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import math
 import os
@@ -31,6 +30,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from clinrelease import __version__
+from clinrelease.crypto.digest import sha256_file
 from clinrelease.dicom.bitstream import strip_user_data
 from clinrelease.dicom.syntaxes import (
     VIDEO_MODALITY,
@@ -151,7 +151,7 @@ def write_dicom_video(
         ds = _prepared_header(header, spec, sop_class_uid, rows, cols, grey, count, rate, payload, q)
         staged = Path(tmp) / "out.dcm"
         _assemble(staged, ds, payload, item_lengths, encapsulated=spec.name != "native")
-        digest = _sha256(staged)
+        digest = sha256_file(staged)
         os.replace(staged, path)
     return WrittenVideo(
         path=path,
@@ -454,14 +454,6 @@ def _copy(src: io.BufferedReader, dst: io.BufferedWriter, length: int, chunk: in
             raise RuntimeError("payload ended early")
         dst.write(data)
         remaining -= len(data)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def new_video_header(

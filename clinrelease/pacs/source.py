@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinrelease.errors import ConfigError, ServerError
+from clinrelease.files import write_json_atomic
 from clinrelease.pacs.servers import Server, connect, server_error
 
 #: QIDO-RS search keys ``--query`` accepts (DICOM keywords; dates as YYYYMMDD or YYYYMMDD-YYYYMMDD)
@@ -132,9 +133,7 @@ def _index(staging: Path, study_uid: str, folder: str) -> None:
     path = staging / "index.json"
     index = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     index[folder] = study_uid
-    tmp = path.with_name(".index.json.tmp")
-    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, index)
 
 
 def _value(hit: dict, tag: str) -> str | None:

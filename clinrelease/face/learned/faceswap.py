@@ -19,7 +19,6 @@ checkpoint written atomically every few steps; training resumes from it when it 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clinrelease.crypto.digest import sha256_file
 from clinrelease.errors import ConfigError, InputError, MissingModelError
 from clinrelease.face.base import FaceAnalysis, TrackedFace
 from clinrelease.face.learned.crops import CropTemplate, FaceCrop, align_face, hull_mask, similarity_transform
@@ -317,11 +317,7 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ss
 
 def model_digest(path: str | Path) -> str:
     """``sha256:<hex>`` of a model file, for the audit log."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + sha256_file(path)
 
 
 def _atomic_save(obj: dict[str, Any], path: Path) -> None:

@@ -1,0 +1,47 @@
+"""Files written whole or not at all.
+
+A reader (a resumed run, ``audit verify``, a custodian) never finds half a record, key or log: the
+bytes go to a temporary file beside the target, are flushed to disk, and the temporary file is
+renamed over the target in one step. The temporary file is removed when anything fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["write_atomic", "write_json_atomic"]
+
+
+def write_atomic(path: str | Path, data: bytes | str, *, mode: int = 0o644) -> Path:
+    """Write ``data`` (text is UTF-8) to ``path`` in one step, with permissions ``mode``."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(
+    path: str | Path,
+    obj: Any,
+    *,
+    default: Callable[[Any], Any] | None = None,
+    sort_keys: bool = True,
+    mode: int = 0o644,
+) -> Path:
+    """:func:`write_atomic` of ``obj`` as indented JSON with a final newline."""
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=default) + "\n"
+    return write_atomic(path, text, mode=mode)
