@@ -25,7 +25,8 @@ Endpoints (the definitions are this module's; the literature is where each measu
 * tremor (Deuschl et al., Mov Disord 1998 consensus; Elble and McNames, Curr Neurol Neurosci Rep
   2016): the wrist's displacement along its main axis, in hand sizes, detrended;
   ``tremor_frequency_hz`` the periodogram's peak in 3-12 Hz (below the sampling's Nyquist rate);
-  ``tremor_amplitude`` the peak-to-peak of the equivalent sinusoid (2 sqrt 2 RMS in that band).
+  ``tremor_amplitude`` the peak-to-peak of the equivalent sinusoid (2 sqrt 2 RMS in that band). The
+  frequency is "not measurable" where no rhythm dominates the band (:data:`DOMINANT_SHARE`).
 * gait (Stenum et al., PLoS Comput Biol 2021, 2-D pose gait analysis): the ankles' separation over
   the body height (nose to ankle) peaks at every step. ``cadence_steps_per_min``; ``step_time_s``
   the median interval; ``step_time_cv`` its coefficient of variation; ``stride_length_bh`` twice the
@@ -90,6 +91,9 @@ PEAK_PROMINENCE = 0.3
 #: narrows it by a third)
 BLINK_FRACTION = 0.6
 TREMOR_BAND = (3.0, 12.0)
+#: a tremor frequency is only read where the band has one: its peak (with the bins beside it) must
+#: hold this share of the band's power; voluntary movement (signing, reaching) spreads over the band
+DOMINANT_SHARE = 0.4
 
 # mediapipe Hands points
 _WRIST, _THUMB_TIP, _INDEX_TIP, _MIDDLE_MCP = 0, 4, 8, 9
@@ -191,8 +195,14 @@ def tremor_endpoints(times: np.ndarray, position: np.ndarray, hand_size: float, 
         return _none(_group("tremor"), "the clip is too short to resolve the tremor band")
     peak = int(np.argmax(np.where(band, power, -1.0)))
     # 'spectrum' scaling gives each bin the squared RMS of its sinusoid
-    rms = float(np.sqrt(power[band].sum()))
-    return {"tremor_frequency_hz": Measured(float(freqs[peak])), "tremor_amplitude": Measured(2 * np.sqrt(2) * rms)}
+    total = float(power[band].sum())
+    out = {"tremor_amplitude": Measured(2 * np.sqrt(2) * float(np.sqrt(total)))}
+    share = float(power[max(peak - 1, 0) : peak + 2].sum()) / total if total > 0 else 0.0
+    if share < DOMINANT_SHARE:
+        out["tremor_frequency_hz"] = Measured(None, f"no dominant rhythm in {TREMOR_BAND[0]:g}-{high:g} Hz (peak holds {share:.0%} of the band, needs {DOMINANT_SHARE:.0%})")
+    else:
+        out["tremor_frequency_hz"] = Measured(float(freqs[peak]))
+    return out
 
 
 def gait_endpoints(times: np.ndarray, points: np.ndarray, visible: np.ndarray, expected: int | None = None) -> dict[str, Measured]:
