@@ -163,14 +163,13 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                         _obj(
                             {
                                 "sample_every": {"type": ["integer", "null"], "minimum": 1},
+                                # a list, so that a child profile's list replaces its parent's (mappings merge)
                                 "tolerances": {
-                                    "type": "object",
-                                    "propertyNames": {"enum": list(ENDPOINTS)},
-                                    "additionalProperties": {
+                                    "type": "array",
+                                    "items": {
                                         "oneOf": [
-                                            {"type": "null"},
-                                            _obj({"relative": {"type": "number", "exclusiveMinimum": 0}}, required=["relative"]),
-                                            _obj({"absolute": {"type": "number", "exclusiveMinimum": 0}}, required=["absolute"]),
+                                            _obj({"endpoint": {"enum": list(ENDPOINTS)}, "relative": {"type": "number", "exclusiveMinimum": 0}}, required=["endpoint", "relative"]),
+                                            _obj({"endpoint": {"enum": list(ENDPOINTS)}, "absolute": {"type": "number", "exclusiveMinimum": 0}}, required=["endpoint", "absolute"]),
                                         ]
                                     },
                                 },
@@ -325,7 +324,16 @@ class EndpointChecks:
 
     #: None: the verification's own sample_every
     sample_every: int | None = None
-    tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``{"endpoint": NAME, "relative": x}`` or ``{..., "absolute": x}`` entries, as the profile writes them
+    tolerances: tuple[Mapping[str, Any], ...] = ()
+
+    def judged(self) -> dict[str, Tolerance]:
+        """The tolerances by endpoint, as :mod:`clinrelease.verify.endpoints` takes them."""
+        out = {}
+        for entry in self.tolerances:
+            kind = "relative" if "relative" in entry else "absolute"
+            out[str(entry["endpoint"])] = Tolerance(kind, float(entry[kind]))
+        return out
 
 
 @dataclass(frozen=True)
@@ -835,8 +843,8 @@ def _build(doc: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -> Profi
         verify_kwargs["face_realism"] = FaceRealismCheck(**verify["face_realism"])
     if verify.get("endpoints") is not None:
         spec = verify["endpoints"]
-        tolerances = {n: Tolerance(*next(iter(t.items()))) for n, t in sorted((spec.get("tolerances") or {}).items()) if t is not None}
-        verify_kwargs["endpoints"] = EndpointChecks(spec.get("sample_every"), MappingProxyType(tolerances))
+        tolerances = tuple(MappingProxyType(dict(t)) for t in spec.get("tolerances") or ())
+        verify_kwargs["endpoints"] = EndpointChecks(spec.get("sample_every"), tolerances)
     if "ocr" in verify:
         verify_kwargs["ocr"] = OcrSettings(**verify["ocr"])
     return Profile(

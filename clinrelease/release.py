@@ -513,7 +513,7 @@ def check_specs(profile) -> dict[str, tuple[str, float]]:
                 specs[name] = (op, getattr(face, limit))
     if verify.endpoints is not None and verify.endpoints.tolerances:
         specs["endpoints_lost"] = ("<=", 0)
-        for name, tol in verify.endpoints.tolerances.items():
+        for name, tol in verify.endpoints.judged().items():
             specs[f"endpoint_{name}_change"] = ("<=", tol.value)
     if verify.ocr.enabled and "clean_pixel_data" in profile.deid.options:
         specs["text_boxes"] = ("<=", 0)
@@ -686,7 +686,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         from clinrelease.verify.endpoints import verify_endpoints
 
         reports.endpoints = verify_endpoints(
-            source.frames(), output.frames(), info.fps, verify.endpoints.tolerances,
+            source.frames(), output.frames(), info.fps, verify.endpoints.judged(),
             sample_every=verify.endpoints.sample_every or verify.sample_every, realism=reports.realism,
         )
         figures["endpoints"], audit_figures = endpoint_figures(reports.endpoints)

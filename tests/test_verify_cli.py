@@ -84,7 +84,8 @@ def test_thresholds_from_a_release_profile():
     assert set(t.recognizers) == {"dlib", "sface"}
     assert t.recognizers["dlib"].threshold == 0.6
     assert t.legs_ap_min == 0.95 and t.head_ap_min is None
-    assert t.required == ("reid", "keypoints", "text", "leaks", "realism")
+    assert t.required == ("reid", "keypoints", "text", "leaks", "realism", "endpoints")
+    assert t.endpoint_tolerances["cadence_steps_per_min"].kind == "relative"
     assert t.face_score_ratio_min == 0.9 and t.face_mesh_presence_min == 0.95 and t.corner_lift_max == 0.06
     basic = Thresholds.from_profile(load_profile("basic").verify)
     assert basic.required == ("leaks",)

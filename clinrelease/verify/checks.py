@@ -141,7 +141,7 @@ class Thresholds:
             eye_deviation_max=None if face is None else face.eye_deviation_max,
             corner_lift_max=None if face is None else face.corner_lift_max,
             mouth_correlation_min=None if face is None else face.mouth_correlation_min,
-            endpoint_tolerances={} if getattr(verify, "endpoints", None) is None else dict(verify.endpoints.tolerances),
+            endpoint_tolerances={} if getattr(verify, "endpoints", None) is None else verify.endpoints.judged(),
         )
 
 

@@ -16,7 +16,7 @@ signal), as does one outside its tolerance.
 Endpoints (the definitions are this module's; the literature is where each measure comes from):
 
 * finger tapping (MDS-UPDRS 3.4; Goetz et al., Mov Disord 2008): the aperture is the thumb-tip to
-  index-tip distance over the hand size (wrist to middle-finger knuckle), as in video finger-tapping
+  index-tip distance over the hand size (wrist to middle-finger knuckle, the series' median), as in video finger-tapping
   studies (Williams et al., Parkinsonism Relat Disord 2020; Guo et al., Front Neurol 2022). Taps are
   the aperture's peaks. ``tap_rate_hz`` taps per second; ``tap_amplitude`` the median peak over the
   trough before it (hand sizes); ``tap_decrement`` 1 - (mean amplitude of the last third of taps /
@@ -137,10 +137,12 @@ def _peaks(values: np.ndarray) -> np.ndarray:
     return peaks
 
 
-def tap_aperture(hand: np.ndarray) -> float:
-    """Thumb-tip to index-tip distance of a 21-point hand, in hand sizes (wrist to middle knuckle)."""
+def tap_aperture(hand: np.ndarray, size: float | None = None) -> float:
+    """Thumb-tip to index-tip distance of a 21-point hand, in hand sizes (wrist to middle knuckle;
+    ``size`` gives the series' median, which a hand turning edge-on or a misplaced wrist point does
+    not collapse)."""
     h = np.asarray(hand, np.float64)
-    size = max(float(np.linalg.norm(h[_MIDDLE_MCP] - h[_WRIST])), 1e-6)
+    size = max(float(np.linalg.norm(h[_MIDDLE_MCP] - h[_WRIST])) if size is None else size, 1e-6)
     return float(np.linalg.norm(h[_THUMB_TIP] - h[_INDEX_TIP]) / size)
 
 
@@ -316,8 +318,8 @@ def measure(marks: Landmarks, names: Iterable[str], hand: str | None = None) -> 
         if hand is None:
             out.update(_none(_group("tapping") + _group("tremor"), f"no hand found in {n} sampled frames"))
         else:
-            out.update(tapping_endpoints(times, np.array([tap_aperture(p) for p in pts]), n))
             size = float(np.median(np.linalg.norm(pts[:, _MIDDLE_MCP] - pts[:, _WRIST], axis=1))) if len(pts) else 1.0
+            out.update(tapping_endpoints(times, np.array([tap_aperture(p, size) for p in pts]), n))
             out.update(tremor_endpoints(times, pts[:, _WRIST] if len(pts) else np.zeros((0, 2)), size, n))
     if "gait" in groups:
         from clinrelease.verify.keypoints import VISIBILITY_MIN
