@@ -100,3 +100,18 @@ def test_profile_thresholds_decide(clips):
     leaked = _run(*args, "--phi", "MRN 123456")
     assert leaked.exit_code == 1
     assert json.loads(leaked.stdout)["verdict"]["reasons"][0].startswith("PHI leak scan: 1 occurrence(s)")
+
+
+def test_verify_with_a_profile_prints_the_clinical_endpoint_table(clips):
+    """pd_motor's endpoints on a 20-frame clip (0.67 s, the hand seldom in view): each row names the
+    endpoint and its tolerance, a line says why it could not be measured, and an unmeasurable
+    endpoint is no reason to fail."""
+    result = _run(str(clips["original"]), str(clips["swapped"]), "--profile", "pd_motor", "--no-text")
+    assert "clinical endpoints" in result.output
+    for name in ("tap_rate_hz", "tremor_frequency_hz"):
+        assert name in result.output
+    assert "tap_rate_hz (Hz): not measurable, the hand " in result.output
+    data = json.loads(_run(str(clips["original"]), str(clips["swapped"]), "--profile", "pd_motor", "--no-text", "--json").stdout)
+    rows = {r["name"]: r for r in data["reports"]["endpoints"]["results"]}
+    assert rows["tap_rate_hz"]["tolerance"] == "±10%" and rows["tap_rate_hz"]["status"] == "not measurable"
+    assert not any(r.startswith("endpoint") for r in data["verdict"]["reasons"])

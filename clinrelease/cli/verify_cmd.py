@@ -116,11 +116,15 @@ def _print_text(info: dict[str, Any], reports: Any, verdict: Any) -> None:
     if reports.endpoints is not None:
         ep = reports.endpoints
         hand = f", {ep.hand.lower()} hand" if ep.hand else ""
-        table = Table("endpoint", "original", "released", "difference", "tolerance", "unit", "outcome", title=f"clinical endpoints ({ep.frames_checked} frames{hand})")
+        table = Table("endpoint", "original", "released", "difference", "tolerance", "outcome", title=f"clinical endpoints ({ep.frames_checked} frames{hand})")
+        table.columns[0].no_wrap = True
         for r in ep.results:
-            outcome = r.status + (f": {r.reason}" if r.reason else "")
-            table.add_row(r.name, _f(r.original), _f(r.released), _f(r.difference), r.tolerance, r.unit, outcome)
+            table.add_row(r.name, _f(r.original), _f(r.released), _f(r.difference), r.tolerance, r.status)
         out_console.print(table)
+        # reasons under the table: a column of them would fold every row on a console
+        for r in ep.results:
+            if r.reason:
+                out_console.print(f"  {r.name} ({r.unit}): {r.status}, {r.reason}", highlight=False, markup=False)
     if reports.text is not None:
         out_console.print(f"burned-in text: {len(reports.text.found)} box(es) on {len(reports.text.frames_scanned)} scanned frames")
         for tb in reports.text.found[:10]:
