@@ -196,3 +196,19 @@ def test_a_release_whose_hands_are_blurred_is_quarantined_for_the_lost_tapping_e
     assert "endpoints_lost" in failed
     html = (out / "report" / "index.html").read_text()
     assert "Clinical endpoints (original vs released)" in html and "tap_rate_hz" in html
+
+
+def test_walking_towards_the_camera_shows_no_stepping_rhythm_and_is_not_judged() -> None:
+    """The shared walking clip (a person walking into a room, 10 fps, frames 80-200 where the whole
+    body is in view): side-on gait measures cannot be read from it, and the table says why instead
+    of judging noise."""
+    from _verify_helpers import read_frames, require_media
+
+    from clinrelease.profiles import load_profile
+
+    frames = read_frames(require_media("one-by-one-person-detection.mp4"), 200)[80:]
+    got = E.verify_endpoints(frames, frames, 10.0, load_profile("pd_gait").verify.endpoints.judged(), sample_every=2)
+    by = {r.name: r for r in got.results}
+    assert by["cadence_steps_per_min"].status == NOT_MEASURABLE
+    assert by["cadence_steps_per_min"].reason.startswith("no stepping rhythm")
+    assert not got.failing()

@@ -30,7 +30,8 @@ Endpoints (the definitions are this module's; the literature is where each measu
 * gait (Stenum et al., PLoS Comput Biol 2021, 2-D pose gait analysis): the ankles' separation over
   the body height (nose to ankle) peaks at every step. ``cadence_steps_per_min``; ``step_time_s``
   the median interval; ``step_time_cv`` its coefficient of variation; ``stride_length_bh`` twice the
-  median peak separation, in body heights. Arm swing (Lewek et al., Gait Posture 2010): each wrist's
+  median peak separation, in body heights; not measurable without a stepping rhythm
+  (:data:`STEP_INTERVAL`: walking towards the camera hides the ankles' separation). Arm swing (Lewek et al., Gait Posture 2010): each wrist's
   horizontal range relative to the shoulders' midpoint (5th-95th percentile, body heights);
   ``arm_swing_amplitude`` the mean of both arms, ``arm_swing_asymmetry`` the asymmetry angle
   ``|45 deg - atan(left/right)| / 90 deg * 100`` (0 symmetric, 50 one arm still).
@@ -91,6 +92,9 @@ PEAK_PROMINENCE = 0.3
 #: narrows it by a third)
 BLINK_FRACTION = 0.6
 TREMOR_BAND = (3.0, 12.0)
+#: step intervals a walk has (cadence 30-240 steps/min); peaks further apart are a person shifting
+#: stance or walking towards the camera, where the ankles' separation does not show the steps
+STEP_INTERVAL = (0.25, 2.0)
 #: a tremor frequency is only read where the band has one: its peak (with the bins beside it) must
 #: hold this share of the band's power; voluntary movement (signing, reaching) spreads over the band
 DOMINANT_SHARE = 0.4
@@ -226,6 +230,15 @@ def gait_endpoints(times: np.ndarray, points: np.ndarray, visible: np.ndarray, e
     out: dict[str, Measured] = {}
     if len(steps) < 3:
         out.update(_none(("cadence_steps_per_min", "step_time_s", "step_time_cv", "stride_length_bh"), f"{len(steps)} step(s) found (needs 3)"))
+    elif not STEP_INTERVAL[0] <= float(np.median(np.diff(t[steps]))) <= STEP_INTERVAL[1]:
+        median = float(np.median(np.diff(t[steps])))
+        out.update(
+            _none(
+                ("cadence_steps_per_min", "step_time_s", "step_time_cv", "stride_length_bh"),
+                f"no stepping rhythm: the ankles part every {median:.2f} s (a step takes {STEP_INTERVAL[0]}-{STEP_INTERVAL[1]} s; "
+                "side-on walking shows it)",
+            )
+        )
     else:
         intervals = np.diff(t[steps])
         out["cadence_steps_per_min"] = Measured(float(60.0 / intervals.mean()))
