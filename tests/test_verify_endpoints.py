@@ -84,6 +84,13 @@ def test_blinks_at_known_times_give_the_blink_rate_and_eye_amplitude() -> None:
     assert got["blink_rate_per_min"].value == pytest.approx(24.0, rel=0.01)
     assert got["ear_amplitude"].value == pytest.approx(0.18, abs=0.01)
     assert got["mouth_opening_range"].value == pytest.approx(0.1, abs=0.01)
+    # a slow closure hovering at the threshold is one blink; a rate over 3 s is not measured
+    hover = np.full(len(t), 0.30)
+    hover[20:40] = np.where(np.arange(20) % 2, 0.17, 0.19)  # 0.6 x 0.30 = 0.18
+    assert E.face_endpoints(t, hover, mouth)["blink_rate_per_min"].value == pytest.approx(6.0)
+    short = E.face_endpoints(t[:30], ear[:30], mouth[:30])
+    assert short["blink_rate_per_min"].value is None and "needs 10 s" in short["blink_rate_per_min"].reason
+    assert short["ear_amplitude"].value is not None
 
 
 def test_too_few_frames_or_no_hand_is_not_measurable_with_the_reason() -> None:

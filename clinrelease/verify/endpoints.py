@@ -36,8 +36,8 @@ Endpoints (the definitions are this module's; the literature is where each measu
   ``arm_swing_amplitude`` the mean of both arms, ``arm_swing_asymmetry`` the asymmetry angle
   ``|45 deg - atan(left/right)| / 90 deg * 100`` (0 symmetric, 50 one arm still).
 * face (Soukupova and Cech, CVWW 2016 eye-aspect ratio; Karson, Neurology 1983 blink rate in PD;
-  Bologna et al., Brain 2013 hypomimia): ``blink_rate_per_min`` runs of samples whose EAR is under
-  60% of the series' median (a closed eye); ``ear_amplitude`` the EAR's 5th-95th percentile range;
+  Bologna et al., Brain 2013 hypomimia): ``blink_rate_per_min`` closures, EAR under 60% of the
+  series' median until it is over 80% again, a minute (from 10 s of face up); ``ear_amplitude`` the EAR's 5th-95th percentile range;
   ``mouth_opening_range`` the same for the mouth opening.
 """
 
@@ -91,6 +91,11 @@ PEAK_PROMINENCE = 0.3
 #: EAR under this fraction of the series' median is a closed eye (a blink halves it, looking down
 #: narrows it by a third)
 BLINK_FRACTION = 0.6
+#: and opens again once over this fraction (a closure hovering at the threshold is one blink)
+BLINK_REOPEN = 0.8
+#: a blink rate needs this long a series: people blink every 3-6 s at rest (Karson 1983), and a
+#: rate over a few seconds counts one slow closure as dozens a minute
+BLINK_SECONDS = 10.0
 TREMOR_BAND = (3.0, 12.0)
 #: step intervals a walk has (cadence 30-240 steps/min); peaks further apart are a person shifting
 #: stance or walking towards the camera, where the ankles' separation does not show the steps
@@ -269,11 +274,20 @@ def face_endpoints(times: np.ndarray, ear: np.ndarray, mouth: np.ndarray, expect
     why = _span_reason(t, len(t) if expected is None else expected, "the face mesh")
     if why:
         return _none(_group("face"), why)
-    closed = e < BLINK_FRACTION * np.median(e)
-    blinks = int(closed[0]) + int(np.sum(closed[1:] & ~closed[:-1]))
+    baseline, blinks, closed = float(np.median(e)), 0, False
+    for value in e:
+        if not closed and value < BLINK_FRACTION * baseline:
+            closed, blinks = True, blinks + 1
+        elif closed and value > BLINK_REOPEN * baseline:
+            closed = False
     duration = float(t[-1] - t[0] + np.median(np.diff(t)))
+    rate = (
+        Measured(blinks / duration * 60.0)
+        if duration >= BLINK_SECONDS
+        else Measured(None, f"the face mesh seen for {duration:.1f} s (a blink rate needs {BLINK_SECONDS:g} s)")
+    )
     return {
-        "blink_rate_per_min": Measured(blinks / duration * 60.0),
+        "blink_rate_per_min": rate,
         "ear_amplitude": Measured(float(np.percentile(e, 95) - np.percentile(e, 5))),
         "mouth_opening_range": Measured(float(np.percentile(m, 95) - np.percentile(m, 5))),
     }
