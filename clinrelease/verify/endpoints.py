@@ -481,7 +481,8 @@ def compare(original: Mapping[str, Measured], released: Mapping[str, Measured], 
         else:
             res.difference = r.value - o.value
             if tol.kind == "relative":
-                res.change = abs(res.difference) / abs(o.value) if abs(o.value) > 1e-12 else (0.0 if abs(res.difference) < 1e-12 else float("inf"))
+                # finite even from zero: the figure goes into the signed audit log's canonical JSON
+                res.change = abs(res.difference) / max(abs(o.value), 1e-9)
             else:
                 res.change = abs(res.difference)
             if res.change > tol.value:
