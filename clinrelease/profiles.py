@@ -31,6 +31,7 @@ import yaml
 import clinrelease
 from clinrelease.dicom.deid_options import OPTIONS as DEID_OPTIONS  # PS3.15 option names, CID 7050 order
 from clinrelease.errors import ConfigError
+from clinrelease.verify.endpoints import ENDPOINTS, Tolerance
 
 #: environment variable with extra profile folders (``os.pathsep``-separated), searched first
 PROFILE_PATH_ENV = "CLINRELEASE_PROFILE_PATH"
@@ -152,6 +153,26 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                                 "eye_deviation_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                                 "corner_lift_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                                 "mouth_correlation_min": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
+                            }
+                        ),
+                    ]
+                },
+                "endpoints": {
+                    "oneOf": [
+                        {"type": "null"},
+                        _obj(
+                            {
+                                "sample_every": {"type": ["integer", "null"], "minimum": 1},
+                                # a list, so that a child profile's list replaces its parent's (mappings merge)
+                                "tolerances": {
+                                    "type": "array",
+                                    "items": {
+                                        "oneOf": [
+                                            _obj({"endpoint": {"enum": list(ENDPOINTS)}, "relative": {"type": "number", "exclusiveMinimum": 0}}, required=["endpoint", "relative"]),
+                                            _obj({"endpoint": {"enum": list(ENDPOINTS)}, "absolute": {"type": "number", "exclusiveMinimum": 0}}, required=["endpoint", "absolute"]),
+                                        ]
+                                    },
+                                },
                             }
                         ),
                     ]
@@ -297,6 +318,25 @@ class FaceRealismCheck:
 
 
 @dataclass(frozen=True)
+class EndpointChecks:
+    """Clinical endpoints measured on original and released video (:mod:`clinrelease.verify.endpoints`),
+    each with the tolerance its released value must keep."""
+
+    #: None: the verification's own sample_every
+    sample_every: int | None = None
+    #: ``{"endpoint": NAME, "relative": x}`` or ``{..., "absolute": x}`` entries, as the profile writes them
+    tolerances: tuple[Mapping[str, Any], ...] = ()
+
+    def judged(self) -> dict[str, Tolerance]:
+        """The tolerances by endpoint, as :mod:`clinrelease.verify.endpoints` takes them."""
+        out = {}
+        for entry in self.tolerances:
+            kind = "relative" if "relative" in entry else "absolute"
+            out[str(entry["endpoint"])] = Tolerance(kind, float(entry[kind]))
+        return out
+
+
+@dataclass(frozen=True)
 class OcrSettings:
     """Burned-in text check on released frames."""
 
@@ -318,6 +358,8 @@ class VerifySettings:
     keypoints: KeypointThresholds = field(default_factory=KeypointThresholds)
     #: None: the released face is not judged as a face (no faces, or a blur/mask anonymizer)
     face_realism: FaceRealismCheck | None = None
+    #: None: no clinical endpoint is judged
+    endpoints: EndpointChecks | None = None
     ocr: OcrSettings = field(default_factory=OcrSettings)
     leak_scan: bool = True
     residual_faces: bool = True
@@ -799,6 +841,10 @@ def _build(doc: Mapping[str, Any], path: Path, chain: tuple[Path, ...]) -> Profi
         verify_kwargs["keypoints"] = KeypointThresholds(**verify["keypoints"])
     if verify.get("face_realism") is not None:
         verify_kwargs["face_realism"] = FaceRealismCheck(**verify["face_realism"])
+    if verify.get("endpoints") is not None:
+        spec = verify["endpoints"]
+        tolerances = tuple(MappingProxyType(dict(t)) for t in spec.get("tolerances") or ())
+        verify_kwargs["endpoints"] = EndpointChecks(spec.get("sample_every"), tolerances)
     if "ocr" in verify:
         verify_kwargs["ocr"] = OcrSettings(**verify["ocr"])
     return Profile(

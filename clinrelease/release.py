@@ -543,6 +543,10 @@ def check_specs(profile) -> dict[str, tuple[str, float]]:
         for name, op, limit in REALISM_SPECS:
             if getattr(face, limit) is not None:
                 specs[name] = (op, getattr(face, limit))
+    if verify.endpoints is not None and verify.endpoints.tolerances:
+        specs["endpoints_lost"] = ("<=", 0)
+        for name, tol in verify.endpoints.judged().items():
+            specs[f"endpoint_{name}_change"] = ("<=", tol.value)
     if verify.ocr.enabled and "clean_pixel_data" in profile.deid.options:
         specs["text_boxes"] = ("<=", 0)
     if verify.leak_scan:
@@ -590,6 +594,20 @@ def _realism_figures(report) -> dict[str, Any]:
         "corner_lift": lift,
         "corner_lift_abs": None if lift is None else abs(lift),
     }
+
+
+def endpoint_figures(report) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An endpoint report as the record's table (endpoint -> original, released, difference,
+    tolerance, status, reason) and the flat figures its audit checks re-check: each measured
+    endpoint's change (relative or absolute, as its tolerance) and how many the release lost."""
+    table = {
+        r.name: {"original": r.original, "released": r.released, "difference": r.difference, "change": r.change,
+                 "tolerance": r.tolerance, "unit": r.unit, "status": r.status, "reason": r.reason}
+        for r in report.results
+    }
+    flat: dict[str, Any] = {f"endpoint_{r.name}_change": r.change for r in report.results if r.change is not None}
+    flat["endpoints_lost"] = sum(1 for r in report.results if r.status == "lost")
+    return table, flat
 
 
 def _audit_checks(specs: dict[str, tuple[str, float]], figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -717,6 +735,15 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
         reports.realism = verify_realism(source.frames(), output.frames(), analysis, sample_every=verify.sample_every)
         figures.update(_realism_figures(reports.realism))
+    audit_figures: dict[str, Any] = {}
+    if verify.endpoints is not None and verify.endpoints.tolerances:
+        from clinrelease.verify.endpoints import verify_endpoints
+
+        reports.endpoints = verify_endpoints(
+            source.frames(), output.frames(), info.fps, verify.endpoints.judged(),
+            sample_every=verify.endpoints.sample_every or verify.sample_every, realism=reports.realism,
+        )
+        figures["endpoints"], audit_figures = endpoint_figures(reports.endpoints)
     if clean_text:
         reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
         figures["text_boxes"] = len(thresholds.remaining_text(reports.text))
@@ -734,7 +761,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     work.reasons.extend(verdict.reasons)
     work.details.extend(verdict.details)
     record["verification"] = {k: v for k, v in figures.items()}
-    record["audit_checks"] = _audit_checks(check_specs(profile), figures)
+    record["audit_checks"] = _audit_checks(check_specs(profile), {**figures, **audit_figures})
     record["series"] = _series(reports)
     record["identifying_strings_count"] = len(phi)
     _visuals(work, source, output, analysis, verify)
@@ -1666,6 +1693,7 @@ def _report_visuals(records: list[dict[str, Any]], paths: ReleasePaths, profile)
             oks_series=[tuple(p) for p in series.get("oks", [])],
             header_changes=[(c.get("tag", ""), c.get("name", ""), c.get("action", "")) for c in r.get("header_changes", [])],
             figures=_flat_figures(r.get("verification", {})),
+            endpoints=r.get("verification", {}).get("endpoints") or {},
         )
         site.append(visual)
         released.append(dataclasses.replace(

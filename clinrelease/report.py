@@ -84,6 +84,9 @@ class ItemVisuals:
         ``(tag, attribute name, action)``, e.g. ``("(0010,0010)", "PatientName", "Z")``. Never values.
     figures:
         Verification figures to list as they are (``{"body_ap": 0.97, "sface_worst": 0.21}``).
+    endpoints:
+        Clinical endpoints, original against released: name -> ``{original, released, difference,
+        tolerance, unit, status, reason}`` (see :func:`clinrelease.release.endpoint_figures`).
     """
 
     input: str
@@ -97,6 +100,7 @@ class ItemVisuals:
     oks_series: list[tuple[int, float]] = field(default_factory=list)
     header_changes: list[tuple[str, str, str]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -540,6 +544,17 @@ def _item_section(n: int, item: ItemVisuals) -> str:
         parts.append('<ul class="reasons">' + "".join(f"<li>{_e(r)}</li>" for r in item.reasons) + "</ul>")
     if item.figures:
         parts.append("<h3>Verification figures</h3>" + _kv_table(item.figures))
+    if item.endpoints:
+        rows = "".join(
+            f"<tr><td>{_e(name)}</td><td>{_e(_fmt(e.get('original')))}</td><td>{_e(_fmt(e.get('released')))}</td>"
+            f"<td>{_e(_fmt(e.get('difference')))}</td><td>{_e(e.get('tolerance'))}</td><td>{_e(e.get('unit'))}</td>"
+            f"<td>{_e(e.get('status'))}{_e(': ' + e['reason'] if e.get('reason') else '')}</td></tr>"
+            for name, e in item.endpoints.items()
+        )
+        parts.append(
+            "<h3>Clinical endpoints (original vs released)</h3><table><tr><th>endpoint</th><th>original</th>"
+            f"<th>released</th><th>difference</th><th>tolerance</th><th>unit</th><th>outcome</th></tr>{rows}</table>"
+        )
     if item.contact_sheet is not None:
         parts.append(
             "<h3>Contact sheet</h3>"

@@ -84,7 +84,8 @@ def test_thresholds_from_a_release_profile():
     assert set(t.recognizers) == {"dlib", "sface"}
     assert t.recognizers["dlib"].threshold == 0.6
     assert t.legs_ap_min == 0.95 and t.head_ap_min is None
-    assert t.required == ("reid", "keypoints", "text", "leaks", "realism")
+    assert t.required == ("reid", "keypoints", "text", "leaks", "realism", "endpoints")
+    assert t.endpoint_tolerances["cadence_steps_per_min"].kind == "relative"
     assert t.face_score_ratio_min == 0.9 and t.face_mesh_presence_min == 0.95 and t.corner_lift_max == 0.06
     basic = Thresholds.from_profile(load_profile("basic").verify)
     assert basic.required == ("leaks",)
@@ -99,3 +100,18 @@ def test_profile_thresholds_decide(clips):
     leaked = _run(*args, "--phi", "MRN 123456")
     assert leaked.exit_code == 1
     assert json.loads(leaked.stdout)["verdict"]["reasons"][0].startswith("PHI leak scan: 1 occurrence(s)")
+
+
+def test_verify_with_a_profile_prints_the_clinical_endpoint_table(clips):
+    """pd_motor's endpoints on a 20-frame clip (0.67 s, the hand seldom in view): each row names the
+    endpoint and its tolerance, a line says why it could not be measured, and an unmeasurable
+    endpoint is no reason to fail."""
+    result = _run(str(clips["original"]), str(clips["swapped"]), "--profile", "pd_motor", "--no-text")
+    assert "clinical endpoints" in result.output
+    for name in ("tap_rate_hz", "tremor_frequency_hz"):
+        assert name in result.output
+    assert "tap_rate_hz (Hz): not measurable, the hand " in result.output
+    data = json.loads(_run(str(clips["original"]), str(clips["swapped"]), "--profile", "pd_motor", "--no-text", "--json").stdout)
+    rows = {r["name"]: r for r in data["reports"]["endpoints"]["results"]}
+    assert rows["tap_rate_hz"]["tolerance"] == "±10%" and rows["tap_rate_hz"]["status"] == "not measurable"
+    assert not any(r.startswith("endpoint") for r in data["verdict"]["reasons"])

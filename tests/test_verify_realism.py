@@ -58,6 +58,7 @@ def _thresholds(profile: str) -> Thresholds:
     t = Thresholds.from_profile(load_profile(profile).verify)
     t.recognizers, t.text_max_boxes, t.leaks_max, t.body_ap_min = {}, None, None, None
     t.arms_ap_min = t.legs_ap_min = t.gallery_rank1_max = t.face_expression_nme_max = None
+    t.endpoint_tolerances = {}
     return t
 
 

@@ -37,10 +37,13 @@ def verify_command(
     from clinrelease.verify.checks import RecognizerLimit, Thresholds, decide
     from clinrelease.verify.pair import PairOptions, verify_pair
 
+    endpoint_every = None
     if profile is not None:
         from clinrelease.profiles import load_profile
 
-        thresholds = Thresholds.from_profile(load_profile(profile).verify)
+        settings = load_profile(profile).verify
+        thresholds = Thresholds.from_profile(settings)
+        endpoint_every = settings.endpoints.sample_every if settings.endpoints is not None else None
     else:
         defaults = Thresholds().recognizers
         thresholds = Thresholds(recognizers={r: defaults.get(r, RecognizerLimit()) for r in recognizer})
@@ -59,6 +62,8 @@ def verify_command(
         keypoints=not no_keypoints,
         text=not no_text,
         model_dir=str(model_dir) if model_dir else None,
+        endpoints=thresholds.endpoint_tolerances,
+        endpoint_sample_every=endpoint_every,
     )
     if not json_:
         err_console.print(f"verifying {anonymized} against {original} ...")
@@ -108,6 +113,18 @@ def _print_text(info: dict[str, Any], reports: Any, verdict: Any) -> None:
         table.add_row("mouth opening: correlation / change", f"{_f(fr.mouth_correlation)} / {_f(fr.mouth_opening_change)}")
         table.add_row("mouth-corner lift change", _f(fr.corner_lift))
         out_console.print(table)
+    if reports.endpoints is not None:
+        ep = reports.endpoints
+        hand = f", {ep.hand.lower()} hand" if ep.hand else ""
+        table = Table("endpoint", "original", "released", "difference", "tolerance", "outcome", title=f"clinical endpoints ({ep.frames_checked} frames{hand})")
+        table.columns[0].no_wrap = True
+        for r in ep.results:
+            table.add_row(r.name, _f(r.original), _f(r.released), _f(r.difference), r.tolerance, r.status)
+        out_console.print(table)
+        # reasons under the table: a column of them would fold every row on a console
+        for r in ep.results:
+            if r.reason:
+                out_console.print(f"  {r.name} ({r.unit}): {r.status}, {r.reason}", highlight=False, markup=False)
     if reports.text is not None:
         out_console.print(f"burned-in text: {len(reports.text.found)} box(es) on {len(reports.text.frames_scanned)} scanned frames")
         for tb in reports.text.found[:10]:

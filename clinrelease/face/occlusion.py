@@ -44,15 +44,20 @@ class HandFinder:
             min_tracking_confidence=min_confidence,
         )
 
+    def points(self, frame: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """``(handedness, (21, 2) joint points in frame pixels)`` of each hand in an RGB uint8 frame."""
+        rows, columns = frame.shape[:2]
+        found = self._hands.process(np.ascontiguousarray(frame))
+        labels = [h.classification[0].label for h in found.multi_handedness or []]
+        out = []
+        for i, hand in enumerate(found.multi_hand_landmarks or []):
+            pts = np.array([(p.x * columns, p.y * rows) for p in hand.landmark], np.float32)
+            out.append((labels[i] if i < len(labels) else "?", pts))
+        return out
+
     def outlines(self, frame: np.ndarray) -> list[np.ndarray]:
         """Outlines (frame pixels) of the hands in an RGB uint8 frame."""
-        rows, columns = frame.shape[:2]
-        found = self._hands.process(frame)
-        out = []
-        for hand in found.multi_hand_landmarks or []:
-            pts = np.array([(p.x * columns, p.y * rows) for p in hand.landmark], np.float32)
-            out.append(hand_outline(pts))
-        return out
+        return [hand_outline(pts) for _, pts in self.points(frame)]
 
     def close(self) -> None:
         self._hands.close()

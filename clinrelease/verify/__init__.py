@@ -4,6 +4,8 @@
   pairwise check, release-level gallery attack).
 - :mod:`~clinrelease.verify.keypoints`: keypoint preservation (mediapipe pose OKS/AP per body part,
   face-mesh NME).
+- :mod:`~clinrelease.verify.endpoints`: clinical endpoints (tapping, tremor, gait, blinks and mouth)
+  on original and released video, judged against the profile's tolerances.
 - :mod:`~clinrelease.verify.ocr`: burned-in text (find, clean, sampled video scan).
 - :mod:`~clinrelease.verify.leaks`: PHI and encoder-text byte scan of output files.
 - :mod:`~clinrelease.verify.checks`: thresholds and the release/quarantine verdict.

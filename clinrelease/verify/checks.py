@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from clinrelease.verify.endpoints import EndpointReport, Tolerance, endpoint_reasons
 from clinrelease.verify.keypoints import KeypointReport
 from clinrelease.verify.leaks import Leak, describe_leaks, leak_details
 from clinrelease.verify.ocr import TextScan
@@ -73,6 +74,8 @@ class Thresholds:
     corner_lift_max: float | None = None
     #: mouth-opening series correlation (judged where the original's mouth moves: speech)
     mouth_correlation_min: float | None = None
+    #: clinical endpoints judged original against released, with their tolerances (empty: none)
+    endpoint_tolerances: dict[str, Tolerance] = field(default_factory=dict)
 
     @property
     def realism_limits(self) -> dict[str, float | None]:
@@ -110,6 +113,8 @@ class Thresholds:
             req.append("leaks")
         if any(v is not None for v in self.realism_limits.values()):
             req.append("realism")
+        if self.endpoint_tolerances:
+            req.append("endpoints")
         return tuple(req)
 
     @classmethod
@@ -136,6 +141,7 @@ class Thresholds:
             eye_deviation_max=None if face is None else face.eye_deviation_max,
             corner_lift_max=None if face is None else face.corner_lift_max,
             mouth_correlation_min=None if face is None else face.mouth_correlation_min,
+            endpoint_tolerances={} if getattr(verify, "endpoints", None) is None else verify.endpoints.judged(),
         )
 
 
@@ -149,6 +155,7 @@ class ItemReports:
     leaks: list[Leak] | None = None
     gallery: GalleryReport | None = None
     realism: RealismReport | None = None
+    endpoints: EndpointReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -159,6 +166,7 @@ class ItemReports:
             "leaks": [leak.to_dict() for leak in self.leaks] if self.leaks is not None else None,
             "gallery": asdict(self.gallery) if self.gallery else None,
             "realism": self.realism.to_dict() if self.realism else None,
+            "endpoints": self.endpoints.to_dict() if self.endpoints else None,
         }
 
 
@@ -305,6 +313,8 @@ def decide(reports: ItemReports, thresholds: Thresholds | None = None) -> Verdic
         details += leak_details(reports.leaks, "output bytes")
     if reports.realism is not None:
         reasons += _realism_reasons(reports.realism, t)
+    if reports.endpoints is not None and t.endpoint_tolerances:
+        reasons += endpoint_reasons(reports.endpoints)
     if reports.gallery is not None:
         g = reports.gallery
         if t.gallery_rank1_max is not None and g.rank1 > t.gallery_rank1_max:

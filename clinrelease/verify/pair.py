@@ -29,6 +29,10 @@ class PairOptions:
     keypoints: bool = True
     text: bool = True
     model_dir: str | None = None
+    #: clinical endpoints to judge, name -> tolerance (:mod:`clinrelease.verify.endpoints`)
+    endpoints: dict = field(default_factory=dict)
+    #: None: ``sample_every``
+    endpoint_sample_every: int | None = None
 
 
 def analyze(frames: Iterable[np.ndarray]) -> FaceAnalysis:
@@ -72,6 +76,14 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
         if opts.keypoints:
             reports.keypoints = verify_keypoints(src.frames(), out.frames(), opts.sample_every)
             reports.realism = verify_realism(src.frames(), out.frames(), analysis, opts.sample_every)
+        if opts.endpoints:
+            from clinrelease.verify.endpoints import groups_of, verify_endpoints
+
+            if reports.realism is None and "face" in groups_of(opts.endpoints):
+                reports.realism = verify_realism(src.frames(), out.frames(), analysis, opts.sample_every)
+            reports.endpoints = verify_endpoints(
+                src.frames(), out.frames(), a.fps, opts.endpoints, opts.endpoint_sample_every or opts.sample_every, reports.realism
+            )
     except ValueError as exc:  # zip(strict=True): the streams ended at different frames
         if "zip()" not in str(exc):
             raise
