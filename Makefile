@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install system-tools demo test
 
-install: system-tools  ## venv + clinrelease with its test extra (+ dciodvfy and chromium for the tests)
+install: system-tools  ## venv + clinrelease with its test and generator extras (+ dciodvfy and chromium for the tests)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install -e ".[test,dask]"
+	$(BIN)/pip install -e ".[test,dask,generator]"
+	$(BIN)/pip install --no-deps "random-face==2021.7.21.1"
 
 system-tools:  ## optional Debian tools the tests use when present: dicom3tools (dciodvfy), chromium
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \

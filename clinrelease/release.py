@@ -1076,6 +1076,11 @@ def _pool_figures(profile) -> dict[str, Any]:
     from clinrelease.face.surrogates import DonorPool, default_pool, shared_donor_probability
 
     source, k = profile.anonymizer.pool, profile.anonymizer.k_donors
+    if source == "generator":
+        from clinrelease.face.generator import LICENCE
+
+        # one generated face per patient: no donors to share
+        return {"source": "generator", "donors": 0, "k": 1, "shared_donor_probability": 0.0, "licence": LICENCE}
     pool = default_pool() if source == "default" else DonorPool.load(source)
     return {
         "source": "built-in" if source == "default" else Path(source).name,
@@ -1220,7 +1225,17 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
         "dua": meta.get("dua") or "",
         "models_disposed": meta.get("models_disposed", []),
         "started": meta["started"],
+        **_generator_notice(profile),
     }
+
+
+def _generator_notice(profile) -> dict[str, Any]:
+    """The surrogate generator's licence, for the records of a release whose profile uses it."""
+    if profile.anonymizer.name != "swap" or profile.anonymizer.pool != "generator":
+        return {}
+    from clinrelease.face.generator import LICENCE
+
+    return {"surrogate_generator": {"pool": "generator", "licence": LICENCE}}
 
 
 def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -224,6 +224,27 @@ def _shared_landmarks():
     return LandmarkModel()
 
 
+def load_pool(source):
+    """A profile's ``pool`` setting as a donor source: ``"default"`` (the built-in pool),
+    ``"generator"`` (a vetted generated face per patient, :mod:`clinrelease.face.generator`) or a
+    folder of donor photos; a pool object passes through.
+
+    Raises
+    ------
+    ConfigError
+        As :meth:`DonorPool.load`; for the generator, when its optional packages are not installed.
+    """
+    if source is None or (isinstance(source, str) and source == "default"):
+        return default_pool()
+    if isinstance(source, str) and source == "generator":
+        from clinrelease.face.generator import GeneratorPool
+
+        return GeneratorPool()
+    if isinstance(source, (str, Path)):
+        return DonorPool.load(source)
+    return source
+
+
 @lru_cache(maxsize=1)
 def default_pool() -> DonorPool:
     """Donors available offline after install: insightface's t1.jpg (six faces) and sample portrait,
