@@ -6,6 +6,7 @@ from clinrelease.cli import (  # noqa: F401 - each module registers its commands
     audit_cmd,
     inspect_cmd,
     keys_cmd,
+    pool_cmd,
     profiles_cmd,
     reverse_cmd,
     run_cmd,

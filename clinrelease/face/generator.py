@@ -15,6 +15,7 @@ a release's surrogates names that licence (:data:`LICENCE`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -234,7 +235,8 @@ def generate_face(key: bytes, pseudonym: str, avoid: list[dict[str, np.ndarray]]
         image = gen.image(gen.style(latent(key, pseudonym, attempt)))
         verdict, donor = vet(image, avoid)
         if verdict.ok:
-            donor.donor_id = f"generated#{attempt}"
+            # internal id (site audit log only): the face itself, so two keys share it only if they share the face
+            donor.donor_id = "generated:" + hashlib.sha256(image.tobytes()).hexdigest()[:16]
             return GeneratedFace(donor, attempt, tuple(rejected))
         rejected.append(verdict.reason)
     raise ConfigError(f"no generated face passed the vetting in {MAX_ATTEMPTS} tries ({'; '.join(sorted(set(rejected)))})")
