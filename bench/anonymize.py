@@ -5,7 +5,7 @@ and writes a contact sheet (original | swap | blur) to look at.
 
     .venv/bin/python bench/anonymize.py [--frames 60] [--step 2] [--keys 10] [--out bench/out]
         [--swap reach=0 --swap lighting=0 ...]   # swap settings to compare (default: the defaults)
-        [--pool DIR|generator]                   # a site's donor pool, or generated faces, instead of the built-in pool
+        [--pool DIR|openpeople|generator]        # a site's donor pool, built-in + openpeople, or generated faces
 
 Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): dlib, distance
 < 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". Each signer of the clips is one patient
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first two clips, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
-    ap.add_argument("--pool", type=Path, help="a folder of donor faces, or 'generator' (default: the built-in pool)")
+    ap.add_argument("--pool", type=Path, help="a folder of donor faces, 'openpeople' or 'generator' (default: the built-in pool)")
     args = ap.parse_args()
     settings: dict = {k: float(v) for k, v in (a.split("=", 1) for a in args.swap)}
     if settings:
@@ -116,7 +116,7 @@ def main() -> None:
     if args.pool is not None:
         from clinrelease.face.surrogates import load_pool
 
-        settings["pool"] = load_pool(str(args.pool) if str(args.pool) == "generator" else args.pool)
+        settings["pool"] = load_pool(str(args.pool) if str(args.pool) in ("generator", "openpeople") else args.pool)
         print(f"donor pool: {args.pool} ({len(getattr(settings['pool'], 'donors', [])) or 'one generated face per key'} donors)", file=sys.stderr)
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
     if not clips:

@@ -50,7 +50,7 @@ def show_command(
 
     profile = load_profile(name)
     notice = ""
-    if profile.anonymizer.name == "swap" and profile.anonymizer.pool == "generator":
+    if profile.anonymizer is not None and profile.anonymizer.name == "swap" and profile.anonymizer.pool == "generator":
         from clinrelease.face.generator import LICENCE
 
         notice = LICENCE
