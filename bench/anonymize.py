@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first two clips, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
+    ap.add_argument("--psi", type=float, help="with --pool generator: the truncation to measure (default: the generator's)")
     ap.add_argument("--key-clips-only", action="store_true", help="measure on the key table's two clips only (faster; no look-alike row)")
     ap.add_argument("--pool", type=Path, help="a folder of donor faces, 'openpeople' or 'generator' (default: the built-in pool)")
     args = ap.parse_args()
@@ -118,6 +119,10 @@ def main() -> None:
         from clinrelease.face.surrogates import load_pool
 
         settings["pool"] = load_pool(str(args.pool) if str(args.pool) in ("generator", "openpeople") else args.pool)
+        if args.psi is not None:
+            from clinrelease.face.generator import shared_generator
+
+            shared_generator().psi = args.psi
         print(f"donor pool: {args.pool} ({len(getattr(settings['pool'], 'donors', [])) or 'one generated face per key'} donors)", file=sys.stderr)
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
     if not clips:
@@ -299,7 +304,7 @@ def main() -> None:
             cells.append(f"{group} ({len(members)}): " + matched_pairs([(a, b) for (a, _), (b, _) in members]))
         print(f"    {label}: " + "; ".join(cells))
     solos = list(donor_embed.values())
-    if len(solos) == 2:
+    if len(solos) == 2 and all(solos):  # a generated pool has no donors to swap on alone
         pairs = [(a, b) for i, a in enumerate(solos[0]) for j, b in enumerate(solos[1]) if i != j]
         print(f"    floor, two donors each swapped on alone, two clips ({len(pairs)}): " + matched_pairs(pairs))
 
