@@ -51,15 +51,14 @@ def _offline_face(key: bytes, pseudonym: str) -> dict:
 
 
 @needs_generator
-def test_generator_loads_offline_and_a_key_gives_the_same_face_in_two_processes() -> None:
+def test_generator_loads_offline_and_a_key_gives_the_same_face_in_another_process() -> None:
     from clinrelease.face.generator import generate_face
 
-    first, second = _offline_face(KEY_A, "patient-1"), _offline_face(KEY_A, "patient-1")
-    assert first == second
-    here = generate_face(KEY_A, "patient-1")
     import hashlib
 
-    assert hashlib.sha256(here.donor.image.tobytes()).hexdigest() == first["sha256"] and here.attempt == first["attempt"]
+    there = _offline_face(KEY_A, "patient-1")  # another process, with no network
+    here = generate_face(KEY_A, "patient-1")
+    assert hashlib.sha256(here.donor.image.tobytes()).hexdigest() == there["sha256"] and here.attempt == there["attempt"]
 
 
 @needs_generator
