@@ -43,20 +43,21 @@ OFFLINE_FACE = textwrap.dedent(
 )
 
 
-def _offline_face(key: bytes, pseudonym: str) -> dict:
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+def _offline_face(key: bytes, pseudonym: str, home: Path) -> dict:
+    # a HOME of its own: openvino and matplotlib write caches there
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(home)}
     done = subprocess.run([sys.executable, "-c", OFFLINE_FACE, key.hex(), pseudonym], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @needs_generator
-def test_generator_loads_offline_and_a_key_gives_the_same_face_in_another_process() -> None:
+def test_generator_loads_offline_and_a_key_gives_the_same_face_in_another_process(tmp_path: Path) -> None:
     from clinrelease.face.generator import generate_face
 
     import hashlib
 
-    there = _offline_face(KEY_A, "patient-1")  # another process, with no network
+    there = _offline_face(KEY_A, "patient-1", tmp_path)  # another process, with no network
     here = generate_face(KEY_A, "patient-1")
     assert hashlib.sha256(here.donor.image.tobytes()).hexdigest() == there["sha256"] and here.attempt == there["attempt"]
 
