@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install system-tools demo test
 
-install: system-tools  ## venv + clinrelease with its test extra (+ dciodvfy and chromium for the tests)
+install: system-tools  ## venv + clinrelease with its test and generator extras (+ dciodvfy and chromium for the tests)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install -e ".[test,dask]"
+	$(BIN)/pip install -e ".[test,dask,generator]"
+	$(BIN)/pip install --no-deps "random-face==2021.7.21.1"
 	touch $(STAMP)
 
 $(STAMP): pyproject.toml

@@ -5,7 +5,7 @@ and writes a contact sheet (original | swap | blur) to look at.
 
     .venv/bin/python bench/anonymize.py [--frames 60] [--step 2] [--keys 10] [--out bench/out]
         [--swap reach=0 --swap lighting=0 ...]   # swap settings to compare (default: the defaults)
-        [--pool DIR]                             # a site's donor pool instead of the built-in one
+        [--pool DIR|openpeople|generator]        # a site's donor pool, built-in + openpeople, or generated faces
 
 Recognizers are the project's (:func:`clinrelease.verify.reid.get_recognizer`): dlib, distance
 < 0.6 = "same person"; SFace, cosine >= 0.363 = "same person". Each signer of the clips is one patient
@@ -45,6 +45,8 @@ from clinrelease.verify.keypoints import expression_nme, face_nme, mouth_change 
 from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
 RECOGNIZERS = ("dlib", "sface")
+#: keys shown in the key sheet, and its tile side (pixels)
+SHEET_KEYS, TILE = 10, 160
 #: who signs in each shared clip (looked at): four people, so the other clips' signers give a
 #: "random other person" baseline filmed with the same camera, room and light
 SIGNER = {"again": "A", "brother": "A", "help": "A", "bird": "B", "book": "C", "eat": "D"}
@@ -106,16 +108,22 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10, help="keys for the key-pair table (first two clips, 8 frames each)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap anonymizer setting (float)")
-    ap.add_argument("--pool", type=Path, help="a folder of donor faces (default: the built-in pool)")
+    ap.add_argument("--psi", type=float, help="with --pool generator: the truncation to measure (default: the generator's)")
+    ap.add_argument("--key-clips-only", action="store_true", help="measure on the key table's two clips only (faster; no look-alike row)")
+    ap.add_argument("--pool", type=Path, help="a folder of donor faces, 'openpeople' or 'generator' (default: the built-in pool)")
     args = ap.parse_args()
     settings: dict = {k: float(v) for k, v in (a.split("=", 1) for a in args.swap)}
     if settings:
         print(f"swap settings: {settings}", file=sys.stderr)
     if args.pool is not None:
-        from clinrelease.face.surrogates import DonorPool
+        from clinrelease.face.surrogates import load_pool
 
-        settings["pool"] = DonorPool.load(args.pool)
-        print(f"donor pool: {args.pool} ({len(settings['pool'])} donors)", file=sys.stderr)
+        settings["pool"] = load_pool(str(args.pool) if str(args.pool) in ("generator", "openpeople") else args.pool)
+        if args.psi is not None:
+            from clinrelease.face.generator import shared_generator
+
+            shared_generator().psi = args.psi
+        print(f"donor pool: {args.pool} ({len(getattr(settings['pool'], 'donors', [])) or 'one generated face per key'} donors)", file=sys.stderr)
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
     if not clips:
         sys.exit(f"no clips in {SHARED_MEDIA / 'asl'}")
@@ -131,10 +139,15 @@ def main() -> None:
     donor_embed = {}  # first two clips: mean embeddings of the patient swapped to each donor alone
     key_to_patient = {n: [] for n in RECOGNIZERS}  # first clip, every key: swapped frame matched to the original?
     sheet_rows = []
+    key_sheet = []  # key-table clips: (surrogate texture, original, swap) of the first SHEET_KEYS keys
+    import cv2
+
     detector, mesher = FaceDetector(), LandmarkModel()
     # the key table renders the patient of two videos: the first two clips of one signer
     by_signer = itertools.groupby(sorted(clips, key=lambda c: (SIGNER.get(c.stem, c.stem), c.stem)), key=lambda c: SIGNER.get(c.stem, c.stem))
     key_clips = max((list(g) for _, g in by_signer), key=len)[:2]
+    if args.key_clips_only:
+        clips = key_clips
     for clip in clips:
         pseudonym = f"patient-{SIGNER.get(clip.stem, clip.stem)}"  # one pseudonym per person, as a release has
         frames = frames_of(clip, args.frames, args.step)
@@ -208,11 +221,18 @@ def main() -> None:
             few = idx[:: max(1, len(idx) // 8)][:8]
             sub = _subset(analysis, few)
             key_embed[clip.stem] = []
+            key_sheet.append([])
             for k in range(args.keys):
                 anon = get_anonymizer("swap", key=bytes([k + 1]) * 32, pseudonym=pseudonym, **settings)
                 out_k = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
                 swapped = [embed(o, patient.faces[i].box) for o, i in zip(out_k, few)]
-                donors = set(anon.surrogate_for(patient.role, patient.track_id).donor_ids)
+                surrogate = anon.surrogate_for(patient.role, patient.track_id)
+                donors = set(surrogate.donor_ids)
+                if k < SHEET_KEYS:
+                    b = patient.faces[few[0]].box.astype(int)
+                    cx, cy, r = (b[0] + b[2]) // 2, (b[1] + b[3]) // 2, int(0.9 * max(b[2] - b[0], b[3] - b[1]))
+                    crops = [cv2.resize(np.ascontiguousarray(im[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r]), (TILE, TILE)) for im in (frames[few[0]], out_k[0])]
+                    key_sheet[-1].append((cv2.resize(surrogate.texture, (TILE, TILE)), *crops))
                 key_embed[clip.stem].append((mean_embedding(swapped), donors))
                 for i, e1 in zip(few, swapped):
                     e0 = embed(frames[i], patient.faces[i].box)
@@ -222,7 +242,7 @@ def main() -> None:
             # the floor: each donor alone (a real person, no composite) on the same frames
             solo_settings = {k: v for k, v in settings.items() if k != "pool"}
             donor_embed[clip.stem] = []
-            for donor in (settings.get("pool") or default_pool()).donors:
+            for donor in getattr(settings.get("pool") or default_pool(), "donors", []):
                 anon = SwapAnonymizer(surrogate=composite([donor]), **solo_settings)
                 out_d = list(anonymize_frames([frames[i] for i in few], sub, patient=anon, bystander=get_anonymizer("blur")))
                 donor_embed[clip.stem].append(mean_embedding([embed(o, patient.faces[i].box) for o, i in zip(out_d, few)]))
@@ -284,7 +304,7 @@ def main() -> None:
             cells.append(f"{group} ({len(members)}): " + matched_pairs([(a, b) for (a, _), (b, _) in members]))
         print(f"    {label}: " + "; ".join(cells))
     solos = list(donor_embed.values())
-    if len(solos) == 2:
+    if len(solos) == 2 and all(solos):  # a generated pool has no donors to swap on alone
         pairs = [(a, b) for i, a in enumerate(solos[0]) for j, b in enumerate(solos[1]) if i != j]
         print(f"    floor, two donors each swapped on alone, two clips ({len(pairs)}): " + matched_pairs(pairs))
 
@@ -303,14 +323,18 @@ def main() -> None:
         print(f"  {k:<12} {1000 * statistics.median(v):8.1f}")
     print(f"  swap/blur render ratio {statistics.median(speed['swap_opencv']) / statistics.median(speed['blur']):.1f}x")
 
-    import cv2
-
     width = max(r.shape[1] for r in sheet_rows)
     rows = [cv2.resize(r, (width, int(r.shape[0] * width / r.shape[1]))) for r in sheet_rows]
     sheet = np.vstack(rows)
     path = args.out / "anonymize_contact_sheet.png"
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     print(f"\ncontact sheet (original | swap | blur): {path}")
+    if key_sheet:
+        # one row per key: its surrogate, then original | swap on each key-table clip
+        rows = [np.hstack([key_sheet[0][k][0]] + [t for clip_rows in key_sheet for t in clip_rows[k][1:]]) for k in range(len(key_sheet[0]))]
+        path = args.out / "anonymize_keys_sheet.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+        print(f"key sheet ({len(rows)} keys: surrogate | original | swap per key-table clip): {path}")
 
 
 def _subset(analysis, keep):

@@ -1432,12 +1432,17 @@ def _surrogate_check(embeddings: ReleasedEmbeddings, profile) -> dict[str, Any] 
 
 
 def _pool_figures(profile) -> dict[str, Any]:
-    from clinrelease.face.surrogates import DonorPool, default_pool, shared_donor_probability
+    from clinrelease.face.surrogates import load_pool, shared_donor_probability
 
     source, k = profile.anonymizer.pool, profile.anonymizer.k_donors
-    pool = default_pool() if source == "default" else DonorPool.load(source)
+    if source == "generator":
+        from clinrelease.face.generator import LICENCE
+
+        # one generated face per patient: no donors to share
+        return {"source": "generator", "donors": 0, "k": 1, "shared_donor_probability": 0.0, "licence": LICENCE}
+    pool = load_pool(source)
     return {
-        "source": "built-in" if source == "default" else Path(source).name,
+        "source": {"default": "built-in", "openpeople": "built-in + openpeople"}.get(source) or Path(source).name,
         "donors": len(pool),
         "k": k,
         "shared_donor_probability": round(shared_donor_probability(len(pool), k), 4),
@@ -1640,7 +1645,17 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
         "dua": meta.get("dua") or "",
         "models_disposed": meta.get("models_disposed", []),
         "started": meta["started"],
+        **_generator_notice(profile),
     }
+
+
+def _generator_notice(profile) -> dict[str, Any]:
+    """The surrogate generator's licence, for the records of a release whose profile uses it."""
+    if profile.anonymizer is None or profile.anonymizer.name != "swap" or profile.anonymizer.pool != "generator":
+        return {}
+    from clinrelease.face.generator import LICENCE
+
+    return {"surrogate_generator": {"pool": "generator", "licence": LICENCE}}
 
 
 def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

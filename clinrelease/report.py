@@ -515,7 +515,9 @@ def _identity_section(summary: Mapping[str, Any]) -> str:
             )
         pool = surrogates.get("pool")
         pool_line = (
-            f'<p class="muted">donor pool: {_e(pool["source"])}, {pool["donors"]} donors, {pool["k"]} per surrogate; '
+            f'<p class="muted">surrogates: one generated face per patient. Licence: {_e(pool["licence"])}</p>'
+            if pool and pool.get("licence")
+            else f'<p class="muted">donor pool: {_e(pool["source"])}, {pool["donors"]} donors, {pool["k"]} per surrogate; '
             f"two patients share a donor with probability {pool['shared_donor_probability']:.2f} "
             "(a larger pool makes surrogates more different)</p>"
             if pool

@@ -328,3 +328,15 @@ def test_a_larger_pool_moves_surrogate_luma_away_from_the_average_face(monkeypat
     plain = built_in.render(cb).digest
     monkeypatch.setattr(surrogates, "average_face_weight", lambda chosen, n: 0.0)
     assert built_in.render(cb).digest == plain
+
+
+def test_openpeople_pool_adds_its_portraits_to_the_builtin_donors_and_holds_no_person_twice():
+    from clinrelease.face.pool_check import _embeddings, _matched_by
+    from clinrelease.face.surrogates import OPENPEOPLE_DONORS, load_pool
+
+    donors = load_pool("openpeople").donors
+    assert [d.donor_id for d in donors] == [d.donor_id for d in default_pool().donors] + list(OPENPEOPLE_DONORS)
+    assert all(max(d.image.shape[:2]) == 1024 for d in donors[-len(OPENPEOPLE_DONORS) :])  # 2048 px portraits at half size
+    embeddings = [_embeddings(d) for d in donors]
+    both = [(a.donor_id, b.donor_id) for (a, ea), (b, eb) in itertools.combinations(zip(donors, embeddings), 2) if len(_matched_by(ea, eb)) == 2]
+    assert both == []

@@ -7,6 +7,7 @@ from clinrelease.cli import (  # noqa: F401 - each module registers its commands
     inspect_cmd,
     keys_cmd,
     pacs_cmd,
+    pool_cmd,
     profiles_cmd,
     reverse_cmd,
     run_cmd,

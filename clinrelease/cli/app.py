@@ -26,11 +26,13 @@ keys_app = typer.Typer(help="Create release keys, signing keys and custodian key
 profiles_app = typer.Typer(help="List, show and validate release profiles.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify a release's signed audit log and manifest.", no_args_is_help=True)
 swap_app = typer.Typer(help="Train and inspect learned face-swap models.", no_args_is_help=True)
+pool_app = typer.Typer(help="Build, check and describe surrogate donor pools.", no_args_is_help=True)
 
 app.add_typer(keys_app, name="keys")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(audit_app, name="audit")
 app.add_typer(swap_app, name="swap")
+app.add_typer(pool_app, name="pool")
 
 
 def _version_callback(value: bool) -> None:

@@ -49,10 +49,15 @@ def show_command(
     from clinrelease.profiles import load_profile
 
     profile = load_profile(name)
+    notice = ""
+    if profile.anonymizer is not None and profile.anonymizer.name == "swap" and profile.anonymizer.pool == "generator":
+        from clinrelease.face.generator import LICENCE
+
+        notice = LICENCE
     if json_:
-        emit_json({"profile": profile.to_dict(), "digest": profile.digest, "source": str(profile.source)})
+        emit_json({"profile": profile.to_dict(), "digest": profile.digest, "source": str(profile.source), **({"licence": notice} if notice else {})})
         return
-    header = f"# {profile.name} from {profile.source}\n# digest {profile.digest}\n"
+    header = f"# {profile.name} from {profile.source}\n# digest {profile.digest}\n" + (f"# licence: {notice}\n" if notice else "")
     typer.echo(header + yaml.safe_dump(profile.to_dict(), sort_keys=False, allow_unicode=True, width=100))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from clinrelease.crypto.kdf import derive
-from clinrelease.errors import ConfigError
+from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.geometry import WarpMaps, apply_affine, fit_similarity, ring_points, triangulate, warp_maps
 from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
 
@@ -224,10 +224,43 @@ def _shared_landmarks():
     return LandmarkModel()
 
 
-@lru_cache(maxsize=1)
-def default_pool() -> DonorPool:
+def load_pool(source):
+    """A profile's ``pool`` setting as a donor source: ``"default"`` (the built-in pool),
+    ``"openpeople"`` (the built-in pool and openpeople's portraits), ``"generator"`` (a vetted generated face per patient, :mod:`clinrelease.face.generator`) or a
+    folder of donor photos; a pool object passes through.
+
+    Raises
+    ------
+    ConfigError
+        As :meth:`DonorPool.load`; for the generator, when its optional packages are not installed.
+    """
+    if source is None or (isinstance(source, str) and source == "default"):
+        return default_pool()
+    if isinstance(source, str) and source == "openpeople":
+        return default_pool(openpeople=True)
+    if isinstance(source, str) and source == "generator":
+        from clinrelease.face.generator import GeneratorPool
+
+        return GeneratorPool()
+    if isinstance(source, (str, Path)):
+        return DonorPool.load(source)
+    return source
+
+
+#: openpeople's synthetic people (MIT) in the built-in pool: its ten studio portraits less those both
+#: recognizers take for one kept before them (P004, P010 ~ P002; P009 ~ P001); none matches the
+#: insightface or scikit-image donors
+OPENPEOPLE_DONORS = ("P001", "P002", "P003", "P005", "P006", "P007", "P008")
+#: longest side a built-in donor photo is kept at (pixels)
+MAX_DONOR_SIDE = 1024
+
+
+@lru_cache(maxsize=2)
+def default_pool(openpeople: bool = False) -> DonorPool:
     """Donors available offline after install: insightface's t1.jpg (six faces) and sample portrait,
-    scikit-image's astronaut.
+    scikit-image's astronaut; with ``openpeople`` (``pool: openpeople``) also the studio portraits
+    of :data:`OPENPEOPLE_DONORS` (13 donors; opt-in until the swap's pinned figures are re-measured
+    with them).
 
     Raises
     ------
@@ -250,15 +283,24 @@ def default_pool() -> DonorPool:
     insight = package_dir("insightface")
     if insight is not None and (insight / "data/images/Tom_Hanks_54745.png").is_file():
         singles.append(insight / "data/images/Tom_Hanks_54745.png")
+    people = package_dir("openpeople") if openpeople else None
+    if openpeople and people is None:
+        raise MissingModelError("pool: openpeople needs the Python package 'openpeople' (pip install openpeople==0.1.2)")
+    if people is not None:
+        singles += [p for pid in OPENPEOPLE_DONORS if (p := people / "data/curated" / pid / "assets/studio_portrait.jpg").is_file()]
     for path in singles:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        if max(image.shape[:2]) > MAX_DONOR_SIDE:  # openpeople's 2048 px portraits: the face stays ~170 px
+            f = MAX_DONOR_SIDE / max(image.shape[:2])
+            image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         faces = _shared_detector().detect(image)
         if len(faces) == 1:
             try:
-                donors.append(_donor_from_box(image, faces[0].box, path.stem, 80, path))
+                name = path.parts[-3] if path.name == "studio_portrait.jpg" else path.stem
+                donors.append(_donor_from_box(image, faces[0].box, name, 80, path))
             except ConfigError:
                 continue
-    return DonorPool(donors, source="default")
+    return DonorPool(donors, source="openpeople" if openpeople else "default")
 
 
 @dataclass(frozen=True)

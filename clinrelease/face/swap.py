@@ -30,7 +30,8 @@ from clinrelease.face.base import PATIENT, FaceAnalysis, TrackedFace
 from clinrelease.face.baselines import BlurAnonymizer
 from clinrelease.face.geometry import RING_SCALE, apply_affine, fit_similarity, warp_maps
 from clinrelease.face.landmarks import mesh_indices
-from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool
+from clinrelease.face.generator import GeneratorPool
+from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool, load_pool
 from clinrelease.face.surrogates import LUMA as surrogate_luma
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
@@ -387,7 +388,8 @@ class SwapAnonymizer:
     surrogate:
         A fixed surrogate for every track instead of the key-driven choice.
     pool:
-        Donor pool (a :class:`DonorPool` or a folder); the built-in default pool when None.
+        Donor pool (a :class:`DonorPool`, a folder, ``"generator"`` or a
+        :class:`~clinrelease.face.generator.GeneratorPool`); the built-in default pool when None.
     k:
         Donors per composite.
     identity_strength:
@@ -421,7 +423,7 @@ class SwapAnonymizer:
     key: bytes | None = None
     pseudonym: str | None = None
     surrogate: Surrogate | None = None
-    pool: DonorPool | str | Path | None = None
+    pool: DonorPool | GeneratorPool | str | Path | None = None
     k: int = 3
     identity_strength: float = 1.0
     distinctiveness: float = DISTINCTIVENESS
@@ -456,15 +458,17 @@ class SwapAnonymizer:
             raise ConfigError("the swap anonymizer needs a release key and the patient's pseudonym (or a surrogate)")
         if isinstance(self.key, str):
             self.key = bytes.fromhex(self.key)
-        if self.pool is not None and not isinstance(self.pool, DonorPool):
-            self.pool = DonorPool.load(self.pool)
+        if self.pool is not None:
+            self.pool = load_pool(self.pool)
 
     def surrogate_for(self, role: str, track_id: int) -> Surrogate:
         """The surrogate a track gets: the patient's for PATIENT tracks, one of its own otherwise."""
         if self.surrogate is not None:
             return self.surrogate
-        pool = self.pool if isinstance(self.pool, DonorPool) else default_pool()
+        pool = self.pool if self.pool is not None else default_pool()
         who = self.pseudonym if role == PATIENT else f"{self.pseudonym}/bystander/{track_id}"
+        if isinstance(pool, GeneratorPool):
+            return pool.surrogate(self.key, who)
         return choose_surrogate(pool, self.key, who, self.k, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude)
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:

@@ -1,0 +1,157 @@
+"""Key-driven generated surrogates (pool: generator): MobileStyleGAN from the random-face wheel.
+
+Tests that need the generator extra skip where it is absent; make install puts it in, so CI runs them.
+A face takes ~1.4 s on one core, so each test draws one or two.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _face_helpers import KEY_A, KEY_B, embedding, same_person
+from clinrelease.models import package_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+needs_generator = pytest.mark.skipif(
+    package_dir("openvino") is None or package_dir("random_face") is None,
+    reason="the generator extra (openvino, random-face) is not installed",
+)
+
+#: latents of this key looked at: "p2" wears glasses, "p18" turns its head, "p5" passes (issue 18)
+LOOKED_AT = b"k" * 32
+
+#: a child process that refuses every network connection, then draws one patient's face
+OFFLINE_FACE = textwrap.dedent(
+    """
+    import hashlib, json, socket, sys
+    def refuse(*a, **k):
+        raise OSError("network disabled in this test")
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+    from clinrelease.face.generator import generate_face
+    face = generate_face(bytes.fromhex(sys.argv[1]), sys.argv[2])
+    print(json.dumps({"attempt": face.attempt, "sha256": hashlib.sha256(face.donor.image.tobytes()).hexdigest()}))
+    """
+)
+
+
+def _offline_face(key: bytes, pseudonym: str, home: Path) -> dict:
+    # a HOME of its own: openvino and matplotlib write caches there
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", OFFLINE_FACE, key.hex(), pseudonym], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@needs_generator
+def test_generator_loads_offline_and_a_key_gives_the_same_face_in_another_process(tmp_path: Path) -> None:
+    from clinrelease.face.generator import generate_face
+
+    import hashlib
+
+    there = _offline_face(KEY_A, "patient-1", tmp_path)  # another process, with no network
+    here = generate_face(KEY_A, "patient-1")
+    assert hashlib.sha256(here.donor.image.tobytes()).hexdigest() == there["sha256"] and here.attempt == there["attempt"]
+
+
+@needs_generator
+def test_two_keys_give_faces_recognizers_tell_apart() -> None:
+    from clinrelease.face.generator import generate_face
+    from clinrelease.face.surrogates import _shared_detector
+
+    faces = [generate_face(key, "patient-1").donor.image for key in (KEY_A, KEY_B)]
+    embs = [{n: embedding(n, f, box=_shared_detector().detect(f)[0].box) for n in ("dlib", "sface")} for f in faces]
+    assert not np.array_equal(faces[0], faces[1])
+    for n in ("dlib", "sface"):
+        assert embs[0][n] is not None and embs[1][n] is not None
+        assert not same_person(n, embs[0][n], embs[1][n]), n
+
+
+@needs_generator
+def test_vetting_rejects_glasses_and_a_turned_head_and_passes_a_plain_frontal_face() -> None:
+    from clinrelease.face.generator import latent, shared_generator, vet
+
+    gen = shared_generator()
+    image = {p: gen.image(gen.style(latent(LOOKED_AT, p, 0))) for p in ("p2", "p18", "p5")}
+    glasses, turned, plain = (vet(image[p])[0] for p in ("p2", "p18", "p5"))
+    assert glasses.reason.startswith("glasses"), glasses
+    assert turned.reason.startswith("turned head") or "not frontal" in turned.reason, turned
+    assert plain.ok, plain
+    # the patient's own embeddings make the same face a reject: it would not hide them
+    from clinrelease.face.surrogates import _shared_detector
+
+    box = _shared_detector().detect(image["p5"])[0].box
+    patient = {n: embedding(n, image["p5"], box=box) for n in ("dlib", "sface")}
+    verdict, donor = vet(image["p5"], [patient])
+    assert verdict.reason.startswith("matches the patient") and donor is None
+
+
+@needs_generator
+def test_generated_surrogate_swaps_like_a_donor_with_the_licence_in_profiles_show(tmp_path: Path) -> None:
+    from _release_helpers import invoke
+
+    from clinrelease.face.generator import LICENCE, GeneratorPool
+    from clinrelease.face.surrogates import TEXTURE_SIZE, load_pool
+
+    pool = load_pool("generator")
+    assert isinstance(pool, GeneratorPool)
+    sur = pool.surrogate(KEY_A, "patient-1")
+    assert sur.texture.shape == (TEXTURE_SIZE, TEXTURE_SIZE, 3) and sur.landmarks.shape == (478, 2)
+    assert pool.surrogate(KEY_A, "patient-1") is sur
+    profile = tmp_path / "gen.yaml"
+    profile.write_text("name: gen\nextends: pd_face\nanonymizer:\n  params:\n    pool: generator\n")
+    shown = invoke(["profiles", "show", str(profile)])
+    assert shown.exit_code == 0 and f"# licence: {LICENCE}" in shown.output
+    assert json.loads(invoke(["profiles", "show", str(profile), "--json"]).output)["licence"] == LICENCE
+
+
+def test_generator_without_its_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinrelease.errors import MissingModelError
+    from clinrelease.face import generator
+    from clinrelease.face.surrogates import load_pool
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the extra were not installed
+    generator.shared_generator.cache_clear()
+    with pytest.raises(MissingModelError) as err:
+        load_pool("generator")
+    generator.shared_generator.cache_clear()
+    assert "clinrelease[generator]" in err.value.message and "--no-deps random-face" in err.value.message
+    assert "non-commercial" in err.value.message
+
+
+@needs_generator
+def test_a_release_with_generated_surrogates_names_the_licence_in_report_and_audit_record(tmp_path: Path) -> None:
+    from _release_helpers import invoke, json_result, make_keys, summary
+
+    from clinrelease.face.generator import LICENCE
+    from clinrelease.fixtures import Identity, build_dicom_fixture, carphone_path
+
+    keys = make_keys(tmp_path / "keys")
+    (keys / "release.key").write_text(KEY_A.hex() + "\n")
+    build_dicom_fixture(tmp_path / "in" / "face.dcm", carphone_path(), "h264", 8, identity=Identity())
+    profile = tmp_path / "gen.yaml"
+    profile.write_text(
+        "name: gen\nextends: pd_face\nanonymizer:\n  params:\n    pool: generator\n"
+        "verify:\n  keypoints:\n    head_ap_min: 0.5\n    face_expression_nme_max: 0.1\n"
+    )
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", str(profile), "-i", str(tmp_path / "in"), "-o", str(out), "-k", str(keys), "--json"])
+    doc = json_result(result)
+    item = summary(out)["items"][0]
+    assert doc["counts"]["released"] == 1, item["reasons"]
+    for name, rec in item["verification"]["recognizers"].items():
+        assert rec["frames_checked"] >= 1 and rec["frames_matched"] == 0, (name, rec)
+    assert summary(out)["surrogates"]["pool"]["licence"] == LICENCE
+    html = (out / "report" / "index.html").read_text()
+    assert "one generated face per patient" in html and "non-commercial" in html
+    start = json.loads((out / "audit" / "log.jsonl").read_text().splitlines()[0])
+    assert start["type"] == "release_start" and start["surrogate_generator"] == {"pool": "generator", "licence": LICENCE}
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
