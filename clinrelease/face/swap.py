@@ -384,6 +384,9 @@ class SwapAnonymizer:
         Release key and the patient's pseudonym; they choose the patient's surrogate
         (:func:`~clinrelease.face.surrogates.choose_surrogate`). Bystander tracks get surrogates of
         their own (pseudonym ``"<pseudonym>/bystander/<track id>"``).
+    counter:
+        Which surrogate of the key's sequence the patient gets (0 = the first; see
+        :func:`~clinrelease.face.surrogates.surrogate_seed`); bystanders always get their first.
     surrogate:
         A fixed surrogate for every track instead of the key-driven choice.
     pool:
@@ -420,6 +423,7 @@ class SwapAnonymizer:
 
     key: bytes | None = None
     pseudonym: str | None = None
+    counter: int = 0
     surrogate: Surrogate | None = None
     pool: DonorPool | str | Path | None = None
     k: int = 3
@@ -465,7 +469,10 @@ class SwapAnonymizer:
             return self.surrogate
         pool = self.pool if isinstance(self.pool, DonorPool) else default_pool()
         who = self.pseudonym if role == PATIENT else f"{self.pseudonym}/bystander/{track_id}"
-        return choose_surrogate(pool, self.key, who, self.k, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude)
+        counter = self.counter if role == PATIENT else 0
+        return choose_surrogate(
+            pool, self.key, who, self.k, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude, counter=counter
+        )
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
         """Fit the track's neutral shape and its identity offset towards its surrogate."""
