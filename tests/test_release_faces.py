@@ -287,3 +287,46 @@ def test_tilted_head_exam_is_swapped_verified_and_released(keys: Path, tmp_path:
     assert figures["keypoints"]["body_ap"] >= 0.9 and figures["residual_face_frames"] == 0
     assert figures["burned_in_text_cleaned"] >= 2 and figures["burned_in_text_on_face"] == 0
     assert figures["small_face_frames"] == 0 and figures["small_face_at"] == ""  # a 75 px face
+
+
+def test_one_patient_keeps_one_surrogate_decision_across_shards_runs_and_releases(tmp_path: Path) -> None:
+    """Two visits of one patient in two shards: the first shard measures which surrogate of the key's
+    sequence the patient gets, the second reads that decision from the key folder; a later release
+    with the same key reads it too. The decision is in each item's record and the site's audit log."""
+    from clinrelease.face.surrogate_choice import CHOICES_FILE
+
+    keys = make_keys(tmp_path / "keys")
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "visit-1.dcm", carphone_path(), "h264", FRAMES, identity=Identity())
+    build_dicom_fixture(folder / "visit-2.dcm", carphone_path(), "h264", FRAMES - 3, identity=Identity())
+    profile = tmp_path / "pd_face_small.yaml"
+    profile.write_text(
+        "name: pd_face_small\nextends: pd_face\nverify:\n  keypoints:\n    head_ap_min: 0.5\n    face_expression_nme_max: 0.1\n"
+    )
+    out = tmp_path / "release"
+    for shard in ("0/2", "1/2"):
+        result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--shard", shard, "--json"])
+        assert result.exit_code in (0, 1), result.output
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "release.work").rglob("records/*.json"))]
+    decisions = [r["faces"]["surrogate"] for r in records]
+    assert len(decisions) == 2 and records[0]["pseudonym"] == records[1]["pseudonym"]
+    assert sorted(d["decided"] for d in decisions) == ["measured", "stored"]
+    assert decisions[0]["counter"] == decisions[1]["counter"] and decisions[0]["tried"] == decisions[1]["tried"]
+    chosen = decisions[0]["tried"][-1]
+    assert chosen["counter"] == decisions[0]["counter"] and set(chosen["closest"]) == {"dlib", "sface"}
+    assert {r["verification"]["surrogate_counter"] for r in records} == {decisions[0]["counter"]}
+    stored = json.loads((keys / CHOICES_FILE).read_text())
+    assert list(stored["entries"]) == [records[0]["pseudonym"]]
+    merged = invoke(["merge", str(out), "--keys", str(keys), "--json"])
+    assert merged.exit_code in (0, 1), merged.output
+    internal = [json.loads(line) for line in (tmp_path / "release.work" / "audit-internal.jsonl").read_text().splitlines()]
+    logged = [r["surrogate"] for r in internal if r["type"] == "item"]
+    assert len(logged) == 2 and {d["counter"] for d in logged} == {decisions[0]["counter"]}
+    released_log = (out / "audit" / "log.jsonl").read_text()
+    assert '"tried"' not in released_log  # the recognizers' figures on the patient stay with the site
+    # a later release with the same key: the stored decision, not a new measurement
+    later = tmp_path / "later"
+    result = invoke(["run", "-p", str(profile), "-i", str(folder / "visit-1.dcm"), "-o", str(later), "-k", str(keys), "--json"])
+    assert result.exit_code in (0, 1), result.output
+    record = json.loads(next((tmp_path / "later.work").rglob("records/*.json")).read_text())
+    assert record["faces"]["surrogate"]["decided"] == "stored" and record["faces"]["surrogate"]["counter"] == decisions[0]["counter"]
