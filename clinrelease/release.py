@@ -154,6 +154,8 @@ class ItemContext:
     paths: ReleasePaths
     escrow: Any = None  # an escrow session (clinrelease.crypto.escrow), or None
     input_root: Path | None = None
+    #: where the patients' surrogate decisions are kept: the key folder (the work folder when None)
+    choices_dir: Path | None = None
 
     def profile(self):
         """The resolved profile (loaded once per process)."""
@@ -648,13 +650,17 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     if faces_on:
         from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
 
-        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym)
+        decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym)
+        counter = 0 if decision is None else decision.counter
+        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
         record["faces"] = {
             "tracks": len(analysis.tracks),
             "patient_frames": len(analysis.patient.faces) if analysis.patient else 0,
             "bystander_tracks": sum(1 for t in analysis.tracks if t.role != "patient"),
         }
+        if decision is not None:
+            record["faces"]["surrogate"] = decision.to_dict()
         small = small_faces(analysis)
         record["faces"]["small"] = {"min_px": SWAP_MIN_FACE_PX, "frames_by_track": {str(k): v for k, v in small.items()}}
     burned_in = TextScan(verify.ocr.sample_every)
@@ -686,6 +692,9 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     thresholds = Thresholds.from_profile(verify)
     # only decoded pictures are written: any sound beside them stays behind (and the report says so)
     figures: dict[str, Any] = {"frames": written.frames, "audio_streams_dropped": info.audio_streams}
+    if "surrogate" in record.get("faces", {}):
+        figures["surrogate_counter"] = record["faces"]["surrogate"]["counter"]
+        figures["surrogate_decided"] = record["faces"]["surrogate"]["decided"]
     if "small" in record.get("faces", {}):
         from clinrelease.face.pipeline import frame_ranges
 
@@ -783,16 +792,38 @@ def _patient_body(analysis) -> Callable[[int], Any] | None:
     return box
 
 
-def build_anonymizers(profile, key: bytes, pseudonym: str):
-    """The profile's patient and bystander anonymizers, keyed to this patient."""
+def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0):
+    """The profile's patient and bystander anonymizers, keyed to this patient; the built-in swap
+    gives the patient the ``counter``-th surrogate of the key's sequence."""
     from clinrelease.face.registry import get_anonymizer
 
     settings = profile.anonymizer
     params = dict(settings.params)
     keyed = {"key": key, "pseudonym": pseudonym}
-    patient = get_anonymizer(settings.name, **_swap_params(settings.name, params, keyed))
+    patient_keyed = {**keyed, "counter": counter} if settings.name == "swap" else keyed
+    patient = get_anonymizer(settings.name, **_swap_params(settings.name, params, patient_keyed))
     bystander = get_anonymizer(settings.bystander, **_swap_params(settings.bystander, params, keyed))
     return patient, bystander
+
+
+def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: str):
+    """The patient's place in the key's surrogate sequence (:mod:`clinrelease.face.surrogate_choice`):
+    stored with the key once decided, else measured on this item's frames; None where the profile's
+    anonymizer draws no surrogate or no recognizer checks faces."""
+    if profile.anonymizer.name != "swap" or not profile.verify.recognizers:
+        return None
+    from clinrelease.face.surrogate_choice import ChoiceStore, patient_samples, screen
+    from clinrelease.verify.reid import get_recognizer
+
+    def measure():
+        samples = patient_samples(source.frames(), analysis)
+        if not samples:
+            return None  # no patient face to measure on: the first surrogate, nothing decided
+        recognizers = {name: (get_recognizer(name), check.threshold) for name, check in profile.verify.recognizers.items()}
+        anonymizer_for = lambda c: build_anonymizers(profile, ctx.release_key, pseudonym, counter=c)[0]  # noqa: E731
+        return screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
+
+    return ChoiceStore(ctx.choices_dir or ctx.paths.work, ctx.release_key).decide(pseudonym, measure)
 
 
 #: profile parameters the built-in swap takes (see clinrelease.face.swap.SwapAnonymizer)
@@ -1068,6 +1099,7 @@ def _run_locked(opts, paths: ReleasePaths, profile, keys, items: list[InputItem]
         release_id=release_id,
         paths=paths,
         escrow=escrow,
+        choices_dir=keys.directory,
     )
     if on_start:
         on_start(len(items))
@@ -1675,6 +1707,9 @@ def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         "original_sha256": record["input_sha256"], "input": record["input"],
         "reasons_full": [*record["reasons"], *record.get("reason_details", [])],
     }  # fmt: skip
+    if "surrogate" in record.get("faces", {}):
+        # the key's surrogate decision (counter, recognizers' closest values on the patient): site only
+        internal["surrogate"] = record["faces"]["surrogate"]
     return fields, internal
 
 

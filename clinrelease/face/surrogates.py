@@ -669,6 +669,23 @@ def mode_amplitudes(seed: bytes, amplitude: float) -> np.ndarray:
     return amplitude * (2.0 * np.array(u) - 1.0)
 
 
+def surrogate_seed(key: bytes, pseudonym: str, counter: int = 0) -> bytes:
+    """Seed of the ``counter``-th surrogate of the key's sequence for ``pseudonym``.
+
+    Counter 0 is ``derive(key, "surrogate", pseudonym)`` (the surrogate every release had before the
+    sequence existed); the next ones are HMAC(key, pseudonym, counter), taken when an earlier one is
+    too close to the patient (:mod:`clinrelease.face.surrogate_choice`).
+    """
+    return derive(key, "surrogate", sequence_member(pseudonym, counter))
+
+
+def sequence_member(pseudonym: str, counter: int) -> str:
+    """The name the ``counter``-th surrogate of ``pseudonym`` is derived from (any donor source)."""
+    if counter < 0:
+        raise ConfigError(f"the surrogate counter must not be negative, got {counter}")
+    return pseudonym if counter == 0 else f"{pseudonym}\x00{counter}"
+
+
 def choose_surrogate(
     pool: DonorPool,
     key: bytes,
@@ -677,10 +694,11 @@ def choose_surrogate(
     *,
     distinctiveness: float = DISTINCTIVENESS,
     mode_amplitude: float = MODE_AMPLITUDE,
+    counter: int = 0,
 ) -> Surrogate:
     """The surrogate of one patient under one release key.
 
-    ``derive(key, "surrogate", pseudonym)`` seeds everything: which ``k`` donors form the composite
+    :func:`surrogate_seed` (key, pseudonym, ``counter``) seeds everything: which ``k`` donors form the composite
     and with what weights (:func:`surrogate_coefficients`), and the amplitudes of the key-driven
     :data:`SHAPE_MODES` (:func:`mode_amplitudes`). Same key and pseudonym, same surrogate; another key
     draws other donors, weights and shape, so recognizers tell the two surrogates apart.
@@ -694,7 +712,7 @@ def choose_surrogate(
         raise ConfigError(f"k must be between 2 and the pool size ({len(pool)}), got {k}", pool.source or None)
     if distinctiveness < 1.0:
         raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {distinctiveness}")
-    seed = derive(key, "surrogate", pseudonym)
+    seed = surrogate_seed(key, pseudonym, counter)
     ids = [d.donor_id for d in pool.donors]
     coeffs = tuple(surrogate_coefficients(seed, ids, k, distinctiveness))
     modes = tuple(mode_amplitudes(seed, mode_amplitude))

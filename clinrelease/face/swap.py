@@ -31,7 +31,7 @@ from clinrelease.face.baselines import BlurAnonymizer
 from clinrelease.face.geometry import RING_SCALE, apply_affine, fit_similarity, warp_maps
 from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.generator import GeneratorPool
-from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool, load_pool
+from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool, load_pool, sequence_member
 from clinrelease.face.surrogates import LUMA as surrogate_luma
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
@@ -385,6 +385,9 @@ class SwapAnonymizer:
         Release key and the patient's pseudonym; they choose the patient's surrogate
         (:func:`~clinrelease.face.surrogates.choose_surrogate`). Bystander tracks get surrogates of
         their own (pseudonym ``"<pseudonym>/bystander/<track id>"``).
+    counter:
+        Which surrogate of the key's sequence the patient gets (0 = the first; see
+        :func:`~clinrelease.face.surrogates.surrogate_seed`); bystanders always get their first.
     surrogate:
         A fixed surrogate for every track instead of the key-driven choice.
     pool:
@@ -422,6 +425,7 @@ class SwapAnonymizer:
 
     key: bytes | None = None
     pseudonym: str | None = None
+    counter: int = 0
     surrogate: Surrogate | None = None
     pool: DonorPool | GeneratorPool | str | Path | None = None
     k: int = 3
@@ -467,9 +471,12 @@ class SwapAnonymizer:
             return self.surrogate
         pool = self.pool if self.pool is not None else default_pool()
         who = self.pseudonym if role == PATIENT else f"{self.pseudonym}/bystander/{track_id}"
+        counter = self.counter if role == PATIENT else 0
         if isinstance(pool, GeneratorPool):
-            return pool.surrogate(self.key, who)
-        return choose_surrogate(pool, self.key, who, self.k, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude)
+            return pool.surrogate(self.key, sequence_member(who, counter))
+        return choose_surrogate(
+            pool, self.key, who, self.k, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude, counter=counter
+        )
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
         """Fit the track's neutral shape and its identity offset towards its surrogate."""

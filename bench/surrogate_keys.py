@@ -1,0 +1,83 @@
+"""Releasable under any key: the six ASL clips under random keys, the key's first surrogate against
+the screened one (:mod:`clinrelease.face.surrogate_choice`).
+
+For each clip the faces are analysed once (``--frames`` frames); for each key the patient's face is
+swapped with the profile's anonymizer, first with counter 0 (what every release did before), then
+with the counter the screening chooses, and the profile's recognizers compare every
+``sample_every``-th frame with the original (:func:`clinrelease.verify.reid.verify_reid`). A run
+passes when no sampled frame matches (the profiles allow none). Keypoints, OCR and the rest of the
+verification are not run: they do not depend on the key's surrogate choice.
+
+    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--margin 0.1] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from _face_helpers import SHARED_MEDIA  # noqa: E402
+
+from clinrelease.dicom.video import open_video  # noqa: E402
+from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
+from clinrelease.face.surrogate_choice import patient_samples, screen  # noqa: E402
+from clinrelease.profiles import load_profile  # noqa: E402
+from clinrelease.release import build_anonymizers  # noqa: E402
+from clinrelease.verify.reid import get_recognizer, verify_reid  # noqa: E402
+
+
+def _verify(frames, analysis, profile, key: bytes, pseudonym: str, counter: int) -> dict[str, tuple[int, float]]:
+    patient, bystander = build_anonymizers(profile, key, pseudonym, counter=counter)
+    out = list(anonymize_frames(frames, analysis, patient=patient, bystander=bystander, prefetch=0))
+    report = verify_reid(frames, out, analysis, recognizers=list(profile.verify.recognizers), sample_every=profile.verify.sample_every, prefetch=0)
+    return {n: (r.frames_matched, r.worst_similarity) for n, r in report.results.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keys", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--profile", default="pd_motor")
+    ap.add_argument("--margin", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=None, help="draw the keys from this seed (default: os random)")
+    args = ap.parse_args()
+    profile = load_profile(args.profile)
+    rng = random.Random(args.seed) if args.seed is not None else random.SystemRandom()
+    keys = [bytes(rng.getrandbits(8) for _ in range(32)) for _ in range(args.keys)]
+    recognizers = {n: (get_recognizer(n), c.threshold) for n, c in profile.verify.recognizers.items()}
+    clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
+    before = after = runs = 0
+    print(f"profile {profile.name}, {len(clips)} clips x {len(keys)} keys, {args.frames} frames, margin {args.margin}")
+    print(f"{'clip':10} {'key':8} {'before (matched frames, worst)':40} {'counter':7} after")
+    t0 = time.perf_counter()
+    for clip in clips:
+        frames = [f for _, f in zip(range(args.frames), open_video(clip))]
+        analysis = analyze_faces(frames, patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px, hands=profile.faces.keep_hands)
+        samples = patient_samples(frames, analysis)
+        pseudonym = f"bench-{clip.stem}"
+        for key in keys:
+            runs += 1
+            first = _verify(frames, analysis, profile, key, pseudonym, 0)
+            ok_first = all(m == 0 for m, _ in first.values())
+            anonymizer_for = lambda c: build_anonymizers(profile, key, pseudonym, counter=c)[0]  # noqa: E731
+            decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=args.margin)
+            chosen = first if decision.counter == 0 else _verify(frames, analysis, profile, key, pseudonym, decision.counter)
+            ok_chosen = all(m == 0 for m, _ in chosen.values())
+            before += ok_first
+            after += ok_chosen
+            show = lambda r: " ".join(f"{n} {m} {w:.3f}" for n, (m, w) in r.items())  # noqa: E731
+            print(f"{clip.stem:10} {key.hex()[:8]} {show(first):40} {decision.counter:7} {show(chosen)}", flush=True)
+    print(f"released by the recognizers: before {before}/{runs}, after {after}/{runs} ({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Which surrogate of the key's sequence a patient gets, decided once per patient and kept with the key.
+
+A key's first surrogate for a patient can land close to that patient (a random key once gave dlib
+0.58 against the 0.6 limit, another SFace 0.360 against 0.363), and a site cannot re-roll its key
+per patient. So the first surrogates of the keyed sequence (:func:`~clinrelease.face.surrogates.
+surrogate_seed`) are put on a few frames of the patient's own face and compared with the original
+by the profile's recognizers; the first one that stays a margin away from every threshold is the
+patient's. The decision is stored in the key folder (:data:`CHOICES_FILE`, HMAC'd with the release
+key), so every item of the patient keeps that surrogate across runs, shards and later releases
+with the same key.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hmac
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from clinrelease.crypto.kdf import derive
+from clinrelease.errors import ConfigError
+
+#: the decisions' file, in the key folder
+CHOICES_FILE = "surrogate-choices.json"
+#: how far (in the recognizer's own units) a candidate must stay from each threshold: dlib distance
+#: at least threshold + MARGIN, SFace/ArcFace cosine at most threshold - MARGIN
+MARGIN = 0.1
+#: frames of the patient's face the candidates are tried on
+SCREEN_FRAMES = 4
+#: candidates tried before the farthest one is taken
+MAX_CANDIDATES = 8
+
+
+@dataclass
+class Candidate:
+    """One surrogate of the sequence, tried on the patient: each recognizer's closest value."""
+
+    counter: int
+    closest: dict[str, float]
+    too_close: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counter": self.counter, "closest": self.closest, "too_close": self.too_close}
+
+
+@dataclass
+class SurrogateDecision:
+    """The patient's counter, how it was reached (``measured`` now or ``stored`` earlier) and the
+    candidates that were tried (distances only, never embeddings)."""
+
+    counter: int
+    decided: str
+    margin: float
+    tried: list[Candidate] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counter": self.counter, "decided": self.decided, "margin": self.margin, "tried": [c.to_dict() for c in self.tried]}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], decided: str) -> SurrogateDecision:
+        tried = [Candidate(int(c["counter"]), {k: float(v) for k, v in c["closest"].items()}, bool(c["too_close"])) for c in doc["tried"]]
+        return cls(int(doc["counter"]), decided, float(doc["margin"]), tried)
+
+
+def too_close(value: float, threshold: float, higher_is_same: bool, margin: float) -> bool:
+    """Whether a similarity (``higher_is_same``) or distance lies within ``margin`` of "same person"."""
+    return value > threshold - margin if higher_is_same else value < threshold + margin
+
+
+def screen(
+    samples: list[tuple[np.ndarray, Any]],
+    anonymizer_for: Callable[[int], Any],
+    track_id: int,
+    analysis,
+    recognizers: Mapping[str, tuple[Any, float]],
+    margin: float = MARGIN,
+    max_candidates: int = MAX_CANDIDATES,
+) -> SurrogateDecision:
+    """Try counters 0, 1, ... on ``samples`` (original frame, the patient's tracked face there).
+
+    ``anonymizer_for(counter)`` gives the patient's anonymizer drawing that counter's surrogate;
+    ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
+    no recognizer finds within ``margin`` of its threshold on any sample is taken; when none of
+    ``max_candidates`` is, the one farthest from its thresholds is (verification still judges it).
+    """
+    from clinrelease.verify.reid import compare_face
+
+    tried: list[Candidate] = []
+    for counter in range(max_candidates):
+        anonymizer = anonymizer_for(counter)
+        anonymizer.prepare(analysis, track_id)
+        closest: dict[str, float] = {}
+        for frame, face in samples:
+            out = anonymizer.anonymize_frame(np.array(frame, copy=True), [face])
+            for name, (rec, _) in recognizers.items():
+                cmp = compare_face(rec, frame, out, face)
+                if cmp is not None:
+                    sim = round(float(cmp[0]), 4)
+                    closest[name] = sim if name not in closest else rec.more_similar(closest[name], sim)
+        close = any(too_close(v, recognizers[n][1], recognizers[n][0].higher_is_same, margin) for n, v in closest.items())
+        tried.append(Candidate(counter, closest, close))
+        if not close:
+            return SurrogateDecision(counter, "measured", margin, tried)
+    best = max(tried, key=lambda c: _headroom(c, recognizers))
+    return SurrogateDecision(best.counter, "measured", margin, tried)
+
+
+def _headroom(candidate: Candidate, recognizers: Mapping[str, tuple[Any, float]]) -> float:
+    """The smallest distance of a candidate from any threshold, on the "another person" side."""
+    room = [(t - v) if rec.higher_is_same else (v - t) for n, v in candidate.closest.items() for rec, t in [recognizers[n]]]
+    return min(room, default=0.0)
+
+
+def patient_samples(frames: Iterable[np.ndarray], analysis, count: int = SCREEN_FRAMES) -> list[tuple[np.ndarray, Any]]:
+    """Up to ``count`` frames spread over the patient's track where the face has a mesh, with the face."""
+    patient = analysis.patient
+    if patient is None:
+        return []
+    usable = [i for i in patient.frame_indices if patient.faces[i].landmarks is not None]
+    if not usable:
+        return []
+    wanted = sorted({usable[int(i)] for i in np.linspace(0, len(usable) - 1, min(count, len(usable)))})
+    out = []
+    for index, frame in enumerate(frames):
+        if index in wanted:
+            out.append((frame, patient.faces[index]))
+        if index >= wanted[-1]:
+            break
+    return out
+
+
+class ChoiceStore:
+    """The key folder's table of decisions, pseudonym -> decision, HMAC'd with the release key.
+
+    Reads and writes happen under an exclusive ``flock`` on a lock file beside it, so shards running
+    side by side decide a patient once: the first decides, the others read its decision.
+    """
+
+    def __init__(self, folder: str | Path, key: bytes) -> None:
+        self.path = Path(folder) / CHOICES_FILE
+        self._mac_key = derive(key, "surrogate-choices")
+
+    def _mac(self, entries: Mapping[str, Any]) -> str:
+        import rfc8785
+
+        return hmac.new(self._mac_key, rfc8785.dumps(entries), "sha256").hexdigest()
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            entries, mac = doc["entries"], doc["mac"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"the surrogate decisions cannot be read ({exc}); restore the file from the key folder's backup", self.path) from exc
+        if not hmac.compare_digest(str(mac), self._mac(entries)):
+            raise ConfigError(
+                "the surrogate decisions do not match this release key (changed, or from another key folder); "
+                "restore the file from the key folder's backup",
+                self.path,
+            )
+        return dict(entries)
+
+    def _save(self, entries: Mapping[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"entries": entries, "mac": self._mac(entries)}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.path.with_name(f".{CHOICES_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def stored(self, pseudonym: str) -> SurrogateDecision | None:
+        """The decision stored for ``pseudonym``, or None."""
+        with self._locked():
+            doc = self._load().get(pseudonym)
+        return None if doc is None else SurrogateDecision.from_dict(doc, "stored")
+
+    def decide(self, pseudonym: str, measure: Callable[[], SurrogateDecision | None]) -> SurrogateDecision | None:
+        """The stored decision for ``pseudonym``, else ``measure()``'s, stored (None: nothing to
+        measure on, nothing stored)."""
+        try:
+            with self._locked():
+                entries = self._load()
+                if pseudonym in entries:
+                    return SurrogateDecision.from_dict(entries[pseudonym], "stored")
+                decision = measure()
+                if decision is not None:
+                    entries[pseudonym] = {k: v for k, v in decision.to_dict().items() if k != "decided"}
+                    self._save(entries)
+                return decision
+        except OSError as exc:
+            raise ConfigError(f"the surrogate decisions cannot be written ({exc.strerror}); the key folder must be writable", self.path) from exc

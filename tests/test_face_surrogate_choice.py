@@ -1,0 +1,125 @@
+"""The key's surrogate sequence: a surrogate too close to the patient is skipped, and the decision is
+kept with the key (real swap and recognizers on the carphone clip, a few frames)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _face_helpers import KEY_A, KEY_B
+from clinrelease.dicom.video import open_video
+from clinrelease.errors import ConfigError
+from clinrelease.face.pipeline import analyze_faces
+from clinrelease.face.surrogate_choice import CHOICES_FILE, MARGIN, ChoiceStore, patient_samples, screen, too_close
+from clinrelease.face.surrogates import Donor, choose_surrogate, composite, default_pool, surrogate_seed
+from clinrelease.face.swap import SwapAnonymizer
+from clinrelease.fixtures import carphone_path
+from clinrelease.verify.reid import get_recognizer
+
+
+@pytest.fixture(scope="module")
+def clip():
+    frames = [f for _, f in zip(range(12), open_video(carphone_path()))]
+    return frames, analyze_faces(frames, prefetch=0)
+
+
+@pytest.fixture(scope="module")
+def recognizers():
+    return {"dlib": (get_recognizer("dlib"), 0.6), "sface": (get_recognizer("sface"), 0.363)}
+
+
+def test_counter_zero_is_the_surrogate_of_every_earlier_release_and_later_counters_differ() -> None:
+    pool = default_pool()
+    first = choose_surrogate(pool, KEY_A, "patient-1")
+    assert choose_surrogate(pool, KEY_A, "patient-1", counter=0).digest == first.digest
+    others = {choose_surrogate(pool, KEY_A, "patient-1", counter=c).digest for c in (1, 2)}
+    assert first.digest not in others and len(others) == 2
+    assert surrogate_seed(KEY_A, "patient-1", 1) != surrogate_seed(KEY_B, "patient-1", 1)
+    with pytest.raises(ConfigError, match="must not be negative"):
+        surrogate_seed(KEY_A, "patient-1", -1)
+
+
+def test_margin_rule_reads_distances_and_similarities_in_their_own_direction() -> None:
+    assert too_close(0.65, 0.6, higher_is_same=False, margin=MARGIN)  # dlib: within 0.1 above the limit
+    assert not too_close(0.71, 0.6, higher_is_same=False, margin=MARGIN)
+    assert too_close(0.30, 0.363, higher_is_same=True, margin=MARGIN)  # SFace: within 0.1 under the limit
+    assert not too_close(0.25, 0.363, higher_is_same=True, margin=MARGIN)
+
+
+def test_a_surrogate_that_is_the_patient_is_skipped_for_the_next_of_the_sequence(clip, recognizers) -> None:
+    frames, analysis = clip
+    samples = patient_samples(frames, analysis)
+    assert 1 <= len(samples) <= 4
+    # a pool whose first draw is the patient's own face: two of the patient's frames as donors
+    own = [Donor(f"patient#{i}", frame, np.asarray(face.landmarks[:, :2], np.float32)) for i, (frame, face) in enumerate(samples[:2])]
+    patient_surrogate = composite(own)
+
+    def anonymizer_for(counter: int) -> SwapAnonymizer:
+        if counter == 0:
+            return SwapAnonymizer(surrogate=patient_surrogate)
+        return SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=counter)
+
+    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
+    first = decision.tried[0]
+    assert first.counter == 0 and first.too_close, first
+    # the patient on the patient: at least one recognizer calls it the same person outright
+    assert first.closest["dlib"] < 0.6 or first.closest["sface"] >= 0.363, first
+    assert decision.counter >= 1 and decision.decided == "measured"
+    chosen = decision.tried[-1]
+    assert chosen.counter == decision.counter and not chosen.too_close
+    assert chosen.closest["dlib"] >= 0.6 + MARGIN and chosen.closest["sface"] <= 0.363 - MARGIN
+
+
+def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recognizers) -> None:
+    frames, analysis = clip
+    samples = patient_samples(frames, analysis)[:1]
+    # a margin no surrogate can clear: the candidate with the most room to the thresholds is kept
+    decision = screen(samples, lambda c: SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=c), analysis.patient.track_id,
+                      analysis, recognizers, margin=2.0, max_candidates=3)  # fmt: skip
+    assert [c.counter for c in decision.tried] == [0, 1, 2] and all(c.too_close for c in decision.tried)
+    room = {c.counter: min(c.closest["dlib"] - 0.6, 0.363 - c.closest["sface"]) for c in decision.tried}
+    assert decision.counter == max(room, key=room.get)
+
+
+def test_decision_is_stored_with_the_key_and_read_back_without_measuring_again(clip, recognizers, tmp_path: Path) -> None:
+    frames, analysis = clip
+    samples = patient_samples(frames, analysis)[:2]
+    measured = []
+
+    def measure():
+        measured.append(1)
+        return screen(samples, lambda c: SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=c), analysis.patient.track_id,
+                      analysis, recognizers)  # fmt: skip
+
+    first = ChoiceStore(tmp_path, KEY_A).decide("patient-1", measure)
+    again = ChoiceStore(tmp_path, KEY_A).decide("patient-1", measure)
+    assert len(measured) == 1 and first.decided == "measured" and again.decided == "stored"
+    assert again.counter == first.counter and again.to_dict()["tried"] == first.to_dict()["tried"]
+    stored = json.loads((tmp_path / CHOICES_FILE).read_text())
+    assert set(stored["entries"]) == {"patient-1"}
+    # distances only: no embedding travels into the key folder
+    assert set(stored["entries"]["patient-1"]) == {"counter", "margin", "tried"}
+    # nothing to measure on (no patient face): nothing is stored
+    assert ChoiceStore(tmp_path, KEY_A).decide("patient-2", lambda: None) is None
+    assert ChoiceStore(tmp_path, KEY_A).stored("patient-2") is None
+
+
+def test_a_table_of_another_key_or_edited_by_hand_is_refused(tmp_path: Path) -> None:
+    from clinrelease.face.surrogate_choice import Candidate, SurrogateDecision
+
+    ChoiceStore(tmp_path, KEY_A).decide("patient-1", lambda: SurrogateDecision(0, "measured", MARGIN, [Candidate(0, {"dlib": 0.8}, False)]))
+    with pytest.raises(ConfigError, match="do not match this release key") as exc:
+        ChoiceStore(tmp_path, KEY_B).stored("patient-1")
+    assert str(tmp_path / CHOICES_FILE) in str(exc.value)
+    path = tmp_path / CHOICES_FILE
+    doc = json.loads(path.read_text())
+    doc["entries"]["patient-1"]["counter"] = 3
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="do not match this release key"):
+        ChoiceStore(tmp_path, KEY_A).stored("patient-1")
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        ChoiceStore(tmp_path, KEY_A).stored("patient-1")
