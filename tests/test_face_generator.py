@@ -113,6 +113,19 @@ def test_generated_surrogate_swaps_like_a_donor_with_the_licence_in_profiles_sho
     assert json.loads(invoke(["profiles", "show", str(profile), "--json"]).output)["licence"] == LICENCE
 
 
+@needs_generator
+def test_the_next_surrogate_of_a_patients_sequence_is_another_generated_face() -> None:
+    """When the key's first surrogate is too close to the patient, the swap draws the next of the
+    keyed sequence; a generated pool must follow that sequence, not hand back the same face."""
+    from clinrelease.face.surrogates import load_pool
+    from clinrelease.face.swap import PATIENT, SwapAnonymizer
+
+    pool = load_pool("generator")
+    first, second = (SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=c, pool=pool).surrogate_for(PATIENT, 0) for c in (0, 1))
+    assert first is pool.surrogate(KEY_A, "patient-1")  # counter 0: the surrogate earlier releases had
+    assert not np.array_equal(first.texture, second.texture)
+
+
 def test_generator_without_its_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from clinrelease.errors import MissingModelError
     from clinrelease.face import generator
