@@ -14,6 +14,8 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,3 +153,36 @@ def records(output: Path) -> list[dict]:
 def released_header(output: Path, relpath: str) -> pydicom.Dataset:
     """The header of a released file."""
     return pydicom.dcmread(output / relpath, stop_before_pixels=True)
+
+
+@contextmanager
+def anonymizer_plugin(folder: Path, monkeypatch, module: str, source: str, entries: dict[str, str]):
+    """Install a third-party anonymizer as a package would: ``module`` on ``sys.path`` and a dist-info
+    whose entry points (name -> attribute) are in the ``clinrelease.anonymizers`` group."""
+    (folder / f"{module}.py").write_text(source)
+    dist = folder / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    lines = "".join(f"{name} = {module}:{attr}\n" for name, attr in entries.items())
+    (dist / "entry_points.txt").write_text("[clinrelease.anonymizers]\n" + lines)
+    monkeypatch.syspath_prepend(str(folder))
+    try:
+        yield
+    finally:
+        sys.modules.pop(module, None)
+
+
+def release_clip_with_plugin(tmp_path: Path, monkeypatch, keys: Path, module: str, source: str, cls: str, *, frames: int, sample_every: int):
+    """Release ``frames`` frames of the shared again.mkv under pd_motor with the plug-in anonymizer
+    ``module:cls``; returns the CLI result, the summary's item and the site's record."""
+    from _verify_helpers import require_media
+
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "exam.dcm", require_media("asl/again.mkv"), "h264", frames, identity=Identity())
+    profile = tmp_path / f"{module}.yaml"
+    profile.write_text(f"name: {module}\nextends: pd_motor\nanonymizer: {{name: {module}}}\nverify: {{sample_every: {sample_every}, ocr: {{enabled: false}}}}\n")
+    out = tmp_path / "release"
+    with anonymizer_plugin(tmp_path, monkeypatch, module, source, {module: cls}):
+        result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    item = summary(out)["items"][0]
+    return result, item, records(out)[0]

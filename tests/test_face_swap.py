@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 from _face_helpers import KEY_A, SHARED_MEDIA, carphone, clip_frames, embedding, same_person
+from _release_helpers import anonymizer_plugin
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import Anonymizer
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames, residual_faces
@@ -151,32 +151,25 @@ def test_registry_builtins_errors_and_entry_point_plugins(tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="identity_strength"):
         _swap(identity_strength=1.5)
     # a third-party package registering through the entry-point group, installed on sys.path
-    (tmp_path / "acme_anon.py").write_text(
-        textwrap.dedent(
-            """
-            class Solid:
-                name = "acme"
-                def __init__(self, value=0):
-                    self.value = value
-                def prepare(self, analysis, track_id):
-                    pass
-                def anonymize_frame(self, frame, faces):
-                    frame[...] = self.value
-                    return frame
-            """
-        )
+    acme = textwrap.dedent(
+        """
+        class Solid:
+            name = "acme"
+            def __init__(self, value=0):
+                self.value = value
+            def prepare(self, analysis, track_id):
+                pass
+            def anonymize_frame(self, frame, faces):
+                frame[...] = self.value
+                return frame
+        """
     )
-    dist = tmp_path / "acme_anon-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-anon\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[clinrelease.anonymizers]\nacme = acme_anon:Solid\nbroken = acme_anon:Nope\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert "acme" in available_anonymizers()
-    plugin = get_anonymizer("acme", value=7)
-    assert plugin.anonymize_frame(np.zeros((2, 2, 3), np.uint8), [])[0, 0, 0] == 7
-    with pytest.raises(ConfigError, match="failed to load"):
-        get_anonymizer("broken")
-    sys.modules.pop("acme_anon", None)
+    with anonymizer_plugin(tmp_path, monkeypatch, "acme_anon", acme, {"acme": "Solid", "broken": "Nope"}):
+        assert "acme" in available_anonymizers()
+        plugin = get_anonymizer("acme", value=7)
+        assert plugin.anonymize_frame(np.zeros((2, 2, 3), np.uint8), [])[0, 0, 0] == 7
+        with pytest.raises(ConfigError, match="failed to load"):
+            get_anonymizer("broken")
 
 
 @pytest.mark.skipif(not (SHARED_MEDIA / "asl").is_dir(), reason="needs ../shared/media (the shared ASL clips)")

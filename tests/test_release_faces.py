@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _release_helpers import invoke, json_result, make_keys, released_header, summary
+from _release_helpers import invoke, json_result, make_keys, release_clip_with_plugin, released_header, summary
 from clinrelease.fixtures import Identity, build_dicom_fixture, build_mp4_fixture, carphone_path
 
 FRAMES = 12
@@ -188,33 +188,13 @@ class TornSwap:
 def test_a_torn_swap_passes_the_recognizers_but_is_quarantined_as_no_longer_a_face(keys: Path, tmp_path: Path, monkeypatch) -> None:
     """The held-out failure of issue 17: a smeared, torn face is "not the patient" and keeps the body
     keypoints, so only the face-realism check stands between it and the release."""
-    import sys
-
-    from _verify_helpers import require_media
-
-    (tmp_path / "torn_swap.py").write_text(TORN_SWAP)
-    dist = tmp_path / "torn_swap-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torn-swap\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[clinrelease.anonymizers]\ntorn_swap = torn_swap:TornSwap\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    folder = tmp_path / "in"
-    build_dicom_fixture(folder / "exam.dcm", require_media("asl/again.mkv"), "h264", 15, identity=Identity())
-    profile = tmp_path / "torn.yaml"
-    profile.write_text("name: torn\nextends: pd_motor\nanonymizer: {name: torn_swap}\nverify: {sample_every: 3, ocr: {enabled: false}}\n")
-    out = tmp_path / "release"
-    try:
-        result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
-    finally:
-        sys.modules.pop("torn_swap", None)
-    item = summary(out)["items"][0]
+    result, item, record = release_clip_with_plugin(tmp_path, monkeypatch, keys, "torn_swap", TORN_SWAP, "TornSwap", frames=15, sample_every=3)
     assert result.exit_code == 1 and item["status"] == "quarantined", item["reasons"]
     figures = item["verification"]
     assert figures["recognizers"]["dlib"]["frames_matched"] == figures["recognizers"]["sface"]["frames_matched"] == 0
     assert figures["face_realism"]["face_score_ratio"] < 0.6
     assert any(r.startswith("face realism: face score (YuNet, released / original)") and "no longer reads as a face" in r for r in item["reasons"])
     assert all(r.startswith("face realism") for r in item["reasons"]), item["reasons"]  # nothing else objected
-    record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
     failed = {c["name"] for c in record["audit_checks"] if not c["passed"]}
     assert "face_score_ratio" in failed and "dlib_match_rate" not in failed
 

@@ -3,8 +3,6 @@ answer, on a real clip, and a release whose endpoint the anonymizer shifts is qu
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +124,7 @@ def test_real_clip_motor_endpoints_are_kept_by_itself_and_shifted_when_frames_ar
     (its taps and rhythm are not: signing is neither tapping nor tremor, and the table says so); the
     same frames give the same values, and a release that holds each frame four times (frames
     dropped) shifts or loses them."""
-    from _verify_helpers import SHARED_MEDIA, read_frames, require_media
+    from _verify_helpers import read_frames, require_media
 
     from clinrelease.profiles import load_profile
 
@@ -172,32 +170,14 @@ class HandBlur:
 
 
 def test_a_release_whose_hands_are_blurred_is_quarantined_for_the_lost_tapping_endpoints(tmp_path: Path, monkeypatch) -> None:
-    from _release_helpers import invoke, make_keys, summary
-    from _verify_helpers import require_media
+    from _release_helpers import make_keys, release_clip_with_plugin
 
-    from clinrelease.fixtures import Identity, build_dicom_fixture
-
-    (tmp_path / "hand_blur.py").write_text(HAND_BLUR)
-    dist = tmp_path / "hand_blur-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hand-blur\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[clinrelease.anonymizers]\nhand_blur = hand_blur:HandBlur\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
     keys = make_keys(tmp_path / "keys")
-    folder = tmp_path / "in"
-    build_dicom_fixture(folder / "exam.dcm", require_media("asl/again.mkv"), "h264", 60, identity=Identity())
-    profile = tmp_path / "blur.yaml"
-    profile.write_text("name: blur\nextends: pd_motor\nanonymizer: {name: hand_blur}\nverify: {sample_every: 6, ocr: {enabled: false}}\n")
+    result, item, record = release_clip_with_plugin(tmp_path, monkeypatch, keys, "hand_blur", HAND_BLUR, "HandBlur", frames=60, sample_every=6)
     out = tmp_path / "release"
-    try:
-        result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
-    finally:
-        sys.modules.pop("hand_blur", None)
-    item = summary(out)["items"][0]
     assert result.exit_code == 1 and item["status"] == "quarantined"
     table = item["verification"]["endpoints"]
     assert table["tap_rate_hz"]["status"] == LOST and table["tap_rate_hz"]["original"] > 0
-    record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
     assert any(r.startswith("endpoint: tap rate (tap_rate_hz) measurable on the original, not on the release") for r in record["reasons"])
     failed = {c["name"] for c in record["audit_checks"] if not c["passed"]}
     assert "endpoints_lost" in failed
