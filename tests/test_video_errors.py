@@ -89,6 +89,32 @@ def test_corrupt_bitstream_mid_stream(h264, tmp_path):
     assert "frame 1:" not in error.message  # frames before the damage were delivered
 
 
+def test_an_earlier_files_repeated_error_is_not_reported_as_this_streams(h264, tmp_path):
+    """PyAV holds back a message identical to the one before and delivers it with the next one: a cut
+    MP4 opened twice left its "moov atom not found" to be reported as the next file's damage."""
+    import av
+    import av.logging
+
+    mp4 = build_mp4_fixture(tmp_path / "clip.mp4", max_frames=20).path
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(mp4.read_bytes()[:2000])
+    previous, skipped = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)  # as a decode left suspended leaves it
+    av.logging.set_skip_repeated(True)  # PyAV's default
+    with pytest.raises(InputError):  # a decode of ours ran earlier in this process
+        list(open_video(_corrupt(h264, tmp_path / "first.dcm", _slice_fraction(h264, 10), 3000)).frames())
+    try:
+        for _ in range(2):
+            with pytest.raises(av.error.FFmpegError):
+                av.open(str(cut))
+        bad = _corrupt(h264, tmp_path / "corrupt.dcm", _slice_fraction(h264, 10), 3000)
+        error = _expect(bad, r"corrupt video bitstream near frame \d+: h264: ", decode=True)
+        assert "moov" not in error.message
+    finally:
+        av.logging.set_level(previous)
+        av.logging.set_skip_repeated(skipped)
+
+
 def test_corrupt_bitstream_from_the_start(h264, tmp_path):
     bad = _corrupt(h264, tmp_path / "garbage.dcm", 0.0, 400_000)
     _expect(bad, "corrupt (video bitstream|or empty video bitstream)", decode=True)

@@ -267,6 +267,10 @@ def _decode_with_pyav(open_container, info: VideoInfo, declared: int | None) -> 
     count = 0
     previous = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)
+    # PyAV holds a repeated message back and delivers it with the next different one, into whatever
+    # capture is open then: another file's error (a cut MP4's "moov atom not found") was reported as
+    # this stream's
+    av.logging.set_skip_repeated(False)
     try:
         with av.logging.Capture(local=False) as logs, open_container() as container:
             stream = container.streams.video[0]
