@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -26,6 +27,16 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE"]  # the commands import the co
 
 #: the ``--json`` option every reporting command takes
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout instead of text.")
+
+# options `run` and `pacs run` share, declared once
+KeysOption = typer.Option(Path("keys"), "--keys", "-k", help="Key folder from `clinrelease keys init`.")
+ClinicalOption = typer.Option(None, "--clinical", help="Clinical table (CSV) to release beside the items.")
+WorkersOption = typer.Option(1, "--workers", "-w", min=1, help="Items processed in parallel (local processes).")
+EscrowToOption = typer.Option(None, "--escrow-to", help="Custodian public key; originals are escrowed to it. Repeatable.")
+VaultOption = typer.Option(None, "--vault", help="Escrow vault folder (outside the release).")
+IrbOption = typer.Option(None, "--irb", help="IRB approval reference, recorded in the audit log.")
+DuaOption = typer.Option(None, "--dua", help="Data use agreement reference, recorded in the audit log.")
+OperatorOption = typer.Option(None, "--operator", help="Who runs the release (default: the login name).")
 
 # Markup off: what is printed carries paths, header values and reasons, and Rich would read
 # "scan[bold].dcm" or ".[dask]" as markup and drop the brackets. Colour goes through styled().

@@ -9,7 +9,10 @@ from pathlib import Path
 import typer
 
 from clinrelease.cli.app import app
-from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, out_console, progress_bar, styled
+from clinrelease.cli.common import (
+    ClinicalOption, DuaOption, EscrowToOption, IrbOption, JsonOption, KeysOption, OperatorOption, VaultOption, WorkersOption,
+    emit_json, err_console, handles_errors, out_console, progress_bar, styled,
+)
 from clinrelease.cli.run_cmd import _print_summary
 from clinrelease.files import write_json_atomic
 
@@ -32,17 +35,17 @@ def pacs_run(
     study: list[str] = typer.Option(None, "--study", help="Study Instance UID to release; repeatable."),
     query: list[str] = typer.Option(None, "--query", help="QIDO-RS filter KEY=VALUE (PatientID, StudyDate=20240101-20241231, ...); repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="Local release folder (report, audit log, manifest, data)."),
-    keys: Path = typer.Option(Path("keys"), "--keys", "-k", help="Key folder from `clinrelease keys init`."),
+    keys: Path = KeysOption,
     servers: Path = typer.Option(None, "--servers", help="Servers file (YAML) with URLs and credentials (default: $CLINRELEASE_SERVERS)."),
     staging: Path = typer.Option(None, "--staging", help="Where studies are staged (default: OUTPUT.pacs; removed after a complete run)."),
     keep_staging: bool = typer.Option(False, "--keep-staging", help="Keep the staged originals after the run."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Items processed in parallel."),
-    clinical: Path = typer.Option(None, "--clinical", help="Clinical table (CSV) to release beside the studies."),
-    escrow_to: list[Path] = typer.Option(None, "--escrow-to", help="Custodian public key; originals are escrowed to it."),
-    vault: Path = typer.Option(None, "--vault", help="Escrow vault folder (outside the release)."),
-    irb: str = typer.Option(None, "--irb", help="IRB approval reference, recorded in the audit log."),
-    dua: str = typer.Option(None, "--dua", help="Data use agreement reference, recorded in the audit log."),
-    operator: str = typer.Option(None, "--operator", help="Who runs the release (default: the login name)."),
+    workers: int = WorkersOption,
+    clinical: Path = ClinicalOption,
+    escrow_to: list[Path] = EscrowToOption,
+    vault: Path = VaultOption,
+    irb: str = IrbOption,
+    dua: str = DuaOption,
+    operator: str = OperatorOption,
     progress_file: Path = typer.Option(None, "--progress-file", help="Write the current stage as JSON here (for the Orthanc plugin)."),
     json_out: bool = JsonOption,
 ) -> None:

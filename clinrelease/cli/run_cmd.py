@@ -8,7 +8,10 @@ from pathlib import Path
 import typer
 
 from clinrelease.cli.app import app
-from clinrelease.cli.common import JsonOption, emit_json, err_console, handles_errors, out_console, progress_bar, styled
+from clinrelease.cli.common import (
+    ClinicalOption, DuaOption, EscrowToOption, IrbOption, JsonOption, KeysOption, OperatorOption, VaultOption, WorkersOption,
+    emit_json, err_console, handles_errors, out_console, progress_bar, styled,
+)
 from clinrelease.errors import ConfigError
 
 
@@ -78,21 +81,21 @@ def run(
     profile: str = typer.Option(..., "--profile", "-p", help="Profile name (see `clinrelease profiles list`) or a YAML file."),
     inputs: list[Path] = typer.Option(..., "--input", "-i", help="Input folder (searched recursively) or file; repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="Release folder to create or resume."),
-    keys: Path = typer.Option(Path("keys"), "--keys", "-k", help="Key folder from `clinrelease keys init`."),
-    clinical: Path = typer.Option(None, "--clinical", help="Clinical table (CSV) to release beside the videos."),
+    keys: Path = KeysOption,
+    clinical: Path = ClinicalOption,
     metadata: Path = typer.Option(None, "--metadata", help="CSV naming each plain video (column `file`) and its patient and study."),
     quarantine: Path = typer.Option(None, "--quarantine", help="Where failing items go (default: OUTPUT.quarantine)."),
     work: Path = typer.Option(None, "--work", help="Working state: records, staging, internal log (default: OUTPUT.work)."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Items processed in parallel (local processes)."),
+    workers: int = WorkersOption,
     executor: str = typer.Option("process", "--executor", help="`process` (local pool) or `dask`."),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a local cluster)."),
     shard: str = typer.Option(None, "--shard", help="Process only shard i of N (`i/N`); then `clinrelease merge`."),
-    escrow_to: list[Path] = typer.Option(None, "--escrow-to", help="Custodian public key; originals are escrowed to it. Repeatable."),
-    vault: Path = typer.Option(None, "--vault", help="Escrow vault folder (outside the release)."),
+    escrow_to: list[Path] = EscrowToOption,
+    vault: Path = VaultOption,
     m_of_n: int = typer.Option(None, "--m-of-n", help="Custodians needed to reverse (default 1)."),
-    irb: str = typer.Option(None, "--irb", help="IRB approval reference, recorded in the audit log."),
-    dua: str = typer.Option(None, "--dua", help="Data use agreement reference, recorded in the audit log."),
-    operator: str = typer.Option(None, "--operator", help="Who runs the release (default: the login name)."),
+    irb: str = IrbOption,
+    dua: str = DuaOption,
+    operator: str = OperatorOption,
     json_out: bool = JsonOption,
 ) -> None:
     """De-identify, anonymize and verify every input item; release what passes, quarantine the rest.
