@@ -124,14 +124,16 @@ def zoom(frame: np.ndarray, box: np.ndarray, size: int = 160) -> np.ndarray:
     return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
 
 
-def with_swap(profile, settings: list[str]):
-    """``profile`` with swap settings (``NAME=VALUE``) over its anonymizer's parameters."""
+def with_swap(profile, settings: list[str], pool: str = ""):
+    """``profile`` with swap settings (``NAME=VALUE``) and donor ``pool`` over its anonymizer's parameters."""
     import dataclasses
     from types import MappingProxyType
 
-    if not settings:
+    if not settings and not pool:
         return profile
-    params = {**profile.anonymizer.params, **{k: float(v) for k, v in (s.split("=", 1) for s in settings)}}
+    params = {**profile.anonymizer.params, **{k: (int(float(v)) if float(v).is_integer() and k in ("k", "k_donors") else float(v)) for k, v in (s.split("=", 1) for s in settings)}}
+    if pool:
+        params["pool"] = pool
     return dataclasses.replace(profile, anonymizer=dataclasses.replace(profile.anonymizer, params=MappingProxyType(params)))
 
 
@@ -149,6 +151,7 @@ def main() -> None:
     ap.add_argument("--sheet", action="store_true", help="write zoomed contact sheets per profile")
     ap.add_argument("--sheet-frames", type=int, default=3)
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap setting (float) on top of each profile's")
+    ap.add_argument("--pool", default="", help="donor source instead of the profile's: default, openpeople, generator or a folder")
     ap.add_argument("--tag", default="", help="added to the contact sheets' and JSON's file names")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
@@ -158,7 +161,7 @@ def main() -> None:
         clips = [c for c in clips if c.stem in args.clips.split(",")]
     if not clips:
         sys.exit(f"no shared clips under {SHARED_MEDIA / 'asl'}")
-    profiles = [with_swap(load_profile(p), args.swap) for p in args.profiles.split(",")]
+    profiles = [with_swap(load_profile(p), args.swap, args.pool) for p in args.profiles.split(",")]
     rows, sheets = [], {p.name: [] for p in profiles}
     header = (
         f"{'clip':<8} {'profile':<9} {'key':>3}  {'lift':>6} {'eye r':>6} {'open':>6} {'score':>6} {'mesh':>5} "

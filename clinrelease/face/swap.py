@@ -6,13 +6,13 @@ frame's mesh plus ``identity_strength`` times that offset, turned and scaled wit
 expression, head pose and eye/mouth state stay the patient's while the face shape (brows, jaw line,
 nose, proportions) becomes the surrogate's. The surrogate texture is warped onto the new geometry
 (piecewise affine over mesh + an outer ring), colour-matched to the patient's skin (mean/spread, then
-the patient's low-frequency shading field, so lighting follows the scene while the surrogate's finer
-texture survives) and blended with a feathered mask that reaches ``reach`` past the face outline
-(brow band, jaw line and cheek edges carry identity too). Small faces, whose texture says little,
-get a larger shape offset (``small_face_boost``). The ring band between the new face outline and the ring (outside both the old and
-the new outline, so its triangles never fold) carries the patient's own pixels warped to meet the
-new outline, and the eye openings and the mouth interior carry the
-patient's own pixels warped to the new geometry, so gaze and mouth motion survive.
+the patient's low-frequency shading field, so skin tone and lighting are the patient's while the
+surrogate's features survive) and blended with a feathered mask that fades in inside the new face
+outline (``reach`` > 0 lets it reach past). Small faces, whose texture says little, get a larger
+shape offset (``small_face_boost``). The ring band between the new face outline and the ring
+(outside both the old and the new outline, so its triangles never fold) carries the patient's own
+pixels warped to meet the new outline, and the eye openings and the lips carry the patient's own
+pixels warped to the new geometry, so gaze, blinks and every mouth movement survive.
 """
 
 from __future__ import annotations
@@ -174,14 +174,18 @@ def outer_ring(mesh: np.ndarray, new_mesh: np.ndarray, oval: np.ndarray) -> np.n
     return (centre + RING_SCALE * far).astype(np.float32)
 
 
-#: default reach of the surrogate past the face outline (fraction of the face height): full weight
-#: at the outline, fading out this far beyond it, so the brow band, jaw line and cheek edges are the
-#: surrogate's too
-REACH = 0.05
+#: default reach of the surrogate past the face outline (fraction of the face height). 0: the
+#: surrogate fades out at its own outline, and beyond it the patient's hair, ears and background
+#: are warped to meet it; past the outline a donor texture holds the donor's hair and background
+REACH = 0.0
+#: the lip contour inside which the frame keeps the patient's own mouth: the outer one keeps the
+#: lips themselves (their colour, folds and every movement), so a donor's lips never draw a smile
+#: or a parted mouth the patient does not make (issue 17)
+LIPS_KEPT = "outer_lips"
 #: width of the surrogate's fade-in (fraction of the face height)
 FADE = 0.08
-#: scale of the shading field carried over from the patient when a profile turns it on (Gaussian
-#: sigma, fraction of the face height); 0 = mean/std colour match only
+#: scale of the shading field carried over from the patient (Gaussian sigma, fraction of the face
+#: height); 0 = mean/std colour match only
 LIGHTING_SIGMA = 0.12
 #: face height (pixels) below which the identity offset is exaggerated, up to ``1 + small_face_boost``
 #: times at half that height
@@ -266,7 +270,7 @@ def plan_face(
         return m > 0
 
     face = poly(new_mesh[idx["oval"]])
-    holes = poly(new_mesh[idx["inner_lips"]]) | poly(new_mesh[idx["left_eye"]]) | poly(new_mesh[idx["right_eye"]])
+    holes = poly(new_mesh[idx[LIPS_KEPT]]) | poly(new_mesh[idx["left_eye"]]) | poly(new_mesh[idx["right_eye"]])
     # the surrogate fades in across the outline (reaching ``reach`` past it) and out around the
     # eye/mouth openings; colour statistics come from the skin well inside the outline only
     keep_holes = _ramp_inside(~holes, 0.025 * face_h)
@@ -433,10 +437,9 @@ class SwapAnonymizer:
     distinctiveness: float = DISTINCTIVENESS
     mode_amplitude: float = MODE_AMPLITUDE
     reach: float = REACH
-    # off by default: on the small carphone face the shading field made mediapipe lose the face mesh
-    # in 3 of 20 sampled frames (face NME 0.76 in tests/test_release_faces.py); a profile may set
-    # lighting: 0.12, which lowered SFace similarity on the 640x480 clips
-    lighting: float = 0.0
+    # the patient's own shading and skin tone: without it the surrogate keeps its donors' light and
+    # colour and reads as a mask pasted on (issue 17)
+    lighting: float = LIGHTING_SIGMA
     small_face_boost: float = 0.5
     mouth_reach: float = 0.0
     backend: str = "opencv"

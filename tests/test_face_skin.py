@@ -1,0 +1,84 @@
+"""The surrogate's skin: hair, beards and shadows in a donor's face oval, found and filled."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from clinrelease.errors import ConfigError
+from clinrelease.face.landmarks import mesh_indices
+from clinrelease.face.skin import clean_texture, feature_region, skin_mask, usable_skin
+from clinrelease.face.surrogates import DonorPool, composite, default_pool
+from clinrelease.models import package_dir
+
+
+def _portrait(pid: str):
+    return package_dir("openpeople") / "data/curated" / pid / "assets/studio_portrait.jpg"
+
+
+def _lab(rgb):
+    import cv2
+
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(float)
+    lab[..., 0] *= 100 / 255
+    lab[..., 1:] -= 128
+    return lab
+
+
+def test_a_fringe_over_the_forehead_is_filled_with_the_faces_own_skin():
+    import cv2
+
+    donor = default_pool().donors[0]
+    surrogate = composite([donor])
+    texture, pts = surrogate.texture.copy(), surrogate.landmarks
+    # a band of dark brown hair from the hairline down to just above the brows
+    oval = pts[mesh_indices()["oval"]]
+    top, brow = float(oval[:, 1].min()), float(pts[[105, 334], 1].min())
+    band = np.zeros(texture.shape[:2], np.uint8)
+    cv2.rectangle(band, (0, int(top)), (texture.shape[1], int(brow - 0.03 * np.ptp(oval[:, 1]))), 1, -1)
+    band = (band > 0) & _inside(texture.shape[:2], oval) & ~feature_region(texture.shape[:2], pts)
+    texture[band] = (70, 45, 30)
+    assert not skin_mask(texture, pts)[band].any()
+    cleaned = clean_texture(texture, pts)
+    cheek = _lab(cleaned)[_cheeks(texture.shape[:2], pts)]
+    filled = _lab(cleaned)[band]
+    # the band now has the cheeks' colour (within a shading step), and the brows, eyes, nose and
+    # lips are untouched
+    assert np.abs(np.median(filled, axis=0) - np.median(cheek, axis=0))[1:].max() < 6
+    assert abs(np.median(filled[:, 0]) - np.median(cheek[:, 0])) < 15
+    features = feature_region(texture.shape[:2], pts)
+    assert np.array_equal(cleaned[features], texture[features])
+
+
+def test_clean_portrait_is_hardly_touched():
+    donor = default_pool().donors[1]
+    surrogate = composite([donor])
+    assert usable_skin(surrogate.texture, surrogate.landmarks) > 0.8
+
+
+def test_a_bearded_donor_is_refused_with_the_reason(tmp_path):
+    shutil.copy(_portrait("P001"), tmp_path / "clean.jpg")
+    shutil.copy(_portrait("P005"), tmp_path / "beard.jpg")
+    with pytest.raises(ConfigError, match="beard") as info:
+        DonorPool.load(tmp_path)
+    assert info.value.path.name == "beard.jpg"
+
+
+def _inside(shape, polygon):
+    import cv2
+
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(polygon).astype(np.int32)], 1)
+    return m > 0
+
+
+def _cheeks(shape, pts):
+    import cv2
+
+    m = np.zeros(shape, np.uint8)
+    r = max(2, int(0.04 * np.ptp(pts[mesh_indices()["oval"], 1])))
+    for i in (205, 425):
+        cv2.circle(m, tuple(int(v) for v in pts[i]), r, 1, -1)
+    return m > 0
