@@ -148,10 +148,12 @@ def test_source_without_a_face_is_an_input_error(tmp_path, config):
 def test_surrogate_from_the_default_pool_by_donor_id_and_by_key(config):
     from clinrelease.face.surrogates import choose_surrogate, default_pool
 
-    by_id = surrogate_crops("astronaut", config.template)
-    from_file = surrogate_crops(str(astronaut()), config.template)
+    from clinrelease.models import package_dir
+
+    by_id = surrogate_crops("P001", config.template)
+    from_file = surrogate_crops(str(package_dir("openpeople") / "data/curated/P001/assets/studio_portrait.jpg"), config.template)
     assert len(by_id) == 1 and by_id[0].image.shape == (64, 64, 3)
-    # the pool's landmarks and a fresh mesh agree on where the astronaut's face is
+    # the pool's landmarks and a fresh mesh agree on where the portrait's face is
     assert np.abs(by_id[0].image.astype(int) - from_file[0].image.astype(int)).mean() < 25
     chosen = choose_surrogate(default_pool(), b"\x01" * 32, "patient-7")
     crop = crop_from_texture(chosen.texture, chosen.landmarks, config.template)
