@@ -1336,6 +1336,7 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
 def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records, gallery, surrogates) -> Path:
     """Write a whole signed release into the empty folder ``root``; returns the QA report's path."""
     from clinrelease.audit.chain import AuditLog
+    from clinrelease.audit.finalize import finalize_release
 
     root.mkdir(parents=True)
     for record in records:
@@ -1377,7 +1378,7 @@ def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records
     log.append("release_start", start)
     for fields, internal_only in audit_items:
         log.append("item", fields, internal_only_fields=internal_only)
-    log.finalize_release(root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
+    finalize_release(log, root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
     return report
 
 
