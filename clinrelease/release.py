@@ -795,14 +795,16 @@ def _patient_body(analysis) -> Callable[[int], Any] | None:
 def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0):
     """The profile's patient and bystander anonymizers, keyed to this patient; the built-in swap
     gives the patient the ``counter``-th surrogate of the key's sequence."""
+    from clinrelease.face.params import BASELINE_ANONYMIZERS, anonymizer_arguments
     from clinrelease.face.registry import get_anonymizer
 
     settings = profile.anonymizer
-    params = dict(settings.params)
-    keyed = {"key": key, "pseudonym": pseudonym}
-    patient_keyed = {**keyed, "counter": counter} if settings.name == "swap" else keyed
-    patient = get_anonymizer(settings.name, **_swap_params(settings.name, params, patient_keyed))
-    bystander = get_anonymizer(settings.bystander, **_swap_params(settings.bystander, params, keyed))
+
+    def arguments(name: str, **keyed: Any) -> dict[str, Any]:
+        return {} if name in BASELINE_ANONYMIZERS else {**anonymizer_arguments(name, settings.params), "key": key, "pseudonym": pseudonym, **keyed}
+
+    patient = get_anonymizer(settings.name, **arguments(settings.name, **({"counter": counter} if settings.name == "swap" else {})))
+    bystander = get_anonymizer(settings.bystander, **arguments(settings.bystander))
     return patient, bystander
 
 
@@ -1043,6 +1045,9 @@ def run_release(
     _check_folders(opts, paths)
     if opts.clinical is not None:
         validate_clinical(opts.clinical, keys.release_key, profile)
+    if _model_after_run(profile) == "escrow" and not opts.escrow_to:
+        # before any item runs: the models are escrowed only once every item is done
+        raise ConfigError("anonymizer.params.model_after_run: escrow needs custodians: run with --escrow-to PUB --vault DIR")
     items = discover_items(opts.inputs, opts.metadata, id_key=keys.release_key)
     what = "run" if opts.shard is None else f"run --shard {opts.shard[0]}/{opts.shard[1]}"
     with _storage_errors(paths.work), release_lock(paths.work, what, shared=opts.shard is not None):
@@ -1143,6 +1148,11 @@ def _storage_errors(folder: Path) -> Iterator[None]:
         raise StorageError.from_os_error(exc, folder) from None
 
 
+def _model_after_run(profile) -> str:
+    """The profile's ``anonymizer.params.model_after_run`` (checked when the profile loads)."""
+    return "keep" if profile.anonymizer is None else str(profile.anonymizer.params.get("model_after_run", "keep"))
+
+
 def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> list[dict[str, str]]:
     """Delete (or escrow, then delete) the learned models trained for this release's patients.
 
@@ -1154,14 +1164,10 @@ def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> li
     settings = profile.anonymizer
     if settings is None:
         return []
-    policy = str(settings.params.get("model_after_run", "keep"))
+    policy = _model_after_run(profile)
     model = settings.params.get("model")
     if policy == "keep" or not model:
         return []
-    if policy not in ("delete", "escrow"):
-        raise ConfigError(f"anonymizer.params.model_after_run: {policy!r}; use keep, delete or escrow")
-    if policy == "escrow" and escrow is None:
-        raise ConfigError("model_after_run: escrow needs custodians: run with --escrow-to PUB --vault DIR")
     from clinrelease.face.learned.faceswap import secure_delete_model
 
     paths = {Path(str(model).replace("{pseudonym}", r["pseudonym"])): r["pseudonym"] for r in records if r.get("pseudonym")}

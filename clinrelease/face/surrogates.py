@@ -20,6 +20,7 @@ from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.geometry import WarpMaps, apply_affine, fit_similarity, ring_points, triangulate, warp_maps
 from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
+from clinrelease.face.params import SwapParams
 
 #: side of the square surrogate texture, pixels
 TEXTURE_SIZE = 320
@@ -626,9 +627,9 @@ def composite(donors: list[Donor], weights: np.ndarray | None = None) -> Surroga
 
 
 #: default distinctiveness: how far a surrogate is pushed from the pool's average face
-DISTINCTIVENESS = 1.8
+DISTINCTIVENESS = SwapParams.distinctiveness
 #: default largest shape-mode amplitude, in face heights
-MODE_AMPLITUDE = 0.05
+MODE_AMPLITUDE = SwapParams.mode_amplitude
 
 
 def surrogate_coefficients(seed: bytes, ids: list[str], k: int, distinctiveness: float) -> np.ndarray:
