@@ -1581,6 +1581,8 @@ def _generator_notice(profile) -> dict[str, Any]:
 
 
 def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from clinrelease.verify.decision import SITE_ONLY
+
     fields: dict[str, Any] = {
         "item_id": record["item_id"],
         "verdict": RELEASED if record["status"] == RELEASED else QUARANTINED,
@@ -1595,7 +1597,7 @@ def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     )
     internal = {
         "original_sha256": record["input_sha256"], "input": record["input"],
-        "reasons_full": [*record["reasons"], *record.get("reason_details", [])],
+        "reasons_full": [*record["reasons"], *(SITE_ONLY + d for d in record.get("reason_details", []))],
     }  # fmt: skip
     if "surrogate" in record.get("faces", {}):
         # the key's surrogate decision (counter, recognizers' closest values on the patient): site only

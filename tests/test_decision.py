@@ -98,7 +98,7 @@ def test_a_leak_reason_names_the_kind_and_where_never_the_value() -> None:
     decision = decide({"leaks": 2}, [LEAKS], ItemReports(leaks=leaks))
     assert not decision.released and len(decision.reasons) == 1
     reason = decision.reasons[0]
-    assert "name 1" in reason and "date 1" in reason and "site's quarantine copy only" in reason
+    assert "name 1" in reason and "date 1" in reason and "at byte offset(s) 384, 900" in reason and "site's quarantine copy only" in reason
     assert "DOE" not in reason and "1950" not in reason and "12/03" not in reason
     # the values are for the site's copy only
     assert any("DOE^JOHN" in d and "offset 384" in d for d in decision.details)
