@@ -47,6 +47,11 @@ def test_swapped_video_passes_as_json(clips):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["verdict"] == {"released": True, "reasons": [], "details": []}
+    # no --profile: basic's checks (the byte scan) plus the recognizers asked for and burned-in text,
+    # at the thresholds a profile gets by default; keypoints are reported, not judged
+    rows = {c["name"]: (c["op"], c["threshold"]) for c in data["checks"]}
+    assert set(rows) == {"dlib_frames_checked", "dlib_match_rate", "sface_frames_checked", "sface_match_rate", "text_boxes", "leaks"}
+    assert all(c["passed"] for c in data["checks"])
     reid = data["reports"]["reid"]["results"]
     assert set(reid) == {"dlib", "sface"}
     assert reid["dlib"]["frames_checked"] == 2 and reid["dlib"]["frames_matched"] == 0
