@@ -81,6 +81,7 @@ def test_every_threshold_of_a_profile_is_a_check_with_the_profiles_limit() -> No
         assert checks[f"{part}_ap"].limit == getattr(motor.verify.keypoints, f"{part}_ap_min")
     for name, tol in motor.verify.endpoints.judged().items():
         assert checks[f"endpoint_{name}_change"].limit == tol.value
+    assert checks["endpoint_tremor_frequency_hz_change"].unit == "Hz" and checks["endpoint_tap_rate_hz_change"].unit == "of the original's value"
     # a stricter child profile moves the same rows, and nothing else decides
     strict = dataclasses.replace(motor, verify=dataclasses.replace(
         motor.verify, recognizers={"sface": RecognizerCheck(0.3, 0.1)}, keypoints=KeypointThresholds(body_ap_min=0.99), face_realism=FaceRealismCheck(score_ratio_min=0.95, mesh_presence_min=None, eye_correlation_min=None, eye_deviation_max=None, corner_lift_max=None),

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clinrelease.verify.endpoints import EndpointReport, endpoint_reasons
+from clinrelease.verify.endpoints import ENDPOINTS, EndpointReport, endpoint_reasons
 from clinrelease.verify.keypoints import KeypointReport
 from clinrelease.verify.leaks import Leak, describe_leaks, leak_details
 from clinrelease.verify.ocr import TextScan
@@ -84,6 +84,7 @@ class Check:
     label: str
     #: the check this row belongs to: header, frames, reid, faces, keypoints, realism, endpoints, text, leaks
     group: str
+    #: the limit's unit where it has one (an endpoint's absolute tolerance)
     unit: str = ""
     #: the reason when the check ran but could not measure the figure; None: not judged then
     unverified: str | None = None
@@ -181,7 +182,8 @@ def checks_for(profile: Any, *, text: bool | None = None) -> list[Check]:
     if verify.endpoints is not None and verify.endpoints.tolerances:
         checks.append(Check("endpoints_lost", "<=", 0, "clinical endpoints measurable on the original but not on the release", "endpoints"))
         for name, tol in verify.endpoints.judged().items():
-            checks.append(Check(f"endpoint_{name}_change", "<=", tol.value, f"{name} change ({tol.kind})", "endpoints"))
+            unit = "of the original's value" if tol.kind == "relative" else ENDPOINTS[name].unit
+            checks.append(Check(f"endpoint_{name}_change", "<=", tol.value, f"{name} change ({tol.kind})", "endpoints", unit))
     if text if text is not None else (verify.ocr.enabled and "clean_pixel_data" in profile.deid.options):
         checks.append(Check("text_boxes", "<=", 0, "burned-in text boxes left in the released frames", "text"))
     if verify.leak_scan:
