@@ -31,6 +31,7 @@ import yaml
 import clinrelease
 from clinrelease.dicom.deid_options import OPTIONS as DEID_OPTIONS  # PS3.15 option names, CID 7050 order
 from clinrelease.errors import ConfigError
+from clinrelease.face.params import SwapParams, param_problems
 from clinrelease.verify.endpoints import ENDPOINTS, Tolerance
 
 #: environment variable with extra profile folders (``os.pathsep``-separated), searched first
@@ -97,16 +98,9 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                 _obj(
                     {
                         "name": _NAME,
-                        "params": {
-                            "type": "object",
-                            # third-party anonymizers take their own parameters; the shared ones are typed
-                            "properties": {
-                                "identity_strength": _FRACTION,
-                                "k_donors": {"type": "integer", "minimum": 1, "maximum": 64},
-                                "pool": {"type": "string", "minLength": 1},
-                                "model": {"type": ["string", "null"], "minLength": 1},
-                            },
-                        },
+                        # judged against the anonymizers' declarations (clinrelease.face.params) once
+                        # merged: a child may switch to an anonymizer that takes other parameters
+                        "params": {"type": "object"},
                         "bystander": {"enum": list(BYSTANDER_TREATMENTS)},
                     }
                 ),
@@ -241,23 +235,26 @@ class AnonymizerSettings:
     """The anonymizer for the patient's face, its parameters and what happens to bystanders."""
 
     name: str = "swap"
+    #: as the profile writes them; declared (defaults, ranges) in :class:`clinrelease.face.params.SwapParams`
     params: Mapping[str, Any] = field(
-        default_factory=lambda: MappingProxyType({"identity_strength": 1.0, "k_donors": 3, "pool": "default"})
+        default_factory=lambda: MappingProxyType(
+            {"identity_strength": SwapParams.identity_strength, "k_donors": SwapParams.k_donors, "pool": SwapParams.pool}
+        )
     )
     bystander: str = "blur"
 
     @property
     def identity_strength(self) -> float:
         """0 keeps the patient's face geometry, 1 moves it fully to the surrogate's."""
-        return float(self.params.get("identity_strength", 1.0))
+        return float(self.params.get("identity_strength", SwapParams.identity_strength))
 
     @property
     def k_donors(self) -> int:
-        return int(self.params.get("k_donors", 3))
+        return int(self.params.get("k_donors", SwapParams.k_donors))
 
     @property
     def pool(self) -> str:
-        return str(self.params.get("pool", "default"))
+        return str(self.params.get("pool", SwapParams.pool))
 
     @property
     def model(self) -> str | None:
@@ -701,6 +698,10 @@ def _semantic_problems(doc: Mapping[str, Any], file: str) -> list[ProfileProblem
                     f"installed plug-ins: {', '.join(plugins) or 'none'})",
                 )
             )
+    if isinstance(anonymizer, Mapping):
+        name = anonymizer.get("name", AnonymizerSettings.name)
+        for key, message in param_problems(name, anonymizer.get("bystander", AnonymizerSettings.bystander), _mapping(anonymizer.get("params"))):
+            problems.append(ProfileProblem(file, f"anonymizer.params.{key}", message))
     verify = _mapping(doc.get("verify"))
     if faces_enabled and "recognizers" in verify and not verify["recognizers"]:
         problems.append(

@@ -343,10 +343,9 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
         record["status"] = ERROR
         work.reasons.append(unreadable)
     elif item.duplicate_of:
-        work.reasons.append(
-            f"duplicate: the same object (SOP Instance UID or file content) as item {item.duplicate_of}, "
-            "which is released in its place"
-        )
+        from clinrelease.verify.decision import duplicate_reason
+
+        work.reasons.append(duplicate_reason(item.duplicate_of))
     else:
         _guarded(work, _run_stages)
     record["reasons"] = work.reasons
@@ -379,26 +378,23 @@ def _guarded(work: _ItemWork, stage: Callable[[_ItemWork], None]) -> None:
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
             raise  # a full disk fails every item after this one: the run stops, the release stays as it was
         work.record["status"] = ERROR
+        from clinrelease.verify.decision import unexpected_reason
+
         # a library's message may quote the file's name or a value: the site's copy only
-        work.reasons.append(f"unexpected {type(exc).__name__} (the message is in the site's quarantine copy)")
-        work.details.append(f"unexpected {type(exc).__name__}: {exc}")
+        reason, detail = unexpected_reason(exc)
+        work.reasons.append(reason)
+        work.details.append(detail)
     if work.reasons and work.record["status"] == RELEASED:
         work.record["status"] = ERROR
 
 
-#: what a released reason says in place of a library's own message
-_CAUSE_WITHHELD = "the library's message is in the site's quarantine copy"
-
-
 def _reason(work: _ItemWork, prefix: str, exc: ClinReleaseError) -> None:
-    """Our message as the reason; the text of a library error it quotes (a decoder's message names
-    the file's path, a parser's may quote a value) goes to the site's details instead."""
-    cause = str(exc.__cause__ or "").strip()
-    if cause and cause in exc.message:
-        work.reasons.append(prefix + exc.message.replace(cause, _CAUSE_WITHHELD))
-        work.details.append(prefix + exc.message)
-    else:
-        work.reasons.append(prefix + exc.message)
+    from clinrelease.verify.decision import error_reason
+
+    reason, detail = error_reason(prefix, exc.message, str(exc.__cause__ or ""))
+    work.reasons.append(reason)
+    if detail is not None:
+        work.details.append(detail)
 
 
 def _load_record(path: Path) -> dict[str, Any] | None:
@@ -481,7 +477,8 @@ def _release_header_only(work: _ItemWork, original, result) -> None:
 
     from clinrelease.dicom.deid import output_relpath, write_deidentified
     from clinrelease.dicom.residual import residual_phi
-    from clinrelease.verify.leaks import describe_leaks, leak_details, scan_bytes
+    from clinrelease.verify.decision import ItemReports, checks_for, report_figures
+    from clinrelease.verify.leaks import scan_bytes
 
     item, ctx, record = work.item, work.ctx, work.record
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
@@ -489,22 +486,23 @@ def _release_header_only(work: _ItemWork, original, result) -> None:
     write_deidentified(result.dataset, staged)
     record["output"] = "data/" + output_relpath(result.dataset)
     record["output_uid"] = str(result.dataset.get("SOPInstanceUID", ""))
-    findings = residual_phi(original, dcmread(staged), result)
-    figures: dict[str, Any] = {"header_residual": len(findings)}
-    work.reasons.extend(_header_reasons(findings))
+    reports = ItemReports(header=residual_phi(original, dcmread(staged), result))
     if ctx.profile().verify.leak_scan:
-        leaks = scan_bytes(staged, _identifying_strings(result.original_phi, item, None) or work.phi, encoder_text=False)
-        figures["leaks"] = len(leaks)
-        if leaks:
-            work.reasons.append(describe_leaks(leaks, "the output bytes"))
-            work.details.extend(leak_details(leaks, "output bytes"))
+        reports.leaks = scan_bytes(staged, _identifying_strings(result.original_phi, item, None) or work.phi, encoder_text=False)
+    figures = report_figures(reports)
+    # the pixels are carried over untouched: only the header and the file's bytes are judged
+    _decide(work, figures, [c for c in checks_for(ctx.profile()) if c.group in ("header", "leaks")], reports)
     record["verification"] = figures
-    record["audit_checks"] = _audit_checks({k: v for k, v in check_specs(ctx.profile()).items() if k in figures}, figures)
 
 
-def _header_reasons(findings) -> list[str]:
-    """Residual-PHI findings as sentences: the kind, the attribute path and its source, no value."""
-    return [f"header: {f.kind} at {f.path} (from {f.source})" for f in findings]
+def _decide(work: _ItemWork, figures: dict[str, Any], checks, reports) -> None:
+    """The item's verdict, reasons and audit rows from :func:`clinrelease.verify.decision.decide`."""
+    from clinrelease.verify.decision import decide
+
+    decision = decide(figures, checks, reports)
+    work.reasons.extend(decision.reasons)
+    work.details.extend(decision.details)
+    work.record["audit_checks"] = decision.rows
 
 
 def _identifying_strings(original_phi: list[str], item: InputItem, source) -> list[str]:
@@ -516,56 +514,6 @@ def _identifying_strings(original_phi: list[str], item: InputItem, source) -> li
         # ones turn up by chance in compressed bytes: a false leak would quarantine every video
         strings.extend(source.info.descriptive_metadata.values())
     return sorted({s.strip() for s in strings if len(s.strip()) >= 3})
-
-
-def check_specs(profile) -> dict[str, tuple[str, float]]:
-    """The checks an item must pass under ``profile``: name -> (operator, threshold).
-
-    The same table goes into the audit log's ``release_start`` record, so an auditor can recompute
-    every item's verdict from its recorded figures.
-    """
-    verify = profile.verify
-    specs: dict[str, tuple[str, float]] = {"header_residual": ("<=", 0)}
-    for name, rec in verify.recognizers.items():
-        specs[f"{name}_match_rate"] = ("<=", rec.max_matched_fraction)
-        specs[f"{name}_frames_checked"] = (">=", 1)
-    if verify.residual_faces:
-        specs["residual_face_frames"] = ("<=", 0)
-    kp = verify.keypoints
-    for part in ("body", "head", "arms", "legs"):
-        limit = getattr(kp, f"{part}_ap_min")
-        if limit is not None:
-            specs[f"{part}_ap"] = (">=", limit)
-    if kp.face_nme_max is not None:
-        specs["face_nme"] = ("<=", kp.face_nme_max)
-    if kp.face_expression_nme_max is not None:
-        specs["face_expression_nme"] = ("<=", kp.face_expression_nme_max)
-    face = verify.face_realism
-    if face is not None:
-        for name, op, limit in REALISM_SPECS:
-            if getattr(face, limit) is not None:
-                specs[name] = (op, getattr(face, limit))
-    if verify.endpoints is not None and verify.endpoints.tolerances:
-        specs["endpoints_lost"] = ("<=", 0)
-        for name, tol in verify.endpoints.judged().items():
-            specs[f"endpoint_{name}_change"] = ("<=", tol.value)
-    if verify.ocr.enabled and "clean_pixel_data" in profile.deid.options:
-        specs["text_boxes"] = ("<=", 0)
-    if verify.leak_scan:
-        specs["leaks"] = ("<=", 0)
-    return specs
-
-
-#: face-realism figures in a record, how they compare and the profile limit they compare with;
-#: corner_lift is judged as a magnitude (a lost smile is as much a change as a new grin)
-REALISM_SPECS = (
-    ("face_score_ratio", ">=", "score_ratio_min"),
-    ("face_mesh_presence", ">=", "mesh_presence_min"),
-    ("eye_correlation", ">=", "eye_correlation_min"),
-    ("eye_deviation", "<=", "eye_deviation_max"),
-    ("corner_lift_abs", "<=", "corner_lift_max"),
-    ("mouth_correlation", ">=", "mouth_correlation_min"),
-)
 
 
 #: the record's face-realism figures (nested as ``face_realism`` in summary.json)
@@ -582,40 +530,15 @@ REALISM_FIGURES = (
 )
 
 
-def _realism_figures(report) -> dict[str, Any]:
-    """A realism report's figures under the record's names (:data:`REALISM_FIGURES`)."""
-    lift = report.corner_lift
-    return {
-        "face_realism_frames": report.frames_checked,
-        "face_score_ratio": report.face_score_ratio,
-        "face_mesh_presence": report.mesh_presence,
-        "eye_correlation": report.eye_correlation,
-        "eye_deviation": report.eye_deviation,
-        "mouth_correlation": report.mouth_correlation,
-        "mouth_opening_change": report.mouth_opening_change,
-        "corner_lift": lift,
-        "corner_lift_abs": None if lift is None else abs(lift),
-    }
-
-
-def endpoint_figures(report) -> tuple[dict[str, Any], dict[str, Any]]:
+def endpoint_figures(report) -> dict[str, Any]:
     """An endpoint report as the record's table (endpoint -> original, released, difference,
-    tolerance, status, reason) and the flat figures its audit checks re-check: each measured
-    endpoint's change (relative or absolute, as its tolerance) and how many the release lost."""
-    table = {
+    tolerance, status, reason); the flat figures its checks judge are
+    :func:`clinrelease.verify.decision.report_figures`'."""
+    return {
         r.name: {"original": r.original, "released": r.released, "difference": r.difference, "change": r.change,
                  "tolerance": r.tolerance, "unit": r.unit, "status": r.status, "reason": r.reason}
         for r in report.results
     }
-    flat: dict[str, Any] = {f"endpoint_{r.name}_change": r.change for r in report.results if r.change is not None}
-    flat["endpoints_lost"] = sum(1 for r in report.results if r.status == "lost")
-    return table, flat
-
-
-def _audit_checks(specs: dict[str, tuple[str, float]], figures: dict[str, Any]) -> list[dict[str, Any]]:
-    from clinrelease.audit.records import make_check
-
-    return [make_check(name, figures[name], op, threshold) for name, (op, threshold) in specs.items() if figures.get(name) is not None]
 
 
 def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> None:
@@ -626,7 +549,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     from clinrelease.dicom.residual import residual_phi
     from clinrelease.dicom.video import open_video
     from clinrelease.dicom.writer import write_dicom_video
-    from clinrelease.verify.checks import ItemReports, Thresholds, decide
+    from clinrelease.verify.decision import ItemReports, checks_for, report_figures
     from clinrelease.verify.leaks import scan_bytes
     from clinrelease.verify.ocr import TextScan, clean_video_text, scan_text
 
@@ -684,14 +607,12 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     )
     record["output"] = "data/" + output_relpath(result.dataset)
     record["output_uid"] = written.sop_instance_uid
-    if written.frames != info.frames and info.frames:
-        work.reasons.append(f"encode: wrote {written.frames} frames, the input has {info.frames}")
 
     output = open_video(staged)
     reports = ItemReports()
-    thresholds = Thresholds.from_profile(verify)
     # only decoded pictures are written: any sound beside them stays behind (and the report says so)
     figures: dict[str, Any] = {"frames": written.frames, "audio_streams_dropped": info.audio_streams}
+    figures["frame_count_difference"] = abs(info.frames - written.frames) if info.frames else 0
     if "surrogate" in record.get("faces", {}):
         figures["surrogate_counter"] = record["faces"]["surrogate"]["counter"]
         figures["surrogate_decided"] = record["faces"]["surrogate"]["decided"]
@@ -712,21 +633,16 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
     if analysis is not None:
         from clinrelease.face.pipeline import residual_faces
-        from clinrelease.verify.reid import verify_reid
+        from clinrelease.verify.reid import profile_recognizers, verify_reid
 
+        # counted at the profile's thresholds: the recorded frames_matched are what the decision judges
+        recognizers = profile_recognizers(verify)
         reports.reid = verify_reid(
-            source.frames(), output.frames(), analysis, recognizers=list(verify.recognizers), sample_every=verify.sample_every
-        )
-        for name, res in reports.reid.results.items():
-            figures[f"{name}_match_rate"] = res.match_rate
-            figures[f"{name}_frames_checked"] = res.frames_checked
-            figures[f"{name}_frames_matched"] = res.frames_matched
-            figures[f"{name}_worst"] = res.worst_similarity
+            source.frames(), output.frames(), analysis, recognizers=list(recognizers.values()), sample_every=verify.sample_every,
+            residual_recognizer=recognizers.get("sface", "sface"),
+        )  # fmt: skip
         if verify.residual_faces:
-            residual = residual_faces(output.frames(), analysis)
-            figures["residual_face_frames"] = len(residual)
-            if residual:
-                work.reasons.append(f"faces: a face that was not anonymized is visible in frames {_frame_list(residual)}")
+            reports.residual_frames = residual_faces(output.frames(), analysis)
     kp = verify.keypoints
     face = kp.face_nme_max is not None or kp.face_expression_nme_max is not None
     if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or face:
@@ -735,16 +651,10 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         person = _patient_body(analysis) if analysis is not None and len(analysis.tracks) > 1 else None
         reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face, person=person)
         figures["keypoints_person"] = "patient" if person is not None else "most prominent"
-        for part, value in reports.keypoints.part_ap().items():
-            figures[f"{part}_ap"] = value
-        figures["face_nme"] = reports.keypoints.face_nme
-        figures["face_expression_nme"] = reports.keypoints.face_expression_nme
     if verify.face_realism is not None and analysis is not None:
         from clinrelease.verify.realism import verify_realism
 
         reports.realism = verify_realism(source.frames(), output.frames(), analysis, sample_every=verify.sample_every)
-        figures.update(_realism_figures(reports.realism))
-    audit_figures: dict[str, Any] = {}
     if verify.endpoints is not None and verify.endpoints.tolerances:
         from clinrelease.verify.endpoints import verify_endpoints
 
@@ -752,25 +662,18 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             source.frames(), output.frames(), info.fps, verify.endpoints.judged(),
             sample_every=verify.endpoints.sample_every or verify.sample_every, realism=reports.realism,
         )
-        figures["endpoints"], audit_figures = endpoint_figures(reports.endpoints)
+        figures["endpoints"] = endpoint_figures(reports.endpoints)
     if clean_text:
         reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
-        figures["text_boxes"] = len(thresholds.remaining_text(reports.text))
     phi = _identifying_strings(result.original_phi, item, source)
     if verify.leak_scan:
         reports.leaks = scan_bytes(staged, phi)
-        figures["leaks"] = len(reports.leaks)
-    findings = residual_phi(header, dcmread(staged, stop_before_pixels=True), result)
-    figures["header_residual"] = len(findings)
-    work.reasons.extend(_header_reasons(findings))
+    reports.header = residual_phi(header, dcmread(staged, stop_before_pixels=True), result)
 
-    if not clean_text:
-        thresholds.text_max_boxes = None
-    verdict = decide(reports, thresholds)
-    work.reasons.extend(verdict.reasons)
-    work.details.extend(verdict.details)
-    record["verification"] = {k: v for k, v in figures.items()}
-    record["audit_checks"] = _audit_checks(check_specs(profile), {**figures, **audit_figures})
+    judged = {**figures, **report_figures(reports)}
+    _decide(work, judged, checks_for(profile, text=clean_text), reports)
+    # the endpoints' flat figures are in their table already (figures["endpoints"])
+    record["verification"] = {k: v for k, v in judged.items() if not (k.startswith("endpoint_") or k == "endpoints_lost")}
     record["series"] = _series(reports)
     record["identifying_strings_count"] = len(phi)
     _visuals(work, source, output, analysis, verify)
@@ -795,14 +698,16 @@ def _patient_body(analysis) -> Callable[[int], Any] | None:
 def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0):
     """The profile's patient and bystander anonymizers, keyed to this patient; the built-in swap
     gives the patient the ``counter``-th surrogate of the key's sequence."""
+    from clinrelease.face.params import BASELINE_ANONYMIZERS, anonymizer_arguments
     from clinrelease.face.registry import get_anonymizer
 
     settings = profile.anonymizer
-    params = dict(settings.params)
-    keyed = {"key": key, "pseudonym": pseudonym}
-    patient_keyed = {**keyed, "counter": counter} if settings.name == "swap" else keyed
-    patient = get_anonymizer(settings.name, **_swap_params(settings.name, params, patient_keyed))
-    bystander = get_anonymizer(settings.bystander, **_swap_params(settings.bystander, params, keyed))
+
+    def arguments(name: str, **keyed: Any) -> dict[str, Any]:
+        return {} if name in BASELINE_ANONYMIZERS else {**anonymizer_arguments(name, settings.params), "key": key, "pseudonym": pseudonym, **keyed}
+
+    patient = get_anonymizer(settings.name, **arguments(settings.name, **({"counter": counter} if settings.name == "swap" else {})))
+    bystander = get_anonymizer(settings.bystander, **arguments(settings.bystander))
     return patient, bystander
 
 
@@ -813,41 +718,17 @@ def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: 
     if profile.anonymizer.name != "swap" or not profile.verify.recognizers:
         return None
     from clinrelease.face.surrogate_choice import ChoiceStore, patient_samples, screen
-    from clinrelease.verify.reid import get_recognizer
+    from clinrelease.verify.reid import profile_recognizers
 
     def measure():
         samples = patient_samples(source.frames(), analysis)
         if not samples:
             return None  # no patient face to measure on: the first surrogate, nothing decided
-        recognizers = {name: (get_recognizer(name), check.threshold) for name, check in profile.verify.recognizers.items()}
+        recognizers = {name: (rec, rec.threshold) for name, rec in profile_recognizers(profile.verify).items()}
         anonymizer_for = lambda c: build_anonymizers(profile, ctx.release_key, pseudonym, counter=c)[0]  # noqa: E731
         return screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
 
     return ChoiceStore(ctx.choices_dir or ctx.paths.work, ctx.release_key).decide(pseudonym, measure)
-
-
-#: profile parameters the built-in swap takes (see clinrelease.face.swap.SwapAnonymizer)
-_SWAP_PARAMS = ("identity_strength", "k", "distinctiveness", "mode_amplitude", "reach", "lighting", "small_face_boost", "mouth_reach")
-
-
-def _swap_params(name: str, params: dict[str, Any], keyed: dict[str, Any]) -> dict[str, Any]:
-    """Translate profile parameters into an anonymizer's keyword arguments."""
-    if name in ("blur", "pixelate", "mask"):
-        return {}
-    # the profile says k_donors; anonymizers say k. The default pool is the anonymizer's default.
-    out = {k: v for k, v in params.items() if k not in ("k_donors", "pool", "model_after_run")}
-    if "k_donors" in params:
-        out["k"] = params["k_donors"]
-    if name == "swap":
-        out = {k: v for k, v in out.items() if k in _SWAP_PARAMS}
-        if params.get("pool") not in (None, "default"):
-            out["pool"] = params["pool"]
-    return {**out, **keyed}
-
-
-def _frame_list(frames: list[int], limit: int = 20) -> str:
-    shown = ", ".join(str(f) for f in frames[:limit])
-    return shown + (f" (and {len(frames) - limit} more)" if len(frames) > limit else "")
 
 
 def _series(reports) -> dict[str, Any]:
@@ -1043,6 +924,9 @@ def run_release(
     _check_folders(opts, paths)
     if opts.clinical is not None:
         validate_clinical(opts.clinical, keys.release_key, profile)
+    if _model_after_run(profile) == "escrow" and not opts.escrow_to:
+        # before any item runs: the models are escrowed only once every item is done
+        raise ConfigError("anonymizer.params.model_after_run: escrow needs custodians: run with --escrow-to PUB --vault DIR")
     items = discover_items(opts.inputs, opts.metadata, id_key=keys.release_key)
     what = "run" if opts.shard is None else f"run --shard {opts.shard[0]}/{opts.shard[1]}"
     with _storage_errors(paths.work), release_lock(paths.work, what, shared=opts.shard is not None):
@@ -1143,6 +1027,11 @@ def _storage_errors(folder: Path) -> Iterator[None]:
         raise StorageError.from_os_error(exc, folder) from None
 
 
+def _model_after_run(profile) -> str:
+    """The profile's ``anonymizer.params.model_after_run`` (checked when the profile loads)."""
+    return "keep" if profile.anonymizer is None else str(profile.anonymizer.params.get("model_after_run", "keep"))
+
+
 def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> list[dict[str, str]]:
     """Delete (or escrow, then delete) the learned models trained for this release's patients.
 
@@ -1154,14 +1043,10 @@ def dispose_patient_models(profile, records: list[dict[str, Any]], escrow) -> li
     settings = profile.anonymizer
     if settings is None:
         return []
-    policy = str(settings.params.get("model_after_run", "keep"))
+    policy = _model_after_run(profile)
     model = settings.params.get("model")
     if policy == "keep" or not model:
         return []
-    if policy not in ("delete", "escrow"):
-        raise ConfigError(f"anonymizer.params.model_after_run: {policy!r}; use keep, delete or escrow")
-    if policy == "escrow" and escrow is None:
-        raise ConfigError("model_after_run: escrow needs custodians: run with --escrow-to PUB --vault DIR")
     from clinrelease.face.learned.faceswap import secure_delete_model
 
     paths = {Path(str(model).replace("{pseudonym}", r["pseudonym"])): r["pseudonym"] for r in records if r.get("pseudonym")}
@@ -1336,6 +1221,7 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
 def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records, gallery, surrogates) -> Path:
     """Write a whole signed release into the empty folder ``root``; returns the QA report's path."""
     from clinrelease.audit.chain import AuditLog
+    from clinrelease.audit.finalize import finalize_release
 
     root.mkdir(parents=True)
     for record in records:
@@ -1377,7 +1263,7 @@ def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records
     log.append("release_start", start)
     for fields, internal_only in audit_items:
         log.append("item", fields, internal_only_fields=internal_only)
-    log.finalize_release(root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
+    finalize_release(log, root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
     return report
 
 
@@ -1390,18 +1276,19 @@ def _gallery_attack(paths: ReleasePaths, embeddings: ReleasedEmbeddings, profile
     Re-identified items are withdrawn from the release before anything is signed; the release
     passes when the re-identified rate is within the profile's ``gallery.max_rank1``.
     """
-    limit = profile.verify.gallery.max_rank1 if profile.verify.gallery is not None else None
+    from clinrelease.verify.decision import decide, gallery_check
+
+    check = gallery_check(profile)
     embedded, data, identity = embeddings
-    if limit is None or not embedded:
+    if check is None or not embedded:
         return None
-    from clinrelease.verify.reid import distractor_embeddings, gallery_attack, get_recognizer, identity_score
+    from clinrelease.verify.reid import distractor_embeddings, gallery_attack, identity_score, profile_recognizers
 
     per_recognizer: dict[str, Any] = {}
     reidentified: set[str] = set()
-    for name in profile.verify.recognizers:
+    for name, rec in profile_recognizers(profile.verify).items():
         if not any(f"anon:{name}" in d for d in data.values()):
             continue
-        rec = get_recognizer(name)
         probes = {item: list(d[f"anon:{name}"]) for item, d in data.items() if f"anon:{name}" in d}
         gallery: dict[str, list[np.ndarray]] = {}
         for item, d in data.items():
@@ -1421,10 +1308,12 @@ def _gallery_attack(paths: ReleasePaths, embeddings: ReleasedEmbeddings, profile
             "reidentified": len(hits) / report.items if report.items else 0.0,
         }
     rate = len(reidentified) / len(embedded)
+    decision = decide({check.name: rate}, [check])
     for record in embedded:
-        if record["item_id"] in reidentified and rate > limit:
-            _withdraw(paths, record, f"gallery attack: re-identified at rank 1 among the release's originals (rate {rate:.3f} > {limit})")
-    return {"recognizers": per_recognizer, "reidentified_rate": rate, "max_rank1": limit, "passed": rate <= limit}
+        if record["item_id"] in reidentified:
+            for reason in decision.reasons:
+                _withdraw(paths, record, reason)
+    return {"recognizers": per_recognizer, "reidentified_rate": rate, "max_rank1": check.limit, "passed": decision.released}
 
 
 #: released items with face embeddings: their records, item -> arrays, item -> patient
@@ -1448,16 +1337,16 @@ def _surrogate_check(embeddings: ReleasedEmbeddings, profile) -> dict[str, Any] 
     different surrogates can be, so the pool and the chance that two patients share a donor are
     reported beside the figures.
     """
-    from clinrelease.verify.reid import get_recognizer, surrogate_consistency
+    from clinrelease.verify.reid import profile_recognizers, surrogate_consistency
 
     embedded, data, identity = embeddings
     if not embedded:
         return None
     out: dict[str, Any] = {"recognizers": {}}
-    for name in profile.verify.recognizers:
+    for name, rec in profile_recognizers(profile.verify).items():
         probes = {item: list(d[f"anon:{name}"]) for item, d in data.items() if f"anon:{name}" in d}
         if probes:
-            out["recognizers"][name] = surrogate_consistency(probes, identity, get_recognizer(name)).to_dict()
+            out["recognizers"][name] = surrogate_consistency(probes, identity, rec).to_dict()
     if profile.anonymizer.name == "swap":
         out["pool"] = _pool_figures(profile)
     return out
@@ -1651,6 +1540,7 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
     from clinrelease.dicom.annex_e import EDITION
     from clinrelease.dicom.deid_options import BASIC_PROFILE_CODE, OPTION_CODES
     from clinrelease.models import MODELS, file_digest, model_path
+    from clinrelease.verify.decision import checks_for
 
     models = []
     for name in MODELS:
@@ -1671,7 +1561,7 @@ def _start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
                         [BASIC_PROFILE_CODE, *(OPTION_CODES[o] for o in profile.deid.options)]],
         },
         "models": models,
-        "thresholds": {name: {"op": op, "threshold": t} for name, (op, t) in check_specs(profile).items()},
+        "thresholds": {c.name: {"op": c.op, "threshold": c.limit} for c in checks_for(profile)},
         "operator": meta.get("operator") or "",
         "irb": meta.get("irb") or "",
         "dua": meta.get("dua") or "",
@@ -1691,6 +1581,8 @@ def _generator_notice(profile) -> dict[str, Any]:
 
 
 def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from clinrelease.verify.decision import SITE_ONLY
+
     fields: dict[str, Any] = {
         "item_id": record["item_id"],
         "verdict": RELEASED if record["status"] == RELEASED else QUARANTINED,
@@ -1705,7 +1597,7 @@ def _item_audit_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     )
     internal = {
         "original_sha256": record["input_sha256"], "input": record["input"],
-        "reasons_full": [*record["reasons"], *record.get("reason_details", [])],
+        "reasons_full": [*record["reasons"], *(SITE_ONLY + d for d in record.get("reason_details", []))],
     }  # fmt: skip
     if "surrogate" in record.get("faces", {}):
         # the key's surrogate decision (counter, recognizers' closest values on the patient): site only
@@ -1721,6 +1613,7 @@ def _report_visuals(records: list[dict[str, Any]], paths: ReleasePaths, profile)
     carries every figure, plot and PHI-free reason.
     """
     from clinrelease.report import ItemVisuals
+    from clinrelease.verify.decision import SITE_ONLY
 
     site, released = [], []
     for r in records:
@@ -1735,7 +1628,7 @@ def _report_visuals(records: list[dict[str, Any]], paths: ReleasePaths, profile)
         visual = ItemVisuals(
             input=r["input"],
             status=r["status"],
-            reasons=[*r["reasons"], *(f"site copy only: {d}" for d in r.get("reason_details", []))],
+            reasons=[*r["reasons"], *(SITE_ONLY + d for d in r.get("reason_details", []))],
             output=r.get("output"),
             contact_sheet=sheet,
             similarity_series={k: [tuple(p) for p in v] for k, v in series.get("similarity", {}).items()},

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinrelease.audit.chain import AuditLog
-from clinrelease.audit.finalize import FinalizeResult
+from clinrelease.audit.finalize import FinalizeResult, finalize_release
 from clinrelease.audit.records import make_check
 from clinrelease.crypto.keys import KeySet, init_keys
 
@@ -92,5 +92,5 @@ def build_release(tmp: Path, n_items: int = 3, payload_size: int = 2048) -> Fake
     )
     (out / "clinical" / "scores.csv").write_text("pseudonym,updrs\nP1,12\n")
     assert keys.signing_key is not None
-    result = log.finalize_release(out, keys.signing_key)
+    result = finalize_release(log, out, keys.signing_key)
     return FakeRelease(out, keys, tmp / "site" / "internal.jsonl", result, originals)

@@ -123,3 +123,23 @@ def t1_donor(index: int = 1) -> tuple[np.ndarray, np.ndarray]:
     image = cv2.imread(str(model_path("sample_faces_t1")))[:, :, ::-1].copy()
     row = face_locator().detect(image)[index]
     return image, row[4:14].reshape(5, 2)
+
+
+def checks_only(*, text: bool = False, **verify):
+    """The decision table of a profile that verifies only what ``verify`` sets (``VerifySettings``
+    fields), plus burned-in text when ``text``: a verdict that depends on those checks alone."""
+    from clinrelease.profiles import KeypointThresholds, OcrSettings, Profile, VerifySettings
+    from clinrelease.verify.decision import checks_for
+
+    settings = dict(recognizers={}, gallery=None, keypoints=KeypointThresholds(), face_realism=None, endpoints=None,
+                    ocr=OcrSettings(enabled=text), leak_scan=False, residual_faces=False)  # fmt: skip
+    settings.update(verify)
+    return [c for c in checks_for(Profile(name="only", verify=VerifySettings(**settings)), text=text) if c.group not in ("header", "frames")]
+
+
+def profile_checks(name: str, *groups: str):
+    """The shipped profile ``name``'s checks of ``groups`` only."""
+    from clinrelease.profiles import load_profile
+    from clinrelease.verify.decision import checks_for
+
+    return [c for c in checks_for(load_profile(name)) if c.group in groups]

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from _audit_helpers import FakeRelease, build_release
 from clinrelease.audit.chain import AuditLog, commitment
+from clinrelease.audit.finalize import finalize_release
 from clinrelease.audit.dsse import pae, sign_envelope, verify_envelope
 from clinrelease.audit.merkle import inclusion_proof, leaf_hash, merkle_root, verify_inclusion
 from clinrelease.audit.records import canonical_bytes, make_check, recheck
@@ -143,12 +144,12 @@ def test_finalize_refuses_unlisted_files_and_unknown_outputs(tmp_path: Path) -> 
     log.append("release_start", {"release_id": "r", "tool": {"name": "clinrelease", "version": "t"},
                                   "profile": {"name": "basic", "sha256": "0" * 64}, "thresholds": {}})
     with pytest.raises(InputError, match="not listed"):
-        log.finalize_release(out, keys.signing_key, files=["data/a.dcm"])
+        finalize_release(log, out, keys.signing_key, files=["data/a.dcm"])
     (out / "data" / "stray.tmp").unlink()
     log.append("item", {"output": {"path": "data/gone.dcm", "sha256": "1" * 64}, "verdict": "released",
                         "reasons": [], "checks": []})
     with pytest.raises(InputError, match="not in the release"):
-        log.finalize_release(out, keys.signing_key)
+        finalize_release(log, out, keys.signing_key)
     with pytest.raises(ValueError, match="internal-only"):
         log.append("item", {"original_sha256": "1" * 64})
 
@@ -300,7 +301,7 @@ def _release_with(tmp_path: Path, checks: list[dict], verdict: str = "released",
     log.append("item", {"output": {"path": "data/x.dcm", "sha256": hashlib.sha256(b"payload").hexdigest()},
                         "verdict": verdict, "reasons": reasons or [], "checks": checks},
                internal_only_fields={"original_sha256": "2" * 64})
-    result = log.finalize_release(out, keys.signing_key)
+    result = finalize_release(log, out, keys.signing_key)
     return FakeRelease(out, keys, tmp_path / "internal.jsonl", result, {})
 
 

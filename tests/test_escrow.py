@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from clinrelease.audit.chain import check_chain, read_log
+from clinrelease.audit.chain import check_chain, read_log, record_reversal
 from clinrelease.crypto.escrow import EscrowError, Vault, VaultEntryError, reverse
 from clinrelease.crypto.keys import create_custodian, init_keys, load_custodian_private
 from clinrelease.crypto.protect import Argon2Cost
@@ -347,12 +347,9 @@ def test_reversal_appends_signed_chained_events_to_the_internal_log(escrowed: di
     log = escrowed["tmp"] / "site" / "internal.jsonl"
     log.parent.mkdir()
     for i, (original, released) in enumerate(escrowed["pairs"]):
-        result = reverse(
-            released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / f"r{i}.bin",
-            log_path=log, signing_key=keys.signing_key, operator="custodian-alice", reason="IRB 42 re-contact",
-        )
-        assert result.audit_record is not None and result.audit_record["seq"] == i
-        assert result.audit_record["original_sha256"] == _sha(original)
+        result = reverse(released, escrowed["vault"], custodians["alice"].private_path, PASS, escrowed["tmp"] / f"r{i}.bin")
+        record = record_reversal(log, result, keys.signing_key, operator="custodian-alice", reason="IRB 42 re-contact")
+        assert record["seq"] == i and record["original_sha256"] == _sha(original)
     records, failures = check_chain(read_log(log), keys.signing_pub)
     assert failures == [] and [r["type"] for r in records] == ["reversal", "reversal"]
     assert all("sig" in r for r in records) and records[0]["operator"] == "custodian-alice"

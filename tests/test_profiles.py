@@ -217,6 +217,27 @@ def test_out_of_range_value_names_file_key_and_range(tmp_path: Path, monkeypatch
     assert info.value.exit_code == 2
 
 
+def test_an_anonymizer_parameter_typo_fails_when_the_profile_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The swap's parameters are declared once (clinrelease.face.params.SwapParams): a misspelt or
+    out-of-range one is named with the file and key before any item runs."""
+    monkeypatch.chdir(tmp_path)
+    typo = write(tmp_path, "typo.yaml", "name: typo\nextends: pd_face\nanonymizer:\n  params: {mouth_reech: 0.1}\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile(typo)
+    assert str(info.value).startswith("typo.yaml: anonymizer.params.mouth_reech: unknown key (allowed here: identity_strength, k_donors, pool, ")
+    assert "mouth_reach" in str(info.value)
+    wide = write(tmp_path, "wide.yaml", "name: wide\nanonymizer:\n  params: {mouth_reach: 0.9, k_donors: 2.5, model_after_run: shred}\n")
+    assert sorted(problems_of(wide)) == [
+        "wide.yaml: anonymizer.params.k_donors: 2.5 is not an integer",
+        "wide.yaml: anonymizer.params.model_after_run: 'shred' is not allowed (allowed: keep, delete, escrow)",
+        "wide.yaml: anonymizer.params.mouth_reach: 0.9 is not between 0 and 0.5",
+    ]
+    # a baseline that inherits the swap's parameters keeps them (a bystander swap takes them), and
+    # a plug-in's own parameters are its constructor's to judge
+    assert problems_of(write(tmp_path, "blur.yaml", "name: b\nextends: pd_gait\nanonymizer: {name: blur}\nverify: {face_realism: null}\n")) == []
+    assert load_profile("pd_face").anonymizer.params["mouth_reach"] == 0.15
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -352,3 +352,50 @@ def test_a_patient_the_keys_first_surrogate_left_recognizable_is_released_with_t
     assert record["pseudonym"] == pseudonym(key, Identity().patient_id)
     decision = record["faces"]["surrogate"]
     assert decision["counter"] >= 1 and decision["tried"][0]["counter"] == 0 and decision["tried"][0]["too_close"]
+
+
+def test_the_profiles_sface_threshold_decides_and_the_record_and_audit_log_agree(tmp_path: Path) -> None:
+    """book.mkv swapped with little of the surrogate's shape (identity_strength 0.1) stays SFace-similar
+    to the signer: cosine 0.39-0.40 on the sampled frames (measured here). Under a profile whose SFace
+    threshold is 0.30 that is the same person: quarantined, and the recorded frames_matched say so;
+    at 0.42 it is another person: released. In both, the recorded figures are counted at the
+    profile's threshold, the audit rows agree with the verdict, and `audit verify` passes."""
+    from _release_helpers import records
+    from _verify_helpers import require_media
+
+    keys = make_keys(tmp_path / "keys")
+    (keys / "release.key").write_text(bytes(range(32)).hex() + "\n")
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "exam.dcm", require_media("asl/book.mkv"), "h264", FRAMES, identity=Identity())
+    seen = {}
+    # the stricter first: its screening decides the patient's surrogate, the looser run reads it back
+    order = ("0.30", "0.42")
+    for threshold in order:
+        profile = tmp_path / f"sface_{threshold}.yaml"
+        profile.write_text(
+            f"name: sface_{threshold}\nextends: pd_face\nanonymizer:\n  params:\n    identity_strength: 0.1\n"
+            "verify:\n  face_realism: null\n  endpoints: null\n  keypoints:\n    face_expression_nme_max: null\n"
+            f"  recognizers:\n    dlib: null\n    sface:\n      threshold: {threshold}\n"
+        )
+        out = tmp_path / f"release_{threshold}"
+        result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+        record = records(out)[0]
+        figures = record["verification"]
+        limit = float(threshold)
+        # frames_matched is the count at the profile's threshold of the worst face per sampled frame
+        by_frame: dict[int, float] = {}
+        for frame, similarity in record["series"]["similarity"]["sface"]:
+            by_frame[frame] = max(similarity, by_frame.get(frame, -1.0))
+        assert figures["sface_frames_checked"] == len(by_frame) >= 1
+        assert figures["sface_frames_matched"] == sum(v >= limit for v in by_frame.values())
+        rows = {row["name"]: row for row in record["audit_checks"]}
+        assert rows["sface_match_rate"]["value"] == figures["sface_match_rate"]
+        assert (record["status"] == "released") is all(row["passed"] for row in rows.values())
+        assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+        seen[threshold] = (record["status"], result.exit_code, figures["sface_worst"], record["faces"]["surrogate"]["counter"], record["reasons"])
+    strict, loose = seen[order[0]], seen[order[1]]
+    # the same surrogate (decided once, kept with the key) and so the same faces under both profiles
+    assert strict[2] == loose[2] and strict[3] == loose[3] and 0.30 <= strict[2] < 0.42
+    assert strict[:2] == ("quarantined", 1) and loose[:2] == ("released", 0), (strict, loose)
+    assert any(r.startswith("re-id (sface):") and "same person at >= 0.3" in r for r in strict[4])
+    assert loose[4] == []

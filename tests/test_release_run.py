@@ -353,6 +353,15 @@ def test_usage_errors_exit_2(built: ReleaseInput, keys: Path, tmp_path: Path) ->
     assert os.listdir(built.folder)  # inputs untouched
 
 
+def test_escrowing_patient_models_without_custodians_is_refused_before_any_item_runs(built: ReleaseInput, keys: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "models_escrowed.yaml"
+    profile.write_text("name: models_escrowed\nextends: pd_gait\nanonymizer:\n  params: {model_after_run: escrow}\n")
+    out = tmp_path / "r"
+    result = invoke(["run", "-p", str(profile), "-i", str(built.deid_data[0]), "-o", str(out), "-k", str(keys)])
+    assert result.exit_code == 2 and "model_after_run: escrow needs custodians" in result.output, result.output
+    assert not out.with_name("r.work").exists()  # refused before the first item, not after the last
+
+
 def test_kill_9_leaves_no_partial_file_and_rerun_gives_the_same_release(
     built: ReleaseInput, keys: Path, reference: tuple[Path, dict], tmp_path: Path
 ) -> None:

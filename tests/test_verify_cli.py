@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from _verify_helpers import paste_donor, read_frames, require_media, t1_donor, write_clip
 from clinrelease.cli import app
-from clinrelease.verify.checks import Thresholds
+from clinrelease.verify.decision import checks_for
 from clinrelease.verify.reid import detect_analysis
 
 runner = CliRunner()
@@ -47,6 +47,11 @@ def test_swapped_video_passes_as_json(clips):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["verdict"] == {"released": True, "reasons": [], "details": []}
+    # no --profile: basic's checks (the byte scan) plus the recognizers asked for and burned-in text,
+    # at the thresholds a profile gets by default; keypoints are reported, not judged
+    rows = {c["name"]: (c["op"], c["threshold"]) for c in data["checks"]}
+    assert set(rows) == {"dlib_frames_checked", "dlib_match_rate", "sface_frames_checked", "sface_match_rate", "text_boxes", "leaks"}
+    assert all(c["passed"] for c in data["checks"])
     reid = data["reports"]["reid"]["results"]
     assert set(reid) == {"dlib", "sface"}
     assert reid["dlib"]["frames_checked"] == 2 and reid["dlib"]["frames_matched"] == 0
@@ -77,18 +82,18 @@ def test_input_errors_exit_2(clips, tmp_path):
     assert bad.exit_code == 2 and "junk.mp4" in bad.output
 
 
-def test_thresholds_from_a_release_profile():
+def test_checks_from_a_release_profile():
     from clinrelease.profiles import load_profile
 
-    t = Thresholds.from_profile(load_profile("pd_gait").verify)
-    assert set(t.recognizers) == {"dlib", "sface"}
-    assert t.recognizers["dlib"].threshold == 0.6
-    assert t.legs_ap_min == 0.95 and t.head_ap_min is None
-    assert t.required == ("reid", "keypoints", "text", "leaks", "realism", "endpoints")
-    assert t.endpoint_tolerances["cadence_steps_per_min"].kind == "relative"
-    assert t.face_score_ratio_min == 0.9 and t.face_mesh_presence_min == 0.95 and t.corner_lift_max == 0.06
-    basic = Thresholds.from_profile(load_profile("basic").verify)
-    assert basic.required == ("leaks",)
+    checks = {c.name: c for c in checks_for(load_profile("pd_gait"))}
+    assert {"dlib_match_rate", "sface_match_rate", "dlib_frames_checked", "sface_frames_checked"} <= set(checks)
+    assert "same person at 0.6" in checks["dlib_match_rate"].label
+    assert (checks["legs_ap"].op, checks["legs_ap"].limit) == (">=", 0.95) and "head_ap" not in checks
+    assert {c.group for c in checks.values()} == {"header", "frames", "reid", "faces", "keypoints", "realism", "endpoints", "text", "leaks"}
+    assert checks["endpoint_cadence_steps_per_min_change"].label == "cadence_steps_per_min change (relative)"
+    assert checks["face_score_ratio"].limit == 0.9 and checks["face_mesh_presence"].limit == 0.95 and checks["corner_lift_abs"].limit == 0.06
+    basic = checks_for(load_profile("basic"))
+    assert [c.group for c in basic] == ["header", "frames", "leaks"]
 
 
 def test_profile_thresholds_decide(clips):
@@ -114,4 +119,4 @@ def test_verify_with_a_profile_prints_the_clinical_endpoint_table(clips):
     data = json.loads(_run(str(clips["original"]), str(clips["swapped"]), "--profile", "pd_motor", "--no-text", "--json").stdout)
     rows = {r["name"]: r for r in data["reports"]["endpoints"]["results"]}
     assert rows["tap_rate_hz"]["tolerance"] == "±10%" and rows["tap_rate_hz"]["status"] == "not measurable"
-    assert not any(r.startswith("endpoint") for r in data["verdict"]["reasons"])
+    assert not any(r.startswith("endpoint") for r in data["verdict"]["reasons"]), data["verdict"]["reasons"]

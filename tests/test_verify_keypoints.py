@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _verify_helpers import blur_all, paste_donor, read_frames, require_media, t1_donor
-from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from _verify_helpers import blur_all, checks_only, paste_donor, read_frames, require_media, t1_donor
+from clinrelease.profiles import KeypointThresholds
+from clinrelease.verify.decision import ItemReports, judge
 from clinrelease.verify.keypoints import POSE_SIGMAS, Pose, average_precision, oks, verify_keypoints
 from clinrelease.verify.reid import detect_analysis
 
-#: only the keypoint limits
-KP_ONLY = dict(recognizers={}, text_max_boxes=None, leaks_max=None)
+#: only keypoint limits: the body AP and face NME ones here
+KP_ONLY = checks_only(keypoints=KeypointThresholds(body_ap_min=0.85, face_nme_max=0.25))
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +26,13 @@ def test_identical_video_scores_perfectly(frames):
     assert report.body_ap == report.head_ap == report.arms_ap == 1.0
     assert report.face_nme == 0.0
     assert [p.frame for p in report.per_frame] == [0, 5, 10, 15]
-    assert decide(ItemReports(keypoints=report), Thresholds(head_ap_min=0.9, **KP_ONLY)).released
+    assert judge(ItemReports(keypoints=report), checks_only(keypoints=KeypointThresholds(body_ap_min=0.85, head_ap_min=0.9, face_nme_max=0.25))).released
 
 
 def test_blurred_out_body_is_quarantined(frames):
     report = verify_keypoints(frames, blur_all(frames), sample_every=5)
     assert report.body_ap is not None and report.body_ap < 0.5
-    verdict = decide(ItemReports(keypoints=report), Thresholds(**KP_ONLY))
+    verdict = judge(ItemReports(keypoints=report), KP_ONLY)
     assert not verdict.released
     assert any(r.startswith("keypoints: body AP@[.5:.95]") for r in verdict.reasons)
     assert any("face landmark NME" in r for r in verdict.reasons)  # the face is gone too
@@ -43,7 +44,7 @@ def test_face_swap_keeps_body_keypoints(frames):
     report = verify_keypoints(frames, swapped, sample_every=5)
     assert report.body_ap >= 0.9 and report.arms_ap >= 0.9
     assert report.face_nme is not None and 0.0 < report.face_nme < 0.25
-    assert decide(ItemReports(keypoints=report), Thresholds(**KP_ONLY)).released
+    assert judge(ItemReports(keypoints=report), KP_ONLY).released
 
 
 def test_frames_without_a_person_are_reported_not_dropped(frames):
@@ -54,7 +55,7 @@ def test_frames_without_a_person_are_reported_not_dropped(frames):
     assert report.body_ap == 1.0
     empty = verify_keypoints([black, black], [black, black], sample_every=1)
     assert empty.body_ap is None and empty.frames_without_person == [0, 1]
-    verdict = decide(ItemReports(keypoints=empty), Thresholds(**KP_ONLY))
+    verdict = judge(ItemReports(keypoints=empty), KP_ONLY)
     assert any("body AP unverified" in r for r in verdict.reasons)
 
 
@@ -143,12 +144,13 @@ def test_face_movement_nme_ignores_a_constant_shape_change_and_catches_a_frozen_
 
 def test_profile_movement_limit_quarantines_through_decide(frames):
     report = verify_keypoints(frames, blur_all(frames), sample_every=5)
-    verdict = decide(ItemReports(keypoints=report), Thresholds(body_ap_min=None, face_nme_max=None, face_expression_nme_max=0.05, **KP_ONLY))
+    movement = checks_only(keypoints=KeypointThresholds(face_expression_nme_max=0.05))
+    verdict = judge(ItemReports(keypoints=report), movement)
     assert not verdict.released
     assert any("face movement" in r for r in verdict.reasons)
     same = verify_keypoints(frames, [f.copy() for f in frames], sample_every=5)
     assert same.face_expression_nme == 0.0
-    assert decide(ItemReports(keypoints=same), Thresholds(body_ap_min=None, face_nme_max=None, face_expression_nme_max=0.05, **KP_ONLY)).released
+    assert judge(ItemReports(keypoints=same), movement).released
 
 
 def test_two_walkers_are_judged_on_the_patient_not_whoever_the_model_picks():

@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from _verify_helpers import write_clip
+from _verify_helpers import checks_only, write_clip
 from clinrelease.errors import InputError
-from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from clinrelease.verify.decision import ItemReports, judge
 from clinrelease.verify.leaks import date_variants, name_variants, parse_date, phi_variants, scan_bytes
 
 PHI = ["DOE^JOHN", "19500312", "MRN 123456", "221B Baker Street"]
@@ -52,7 +52,7 @@ def test_planted_phi_is_found_in_every_form_and_encoding(tmp_path, chunk_size):
     assert leaks[2].encoding == "utf-16-le" and leaks[3].encoding == "utf-16-be"
     assert leaks[4].string == "19500312" and leaks[4].variant == "12/03/1950"
     assert "12/03/1950" in leaks[4].context
-    verdict = decide(ItemReports(leaks=leaks), Thresholds(recognizers={}, body_ap_min=None, face_nme_max=None, text_max_boxes=None))
+    verdict = judge(ItemReports(leaks=leaks), checks_only(leak_scan=True))
     assert verdict.reasons and verdict.reasons[0].startswith("PHI leak scan: 12 occurrence(s)")
 
 

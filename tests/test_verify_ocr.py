@@ -6,12 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
+from _verify_helpers import checks_only
 from clinrelease.errors import ConfigError
 from clinrelease.models import model_path
-from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from clinrelease.verify.decision import ItemReports, judge
 from clinrelease.verify.ocr import clean_text, clean_video_text, find_text, scan_text, TextScan
 
-TEXT_ONLY = dict(recognizers={}, body_ap_min=None, face_nme_max=None, leaks_max=None)
+TEXT_ONLY = checks_only(text=True)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +63,9 @@ def test_video_scan_cleans_text_that_appears_between_scans(portrait):
     assert "98765" not in _texts(after.found)
     before = scan_text(frames, sample_every=3)
     assert before.frames_scanned == [0, 3, 6, 7]
-    verdict = decide(ItemReports(text=before), Thresholds(**TEXT_ONLY))
+    verdict = judge(ItemReports(text=before), TEXT_ONLY)
     assert not verdict.released and verdict.reasons[0].startswith("burned-in text: 2 text box(es) remain")
-    assert decide(ItemReports(text=after), Thresholds(**TEXT_ONLY)).released
+    assert judge(ItemReports(text=after), TEXT_ONLY).released
 
 
 def test_bad_method_and_sampling_are_config_errors(portrait):

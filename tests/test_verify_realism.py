@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from _face_helpers import KEY_A
-from _verify_helpers import read_frames, require_media, write_clip
+from _verify_helpers import profile_checks, read_frames, require_media, write_clip
 from clinrelease.face.base import FaceAnalysis
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames
 from clinrelease.profiles import load_profile
 from clinrelease.release import build_anonymizers
-from clinrelease.verify.checks import ItemReports, Thresholds, decide
+from clinrelease.verify.decision import ItemReports, checks_for, judge
 from clinrelease.verify.realism import eye_aspect_ratio, mouth_opening, series_agreement, verify_realism
 
 FRAMES = 24
@@ -53,16 +53,12 @@ def again() -> tuple[list[np.ndarray], list[np.ndarray], FaceAnalysis]:
     return frames, swapped, analysis
 
 
-def _thresholds(profile: str) -> Thresholds:
-    """The profile's face-realism limits only."""
-    t = Thresholds.from_profile(load_profile(profile).verify)
-    t.recognizers, t.text_max_boxes, t.leaks_max, t.body_ap_min = {}, None, None, None
-    t.arms_ap_min = t.legs_ap_min = t.gallery_rank1_max = t.face_expression_nme_max = None
-    t.endpoint_tolerances = {}
-    return t
+def _thresholds(profile: str):
+    """The profile's face-realism checks only."""
+    return profile_checks(profile, "realism")
 
 
-def _pd_gait() -> Thresholds:
+def _pd_gait():
     return _thresholds("pd_gait")
 
 
@@ -72,7 +68,7 @@ def test_a_normal_swap_still_reads_as_the_patients_face(again):
     assert report.frames_checked == FRAMES // 3
     assert report.face_score_ratio > 0.95 and report.mesh_presence == 1.0
     assert abs(report.corner_lift) <= 0.06 and report.eye_deviation < 0.04
-    assert decide(ItemReports(realism=report), _pd_gait()).released
+    assert judge(ItemReports(realism=report), _pd_gait()).released
     same = verify_realism(frames, [f.copy() for f in frames], analysis, sample_every=3)
     assert same.face_score_ratio == 1.0 and same.corner_lift == 0.0 and same.eye_deviation == 0.0
 
@@ -81,7 +77,7 @@ def test_a_torn_face_is_quarantined_with_a_readable_reason(again):
     frames, swapped, analysis = again
     report = verify_realism(frames, tear(swapped, analysis), analysis, sample_every=3)
     assert report.face_score_ratio < 0.85 and report.mesh_presence < 0.95  # both below their limits
-    verdict = decide(ItemReports(realism=report), _pd_gait())
+    verdict = judge(ItemReports(realism=report), _pd_gait())
     assert not verdict.released
     score = next(r for r in verdict.reasons if r.startswith("face realism: face score"))
     assert "below 0.9" in score and "no longer reads as a face in frames 3" in score
@@ -90,9 +86,9 @@ def test_a_torn_face_is_quarantined_with_a_readable_reason(again):
 
 
 def test_the_check_must_run_when_the_profile_asks_for_it():
-    verdict = decide(ItemReports(), _pd_gait())
+    verdict = judge(ItemReports(), _pd_gait())
     assert "realism: not verified (the check did not run)" in verdict.reasons
-    assert "realism" not in Thresholds().required  # off unless a profile sets face_realism
+    assert not [c for c in checks_for(load_profile("basic")) if c.group == "realism"]  # off unless a profile sets face_realism
 
 
 def test_a_frozen_face_loses_the_patients_eye_and_mouth_movement():
@@ -113,9 +109,9 @@ def test_a_frozen_face_loses_the_patients_eye_and_mouth_movement():
     assert still.mouth_correlation is not None and still.mouth_correlation < 0.5
     assert still.mouth_deviation > 5 * max(kept.mouth_deviation, 1e-3)
     # pd_face, where the mouth is the signal, quarantines it; pd_gait judges the face, not speech
-    verdict = decide(ItemReports(realism=still), _thresholds("pd_face"))
+    verdict = judge(ItemReports(realism=still), _thresholds("pd_face"))
     assert any(r.startswith("face realism: mouth-opening series correlation with the original") and "below 0.5" in r for r in verdict.reasons)
-    assert decide(ItemReports(realism=kept), _thresholds("pd_face")).released
+    assert judge(ItemReports(realism=kept), _thresholds("pd_face")).released
 
 
 def test_eye_and_mouth_opening_follow_the_mesh():

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from _face_helpers import read_rgb
-from _verify_helpers import mask_faces, paste_donor, read_frames, require_media, t1_donor
+from _verify_helpers import checks_only, mask_faces, paste_donor, read_frames, require_media, t1_donor
 from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.base import FaceAnalysis
-from clinrelease.verify.checks import ItemReports, RecognizerLimit, Thresholds, decide
+from clinrelease.profiles import GalleryCheck, RecognizerCheck, load_profile
+from clinrelease.verify.decision import ItemReports, decide, gallery_check, judge
 from clinrelease.verify.reid import (
     detect_analysis,
     distractor_embeddings,
@@ -21,8 +22,8 @@ from clinrelease.verify.reid import (
     verify_reid,
 )
 
-#: only the re-id limits, so that these verdicts depend on re-id alone
-REID_ONLY = dict(body_ap_min=None, face_nme_max=None, text_max_boxes=None, leaks_max=None)
+#: only the re-id checks (pd_gait's recognizers and the residual-face search), so that these verdicts depend on re-id alone
+REID_ONLY = [c for c in checks_only(recognizers=load_profile("pd_gait").verify.recognizers, residual_faces=True) if c.group == "reid"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_unanonymized_video_is_reidentified_and_quarantined(clip):
         assert [s.frame for s in res.samples] == [0, 5, 10, 15]
     assert report.results["dlib"].worst_similarity < 0.05  # a distance: identical faces
     assert report.results["sface"].worst_similarity > 0.95
-    verdict = decide(ItemReports(reid=report), Thresholds(**REID_ONLY))
+    verdict = judge(ItemReports(reid=report), REID_ONLY)
     assert not verdict.released
     assert any(r.startswith("re-id (dlib): 4/4") for r in verdict.reasons)
     assert any(r.startswith("re-id (sface): 4/4") for r in verdict.reasons)
@@ -61,18 +62,21 @@ def test_masked_faces_pass_reid(clip):
     # the detector cannot find a blacked-out face: it is still compared, aligned like the original
     assert all(s.aligned_as_original for s in report.results["sface"].samples)
     assert report.residual_faces == []
-    assert decide(ItemReports(reid=report), Thresholds(**REID_ONLY)).released
+    assert judge(ItemReports(reid=report), REID_ONLY).released
 
 
-def test_profile_threshold_is_applied_to_the_recorded_similarities(clip):
+def test_profile_threshold_is_applied_when_the_frames_are_counted(clip):
     frames, analysis = clip
     masked = mask_faces(frames, analysis)
-    report = verify_reid(frames, masked, analysis, ("sface",), sample_every=10)
-    strict = Thresholds(recognizers={"sface": RecognizerLimit(threshold=-1.0)}, **REID_ONLY)
-    verdict = decide(ItemReports(reid=report), strict)
-    assert not verdict.released and "re-id (sface): 2/2" in verdict.reasons[0]
-    lenient = Thresholds(recognizers={"sface": RecognizerLimit(threshold=-1.0, max_matched_fraction=1.0)}, **REID_ONLY)
-    assert decide(ItemReports(reid=report), lenient).released
+    # a profile's threshold of -1 calls every masked face "the same person": the recorded counts say so
+    strict = get_recognizer("sface").at(-1.0)
+    report = verify_reid(frames, masked, analysis, (strict,), sample_every=10)
+    assert report.results["sface"].threshold == -1.0 and report.results["sface"].frames_matched == 2
+    assert get_recognizer("sface").threshold == 0.363  # the shared, cached recognizer keeps its own
+    verdict = judge(ItemReports(reid=report), checks_only(recognizers={"sface": RecognizerCheck(-1.0)}))
+    assert not verdict.released and "re-id (sface): 2/2" in verdict.reasons[0] and "same person at >= -1.0" in verdict.reasons[0]
+    lenient = checks_only(recognizers={"sface": RecognizerCheck(-1.0, max_matched_fraction=1.0)})
+    assert judge(ItemReports(reid=report), lenient).released
 
 
 def test_untracked_face_is_a_residual_face(clip):
@@ -81,7 +85,8 @@ def test_untracked_face_is_a_residual_face(clip):
     report = verify_reid(frames, frames, empty, ("dlib",), sample_every=10)
     assert report.results["dlib"].frames_checked == 0
     assert [r.frame for r in report.residual_faces] == [0, 10]
-    verdict = decide(ItemReports(reid=report), Thresholds(recognizers={"dlib": RecognizerLimit()}, **REID_ONLY))
+    checks = [c for c in checks_only(recognizers={"dlib": RecognizerCheck(0.6)}, residual_faces=True) if c.group == "reid"]
+    verdict = judge(ItemReports(reid=report), checks)
     assert any("residual faces: 2" in r for r in verdict.reasons)
     assert any("only 0 frame(s) could be compared" in r for r in verdict.reasons)
 
@@ -102,8 +107,10 @@ def test_gallery_attack_ranks_originals_first_and_swaps_lower(clip):
     assert result.ranks["original"] == 1
     assert result.ranks["swapped"] > 1
     assert result.rank1 == 0.5 and result.items == 2
-    verdict = decide(ItemReports(gallery=result), Thresholds(recognizers={}, **REID_ONLY))
-    assert verdict.reasons == ["gallery attack (sface): rank-1 re-identification 0.500 above 0.0"]
+    check = gallery_check(load_profile("pd_gait"))
+    assert check is not None and check.limit == GalleryCheck().max_rank1
+    verdict = decide({check.name: result.rank1}, [check])
+    assert verdict.reasons == ["gallery attack: re-identified at rank 1 among the release's originals (rate 0.500 > 0.0)"]
 
 
 @pytest.mark.parametrize("name", ["dlib", "sface"])

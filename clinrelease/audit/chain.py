@@ -117,7 +117,7 @@ class AuditLog:
     internal_path:
         The site's full log (original digests included). Never part of a release.
     released_path:
-        The log that goes into the release (``finalize_release`` copies it to
+        The log that goes into the release (:func:`clinrelease.audit.finalize.finalize_release` copies it to
         ``OUT/audit/log.jsonl``); ``None`` for an internal-only log (reversal events).
     commitment_key:
         The release key; needed when records carry ``original_sha256`` internal-only fields.
@@ -176,11 +176,25 @@ class AuditLog:
             self._released.append(record_type, shared, sign_with)
         return internal_record
 
-    def finalize_release(self, out_dir: str | Path, signing_key: ed25519.Ed25519PrivateKey, files: Sequence[Any] | None = None, end_fields: Mapping[str, Any] | None = None) -> Any:
-        """Close the release: see :func:`clinrelease.audit.finalize.finalize_release`."""
-        from clinrelease.audit.finalize import finalize_release
 
-        return finalize_release(self, out_dir, signing_key, files=files, end_fields=end_fields)
+
+def record_reversal(log_path: str | Path, result: Any, signing_key: ed25519.Ed25519PrivateKey, operator: str | None = None, reason: str = "") -> dict[str, Any]:
+    """Append a signed ``reversal`` record for a restored original (a
+    :class:`clinrelease.crypto.escrow.ReversalResult`) to the site's internal log; return the record."""
+    return AuditLog(log_path).append(
+        "reversal",
+        {
+            "release_id": result.release_id,
+            "output_uid": result.output_uid,
+            "output_sha256": result.output_sha256,
+            "original_sha256": result.original_sha256,
+            "restored_to": str(Path(result.output).resolve()),
+            "custodians": list(result.custodians),
+            "operator": operator or os.environ.get("USER", "unknown"),
+            "reason": reason or "",
+        },
+        sign_with=signing_key,
+    )
 
 
 def read_log(path: str | Path) -> list[bytes]:

@@ -31,6 +31,7 @@ def reverse_command(
     otherwise it refuses with exit code 4. Nothing is written unless every chunk authenticates and
     the original's digest matches.
     """
+    from clinrelease.audit.chain import record_reversal
     from clinrelease.crypto.escrow import reverse
     from clinrelease.crypto.keys import load_signing_private
     from clinrelease.errors import ConfigError
@@ -40,10 +41,8 @@ def reverse_command(
     signer = load_signing_private(signing_key) if signing_key is not None else None
     warn_legacy_custodian_keys(key)
     phrases = [read_passphrase(f"custodian key {path}", confirm=False) for path in key]
-    result = reverse(
-        released_file, vault, key, phrases, output,
-        log_path=log, signing_key=signer, operator=operator, reason=reason,
-    )
+    result = reverse(released_file, vault, key, phrases, output)
+    record = record_reversal(log, result, signer, operator=operator, reason=reason) if log is not None else None
     info = {
         "output": str(result.output),
         "original_sha256": result.original_sha256,
@@ -52,7 +51,7 @@ def reverse_command(
         "output_uid": result.output_uid,
         "released_sha256": result.released_sha256,
         "custodians": result.custodians,
-        "audit_seq": result.audit_record["seq"] if result.audit_record else None,
+        "audit_seq": record["seq"] if record else None,
         "entry_authenticated": result.entry_authenticated,
     }
     if json_out:
@@ -67,5 +66,5 @@ def reverse_command(
             "note: a legacy vault entry (no MAC); it was bound to this file by the encrypted chunks' "
             "authenticated data only"
         )
-    if result.audit_record:
-        out_console.print(f"reversal event seq {result.audit_record['seq']} appended to {log}")
+    if record:
+        out_console.print(f"reversal event seq {record['seq']} appended to {log}")

@@ -22,7 +22,9 @@ def verify_command(
     sample_every: int = typer.Option(5, "--sample-every", min=1, help="Check every Nth frame for re-id and keypoints."),
     text_every: int = typer.Option(30, "--text-every", min=1, help="Look for burned-in text on every Nth frame (plus the last)."),
     phi: list[str] = typer.Option([], "--phi", help="An identifying string that must not appear in the output's bytes (repeat)."),
-    profile: str | None = typer.Option(None, "--profile", help="Take thresholds from this release profile's verify block."),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Take the checks and thresholds from this release profile (default: basic, plus the --recognizer checks)."
+    ),
     model_dir: Path | None = typer.Option(None, "--model-dir", help="Folder of site model packs (arcface); default $CLINRELEASE_MODEL_DIR."),
     no_keypoints: bool = typer.Option(False, "--no-keypoints", help="Skip the keypoint-preservation and face-realism checks."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip the burned-in text check."),
@@ -34,47 +36,55 @@ def verify_command(
     on sampled frames), keypoint preservation (AP@[.5:.95] per body part, face NME), burned-in text
     and the PHI/encoder-text byte scan. Exit 0 when every check passes, 1 when one fails.
     """
-    from clinrelease.verify.checks import RecognizerLimit, Thresholds, decide
+    from clinrelease.verify.decision import checks_for, judge
     from clinrelease.verify.pair import PairOptions, verify_pair
+    from clinrelease.verify.reid import profile_recognizers
 
-    endpoint_every = None
-    if profile is not None:
-        from clinrelease.profiles import load_profile
-
-        settings = load_profile(profile).verify
-        thresholds = Thresholds.from_profile(settings)
-        endpoint_every = settings.endpoints.sample_every if settings.endpoints is not None else None
-    else:
-        defaults = Thresholds().recognizers
-        thresholds = Thresholds(recognizers={r: defaults.get(r, RecognizerLimit()) for r in recognizer})
-    if no_keypoints:
-        thresholds.body_ap_min = thresholds.head_ap_min = thresholds.arms_ap_min = None
-        thresholds.hands_ap_min = thresholds.legs_ap_min = thresholds.face_nme_max = thresholds.face_expression_nme_max = None
-        thresholds.face_score_ratio_min = thresholds.face_mesh_presence_min = thresholds.eye_correlation_min = None
-        thresholds.eye_deviation_max = thresholds.corner_lift_max = thresholds.mouth_correlation_min = None
-    if no_text:
-        thresholds.text_max_boxes = None
+    settings = _profile_for(profile, recognizer)
+    verify = settings.verify
+    skipped = {"header", "frames", "faces", *(("keypoints", "realism") if no_keypoints else ()), *(("text",) if no_text else ())}
+    # a pair has no header to compare, its frame counts are checked on opening, and the faces left
+    # unanonymized are what the recognizers' residual search finds (no anonymized tracks to cover)
+    checks = [c for c in checks_for(settings, text=verify.ocr.enabled) if c.group not in skipped]
+    endpoints = verify.endpoints.judged() if verify.endpoints is not None else {}
     options = PairOptions(
-        recognizers=list(thresholds.recognizers) or list(recognizer),
+        # a profile that judges no face still reports what the recognizers find
+        recognizers=list(profile_recognizers(verify, str(model_dir) if model_dir else None).values()) or list(recognizer),
         sample_every=sample_every,
         text_every=text_every,
         phi=list(phi),
         keypoints=not no_keypoints,
         text=not no_text,
         model_dir=str(model_dir) if model_dir else None,
-        endpoints=thresholds.endpoint_tolerances,
-        endpoint_sample_every=endpoint_every,
+        endpoints=endpoints,
+        endpoint_sample_every=verify.endpoints.sample_every if verify.endpoints is not None else None,
     )
     if not json_:
         err_console.print(f"verifying {anonymized} against {original} ...")
     reports, info = verify_pair(original, anonymized, options)
-    verdict = decide(reports, thresholds)
+    verdict = judge(reports, checks)
     if json_:
-        emit_json({"info": info, "verdict": verdict.to_dict(), "reports": reports.to_dict()})
+        emit_json({"info": info, "verdict": {k: v for k, v in verdict.to_dict().items() if k != "rows"}, "checks": verdict.rows, "reports": reports.to_dict()})
     else:
         _print_text(info, reports, verdict)
     if not verdict.released:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _profile_for(name: str | None, recognizers: list[str]):
+    """The named profile; without one, ``basic`` with the ``--recognizer`` checks at the thresholds a
+    profile gets by default (:class:`clinrelease.profiles.VerifySettings`) and the burned-in text check."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from clinrelease.profiles import OcrSettings, RecognizerCheck, VerifySettings, load_profile
+
+    if name is not None:
+        return load_profile(name)
+    basic = load_profile("basic")
+    defaults = VerifySettings().recognizers
+    checks = {r: defaults.get(r, RecognizerCheck(threshold=None)) for r in recognizers}  # type: ignore[arg-type]
+    return dataclasses.replace(basic, verify=dataclasses.replace(basic.verify, recognizers=MappingProxyType(checks), ocr=OcrSettings()))
 
 
 def _f(value: float | None, digits: int = 3) -> str:

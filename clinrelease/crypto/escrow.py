@@ -46,7 +46,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
@@ -138,7 +138,8 @@ class EscrowEntry:
 
 @dataclass(frozen=True)
 class ReversalResult:
-    """The outcome of :func:`reverse`: where the original went and what it was checked against."""
+    """The outcome of :func:`reverse`: where the original went and what it was checked against
+    (the site's audit log records it: :func:`clinrelease.audit.chain.record_reversal`)."""
 
     output: Path
     original_sha256: str
@@ -147,7 +148,8 @@ class ReversalResult:
     output_uid: str
     released_sha256: str
     custodians: list[str] = field(default_factory=list)
-    audit_record: dict[str, Any] | None = None
+    #: the released file's SHA-256 as the escrow entry recorded it
+    output_sha256: str = ""
     #: False for a legacy entry without a MAC (bound to the file by the chunks' AAD only)
     entry_authenticated: bool = True
 
@@ -595,10 +597,6 @@ def reverse(
     passphrase: str | Sequence[str] | None,
     output: str | Path,
     *,
-    log_path: str | Path | None = None,
-    signing_key: Any = None,
-    operator: str | None = None,
-    reason: str | None = None,
     overwrite: bool = False,
 ) -> ReversalResult:
     """Restore the original of a released file from the vault, bit for bit.
@@ -619,11 +617,6 @@ def reverse(
         The passphrase of the key(s): one for all, or one per key.
     output:
         Where to write the original.
-    log_path, signing_key:
-        When both are given, a ``reversal`` record signed with this Ed25519 key is appended to the
-        site's internal audit log at ``log_path`` (:class:`clinrelease.audit.chain.AuditLog`).
-    operator, reason:
-        Recorded in the reversal record.
     overwrite:
         Replace an existing ``output``; otherwise an existing output is an error.
 
@@ -645,8 +638,6 @@ def reverse(
         raise ConfigError("already exists; choose another --output", output)
     if not output.parent.is_dir():
         raise ConfigError("the output's folder does not exist", output.parent)
-    if (log_path is None) != (signing_key is None):
-        raise ConfigError("a reversal event needs both the audit log path and the signing key")
     key_paths = [custodian_key_path] if isinstance(custodian_key_path, (str, Path)) else list(custodian_key_path)
     if not key_paths:
         raise ConfigError("no custodian key given")
@@ -673,25 +664,6 @@ def reverse(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    custodian_ids = [key_id(p.public_key()) for p in privates]
-    record = None
-    if log_path is not None:
-        from clinrelease.audit.chain import AuditLog
-
-        record = AuditLog(log_path).append(
-            "reversal",
-            {
-                "release_id": entry.release_id,
-                "output_uid": entry.output_uid,
-                "output_sha256": entry.output_sha256,
-                "original_sha256": entry.original_sha256,
-                "restored_to": str(output.resolve()),
-                "custodians": custodian_ids,
-                "operator": operator or os.environ.get("USER", "unknown"),
-                "reason": reason or "",
-            },
-            sign_with=signing_key,
-        )
     return ReversalResult(
         output=output,
         original_sha256=original_sha256,
@@ -699,8 +671,8 @@ def reverse(
         release_id=entry.release_id,
         output_uid=entry.output_uid,
         released_sha256=released_sha256,
-        custodians=custodian_ids,
-        audit_record=record,
+        custodians=[key_id(p.public_key()) for p in privates],
+        output_sha256=entry.output_sha256,
         entry_authenticated=entry_authenticated,
     )
 

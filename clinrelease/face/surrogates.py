@@ -21,6 +21,7 @@ from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.geometry import WarpMaps, apply_affine, fit_similarity, ring_points, triangulate, warp_maps
 from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
 from clinrelease.face.skin import clean_texture, usable_skin
+from clinrelease.face.params import SwapParams
 
 #: side of the square surrogate texture, pixels
 TEXTURE_SIZE = 320
@@ -643,9 +644,9 @@ def composite(donors: list[Donor], weights: np.ndarray | None = None) -> Surroga
 #: default distinctiveness: how far a surrogate is pushed from the pool's average face. 1 = none:
 #: a plain weighted mix of real-looking portraits stays inside the range of natural faces, where a
 #: push past the donors draws a caricature (over-drawn eyes and brows, issue 17)
-DISTINCTIVENESS = 1.0
+DISTINCTIVENESS = SwapParams.distinctiveness
 #: default largest shape-mode amplitude, in face heights
-MODE_AMPLITUDE = 0.05
+MODE_AMPLITUDE = SwapParams.mode_amplitude
 
 
 def surrogate_coefficients(seed: bytes, ids: list[str], k: int, distinctiveness: float) -> np.ndarray:

@@ -30,6 +30,7 @@ from clinrelease.face.base import PATIENT, FaceAnalysis, TrackedFace
 from clinrelease.face.baselines import BlurAnonymizer
 from clinrelease.face.geometry import RING_SCALE, apply_affine, fit_similarity, warp_maps
 from clinrelease.face.landmarks import mesh_indices
+from clinrelease.face.params import SwapParams, check_swap_arguments
 from clinrelease.face.generator import GeneratorPool
 from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool, load_pool, sequence_member
 from clinrelease.face.surrogates import LUMA as surrogate_luma
@@ -177,7 +178,7 @@ def outer_ring(mesh: np.ndarray, new_mesh: np.ndarray, oval: np.ndarray) -> np.n
 #: default reach of the surrogate past the face outline (fraction of the face height). 0: the
 #: surrogate fades out at its own outline, and beyond it the patient's hair, ears and background
 #: are warped to meet it; past the outline a donor texture holds the donor's hair and background
-REACH = 0.0
+REACH = SwapParams.reach
 #: the lip contour inside which the frame keeps the patient's own mouth: the outer one keeps the
 #: lips themselves (their colour, folds and every movement), so a donor's lips never draw a smile
 #: or a parted mouth the patient does not make (issue 17)
@@ -432,16 +433,17 @@ class SwapAnonymizer:
     counter: int = 0
     surrogate: Surrogate | None = None
     pool: DonorPool | GeneratorPool | str | Path | None = None
-    k: int = 3
-    identity_strength: float = 1.0
+    # the defaults and ranges are declared once, in clinrelease.face.params.SwapParams
+    k: int = SwapParams.k_donors
+    identity_strength: float = SwapParams.identity_strength
     distinctiveness: float = DISTINCTIVENESS
     mode_amplitude: float = MODE_AMPLITUDE
     reach: float = REACH
     # the patient's own shading and skin tone: without it the surrogate keeps its donors' light and
     # colour and reads as a mask pasted on (issue 17)
-    lighting: float = LIGHTING_SIGMA
-    small_face_boost: float = 0.5
-    mouth_reach: float = 0.0
+    lighting: float = SwapParams.lighting
+    small_face_boost: float = SwapParams.small_face_boost
+    mouth_reach: float = SwapParams.mouth_reach
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -449,16 +451,10 @@ class SwapAnonymizer:
     _fallback: BlurAnonymizer = field(default_factory=BlurAnonymizer, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.identity_strength) <= 1.0:
-            raise ConfigError(f"identity_strength must be within [0, 1], got {self.identity_strength}")
-        if float(self.distinctiveness) < 1.0:
-            raise ConfigError(f"distinctiveness must be at least 1 (1 = plain k-Same average), got {self.distinctiveness}")
-        if not 0.0 <= float(self.reach) <= RING_SCALE - 1.0:
-            raise ConfigError(f"reach must be within [0, {RING_SCALE - 1.0:.2f}] (inside the warped ring), got {self.reach}")
-        if not 0.0 <= float(self.mouth_reach) <= 0.5:
-            raise ConfigError(f"mouth_reach must be within [0, 0.5] (a fraction of the face height), got {self.mouth_reach}")
-        if float(self.lighting) < 0.0 or float(self.small_face_boost) < 0.0:
-            raise ConfigError(f"lighting and small_face_boost must not be negative, got {self.lighting}, {self.small_face_boost}")
+        check_swap_arguments(
+            k=self.k, identity_strength=self.identity_strength, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude,
+            reach=self.reach, lighting=self.lighting, small_face_boost=self.small_face_boost, mouth_reach=self.mouth_reach,
+        )  # fmt: skip
         if self.backend not in ("opencv", "torch"):
             raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
         if self.surrogate is None and (self.key is None or not self.pseudonym):

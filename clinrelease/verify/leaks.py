@@ -370,7 +370,11 @@ def describe_leaks(leaks: list[Leak], where: str) -> str:
     for leak in leaks:
         kinds[leak.kind] = kinds.get(leak.kind, 0) + 1
     counted = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
-    return f"PHI leak scan: {len(leaks)} occurrence(s) of the patient's identifying strings or encoder text in {where} ({counted}; the values are in the site's quarantine copy only)"
+    offsets = ", ".join(str(leak.offset) for leak in leaks[:5]) + (" ..." if len(leaks) > 5 else "")
+    return (
+        f"PHI leak scan: {len(leaks)} occurrence(s) of the patient's identifying strings or encoder text in {where} "
+        f"({counted}; at byte offset(s) {offsets}; the values are in the site's quarantine copy only)"
+    )
 
 
 def leak_details(leaks: list[Leak], where: str, limit: int = 20) -> list[str]:

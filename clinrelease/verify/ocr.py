@@ -8,7 +8,7 @@ Two uses with different needs:
   and a region seen at the same place on the previous scan keeps its reading (burned-in annotations
   are static), so a static overlay is read once.
 * **Verification** (:func:`scan_text`, :func:`find_text`) detects and reads: the verdict counts
-  legible text (see :meth:`clinrelease.verify.checks.Thresholds.remaining_text`).
+  legible text (see :func:`clinrelease.verify.decision.remaining_text`).
 
 The detector sees the frame at its own resolution, shrunk only when its longest side exceeds
 :data:`DET_MAX_SIDE`. RapidOCR's default upscales every frame to a shortest side of 736 (a 640x480

@@ -9,19 +9,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clinrelease.errors import InputError
 from clinrelease.face.base import FaceAnalysis
-from clinrelease.verify.checks import ItemReports
+from clinrelease.verify.decision import ItemReports
 
 
 @dataclass
 class PairOptions:
     """What to check on a pair and how densely."""
 
-    recognizers: Sequence[str] = ("dlib", "sface")
+    #: names, or recognizers judging at a profile's thresholds (:func:`clinrelease.verify.reid.profile_recognizers`)
+    recognizers: Sequence[Any] = ("dlib", "sface")
     sample_every: int = 5
     text_every: int = 30
     text_min_score: float = 0.5

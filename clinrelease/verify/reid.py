@@ -18,6 +18,7 @@ all originals in a release plus distractor identities.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import threading
@@ -128,6 +129,14 @@ class Recognizer:
     def more_similar(self, a: float, b: float) -> float:
         """The more identity-revealing of two similarities."""
         return max(a, b) if self.higher_is_same else min(a, b)
+
+    def at(self, threshold: float | None) -> Recognizer:
+        """This recognizer (the same loaded model) deciding "same person" at ``threshold`` (None: its own)."""
+        if threshold is None or threshold == self.threshold:
+            return self
+        judged = copy.copy(self)
+        judged.threshold = float(threshold)
+        return judged
 
 
 def _box_from(box: Sequence[float] | None, landmarks: np.ndarray | None) -> np.ndarray:
@@ -254,6 +263,12 @@ def _load_entry_points() -> None:
 
     for ep in entry_points(group="clinrelease.recognizers"):
         _FACTORIES.setdefault(ep.name, ep.load())
+
+
+def profile_recognizers(verify: Any, model_dir: str | None = None) -> dict[str, Recognizer]:
+    """A profile's recognizers (its ``verify`` settings), each judging at the profile's threshold:
+    what the item checks, the gallery attack and the surrogate figures all count with."""
+    return {name: get_recognizer(name, model_dir).at(check.threshold) for name, check in verify.recognizers.items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -428,7 +443,7 @@ def verify_reid(
     recognizers: Sequence[str | Recognizer] = ("dlib", "sface"),
     sample_every: int = 5,
     roles: Sequence[str] | None = None,
-    residual_recognizer: str | None = "sface",
+    residual_recognizer: str | Recognizer | None = "sface",
     model_dir: str | None = None,
     confirm_score: float = CONFIRM_SCORE,
     prefetch: int = 4,
@@ -473,7 +488,7 @@ def verify_reid(
     recs = [r if isinstance(r, Recognizer) else get_recognizer(r, model_dir) for r in recognizers]
     results = {r.name: RecognizerResult(r.name, r.threshold, r.higher_is_same) for r in recs}
     tracks: list[FaceTrack] = [t for t in analysis.tracks if roles is None or t.role in roles]
-    residual_rec = get_recognizer(residual_recognizer, model_dir) if residual_recognizer else None
+    residual_rec = get_recognizer(residual_recognizer, model_dir) if isinstance(residual_recognizer, str) else residual_recognizer
     residual: list[ResidualFace] = []
     sampled = 0
     streams = [threaded(s, depth=prefetch, name="decode") if prefetch > 0 else iter(s) for s in (original_frames, anonymized_frames)]
