@@ -30,6 +30,16 @@ def hand_outline(points: np.ndarray, margin: float = HAND_MARGIN) -> np.ndarray:
     return (hull + away / length * margin * size).astype(np.float32)
 
 
+def hands_mask(points: list[np.ndarray], shape: tuple[int, int], margin: float) -> np.ndarray:
+    """Boolean ``(rows, columns)`` mask of the hands' outlines (:func:`hand_outline` with ``margin``)."""
+    import cv2
+
+    mask = np.zeros(shape, np.uint8)
+    for pts in points:
+        cv2.fillPoly(mask, [np.round(hand_outline(pts, margin)).astype(np.int32)], 1)
+    return mask > 0
+
+
 class HandFinder:
     """mediapipe Hands in tracking mode: call :meth:`outlines` on consecutive frames of one video."""
 
