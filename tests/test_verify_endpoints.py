@@ -239,6 +239,32 @@ def test_again_swapped_under_pd_motor_keeps_its_hand_endpoints_exactly() -> None
     assert max(moved) > 10  # what the released frames alone gave: the points moved by the swapped chin
 
 
+def test_book_under_pd_face_keeps_its_face_movement_with_the_swap_and_loses_it_under_a_mask() -> None:
+    """book.mkv (brows and mouth move as the signer speaks): the face movement amplitude is
+    measurable, the swap keeps it within pd_face's tolerance, the mask baseline leaves no face to
+    measure it on."""
+    from _face_helpers import KEY_A
+    from _verify_helpers import read_frames, require_media
+
+    from clinrelease.face.pipeline import analyze_faces, anonymize_frames
+    from clinrelease.face.registry import get_anonymizer
+    from clinrelease.profiles import load_profile
+    from clinrelease.release import build_anonymizers
+    from clinrelease.verify.realism import verify_realism
+
+    frames = read_frames(require_media("asl/book.mkv"), 60)
+    profile = load_profile("pd_face")
+    analysis = analyze_faces(frames, patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px, prefetch=0)
+    tolerance = {"face_movement_amplitude": profile.verify.endpoints.judged()["face_movement_amplitude"]}
+    outcome = {}
+    for name, (patient, bystander) in (("swap", build_anonymizers(profile, KEY_A, "P1")), ("mask", (get_anonymizer("mask"), get_anonymizer("mask")))):
+        out = list(anonymize_frames(frames, analysis, patient=patient, bystander=bystander, prefetch=0))
+        realism = verify_realism(frames, out, analysis, sample_every=profile.verify.sample_every)
+        outcome[name] = E.verify_endpoints(frames, out, 30.0, tolerance, sample_every=3, realism=realism).results[0]
+    assert outcome["swap"].original > 0.01 and outcome["swap"].status == KEPT, outcome["swap"]
+    assert outcome["mask"].status == LOST and "measurable on the original, not on the release" in outcome["mask"].reason
+
+
 #: a swap plug-in that also blurs everything outside the face (a hand anonymizer gone too far)
 HAND_BLUR = '''
 import cv2
