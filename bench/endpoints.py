@@ -12,6 +12,7 @@ anonymizer alone does.
 
     .venv/bin/python bench/endpoints.py [--profiles pd_motor,pd_face,pd_gait] [--clips again,book]
         [--frames 90] [--anonymizers swap,blur,mask,pixelate] [--out bench/out]
+        [--extra face_movement_amplitude=0.03]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
 from clinrelease.profiles import load_profile  # noqa: E402
 from clinrelease.release import build_anonymizers  # noqa: E402
-from clinrelease.verify.endpoints import KEPT, LOST, SHIFTED, verify_endpoints  # noqa: E402
+from clinrelease.verify.endpoints import ENDPOINTS, KEPT, LOST, SHIFTED, Tolerance, groups_of, verify_endpoints  # noqa: E402
 from clinrelease.verify.realism import verify_realism  # noqa: E402
 
 
@@ -52,13 +53,16 @@ def clips_for(profile: str, names: str) -> list[tuple[str, Path, int]]:
     return [(clip, SHARED_MEDIA / "asl" / f"{clip}.mkv", 0) for clip in names.split(",")]
 
 
-def bench(profile_name: str, clip: str, path: Path, first: int, count: int, anonymizers: list[str]) -> list[dict]:
-    """One clip under one profile: the endpoint table of every anonymizer, printed and returned."""
+def bench(profile_name: str, clip: str, path: Path, first: int, count: int, anonymizers: list[str], extra: dict[str, Tolerance]) -> list[dict]:
+    """One clip under one profile (and the ``extra`` endpoints of its groups): the endpoint table
+    of every anonymizer, printed and returned."""
     profile = load_profile(profile_name)
     settings = profile.verify.endpoints
     if settings is None or not settings.tolerances:
         sys.exit(f"{profile_name} judges no endpoint (verify.endpoints)")
     tolerances = settings.judged()
+    groups = groups_of(tolerances)
+    tolerances.update({n: t for n, t in extra.items() if ENDPOINTS[n].group in groups})
     every = settings.sample_every or profile.verify.sample_every
     fps = open_video(path).info.fps
     frames = frames_of(path, first + count, 1)[first:]
@@ -101,11 +105,18 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--anonymizers", default="swap,blur,mask,pixelate")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    ap.add_argument("--extra", default="", help="endpoints the profiles do not judge, NAME=ABSOLUTE_TOLERANCE,... (e.g. face_movement_amplitude=0.03)")
     args = ap.parse_args()
+    extra = {}
+    for item in filter(None, args.extra.split(",")):
+        name, _, value = item.partition("=")
+        if name not in ENDPOINTS:
+            sys.exit(f"--extra: unknown endpoint {name!r} (known: {', '.join(ENDPOINTS)})")
+        extra[name] = Tolerance("absolute", float(value))
     rows = []
     for profile in args.profiles.split(","):
         for clip, path, first in clips_for(profile, args.clips):
-            rows += bench(profile, clip, path, first, args.frames if profile != "pd_gait" else 120, args.anonymizers.split(","))
+            rows += bench(profile, clip, path, first, args.frames if profile != "pd_gait" else 120, args.anonymizers.split(","), extra)
     summarize(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "endpoints.json"

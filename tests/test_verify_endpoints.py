@@ -260,8 +260,8 @@ def test_again_swapped_under_pd_motor_keeps_its_hands_and_is_not_judged_on_jitte
 
 def test_book_under_pd_face_keeps_its_face_movement_with_the_swap_and_loses_it_under_a_mask() -> None:
     """book.mkv (brows and mouth move as the signer speaks): the face movement amplitude is
-    measurable, the swap keeps it within pd_face's tolerance, the mask baseline leaves no face to
-    measure it on."""
+    measurable, the swap keeps it within 0.03 eye distances, the mask baseline leaves no face to
+    measure it on. (pd_face does not judge it yet: on again.mkv the swap damps the brow raises.)"""
     from _face_helpers import KEY_A
     from _verify_helpers import read_frames, require_media
 
@@ -274,7 +274,7 @@ def test_book_under_pd_face_keeps_its_face_movement_with_the_swap_and_loses_it_u
     frames = read_frames(require_media("asl/book.mkv"), 60)
     profile = load_profile("pd_face")
     analysis = analyze_faces(frames, patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px, prefetch=0)
-    tolerance = {"face_movement_amplitude": profile.verify.endpoints.judged()["face_movement_amplitude"]}
+    tolerance = {"face_movement_amplitude": Tolerance("absolute", 0.03)}
     outcome = {}
     for name, (patient, bystander) in (("swap", build_anonymizers(profile, KEY_A, "P1")), ("mask", (get_anonymizer("mask"), get_anonymizer("mask")))):
         out = list(anonymize_frames(frames, analysis, patient=patient, bystander=bystander, prefetch=0))
