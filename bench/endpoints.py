@@ -34,7 +34,15 @@ from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E
 from clinrelease.face.registry import get_anonymizer  # noqa: E402
 from clinrelease.profiles import load_profile  # noqa: E402
 from clinrelease.release import build_anonymizers  # noqa: E402
-from clinrelease.verify.endpoints import ENDPOINTS, KEPT, LOST, SHIFTED, Tolerance, groups_of, verify_endpoints  # noqa: E402
+from clinrelease.verify.endpoints import (  # noqa: E402
+    ENDPOINTS,
+    KEPT,
+    LOST,
+    SHIFTED,
+    Tolerance,
+    groups_of,
+    verify_endpoints,
+)
 from clinrelease.verify.realism import verify_realism  # noqa: E402
 
 

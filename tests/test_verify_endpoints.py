@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from clinrelease.verify import endpoints as E
-from clinrelease.verify.endpoints import KEPT, LOST, NOT_MEASURABLE, SHIFTED, Measured, Tolerance
+from clinrelease.verify.endpoints import (
+    KEPT,
+    LOST,
+    NOT_MEASURABLE,
+    SHIFTED,
+    Measured,
+    Tolerance,
+)
 
 FS = 15.0  # pd_motor samples every other frame at 30 fps
 
