@@ -172,13 +172,15 @@ def anonymizer_plugin(folder: Path, monkeypatch, module: str, source: str, entri
         sys.modules.pop(module, None)
 
 
-def release_clip_with_plugin(tmp_path: Path, monkeypatch, keys: Path, module: str, source: str, cls: str, *, frames: int, sample_every: int):
-    """Release ``frames`` frames of the shared again.mkv under pd_motor with the plug-in anonymizer
-    ``module:cls``; returns the CLI result, the summary's item and the site's record."""
+def release_clip_with_plugin(
+    tmp_path: Path, monkeypatch, keys: Path, module: str, source: str, cls: str, *, frames: int, sample_every: int, video: Path | None = None
+):
+    """Release ``frames`` frames of ``video`` (the shared again.mkv by default) under pd_motor with the
+    plug-in anonymizer ``module:cls``; returns the CLI result, the summary's item and the site's record."""
     from _verify_helpers import require_media
 
     folder = tmp_path / "in"
-    build_dicom_fixture(folder / "exam.dcm", require_media("asl/again.mkv"), "h264", frames, identity=Identity())
+    build_dicom_fixture(folder / "exam.dcm", video or require_media("asl/again.mkv"), "h264", frames, identity=Identity())
     profile = tmp_path / f"{module}.yaml"
     profile.write_text(f"name: {module}\nextends: pd_motor\nanonymizer: {{name: {module}}}\nverify: {{sample_every: {sample_every}, ocr: {{enabled: false}}}}\n")
     out = tmp_path / "release"

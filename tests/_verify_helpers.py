@@ -105,6 +105,18 @@ def paste_donor(frames: list[np.ndarray], analysis: FaceAnalysis, donor: tuple[n
     return out
 
 
+def shaken_hand_frames(count: int = 60, hz: float = 5.0, pixels: float = 6.0) -> list[np.ndarray]:
+    """again.mkv's first frame (the signer's right hand raised at the chest) moved side to side by
+    ``pixels`` at ``hz`` in 30 fps frames: real pixels with a known tremor (no shared clip holds one;
+    a signing hand's own movement is not repeatable enough to measure)."""
+    base = read_frames(require_media("asl/again.mkv"), 1)[0]
+    rows, columns = base.shape[:2]
+    return [
+        cv2.warpAffine(base, np.float32([[1, 0, pixels * np.sin(2 * np.pi * hz * k / 30)], [0, 1, 0]]), (columns, rows), borderMode=cv2.BORDER_REPLICATE)
+        for k in range(count)
+    ]
+
+
 def require_media(relpath: str) -> Path:
     """A file of ../shared/media, or skip the calling test with the reason."""
     import pytest

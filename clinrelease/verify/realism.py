@@ -35,6 +35,8 @@ _EYES = ((33, 160, 158, 133, 153, 144), (263, 387, 385, 362, 380, 373))
 #: inner lip centres (upper, lower) and mouth corners
 _LIP_GAP = (13, 14)
 _CORNERS = (61, 291)
+#: each brow's middle over its eye's upper-lid centre (right, left)
+_BROWS = ((105, 159), (334, 386))
 #: a series whose original spans less than this (max - min, in its own units) shows no blink or
 #: speech to correlate with: the mesh's eye-aspect ratio of still eyes wanders by a few hundredths
 #: from frame to frame, and its correlation over a dozen samples is noise (-0.07 to 0.9 for normal
@@ -60,6 +62,20 @@ def mouth_opening(mesh: np.ndarray) -> float:
     m = np.asarray(mesh, np.float64)[:, :2]
     width = max(float(np.linalg.norm(m[_CORNERS[0]] - m[_CORNERS[1]])), 1e-6)
     return float(np.linalg.norm(m[_LIP_GAP[0]] - m[_LIP_GAP[1]]) / width)
+
+
+def brow_height(mesh: np.ndarray) -> float:
+    """Mean height of both brows over the upper lids, in outer-eye-corner distances."""
+    m = np.asarray(mesh, np.float64)[:, :2]
+    iod = max(float(np.linalg.norm(m[_EYES[0][0]] - m[_EYES[1][0]])), 1e-6)
+    return float(np.mean([np.linalg.norm(m[b] - m[lid]) for b, lid in _BROWS]) / iod)
+
+
+def mouth_width(mesh: np.ndarray) -> float:
+    """Mouth-corner distance in outer-eye-corner distances (widens with a smile)."""
+    m = np.asarray(mesh, np.float64)[:, :2]
+    iod = max(float(np.linalg.norm(m[_EYES[0][0]] - m[_EYES[1][0]])), 1e-6)
+    return float(np.linalg.norm(m[_CORNERS[0]] - m[_CORNERS[1]]) / iod)
 
 
 def series_agreement(original: list[float], released: list[float]) -> tuple[float | None, float | None]:
@@ -94,6 +110,11 @@ class FrameRealism:
     mouth_original: float | None = None
     mouth_released: float | None = None
     corner_lift: float | None = None
+    #: brow height and mouth width (:func:`brow_height`, :func:`mouth_width`) for the face endpoints
+    brow_original: float | None = None
+    brow_released: float | None = None
+    smile_original: float | None = None
+    smile_released: float | None = None
 
 
 @dataclass
@@ -182,8 +203,10 @@ def verify_realism(
         pred = mesh(anon, crop)
         row = FrameRealism(index, float(found[14]), 0.0 if released is None else float(released[14]), pred is not None)
         row.eye_original, row.mouth_original = eye_aspect_ratio(gt), mouth_opening(gt)
+        row.brow_original, row.smile_original = brow_height(gt), mouth_width(gt)
         if pred is not None:
             row.eye_released, row.mouth_released = eye_aspect_ratio(pred), mouth_opening(pred)
+            row.brow_released, row.smile_released = brow_height(pred), mouth_width(pred)
             row.corner_lift = mouth_change(gt, pred).corner_lift
         report.per_frame.append(row)
     rows = report.per_frame
