@@ -546,3 +546,51 @@ def test_colour_match_never_turns_a_dark_texel_teal():
     dark = moved[0]
     assert dark[0] >= dark[1] and dark[0] >= dark[2] and dark[0] > 10
     assert dark @ luma < 0.3 * (mu_p @ luma)
+
+
+def _cheek_lab(frame, mesh):
+    """Median CIE Lab of both mid-cheeks where ``mesh`` (the original's) puts them."""
+    import cv2
+
+    from clinrelease.face.landmarks import mesh_indices
+
+    r = max(2, int(0.05 * np.ptp(mesh[mesh_indices()["oval"], 1])))
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    for i in (205, 425):
+        cv2.circle(mask, tuple(int(v) for v in mesh[i]), r, 1, -1)
+    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(float)
+    lab[..., 0] *= 100 / 255
+    lab[..., 1:] -= 128
+    return np.median(lab[mask > 0], axis=0)
+
+
+def test_released_skin_has_the_patients_tone_not_the_donors():
+    """The studio-lit donors are browner than book.mkv's signer: drawn with their own colour the face
+    read as a mask pasted on. The released cheeks have the patient's tone."""
+    from skimage.color import deltaE_ciede2000
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl/book.mkv"), 6, 4)
+    analysis = analyze_faces(frames)
+    faces = analysis.patient.faces
+    swap = _swap()
+    out = _anonymize(frames, analysis, swap)
+    surrogate = swap._tracks[analysis.patient.track_id].surrogate
+    donors = _cheek_lab(surrogate.texture, surrogate.landmarks)
+    idx = [i for i in faces if faces[i].landmarks is not None]
+    patient = [_cheek_lab(frames[i], faces[i].landmarks) for i in idx]
+    released = [_cheek_lab(out[i], faces[i].landmarks) for i in idx]
+    assert np.median([deltaE_ciede2000(p, donors) for p in patient]) > 8.0
+    assert np.median([deltaE_ciede2000(p, r) for p, r in zip(patient, released)]) < 4.0
+
+
+def test_the_patients_mouth_moves_and_smiles_as_in_the_original():
+    """eat.mkv's signer grins and speaks. The donors' lips, warped onto the patient's lip shape, drew
+    a mouth of their own (a dark outline, a parted closed mouth); the released lips are the
+    patient's, so mouth opening and mouth-corner lift follow the original frame by frame."""
+    from clinrelease.verify.realism import verify_realism
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl/eat.mkv"), 24, 1)
+    analysis = analyze_faces(frames)
+    report = verify_realism(frames, _anonymize(frames, analysis, _swap()), analysis, sample_every=2)
+    assert report.mouth_correlation is not None and report.mouth_correlation >= 0.9
+    assert abs(report.corner_lift) <= 0.02 and abs(report.mouth_opening_change) <= 0.02
