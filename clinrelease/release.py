@@ -1317,6 +1317,7 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
     if not records:
         raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
     _refuse_strays(paths, load_records(paths, every=True))
+    _refuse_split_surrogates(records, keys, paths)
 
     embeddings = _released_embeddings(paths, records)
     gallery = _gallery_attack(paths, embeddings, profile)
@@ -1331,6 +1332,38 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
     shutil.rmtree(paths.ready, ignore_errors=True)
     paths.ready.mkdir(parents=True, exist_ok=True)
     return ReleaseSummary(paths.output, paths.quarantine, records, finalized=True, report=paths.output / report.relative_to(paths.next), gallery=gallery)
+
+
+def _refuse_split_surrogates(records: list[dict[str, Any]], keys, paths: ReleasePaths) -> None:
+    """Refuse to merge a patient whose items carry different surrogates of the key's sequence (shards
+    that ran with copies of the key folder, each deciding the patient on its own items), or a
+    different one from the merge's key folder; else keep the records' decisions in that key folder."""
+    from clinrelease.face.surrogate_choice import ChoiceStore, split_decisions
+
+    remedy = (
+        "Run the shards with one shared key folder, or give each shard a copy that already holds the patient's "
+        f"decision (surrogate-choices.json); then delete the records of the items to redo from {paths.records} and run their shards again"
+    )
+    split = split_decisions(records)
+    if split:
+        patient, counters = next(iter(split.items()))
+        parts = "; ".join(f"surrogate {c} for {', '.join(inputs)}" for c, inputs in sorted(counters.items()))
+        more = f" ({len(split) - 1} more patients likewise)" if len(split) > 1 else ""
+        raise ConfigError(
+            f"patient {patient} was given different surrogates: {parts}{more}. One patient must keep one surrogate "
+            f"across a release; the shards decided it apart with copies of the key folder. {remedy}",
+            paths.records,
+        )
+    decisions = {r["pseudonym"]: r["faces"]["surrogate"] for r in records if r.get("pseudonym") and "surrogate" in r.get("faces", {})}
+    differing = ChoiceStore(keys.directory, keys.release_key).adopt(decisions)
+    if differing:
+        patient, (stored, given) = next(iter(differing.items()))
+        inputs = ", ".join(r["input"] for r in records if r.get("pseudonym") == patient)
+        raise ConfigError(
+            f"patient {patient} was released with surrogate {given} ({inputs}), but this key folder decided surrogate "
+            f"{stored} for them; the shards ran with a copy of the key folder that did not hold this decision. {remedy}",
+            keys.directory,
+        )
 
 
 def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records, gallery, surrogates) -> Path:
