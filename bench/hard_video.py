@@ -39,15 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clinrelease.dicom.video import open_video  # noqa: E402
+from clinrelease.face.textured_blur import flat_filled  # noqa: E402
 from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, scaled, shared_media_dir, side_by_side, sweep, write_mp4  # noqa: E402
 
 #: a released face whose mean absolute difference from the original is below this (grey levels) was
 #: left as it was
 UNCHANGED = 4.0
-#: a region counts as flat-filled when its local standard deviation is below this and the release
-#: changed it by more than FILL_CHANGE grey levels
-FLAT_STD = 1.5
-FILL_CHANGE = 20.0
 #: the walking clip opens on an empty room: its variant starts where the first walker is in view
 WALK_START = 100
 VARIANTS = ("rot0", "rot15", "rot30", "rot45", "sweep", "face24", "face32", "face48", "pair", "walk")
@@ -175,11 +172,7 @@ def inspect_frames(variant: Variant, originals: list[np.ndarray], released: list
         # faces of the original (the release's own detector, any tilt) for the flat-fill check and the sheet
         boxes = [d.box for d in locator.detect(orig, (-40.0, 40.0))]
         faces_seen += int(bool(boxes))
-        grey_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        mean = cv2.blur(grey_out, (5, 5))
-        std = np.sqrt(np.maximum(cv2.blur(grey_out * grey_out, (5, 5)) - mean * mean, 0))
-        changed = np.abs(grey_out - cv2.cvtColor(orig, cv2.COLOR_RGB2GRAY).astype(np.float32)) > FILL_CHANGE
-        flat = (std < FLAT_STD) & changed
+        flat = flat_filled(orig, out)
         over = False
         for box in boxes:
             x0, y0, x1, y1 = np.clip(np.round(box).astype(int), 0, [out.shape[1], out.shape[0]] * 2)
