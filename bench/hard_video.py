@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clinrelease.dicom.video import open_video  # noqa: E402
-from clinrelease.face.textured_blur import flat_filled  # noqa: E402
+from clinrelease.face.textured_blur import flat_filled, flat_over  # noqa: E402
 from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, scaled, shared_media_dir, side_by_side, sweep, write_mp4  # noqa: E402
 
 #: a released face whose mean absolute difference from the original is below this (grey levels) was
@@ -173,11 +173,7 @@ def inspect_frames(variant: Variant, originals: list[np.ndarray], released: list
         boxes = [d.box for d in locator.detect(orig, (-40.0, 40.0))]
         faces_seen += int(bool(boxes))
         flat = flat_filled(orig, out)
-        over = False
-        for box in boxes:
-            x0, y0, x1, y1 = np.clip(np.round(box).astype(int), 0, [out.shape[1], out.shape[0]] * 2)
-            over = over or flat[y0:y1, x0:x1].sum() >= max(16, 0.05 * (x1 - x0) * (y1 - y0))
-        flat_frames += int(over)
+        flat_frames += int(any(flat_over(flat, box) for box in boxes))
         if index in picks and boxes:
             tiles.append(_zoomed(orig, out, boxes[0]))
     if tiles:

@@ -31,7 +31,7 @@ import yaml
 import clinrelease
 from clinrelease.dicom.deid_options import OPTIONS as DEID_OPTIONS  # PS3.15 option names, CID 7050 order
 from clinrelease.errors import ConfigError
-from clinrelease.face.small import PROFILE_VIEW_TREATMENTS, SMALL_FACE_METHODS  # swapped faces too small or turned away
+from clinrelease.face.small import PROFILE_VIEW_TREATMENTS, PROFILE_YAW, SMALL_FACE_METHODS  # swapped faces too small or turned away
 from clinrelease.verify.endpoints import ENDPOINTS, Tolerance
 
 #: environment variable with extra profile folders (``os.pathsep``-separated), searched first
@@ -94,6 +94,7 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                 "keep_hands": {"type": "boolean"},
                 "small_face": {"enum": list(SMALL_FACE_METHODS)},
                 "profile_view": {"enum": list(PROFILE_VIEW_TREATMENTS)},
+                "profile_yaw": {"type": "number", "exclusiveMinimum": 0, "maximum": 2},
             }
         ),
         "anonymizer": {
@@ -244,6 +245,8 @@ class FacesSettings:
     #: swapped faces turned beyond the mesh (profile view, back of the head): ``blur`` (textured),
     #: ``swap_anyway`` or ``quarantine`` the item
     profile_view: str = "blur"
+    #: nose-tip offset from the eyes' midpoint (eye spans) past which a face counts as turned away
+    profile_yaw: float = PROFILE_YAW
 
 
 @dataclass(frozen=True)

@@ -654,7 +654,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
         # small and turned-away faces of the tracks the swap anonymizes, decided before any pixel changes
         swapped = tuple(role for role, name in (("patient", profile.anonymizer.name), ("bystander", profile.anonymizer.bystander)) if name == "swap")
-        methods = plan_methods(analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view)
+        methods = plan_methods(analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view, yaw_limit=profile.faces.profile_yaw)
         decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym, methods)
         counter = 0 if decision is None else decision.counter
         patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter)

@@ -361,6 +361,31 @@ def test_shards_whose_key_folder_copies_decided_one_patient_apart_are_not_merged
     assert (out / "audit" / "log.jsonl").is_file()
 
 
+def test_a_profile_that_quarantines_turned_faces_names_the_frames_and_the_treatment_in_the_report(keys: Path, tmp_path: Path) -> None:
+    """faces.profile_view: quarantine, with the turn limit (profile_yaw) set below the carphone
+    speaker's own head turns: the frames past it are blurred with grain, listed per face, and the item
+    is quarantined with a reason naming them; the QA report names the treatments."""
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "exam.dcm", carphone_path(), "h264", FRAMES, identity=Identity())
+    profile = tmp_path / "turned.yaml"
+    profile.write_text(
+        "name: turned\nextends: pd_face\nfaces:\n  profile_view: quarantine\n  profile_yaw: 0.01\n"
+        "verify:\n  keypoints:\n    head_ap_min: 0.5\n    face_expression_nme_max: 0.1\n"
+    )
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert result.exit_code == 1, result.output
+    record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
+    figures = record["verification"]
+    turned = record["faces"]["methods"]["turned_frames_by_track"]
+    assert turned and figures["profile_view_frames"] == sum(len(f) for f in turned.values()) > 0
+    assert figures["profile_view_treatment"] == "quarantine" and figures["faces_textured_blur_frames"] == figures["profile_view_frames"]
+    assert figures["small_face_method"] == "upscaled_swap"
+    assert any("turned beyond the swap" in r and figures["profile_view_at"] in r for r in record["reasons"]), record["reasons"]
+    report = (tmp_path / "release.work" / "report" / "index.html").read_text()
+    assert "profile_view_at" in report and "faces_textured_blur_at" in report
+
+
 def test_a_patient_the_keys_first_surrogate_left_recognizable_is_released_with_the_next(tmp_path: Path) -> None:
     """again.mkv under this key, as `clinrelease demo` draws keys: the key's first surrogate stays
     SFace-similar to the signer in a sampled frame (0.453 over the 0.363 limit, measured ad hoc on these frames),

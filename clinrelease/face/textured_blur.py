@@ -41,6 +41,14 @@ def flat_filled(original: np.ndarray, released: np.ndarray) -> np.ndarray:
     return (std < FLAT_STD) & changed
 
 
+def flat_over(flat: np.ndarray, box) -> bool:
+    """Whether a :func:`flat_filled` mask covers a face's ``box`` (x0, y0, x1, y1) in earnest: at
+    least 16 pixels and 5% of the box (a few smooth pixels of a swapped cheek are not a fill)."""
+    rows, columns = flat.shape
+    x0, y0, x1, y1 = np.clip(np.round(np.asarray(box, np.float64)).astype(int), 0, [columns, rows, columns, rows])
+    return bool(flat[y0:y1, x0:x1].sum() >= max(16, 0.05 * (x1 - x0) * (y1 - y0)))
+
+
 def fine_detail(patch: np.ndarray, inside: np.ndarray) -> float:
     """Standard deviation (grey levels) of the patch's detail finer than ~2 px, over ``inside``."""
     import cv2
