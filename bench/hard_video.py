@@ -212,6 +212,11 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         "residual_face_frames": figures.get("residual_face_frames"),
         "text_on_face": figures.get("burned_in_text_on_face"),
         "small_face_frames": figures.get("small_face_frames"),
+        # how faces the plain swap does not take were anonymized, and what bystanders got
+        "upscaled_swap_frames": figures.get("faces_upscaled_swap_frames"),
+        "textured_blur_frames": figures.get("faces_textured_blur_frames"),
+        "profile_view_frames": figures.get("profile_view_frames"),
+        "bystander_treatment": figures.get("bystander_treatment"),
         "keypoints_person": figures.get("keypoints_person"),
         **checks,
         "frames": len(variant.frames),
@@ -258,7 +263,8 @@ def main() -> None:
                 f"dlib {row['dlib_deid_pct']}% ({_f(row['dlib_worst'])}) sface {row['sface_deid_pct']}% ({_f(row['sface_worst'])}) "
                 f"body AP {_f(row['body_ap'])} "
                 f"unanon {row.get('unanonymized_frames')} flat {row.get('flat_fill_frames')} "
-                f"text-on-face {row['text_on_face']} small {row['small_face_frames']} {row['seconds']}s  {row['reason']}",
+                f"text-on-face {row['text_on_face']} small {row['small_face_frames']} (upscaled {row['upscaled_swap_frames']}, "
+                f"blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}) {row['seconds']}s  {row['reason']}",
                 flush=True,
             )
             shutil.rmtree(work, ignore_errors=True)
