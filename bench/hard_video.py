@@ -39,15 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clinrelease.dicom.video import open_video  # noqa: E402
+from clinrelease.face.textured_blur import flat_filled, flat_over  # noqa: E402
 from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, scaled, shared_media_dir, side_by_side, sweep, write_mp4  # noqa: E402
 
 #: a released face whose mean absolute difference from the original is below this (grey levels) was
 #: left as it was
 UNCHANGED = 4.0
-#: a region counts as flat-filled when its local standard deviation is below this and the release
-#: changed it by more than FILL_CHANGE grey levels
-FLAT_STD = 1.5
-FILL_CHANGE = 20.0
 #: the walking clip opens on an empty room: its variant starts where the first walker is in view
 WALK_START = 100
 VARIANTS = ("rot0", "rot15", "rot30", "rot45", "sweep", "face24", "face32", "face48", "pair", "walk")
@@ -175,16 +172,8 @@ def inspect_frames(variant: Variant, originals: list[np.ndarray], released: list
         # faces of the original (the release's own detector, any tilt) for the flat-fill check and the sheet
         boxes = [d.box for d in locator.detect(orig, (-40.0, 40.0))]
         faces_seen += int(bool(boxes))
-        grey_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        mean = cv2.blur(grey_out, (5, 5))
-        std = np.sqrt(np.maximum(cv2.blur(grey_out * grey_out, (5, 5)) - mean * mean, 0))
-        changed = np.abs(grey_out - cv2.cvtColor(orig, cv2.COLOR_RGB2GRAY).astype(np.float32)) > FILL_CHANGE
-        flat = (std < FLAT_STD) & changed
-        over = False
-        for box in boxes:
-            x0, y0, x1, y1 = np.clip(np.round(box).astype(int), 0, [out.shape[1], out.shape[0]] * 2)
-            over = over or flat[y0:y1, x0:x1].sum() >= max(16, 0.05 * (x1 - x0) * (y1 - y0))
-        flat_frames += int(over)
+        flat = flat_filled(orig, out)
+        flat_frames += int(any(flat_over(flat, box) for box in boxes))
         if index in picks and boxes:
             tiles.append(_zoomed(orig, out, boxes[0]))
     if tiles:
@@ -223,6 +212,11 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         "residual_face_frames": figures.get("residual_face_frames"),
         "text_on_face": figures.get("burned_in_text_on_face"),
         "small_face_frames": figures.get("small_face_frames"),
+        # how faces the plain swap does not take were anonymized, and what bystanders got
+        "upscaled_swap_frames": figures.get("faces_upscaled_swap_frames"),
+        "textured_blur_frames": figures.get("faces_textured_blur_frames"),
+        "profile_view_frames": figures.get("profile_view_frames"),
+        "bystander_treatment": figures.get("bystander_treatment"),
         "keypoints_person": figures.get("keypoints_person"),
         **checks,
         "frames": len(variant.frames),
@@ -269,7 +263,8 @@ def main() -> None:
                 f"dlib {row['dlib_deid_pct']}% ({_f(row['dlib_worst'])}) sface {row['sface_deid_pct']}% ({_f(row['sface_worst'])}) "
                 f"body AP {_f(row['body_ap'])} "
                 f"unanon {row.get('unanonymized_frames')} flat {row.get('flat_fill_frames')} "
-                f"text-on-face {row['text_on_face']} small {row['small_face_frames']} {row['seconds']}s  {row['reason']}",
+                f"text-on-face {row['text_on_face']} small {row['small_face_frames']} (upscaled {row['upscaled_swap_frames']}, "
+                f"blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}) {row['seconds']}s  {row['reason']}",
                 flush=True,
             )
             shutil.rmtree(work, ignore_errors=True)

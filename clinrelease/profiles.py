@@ -32,6 +32,7 @@ import clinrelease
 from clinrelease.dicom.deid_options import OPTIONS as DEID_OPTIONS  # PS3.15 option names, CID 7050 order
 from clinrelease.errors import ConfigError
 from clinrelease.face.params import SwapParams, param_problems
+from clinrelease.face.small import PROFILE_VIEW_TREATMENTS, PROFILE_YAW, SMALL_FACE_METHODS  # swapped faces too small or turned away
 from clinrelease.verify.endpoints import ENDPOINTS, Tolerance
 
 #: environment variable with extra profile folders (``os.pathsep``-separated), searched first
@@ -40,8 +41,10 @@ PROFILE_PATH_ENV = "CLINRELEASE_PROFILE_PATH"
 CLINICAL_ACTIONS = ("keep", "drop", "pseudonymize", "date_shift", "generalize_age", "free_text_drop")
 PATIENT_RULES = ("largest", "most_present", "all")
 #: anonymizers built into clinrelease; anything else must be a ``clinrelease.anonymizers`` entry point
-BUILTIN_ANONYMIZERS = ("swap", "blur", "pixelate", "mask")
-BYSTANDER_TREATMENTS = ("swap", "blur", "mask", "pixelate")
+BUILTIN_ANONYMIZERS = ("swap", "blur", "pixelate", "mask", "textured_blur")
+#: ``blur``, ``mask`` and ``pixelate`` leave a flat or blocky patch over a face; ``textured_blur``
+#: (clinrelease.face.textured_blur) does not, and ``swap`` gives each bystander a surrogate of its own
+BYSTANDER_TREATMENTS = ("swap", "textured_blur", "blur", "mask", "pixelate")
 #: ``native`` is uncompressed; pixels are only encoded when a pixel stage ran or a plain video becomes DICOM
 OUTPUT_SYNTAXES = ("h264", "mpeg2", "hevc", "jpeg", "native")
 #: syntaxes whose ``quality`` is an x264/x265-style CRF (0 = lossless .. 51 = worst)
@@ -90,6 +93,9 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                 "patient_rule": {"enum": list(PATIENT_RULES)},
                 "min_face_px": {"type": "integer", "minimum": 1},
                 "keep_hands": {"type": "boolean"},
+                "small_face": {"enum": list(SMALL_FACE_METHODS)},
+                "profile_view": {"enum": list(PROFILE_VIEW_TREATMENTS)},
+                "profile_yaw": {"type": "number", "exclusiveMinimum": 0, "maximum": 2},
             }
         ),
         "anonymizer": {
@@ -228,6 +234,13 @@ class FacesSettings:
     min_face_px: int = 24
     #: find hands in front of faces and leave them as they are (see clinrelease.face.occlusion)
     keep_hands: bool = False
+    #: swapped faces under 40 px: ``upscaled_swap``, ``textured_blur`` or ``swap`` (clinrelease.face.small)
+    small_face: str = "upscaled_swap"
+    #: swapped faces turned beyond the mesh (profile view, back of the head): ``blur`` (textured),
+    #: ``swap_anyway`` or ``quarantine`` the item
+    profile_view: str = "blur"
+    #: nose-tip offset from the eyes' midpoint (eye spans) past which a face counts as turned away
+    profile_yaw: float = PROFILE_YAW
 
 
 @dataclass(frozen=True)
@@ -241,7 +254,7 @@ class AnonymizerSettings:
             {"identity_strength": SwapParams.identity_strength, "k_donors": SwapParams.k_donors, "pool": SwapParams.pool}
         )
     )
-    bystander: str = "blur"
+    bystander: str = "textured_blur"
 
     @property
     def identity_strength(self) -> float:

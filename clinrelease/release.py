@@ -573,19 +573,31 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     if faces_on:
         from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
 
-        decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym)
+        from clinrelease.face.small import plan_methods
+
+        # small and turned-away faces of the tracks the swap anonymizes, decided before any pixel changes
+        swapped = tuple(role for role, name in (("patient", profile.anonymizer.name), ("bystander", profile.anonymizer.bystander)) if name == "swap")
+        methods = plan_methods(analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view, yaw_limit=profile.faces.profile_yaw)
+        decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym, methods)
         counter = 0 if decision is None else decision.counter
         patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter)
-        frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
+        frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander, methods=methods)
+        bystanders = sum(1 for t in analysis.tracks if t.role != "patient")
         record["faces"] = {
             "tracks": len(analysis.tracks),
             "patient_frames": len(analysis.patient.faces) if analysis.patient else 0,
-            "bystander_tracks": sum(1 for t in analysis.tracks if t.role != "patient"),
+            "bystander_tracks": bystanders,
+            "bystander_treatment": profile.anonymizer.bystander if bystanders else None,
+            "methods": methods.to_dict(),
         }
         if decision is not None:
             record["faces"]["surrogate"] = decision.to_dict()
         small = small_faces(analysis)
-        record["faces"]["small"] = {"min_px": SWAP_MIN_FACE_PX, "frames_by_track": {str(k): v for k, v in small.items()}}
+        record["faces"]["small"] = {
+            "min_px": SWAP_MIN_FACE_PX,
+            "method": profile.faces.small_face,
+            "frames_by_track": {str(k): v for k, v in small.items()},
+        }
     burned_in = TextScan(verify.ocr.sample_every)
     if clean_text:
         from functools import partial
@@ -624,6 +636,9 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         small = record["faces"]["small"]["frames_by_track"]
         figures["small_face_frames"] = len({f for frames in small.values() for f in frames})
         figures["small_face_at"] = "; ".join(f"face {track}: frames {frame_ranges(frames)}" for track, frames in small.items())
+        figures["small_face_method"] = record["faces"]["small"]["method"]
+    if "methods" in record.get("faces", {}):
+        _method_figures(work, record["faces"], figures)
     if clean_text:
         on_face = sum(tb.on_face for tb in burned_in.found)
         figures["burned_in_text_found"] = len(burned_in.found)
@@ -679,6 +694,30 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     _visuals(work, source, output, analysis, verify)
 
 
+def _method_figures(work: _ItemWork, faces: dict[str, Any], figures: dict[str, Any]) -> None:
+    """What was done to whom, for the record and the report: the bystanders' treatment, each method
+    other than the plain swap per face and frame, and the turned-away frames (which quarantine the
+    item where the profile says so)."""
+    from clinrelease.face.pipeline import frame_ranges
+
+    methods = faces["methods"]
+    if faces.get("bystander_treatment"):
+        figures["bystander_treatment"] = faces["bystander_treatment"]
+    for method, tracks in methods["frames_by_method"].items():
+        figures[f"faces_{method}_frames"] = sum(len(f) for f in tracks.values())
+        figures[f"faces_{method}_at"] = "; ".join(f"face {t}: frames {frame_ranges(f)}" for t, f in tracks.items())
+    turned = methods["turned_frames_by_track"]
+    figures["profile_view_treatment"] = methods["profile_view"]
+    figures["profile_view_frames"] = sum(len(f) for f in turned.values())
+    if turned:
+        figures["profile_view_at"] = "; ".join(f"face {t}: frames {frame_ranges(f)}" for t, f in turned.items())
+        if methods["profile_view"] == "quarantine":
+            work.reasons.append(
+                f"faces: a face is turned beyond the swap (profile view or back of the head) in {figures['profile_view_frames']} "
+                f"frames ({figures['profile_view_at']}), and the profile quarantines such items (faces.profile_view: quarantine)"
+            )
+
+
 def _patient_body(analysis) -> Callable[[int], Any] | None:
     """Where the patient's body is in each frame (below their tracked face), so that keypoints are
     compared on the patient when a video shows several people; None without a patient track."""
@@ -711,12 +750,13 @@ def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0):
     return patient, bystander
 
 
-def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: str):
+def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: str, methods=None):
     """The patient's place in the key's surrogate sequence (:mod:`clinrelease.face.surrogate_choice`):
     stored with the key once decided, else measured on this item's frames; None where the profile's
     anonymizer draws no surrogate or no recognizer checks faces."""
     if profile.anonymizer.name != "swap" or not profile.verify.recognizers:
         return None
+    from clinrelease.face.small import size_aware
     from clinrelease.face.surrogate_choice import ChoiceStore, patient_samples, screen
     from clinrelease.verify.reid import profile_recognizers
 
@@ -725,7 +765,8 @@ def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: 
         if not samples:
             return None  # no patient face to measure on: the first surrogate, nothing decided
         recognizers = {name: (rec, rec.threshold) for name, rec in profile_recognizers(profile.verify).items()}
-        anonymizer_for = lambda c: build_anonymizers(profile, ctx.release_key, pseudonym, counter=c)[0]  # noqa: E731
+        # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
+        anonymizer_for = lambda c: size_aware(build_anonymizers(profile, ctx.release_key, pseudonym, counter=c)[0], methods)  # noqa: E731
         return screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
 
     return ChoiceStore(ctx.choices_dir or ctx.paths.work, ctx.release_key).decide(pseudonym, measure)
@@ -1202,6 +1243,7 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
     if not records:
         raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
     _refuse_strays(paths, load_records(paths, every=True))
+    _refuse_split_surrogates(records, keys, paths)
 
     embeddings = _released_embeddings(paths, records)
     gallery = _gallery_attack(paths, embeddings, profile)
@@ -1216,6 +1258,38 @@ def _merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
     shutil.rmtree(paths.ready, ignore_errors=True)
     paths.ready.mkdir(parents=True, exist_ok=True)
     return ReleaseSummary(paths.output, paths.quarantine, records, finalized=True, report=paths.output / report.relative_to(paths.next), gallery=gallery)
+
+
+def _refuse_split_surrogates(records: list[dict[str, Any]], keys, paths: ReleasePaths) -> None:
+    """Refuse to merge a patient whose items carry different surrogates of the key's sequence (shards
+    that ran with copies of the key folder, each deciding the patient on its own items), or a
+    different one from the merge's key folder; else keep the records' decisions in that key folder."""
+    from clinrelease.face.surrogate_choice import ChoiceStore, split_decisions
+
+    remedy = (
+        "Run the shards with one shared key folder, or give each shard a copy that already holds the patient's "
+        f"decision (surrogate-choices.json); then delete the records of the items to redo from {paths.records} and run their shards again"
+    )
+    split = split_decisions(records)
+    if split:
+        patient, counters = next(iter(split.items()))
+        parts = "; ".join(f"surrogate {c} for {', '.join(inputs)}" for c, inputs in sorted(counters.items()))
+        more = f" ({len(split) - 1} more patients likewise)" if len(split) > 1 else ""
+        raise ConfigError(
+            f"patient {patient} was given different surrogates: {parts}{more}. One patient must keep one surrogate "
+            f"across a release; the shards decided it apart with copies of the key folder. {remedy}",
+            paths.records,
+        )
+    decisions = {r["pseudonym"]: r["faces"]["surrogate"] for r in records if r.get("pseudonym") and "surrogate" in r.get("faces", {})}
+    differing = ChoiceStore(keys.directory, keys.release_key).adopt(decisions)
+    if differing:
+        patient, (stored, given) = next(iter(differing.items()))
+        inputs = ", ".join(r["input"] for r in records if r.get("pseudonym") == patient)
+        raise ConfigError(
+            f"patient {patient} was released with surrogate {given} ({inputs}), but this key folder decided surrogate "
+            f"{stored} for them; the shards ran with a copy of the key folder that did not hold this decision. {remedy}",
+            keys.directory,
+        )
 
 
 def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records, gallery, surrogates) -> Path:

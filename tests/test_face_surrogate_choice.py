@@ -123,3 +123,24 @@ def test_a_table_of_another_key_or_edited_by_hand_is_refused(tmp_path: Path) -> 
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="cannot be read"):
         ChoiceStore(tmp_path, KEY_A).stored("patient-1")
+
+
+def test_the_merge_adopts_a_shards_decision_once_and_reports_a_different_one(tmp_path: Path) -> None:
+    from clinrelease.face.surrogate_choice import split_decisions
+
+    decision = {"counter": 1, "decided": "measured", "margin": MARGIN, "tried": [{"counter": 1, "closest": {"dlib": 0.8}, "too_close": False}]}
+    store = ChoiceStore(tmp_path, KEY_A)
+    assert store.adopt({"patient-1": decision}) == {}
+    assert store.stored("patient-1").counter == 1 and store.adopt({"patient-1": decision}) == {}
+    before = (tmp_path / CHOICES_FILE).read_bytes()
+    other = {**decision, "counter": 2}
+    assert store.adopt({"patient-1": other, "patient-2": decision}) == {"patient-1": (1, 2)}
+    # nothing stored while one patient differs
+    assert (tmp_path / CHOICES_FILE).read_bytes() == before
+    records = [
+        {"input": "a.dcm", "pseudonym": "patient-1", "faces": {"surrogate": decision}},
+        {"input": "b.dcm", "pseudonym": "patient-1", "faces": {"surrogate": other}},
+        {"input": "c.dcm", "pseudonym": "patient-2", "faces": {"surrogate": decision}},
+        {"input": "d.dcm", "pseudonym": "patient-2", "faces": {}},
+    ]
+    assert split_decisions(records) == {"patient-1": {1: ["a.dcm"], 2: ["b.dcm"]}}

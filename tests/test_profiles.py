@@ -268,7 +268,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         f"{file}: verify.keypoints.body_ap_min: 'high' is not a number or null",
         f"{file}: verify.recognizers.sface.max_matched_fraction: 2 is not between 0 and 1",
         f"{file}: verify.recognizers.arcface.threshold: is required",
-        f"{file}: anonymizer.name: 'swpa' is not a known anonymizer (built in: swap, blur, pixelate, mask;",
+        f"{file}: anonymizer.name: 'swpa' is not a known anonymizer (built in: swap, blur, pixelate, mask, textured_blur;",
         f"{file}: deid.keep[0]: 'PatientNme' is not a DICOM keyword",
     ]
     for line in expected:
@@ -321,6 +321,18 @@ def test_a_parents_problems_are_reported_under_the_parents_file(tmp_path: Path) 
     child = write(tmp_path, "child.yaml", "name: child\nextends: parent\n")
     assert problems_of(child) == [f"{parent}: faces.min_face_px: 0 must be at least 1"]
 
+
+
+def test_the_small_face_and_turned_face_choices_are_declared_and_checked(tmp_path: Path) -> None:
+    from clinrelease.profiles import load_profile
+
+    good = write(tmp_path, "good.yaml", "name: good\nextends: pd_gait\nfaces: {small_face: textured_blur, profile_view: quarantine, profile_yaw: 0.3}\n")
+    faces = load_profile(str(good)).faces
+    assert (faces.small_face, faces.profile_view, faces.profile_yaw) == ("textured_blur", "quarantine", 0.3)
+    bad = write(tmp_path, "bad.yaml", "name: bad\nfaces: {small_face: pixelate, profile_view: hide}\n")
+    problems = problems_of(bad)
+    assert any("faces.small_face: 'pixelate' is not allowed (allowed: upscaled_swap, textured_blur, swap)" in p for p in problems), problems
+    assert any("faces.profile_view: 'hide' is not allowed (allowed: blur, swap_anyway, quarantine)" in p for p in problems), problems
 
 # --- digest ---------------------------------------------------------------------------------------
 

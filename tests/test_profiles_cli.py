@@ -65,7 +65,7 @@ def test_validate_ok_and_failing(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "3 problem(s)" in result.stderr
     assert f"{bad}: anonymizer.params.identity_strength: 1.5 is not between 0 and 1" in result.stderr
-    assert f"{bad}: anonymizer.bystander: 'smudge' is not allowed (allowed: swap, blur, mask, pixelate)" in result.stderr
+    assert f"{bad}: anonymizer.bystander: 'smudge' is not allowed (allowed: swap, textured_blur, blur, mask, pixelate)" in result.stderr
     assert f"{bad}: faces.patient_rule: 'tallest' is not allowed (allowed: largest, most_present, all)" in result.stderr
     as_json = invoke("validate", str(bad), "--json")
     assert as_json.exit_code == 2

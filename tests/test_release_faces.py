@@ -312,6 +312,80 @@ def test_one_patient_keeps_one_surrogate_decision_across_shards_runs_and_release
     assert record["faces"]["surrogate"]["decided"] == "stored" and record["faces"]["surrogate"]["counter"] == decisions[0]["counter"]
 
 
+def test_shards_whose_key_folder_copies_decided_one_patient_apart_are_not_merged(tmp_path: Path) -> None:
+    """Two shards, each with its own copy of the key folder: the second copy already held another
+    decision for the patient (its shard decided on other frames), so the patient's two visits carry
+    different surrogates. The merge refuses, naming the patient and the items, and releases nothing;
+    once the copy holds the first decision and the visit is redone, the merge goes through."""
+    import shutil
+
+    from clinrelease.face.surrogate_choice import CHOICES_FILE, MARGIN, ChoiceStore, SurrogateDecision
+
+    keys = make_keys(tmp_path / "keys")
+    copy = tmp_path / "keys-copy"
+    shutil.copytree(keys, copy)
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "visit-1.dcm", carphone_path(), "h264", FRAMES, identity=Identity())
+    build_dicom_fixture(folder / "visit-2.dcm", carphone_path(), "h264", FRAMES - 3, identity=Identity())
+    profile = tmp_path / "pd_face_small.yaml"
+    profile.write_text("name: pd_face_small\nextends: pd_face\nverify:\n  keypoints:\n    head_ap_min: 0.5\n    face_expression_nme_max: 0.1\n")
+    out = tmp_path / "release"
+    work = tmp_path / "release.work"
+    result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--shard", "0/2", "--json"])
+    assert result.exit_code in (0, 1), result.output
+    first = json.loads(next(work.rglob("records/*.json")).read_text())
+    counter = first["faces"]["surrogate"]["counter"]
+    other = SurrogateDecision(counter + 1, "measured", MARGIN, [])
+    ChoiceStore(copy, bytes.fromhex((keys / "release.key").read_text().strip())).decide(first["pseudonym"], lambda: other)
+    result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(copy), "--shard", "1/2", "--json"])
+    assert result.exit_code in (0, 1), result.output
+    records = {p: json.loads(p.read_text()) for p in work.rglob("records/*.json")}
+    assert sorted(r["faces"]["surrogate"]["counter"] for r in records.values()) == [counter, counter + 1]
+
+    merged = invoke(["merge", str(out), "--keys", str(keys)])
+    assert merged.exit_code == 2, merged.output
+    message = " ".join(merged.output.split())
+    assert f"patient {first['pseudonym']} was given different surrogates" in message
+    assert f"surrogate {counter} for {first['input']}" in message and "visit-" in message.split(f"surrogate {counter + 1} for ")[1]
+    assert not (out / "audit").exists()  # nothing released or signed
+
+    # the remedy the message gives: the copy takes the decision, the other visit is redone
+    shutil.copy(keys / CHOICES_FILE, copy / CHOICES_FILE)
+    redo = next(p for p, r in records.items() if r["faces"]["surrogate"]["counter"] == counter + 1)
+    redo.unlink()
+    result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(copy), "--shard", "1/2", "--json"])
+    assert result.exit_code in (0, 1), result.output
+    assert {json.loads(p.read_text())["faces"]["surrogate"]["counter"] for p in work.rglob("records/*.json")} == {counter}
+    merged = invoke(["merge", str(out), "--keys", str(keys)])
+    assert merged.exit_code in (0, 1), merged.output
+    assert (out / "audit" / "log.jsonl").is_file()
+
+
+def test_a_profile_that_quarantines_turned_faces_names_the_frames_and_the_treatment_in_the_report(keys: Path, tmp_path: Path) -> None:
+    """faces.profile_view: quarantine, with the turn limit (profile_yaw) set below the carphone
+    speaker's own head turns: the frames past it are blurred with grain, listed per face, and the item
+    is quarantined with a reason naming them; the QA report names the treatments."""
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "exam.dcm", carphone_path(), "h264", FRAMES, identity=Identity())
+    profile = tmp_path / "turned.yaml"
+    profile.write_text(
+        "name: turned\nextends: pd_face\nfaces:\n  profile_view: quarantine\n  profile_yaw: 0.01\n"
+        "verify:\n  keypoints:\n    head_ap_min: 0.5\n    face_expression_nme_max: 0.1\n"
+    )
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", str(profile), "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert result.exit_code == 1, result.output
+    record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
+    figures = record["verification"]
+    turned = record["faces"]["methods"]["turned_frames_by_track"]
+    assert turned and figures["profile_view_frames"] == sum(len(f) for f in turned.values()) > 0
+    assert figures["profile_view_treatment"] == "quarantine" and figures["faces_textured_blur_frames"] == figures["profile_view_frames"]
+    assert figures["small_face_method"] == "upscaled_swap"
+    assert any("turned beyond the swap" in r and figures["profile_view_at"] in r for r in record["reasons"]), record["reasons"]
+    report = (tmp_path / "release.work" / "report" / "index.html").read_text()
+    assert "profile_view_at" in report and "faces_textured_blur_at" in report
+
+
 def test_a_patient_the_keys_first_surrogate_left_recognizable_is_released_with_the_next(tmp_path: Path) -> None:
     """again.mkv under this key, as `clinrelease demo` draws keys: the key's first surrogate stays
     SFace-similar to the signer in a sampled frame (0.453 over the 0.363 limit, measured ad hoc on these frames),

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: the built-in anonymizers that take no parameter (the profile's swap parameters do not reach them)
-BASELINE_ANONYMIZERS = ("blur", "pixelate", "mask")
+BASELINE_ANONYMIZERS = ("blur", "pixelate", "mask", "textured_blur")
 #: what happens to a learned model trained on a patient once every item is done
 MODEL_AFTER_RUN = ("keep", "delete", "escrow")
 

@@ -25,6 +25,7 @@ from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, FaceTrack, 
 from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector, box_iou
 from clinrelease.face.landmarks import LandmarkModel, landmark_box, roll_degrees
 from clinrelease.face.occlusion import HandFinder, overlapping
+from clinrelease.face.small import FaceMethods
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
 from clinrelease.pipeline_threads import StageClock, threaded
 
@@ -298,6 +299,7 @@ def anonymize_frames(
     bystander: Anonymizer,
     prefetch: int = 4,
     clock: StageClock | None = None,
+    methods: FaceMethods | None = None,
 ) -> Iterator[np.ndarray]:
     """Pass 2: yield each frame with the patient's and bystanders' faces anonymized, lazily, in order.
 
@@ -314,7 +316,14 @@ def anonymize_frames(
         ``prefetch`` frames ahead of the consumer (the encoder), so the three stages overlap.
     clock:
         When given, seconds spent anonymizing are added to its "render" stage.
+    methods:
+        Per face and frame, how swapped faces that are small or turned away are anonymized
+        (:func:`clinrelease.face.small.plan_methods`); None swaps every face alike.
     """
+    if methods is not None:
+        from clinrelease.face.small import size_aware
+
+        patient, bystander = size_aware(patient, methods), size_aware(bystander, methods)
     work = _anonymized(threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else frames, analysis, patient, bystander, clock)
     return threaded(work, depth=prefetch, name="anonymize") if prefetch > 0 else work
 

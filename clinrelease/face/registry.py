@@ -16,8 +16,15 @@ ENTRY_POINT_GROUP = "clinrelease.anonymizers"
 def _builtins() -> dict[str, Callable[..., Anonymizer]]:
     from clinrelease.face.baselines import BlurAnonymizer, MaskAnonymizer, PixelateAnonymizer
     from clinrelease.face.swap import SwapAnonymizer
+    from clinrelease.face.textured_blur import TexturedBlurAnonymizer
 
-    return {"swap": SwapAnonymizer, "blur": BlurAnonymizer, "pixelate": PixelateAnonymizer, "mask": MaskAnonymizer}
+    return {
+        "swap": SwapAnonymizer,
+        "blur": BlurAnonymizer,
+        "pixelate": PixelateAnonymizer,
+        "mask": MaskAnonymizer,
+        "textured_blur": TexturedBlurAnonymizer,
+    }
 
 
 def _plugins() -> dict[str, Any]:

@@ -203,3 +203,43 @@ class ChoiceStore:
                 return decision
         except OSError as exc:
             raise ConfigError(f"the surrogate decisions cannot be written ({exc.strerror}); the key folder must be writable", self.path) from exc
+
+    def adopt(self, decisions: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+        """Store each patient's decision (pseudonym -> a record's decision) where none is stored yet;
+        stores nothing and returns the patients whose stored counter differs (pseudonym -> (stored,
+        given)) otherwise.
+
+        The merge adopts the records' decisions into its key folder, so a decision a shard took with
+        a copy of the key folder is kept for later releases with this one.
+        """
+        differing: dict[str, tuple[int, int]] = {}
+        try:
+            with self._locked():
+                entries = self._load()
+                for pseudonym, decision in decisions.items():
+                    if pseudonym not in entries:
+                        entries[pseudonym] = {k: v for k, v in decision.items() if k != "decided"}
+                    elif int(entries[pseudonym]["counter"]) != int(decision["counter"]):
+                        differing[pseudonym] = (int(entries[pseudonym]["counter"]), int(decision["counter"]))
+                if decisions and not differing:
+                    self._save(entries)
+        except OSError as exc:
+            raise ConfigError(f"the surrogate decisions cannot be written ({exc.strerror}); the key folder must be writable", self.path) from exc
+        return differing
+
+
+def split_decisions(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[int, list[str]]]:
+    """Patients whose items were given different surrogates: pseudonym -> counter -> the items' inputs.
+
+    Shards that ran with copies of the key folder (no shared file system) each decide a new patient
+    on their own items' frames, and can take different counters for one patient; the merge must not
+    release one patient under two surrogates.
+    """
+    by_patient: dict[str, dict[int, list[str]]] = {}
+    for record in records:
+        decision = record.get("faces", {}).get("surrogate")
+        if decision is None or not record.get("pseudonym"):
+            continue
+        by_patient.setdefault(record["pseudonym"], {}).setdefault(int(decision["counter"]), []).append(str(record["input"]))
+    return {p: counters for p, counters in by_patient.items() if len(counters) > 1}
+

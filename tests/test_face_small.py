@@ -1,0 +1,106 @@
+"""Size- and turn-aware anonymization of swapped faces (clinrelease.face.small): a face under 40 px is
+swapped at recognizer scale, a face turned past the profile's limit gets the profile's fallback, per
+face and frame (real frames of book.mkv, shrunk as a far camera films it; real swap and recognizers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _face_helpers import KEY_A, SHARED_MEDIA, clip_frames
+from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, analyze_faces, anonymize_frames
+from clinrelease.face.small import SWAP, TEXTURED_BLUR, UPSCALED_SWAP, face_size, plan_methods
+from clinrelease.face.surrogates import frontal_offset
+from clinrelease.face.swap import SwapAnonymizer
+from clinrelease.face.textured_blur import TexturedBlurAnonymizer, flat_filled, flat_over
+
+
+@pytest.fixture(scope="module")
+def book():
+    path = SHARED_MEDIA / "asl" / "book.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 4, 5)]
+    return frames, analyze_faces(frames, min_face_px=12, prefetch=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(book):
+    from clinrelease.fixtures import scaled
+
+    frames, full = book
+    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 24.0 / full.patient.median_size)]
+    return small, analyze_faces(small, min_face_px=12, prefetch=0)
+
+
+def _swap() -> SwapAnonymizer:
+    return SwapAnonymizer(key=KEY_A, pseudonym="patient-1")
+
+
+def test_a_face_under_40_px_is_swapped_at_recognizer_scale_and_is_another_person_with_its_head_kept(tiny) -> None:
+    from clinrelease.verify.keypoints import verify_keypoints
+    from clinrelease.verify.reid import verify_reid
+
+    frames, analysis = tiny
+    patient = analysis.patient
+    assert patient is not None and patient.median_size < SWAP_MIN_FACE_PX
+    plan = plan_methods(analysis)
+    meshed = [i for i, f in sorted(patient.faces.items()) if f.landmarks is not None]
+    assert meshed and all(plan.by_track[patient.track_id][i] == UPSCALED_SWAP for i in meshed)
+    assert plan.to_dict()["frames_by_method"][UPSCALED_SWAP] == {str(patient.track_id): meshed}
+    out = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=plan))
+    for index in meshed:
+        face = patient.faces[index]
+        changed = (out[index] != frames[index]).any(axis=2)
+        ys, xs = np.nonzero(changed)
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        # the swap changed the face and nothing beyond its warped ring
+        assert changed.sum() >= 0.5 * face_size(face) ** 2, index
+        assert (np.abs(xs - cx) <= 1.6 * face_size(face) + 1).all() and (np.abs(ys - cy) <= 1.6 * face_size(face) + 1).all()
+        assert not flat_over(flat_filled(frames[index], out[index]), face.box)
+    reid = verify_reid(frames, out, analysis, recognizers=["dlib", "sface"], sample_every=1, prefetch=0)
+    for name, result in reid.results.items():
+        assert result.frames_checked >= 2 and result.frames_matched == 0, (name, result.worst_similarity)
+    keypoints = verify_keypoints(frames, out, sample_every=1, face=False)
+    # the larger reach moves the face outline: head AP 0.65-0.98 measured at 24 px (0.89-0.99 with the
+    # plain swap, which dlib still matched); a blur of the face loses the head (0.03)
+    assert keypoints.head_ap is not None and keypoints.head_ap >= 0.5, keypoints.head_ap
+
+
+def test_a_face_the_swap_can_carry_is_rendered_exactly_as_the_swap_renders_it(book) -> None:
+    frames, analysis = book
+    plan = plan_methods(analysis)
+    assert set(plan.by_track[analysis.patient.track_id].values()) == {SWAP} and plan.to_dict()["frames_by_method"] == {}
+    plain = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0))
+    aware = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=plan))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, aware))
+
+
+def test_a_face_turned_past_the_limit_gets_the_profiles_fallback_in_those_frames_only(book) -> None:
+    frames, analysis = book
+    patient = analysis.patient
+    yaw = {i: abs(frontal_offset(f.landmarks)) for i, f in patient.faces.items()}
+    # a limit between this clip's least and most turned frames: some frames are past it, some not
+    limit = float(np.median(sorted(yaw.values())))
+    turned = sorted(i for i, v in yaw.items() if v > limit)
+    assert 0 < len(turned) < len(yaw)
+    blur = plan_methods(analysis, profile_view="blur", yaw_limit=limit)
+    assert blur.turned == {patient.track_id: turned}
+    assert {i for i, m in blur.by_track[patient.track_id].items() if m == TEXTURED_BLUR} == set(turned)
+    anyway = plan_methods(analysis, profile_view="swap_anyway", yaw_limit=limit)
+    assert anyway.turned == blur.turned and set(anyway.by_track[patient.track_id].values()) == {SWAP}
+    out = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=blur))
+    swapped = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0))
+    for index in range(len(frames)):
+        # turned frames are blurred with grain (never flat), the others swapped as usual
+        assert np.array_equal(out[index], swapped[index]) == (index not in turned), index
+        assert not flat_over(flat_filled(frames[index], out[index]), patient.faces[index].box)
+
+
+def test_profile_settings_outside_the_choices_are_refused(book) -> None:
+    from clinrelease.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="faces.small_face must be one of upscaled_swap, textured_blur, swap"):
+        plan_methods(book[1], small_face="pixelate")
+    with pytest.raises(ConfigError, match="faces.profile_view must be one of blur, swap_anyway, quarantine"):
+        plan_methods(book[1], profile_view="hide")
