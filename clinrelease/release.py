@@ -626,9 +626,10 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     from clinrelease.dicom.residual import residual_phi
     from clinrelease.dicom.video import open_video
     from clinrelease.dicom.writer import write_dicom_video
-    from clinrelease.verify.checks import ItemReports, Thresholds, decide
+    from clinrelease.verify.checks import Thresholds, decide
     from clinrelease.verify.leaks import scan_bytes
-    from clinrelease.verify.ocr import TextScan, clean_video_text, scan_text
+    from clinrelease.verify.ocr import TextScan, clean_video_text
+    from clinrelease.verify.walk import ORIGINAL, RELEASED, WalkPlan, verify_frames
 
     item, ctx, record = work.item, work.ctx, work.record
     profile = ctx.profile()
@@ -638,6 +639,9 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
     analysis = None
     frames = source.frames()
+    #: wall seconds per stage, for the benchmarks (site record only)
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
     if faces_on or verify.recognizers or verify.residual_faces:
         from clinrelease.face.pipeline import analyze_faces
 
@@ -647,10 +651,13 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
             min_face_px=profile.faces.min_face_px,
             hands=profile.faces.keep_hands,
         )
+        stages["analyze"] = time.perf_counter() - started
     if faces_on:
         from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
 
+        started = time.perf_counter()
         decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym)
+        stages["surrogate"] = time.perf_counter() - started
         counter = 0 if decision is None else decision.counter
         patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
@@ -674,6 +681,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
+    started = time.perf_counter()
     written = write_dicom_video(
         staged,
         result.dataset,
@@ -684,11 +692,11 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     )
     record["output"] = "data/" + output_relpath(result.dataset)
     record["output_uid"] = written.sop_instance_uid
+    stages["anonymize_encode"] = time.perf_counter() - started
     if written.frames != info.frames and info.frames:
         work.reasons.append(f"encode: wrote {written.frames} frames, the input has {info.frames}")
 
     output = open_video(staged)
-    reports = ItemReports()
     thresholds = Thresholds.from_profile(verify)
     # only decoded pictures are written: any sound beside them stays behind (and the report says so)
     figures: dict[str, Any] = {"frames": written.frames, "audio_streams_dropped": info.audio_streams}
@@ -710,56 +718,52 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         figures["burned_in_text_cleaned_at"] = burned_in.where()
         figures["burned_in_text_on_face"] = on_face
         figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
-    if analysis is not None:
-        from clinrelease.face.pipeline import residual_faces
-        from clinrelease.verify.reid import verify_reid
-
-        reports.reid = verify_reid(
-            source.frames(), output.frames(), analysis, recognizers=list(verify.recognizers), sample_every=verify.sample_every
-        )
+    kp = verify.keypoints
+    face = kp.face_nme_max is not None or kp.face_expression_nme_max is not None
+    keypoints = any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or face
+    person = _patient_body(analysis) if keypoints and analysis is not None and len(analysis.tracks) > 1 else None
+    endpoints = verify.endpoints.judged() if verify.endpoints is not None and verify.endpoints.tolerances else {}
+    plan = WalkPlan(
+        sample_every=verify.sample_every, recognizers=tuple(verify.recognizers), residual_faces=bool(verify.residual_faces),
+        keypoints=keypoints, face=face, person=person, realism=verify.face_realism is not None, endpoints=endpoints,
+        endpoint_sample_every=verify.endpoints.sample_every if endpoints else None, fps=info.fps,
+        text_every=verify.ocr.sample_every if clean_text else None,
+    )  # fmt: skip
+    sheet = {"contact_sheet": (lambda o, r: _visuals(work, zip(o, r), written.frames, analysis, verify), (ORIGINAL, RELEASED))}
+    # one decode of each video feeds every check (and the contact sheet's picks)
+    walked = time.perf_counter()
+    reports, residual, _, seconds = verify_frames(source.frames(), output.frames(), analysis, plan, extra=sheet)
+    stages["verify"] = time.perf_counter() - walked
+    stages.update({f"verify_{k}": v for k, v in seconds.items()})
+    if reports.reid is not None:
         for name, res in reports.reid.results.items():
             figures[f"{name}_match_rate"] = res.match_rate
             figures[f"{name}_frames_checked"] = res.frames_checked
             figures[f"{name}_frames_matched"] = res.frames_matched
             figures[f"{name}_worst"] = res.worst_similarity
-        if verify.residual_faces:
-            residual = residual_faces(output.frames(), analysis)
-            figures["residual_face_frames"] = len(residual)
-            if residual:
-                work.reasons.append(f"faces: a face that was not anonymized is visible in frames {_frame_list(residual)}")
-    kp = verify.keypoints
-    face = kp.face_nme_max is not None or kp.face_expression_nme_max is not None
-    if any(getattr(kp, f"{p}_ap_min") is not None for p in ("body", "head", "arms", "legs")) or face:
-        from clinrelease.verify.keypoints import verify_keypoints
-
-        person = _patient_body(analysis) if analysis is not None and len(analysis.tracks) > 1 else None
-        reports.keypoints = verify_keypoints(source.frames(), output.frames(), sample_every=verify.sample_every, face=face, person=person)
+    if residual is not None:
+        figures["residual_face_frames"] = len(residual)
+        if residual:
+            work.reasons.append(f"faces: a face that was not anonymized is visible in frames {_frame_list(residual)}")
+    if reports.keypoints is not None:
         figures["keypoints_person"] = "patient" if person is not None else "most prominent"
         for part, value in reports.keypoints.part_ap().items():
             figures[f"{part}_ap"] = value
         figures["face_nme"] = reports.keypoints.face_nme
         figures["face_expression_nme"] = reports.keypoints.face_expression_nme
-    if verify.face_realism is not None and analysis is not None:
-        from clinrelease.verify.realism import verify_realism
-
-        reports.realism = verify_realism(source.frames(), output.frames(), analysis, sample_every=verify.sample_every)
+    if reports.realism is not None:
         figures.update(_realism_figures(reports.realism))
     audit_figures: dict[str, Any] = {}
-    if verify.endpoints is not None and verify.endpoints.tolerances:
-        from clinrelease.verify.endpoints import verify_endpoints
-
-        reports.endpoints = verify_endpoints(
-            source.frames(), output.frames(), info.fps, verify.endpoints.judged(),
-            sample_every=verify.endpoints.sample_every or verify.sample_every, realism=reports.realism,
-        )
+    if reports.endpoints is not None:
         figures["endpoints"], audit_figures = endpoint_figures(reports.endpoints)
-    if clean_text:
-        reports.text = scan_text(output.frames(), sample_every=verify.ocr.sample_every)
+    if reports.text is not None:
         figures["text_boxes"] = len(thresholds.remaining_text(reports.text))
     phi = _identifying_strings(result.original_phi, item, source)
     if verify.leak_scan:
+        started = time.perf_counter()
         reports.leaks = scan_bytes(staged, phi)
         figures["leaks"] = len(reports.leaks)
+        stages["leak_scan"] = time.perf_counter() - started
     findings = residual_phi(header, dcmread(staged, stop_before_pixels=True), result)
     figures["header_residual"] = len(findings)
     work.reasons.extend(_header_reasons(findings))
@@ -773,7 +777,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     record["audit_checks"] = _audit_checks(check_specs(profile), {**figures, **audit_figures})
     record["series"] = _series(reports)
     record["identifying_strings_count"] = len(phi)
-    _visuals(work, source, output, analysis, verify)
+    record["stage_seconds"] = {k: round(v, 3) for k, v in stages.items()}
 
 
 def _patient_body(analysis) -> Callable[[int], Any] | None:
@@ -861,13 +865,13 @@ def _series(reports) -> dict[str, Any]:
     return series
 
 
-def _visuals(work: _ItemWork, source, output, analysis, verify) -> None:
-    """Contact sheet for the report, and face embeddings for the release-level gallery attack."""
+def _visuals(work: _ItemWork, frame_pairs: Iterable[tuple[np.ndarray, np.ndarray]], total: int, analysis, verify) -> None:
+    """Contact sheet for the report, and face embeddings for the release-level gallery attack, from
+    the (original, released) frames of a video of ``total`` frames (read up to the last pick)."""
     import cv2
 
     from clinrelease.report import compose_contact_sheet
 
-    total = work.record["verification"].get("frames", 0)
     if not total:
         return
     if analysis is not None and analysis.patient is not None and analysis.patient.faces:
@@ -880,7 +884,7 @@ def _visuals(work: _ItemWork, source, output, analysis, verify) -> None:
     pairs = []
     embeddings: dict[str, list[np.ndarray]] = {}
     recognizers = _gallery_recognizers(verify) if analysis is not None and analysis.patient is not None else []
-    for index, (orig, anon) in enumerate(zip(source.frames(), output.frames())):
+    for index, (orig, anon) in enumerate(frame_pairs):
         if index > max(wanted):
             break
         if index not in wanted:
