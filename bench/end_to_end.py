@@ -12,8 +12,11 @@ Cases, built once in a temp folder from ../shared/media:
 
 Per case and repeat, alternating: ``clinrelease run`` into a fresh output folder (a new process, as a
 user runs it; the key folder is made once beforehand), then ``deface IN -o OUT`` (its defaults) in a
-fresh process. Wall times are medians of ``--repeat``; the ratio is clinrelease over deface, so
-below 1.0 is faster than the blur. The per-stage table is the item record's ``stage_seconds`` of
+fresh process. Wall times (and the processes' CPU seconds, steadier on a loaded machine) are
+medians of ``--repeat``; the ratio is clinrelease over deface, so below 1.0 is faster than the blur.
+``--keys DIR`` runs every checkout under one key (each run gets a fresh copy without stored
+surrogate choices, so the surrogate screening runs as in a first release); ``--inputs DIR`` keeps
+the built cases for another invocation. The per-stage table is the item record's ``stage_seconds`` of
 the last run (analysis, surrogate choice, anonymize + encode, each check of the verification walk
 with the decode that fed it, leak scan), in seconds and ms per frame.
 
@@ -29,6 +32,8 @@ import itertools
 import json
 import os
 import platform
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,13 +81,28 @@ def build_case(name: str, folder: Path, max_frames: int) -> Path:
     return out
 
 
-def run_clinrelease(code: Path, case_dir: Path, profile: str, keys: Path, out: Path) -> tuple[float, dict]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def fresh_keys(keys: Path, tmp: Path) -> Path:
+    """A copy of the key folder without its stored surrogate choices: every run screens the
+    patient's surrogate as a first release does (the same key gives the same choice)."""
+    copy = tmp / f"keys-{time.monotonic_ns()}"
+    shutil.copytree(keys, copy)
+    (copy / "surrogate-choices.json").unlink(missing_ok=True)
+    return copy
+
+
+def run_clinrelease(code: Path, case_dir: Path, profile: str, keys: Path, out: Path) -> tuple[float, float, dict]:
     env = dict(os.environ, PYTHONPATH=str(code), PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "clinrelease", "run", "--profile", profile, "--input", str(case_dir), "--output", str(out), "--keys", str(keys),
            "--metadata", str(case_dir.parent / f"{case_dir.name}.csv")]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
+    start, cpu = time.perf_counter(), _children_cpu()
+    # cwd: ``python -m`` puts the working folder first on sys.path, which must be the checkout timed
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code)
+    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if done.returncode not in (0, 1):
         raise RuntimeError(f"clinrelease run failed ({done.returncode}): {done.stderr[-1500:]}")
     records = sorted((json.loads(p.read_text()) for p in (out.parent / f"{out.name}.work" / "records").glob("*.json")), key=lambda r: r["input"])
@@ -96,16 +116,16 @@ def run_clinrelease(code: Path, case_dir: Path, profile: str, keys: Path, out: P
             stages[k] = stages.get(k, 0.0) + v
     frames = sum(r.get("verification", {}).get("frames") or 0 for r in records)
     status = ", ".join(f"{Path(k).stem}: {v['status']}" for k, v in items.items()) if len(items) > 1 else next(iter(items.values()))["status"]
-    return seconds, {"exit": done.returncode, "status": status, "items": items, "stage_seconds": stages, "frames": frames}
+    return seconds, cpu, {"exit": done.returncode, "status": status, "items": items, "stage_seconds": stages, "frames": frames}
 
 
-def run_deface(deface: Path, clip: Path, out: Path) -> float:
-    start = time.perf_counter()
+def run_deface(deface: Path, clip: Path, out: Path) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run([str(deface), str(clip), "-o", str(out)], capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"deface failed: {done.stderr[-800:]}")
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -117,6 +137,8 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=0, help="cap on each case's frames (0: all)")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose clinrelease package runs")
     parser.add_argument("--no-deface", action="store_true")
+    parser.add_argument("--keys", type=Path, help="key folder to use (made when missing), so two checkouts run under one key")
+    parser.add_argument("--inputs", type=Path, help="folder to build the cases in and reuse (default: a temp folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     if not MEDIA.is_dir():
@@ -127,18 +149,25 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        keys = tmp / "keys"
-        subprocess.run([sys.executable, "-m", "clinrelease", "keys", "init", str(keys)], check=True, env=env, capture_output=True)
+        keys = args.keys or tmp / "keys"
+        if not (keys / "release.key").exists():
+            subprocess.run([sys.executable, "-m", "clinrelease", "keys", "init", str(keys)], check=True, env=env, capture_output=True, cwd=args.code)
+        inputs = args.inputs or tmp / "in"
         for name in [c for c in args.cases.split(",") if c]:
-            case_dir = tmp / "in" / name
-            clip = build_case(name, case_dir, args.max_frames)  # the folder itself for "clips"
-            row: dict = {"case": name, "profile": CASES[name], "clinrelease_s": [], "deface_s": []}
+            case_dir = inputs / name
+            if not (inputs / f"{name}.csv").exists():
+                build_case(name, case_dir, args.max_frames)
+            clip = case_dir / f"{name}.mp4"
+            row: dict = {"case": name, "profile": CASES[name], "clinrelease_s": [], "clinrelease_cpu_s": [], "deface_s": [], "deface_cpu_s": []}
             for i in range(args.repeat):
-                seconds, facts = run_clinrelease(args.code, case_dir, CASES[name], keys, tmp / f"rel-{name}-{i}")
+                seconds, cpu, facts = run_clinrelease(args.code, case_dir, CASES[name], fresh_keys(keys, tmp), tmp / f"rel-{name}-{i}")
                 row["clinrelease_s"].append(seconds)
+                row["clinrelease_cpu_s"].append(cpu)
                 row.update(facts)
                 if deface is not None and name != "clips":
-                    row["deface_s"].append(run_deface(deface, clip, tmp / f"deface-{name}-{i}.mp4"))
+                    wall, cpu = run_deface(deface, clip, tmp / f"deface-{name}-{i}.mp4")
+                    row["deface_s"].append(wall)
+                    row["deface_cpu_s"].append(cpu)
                 print(f"{name} run {i + 1}: clinrelease {seconds:.1f} s, deface {row['deface_s'][-1] if row['deface_s'] else float('nan'):.1f} s", file=sys.stderr)
             rows.append(row)
     print_tables(rows, args)
@@ -151,12 +180,14 @@ def main() -> None:
 
 def print_tables(rows: list[dict], args: argparse.Namespace) -> None:
     print(f"\n## Whole command, wall seconds (median of {args.repeat}, alternating; code: {args.code})\n")
-    print("| case | profile | frames | verdict | clinrelease s | deface s | ratio (clinrelease / deface) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | profile | frames | verdict | clinrelease s (cpu s) | deface s (cpu s) | ratio wall | ratio cpu |")
+    print("|---|---|---|---|---|---|---|---|")
+    nan = float("nan")
     for r in rows:
-        c = statistics.median(r["clinrelease_s"])
-        d = statistics.median(r["deface_s"]) if r["deface_s"] else float("nan")
-        print(f"| {r['case']} | {r['profile']} | {r['frames']} | {r['status']} | {c:.1f} | {d:.1f} | {c / d:.2f} |")
+        c, cc = statistics.median(r["clinrelease_s"]), statistics.median(r["clinrelease_cpu_s"])
+        d = statistics.median(r["deface_s"]) if r["deface_s"] else nan
+        dc = statistics.median(r["deface_cpu_s"]) if r["deface_cpu_s"] else nan
+        print(f"| {r['case']} | {r['profile']} | {r['frames']} | {r['status']} | {c:.1f} ({cc:.1f}) | {d:.1f} ({dc:.1f}) | {c / d:.2f} | {cc / dc:.2f} |")
     print("\n## Stages of the last run (seconds; ms per frame)\n")
     print("| case | stage | s | ms/frame |")
     print("|---|---|---|---|")
