@@ -4,7 +4,8 @@
 
 Builds ``--objects`` distinct objects from pydicom's CT_small.dcm (``--patients`` patients, three
 studies each, new UIDs, names and IDs per object) in a temp folder, then times, alternating, median
-of ``--repeat``, each as a fresh process the way a user runs it:
+of ``--repeat``, each as a fresh process the way a user runs it (wall seconds, and CPU seconds,
+which a loaded machine disturbs less):
 
 - ``floor``: ``python -c`` that reads and writes every file with pydicom (dcmread + dcmwrite);
 - ``clinrelease``: ``clinrelease run --profile basic`` (discovery, de-identification, residual
@@ -24,6 +25,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,13 +69,19 @@ def build_objects(folder: Path, objects: int, patients: int) -> None:
         ds.save_as(target, enforce_file_format=True)
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one process (``cwd``: ``python -m`` puts it first on sys.path)."""
+    start, cpu = time.perf_counter(), _children_cpu()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]}")
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -89,19 +97,20 @@ def main() -> None:
         tmp = Path(tmp)
         build_objects(tmp / "in", args.objects, args.patients)
         keys = tmp / "keys"
-        subprocess.run([sys.executable, "-m", "clinrelease", "keys", "init", str(keys)], check=True, env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "clinrelease", "keys", "init", str(keys)], check=True, env=env, capture_output=True, cwd=args.code)
         floor, release = [], []
         for i in range(args.repeat):
-            floor.append(timed([sys.executable, "-c", FLOOR, str(tmp / "in"), str(tmp / f"floor{i}")], env))
+            floor.append(timed([sys.executable, "-c", FLOOR, str(tmp / "in"), str(tmp / f"floor{i}")], env, args.code))
             release.append(timed([sys.executable, "-m", "clinrelease", "run", "--profile", "basic", "--input", str(tmp / "in"),
-                                  "--output", str(tmp / f"rel{i}"), "--keys", str(keys)], env))  # fmt: skip
-            print(f"run {i + 1}: floor {floor[-1]:.2f} s, clinrelease {release[-1]:.2f} s", file=sys.stderr)
-        f, r = statistics.median(floor), statistics.median(release)
+                                  "--output", str(tmp / f"rel{i}"), "--keys", str(keys)], env, args.code))  # fmt: skip
+            print(f"run {i + 1}: floor {floor[-1][0]:.2f} s, clinrelease {release[-1][0]:.2f} s", file=sys.stderr)
+        f, r = statistics.median(w for w, _ in floor), statistics.median(w for w, _ in release)
+        fc, rc = statistics.median(c for _, c in floor), statistics.median(c for _, c in release)
         print(f"\n## {args.objects} objects, {args.patients} patients x 3 studies (CT_small), whole command, median of {args.repeat}\n")
-        print("| tool | s | objects/s | x floor |")
-        print("|---|---|---|---|")
-        print(f"| pydicom read+write floor | {f:.2f} | {args.objects / f:.0f} | 1.00 |")
-        print(f"| clinrelease run --profile basic | {r:.2f} | {args.objects / r:.0f} | {r / f:.2f} |")
+        print("| tool | wall s | cpu s | objects/s (wall) | x floor (wall) | x floor (cpu) |")
+        print("|---|---|---|---|---|---|")
+        print(f"| pydicom read+write floor | {f:.2f} | {fc:.2f} | {args.objects / f:.0f} | 1.00 | 1.00 |")
+        print(f"| clinrelease run --profile basic | {r:.2f} | {rc:.2f} | {args.objects / r:.0f} | {r / f:.2f} | {rc / fc:.2f} |")
         print(f"\nmachine: {os.cpu_count()} cpus, load {os.getloadavg()}; code: {args.code}")
         if args.profile_top:
             sys.path.insert(0, str(args.code))

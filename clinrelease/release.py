@@ -177,8 +177,8 @@ def _load_profile_cached(name_or_path: str):
 # helpers
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    write_json_atomic(path, obj, default=_plain)
+def _write_json_atomic(path: Path, obj: Any, indent: int | None = 2) -> None:
+    write_json_atomic(path, obj, default=_plain, indent=indent)
 
 
 def _plain(value: Any) -> Any:
@@ -359,7 +359,9 @@ def process_item(item: InputItem, ctx: ItemContext) -> dict[str, Any]:
     # site only: merge scans every released text for these (the input's name is never released)
     record["identifying_strings"] = work.patient_phi
     record["seconds"] = round(time.perf_counter() - started, 3)
-    _write_json_atomic(record_path, record)
+    # the item record is the site's working state, read back by the merge: compact JSON is written
+    # several times faster (a header-only batch spent a tenth of its time indenting records)
+    _write_json_atomic(record_path, record, indent=None)
     return record
 
 
@@ -1504,7 +1506,7 @@ def _withdraw(paths: ReleasePaths, record: dict[str, Any], reason: str) -> None:
     record["reasons"] = [*record.get("reasons", []), reason]
     record["output"] = None
     _write_json_atomic(qdir / "reasons.json", {"input": record["input"], "status": QUARANTINED, "reasons": record["reasons"]})
-    _write_json_atomic(paths.records / f"{record['item_id']}.json", record)
+    _write_json_atomic(paths.records / f"{record['item_id']}.json", record, indent=None)
 
 
 def _clinical_rules(profile) -> dict[str, Any]:

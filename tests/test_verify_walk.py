@@ -141,3 +141,36 @@ def test_checks_take_turns_never_running_at_once(pair):
     walk.add("b", busy, sides=(RELEASED,))
     walk.run()
     assert overlaps == []
+
+
+def test_walk_holds_a_bounded_window_of_frames_however_long_the_video():
+    import weakref
+
+    alive = [0]
+    peak = [0]
+
+    def frames(count: int):
+        for _ in range(count):
+            frame = np.zeros((48, 64, 3), np.uint8)
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+            weakref.finalize(frame, lambda: alive.__setitem__(0, alive[0] - 1))
+            yield frame
+
+    def pairs(original, released):
+        return sum(1 for _ in zip(original, released, strict=True))
+
+    def one_side(released):
+        return sum(1 for _ in released)
+
+    peaks = []
+    for count in (60, 600):
+        peak[0] = 0
+        walk = FrameWalk(frames(count), frames(count))
+        walk.add("pairs", pairs)
+        walk.add("released", one_side, sides=(RELEASED,))
+        walk.add("original", one_side, sides=(ORIGINAL,))
+        assert walk.run() == {"pairs": count, "released": count, "original": count}
+        peaks.append(peak[0])
+    # a ten times longer video holds no more frames at once: the decoders' queues and one frame per check
+    assert peaks[1] <= peaks[0] <= 2 * (4 + 2) + 4
