@@ -174,3 +174,15 @@ def test_walk_holds_a_bounded_window_of_frames_however_long_the_video():
         peaks.append(peak[0])
     # a ten times longer video holds no more frames at once: the decoders' queues and one frame per check
     assert peaks[1] <= peaks[0] <= 2 * (4 + 2) + 4
+
+
+def test_a_face_the_anonymizer_missed_is_caught_in_the_one_pass(pair):
+    from clinrelease.face.base import FaceAnalysis
+
+    original = open_video(pair[0])
+    info = original.info
+    # an anonymizer that tracked nothing released the face as it was
+    missed = FaceAnalysis(frames=info.frames, rows=info.rows, columns=info.columns, tracks=[])
+    plan = WalkPlan(sample_every=4, residual_faces=True)
+    _, residual, _, _ = verify_frames(original.frames(), open_video(pair[0]).frames(), missed, plan)
+    assert residual == list(range(FRAMES))
