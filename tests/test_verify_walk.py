@@ -186,3 +186,15 @@ def test_a_face_the_anonymizer_missed_is_caught_in_the_one_pass(pair):
     plan = WalkPlan(sample_every=4, residual_faces=True)
     _, residual, _, _ = verify_frames(original.frames(), open_video(pair[0]).frames(), missed, plan)
     assert residual == list(range(FRAMES))
+
+
+def test_face_endpoints_are_measured_from_the_realism_series_of_the_same_pass(pair):
+    from clinrelease.verify.endpoints import Tolerance
+
+    original, released = (open_video(p) for p in pair)
+    analysis = analyze_faces(original.frames())
+    tolerances = {"ear_amplitude": Tolerance("absolute", 0.05), "mouth_opening_range": Tolerance("absolute", 0.05)}
+    plan = WalkPlan(sample_every=2, realism=True, endpoints=tolerances, fps=original.info.fps)
+    reports, _, _, _ = verify_frames(original.frames(), released.frames(), analysis, plan)
+    assert reports.realism is not None and reports.endpoints is not None
+    assert {r.name for r in reports.endpoints.results} == set(tolerances)
