@@ -1,10 +1,10 @@
-"""How long the released-text scan takes as the batch grows, against one regex alternation.
+"""How long the released-text scan takes as the batch grows, against the byte scanner's search.
 
 Every released text (reasons, header-change names, summary, report values, clinical cells, audit
 records) is scanned with the identifying strings of the whole batch before signing. The scan looks
 up the spans a text's token boundaries allow in a table of written forms; the peer is the byte
-scanner's way, one case-insensitive regex alternation of every form (what a first version used for
-text too). Each patient brings a name, its parts, an MRN, a birth date and an input file name; each
+scanner's way, every form searched in the whole text (a first version used one case-insensitive
+regex alternation of every form, for bytes and text alike). Each patient brings a name, its parts, an MRN, a birth date and an input file name; each
 item brings two texts (a reason and an output path). The peer also counts its false hits (an
 unbounded birth date such as 19520317 inside a 2.25 UID of an output path), which the table's token
 boundaries rule out. Prints medians of 3 runs and writes JSON under bench/out/.

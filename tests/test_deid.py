@@ -431,3 +431,12 @@ def test_a_profile_can_keep_siemens_csa_headers_under_retain_safe_private(tmp_pa
     assert not [e for e in Deidentifier(deid.options, KEY).deidentify(ds).dataset if e.tag.group == 0x0029 and not e.tag.is_private_creator]
     with pytest.raises(ConfigError, match="followed by its private creator"):
         Deidentifier(["retain_safe_private"], KEY, safe_private_extra=["(0029,xx10)"])
+
+
+def test_a_removed_value_inside_another_text_is_found_with_its_source():
+    ds = make_dataset()
+    result = BASIC.deidentify(ds)
+    leaked = result.dataset
+    leaked.add_new(0x00091012, "LO", "moved from GAITLAB2 today")  # the removed Station Name inside a text
+    findings = residual_phi(ds, leaked, result)
+    assert ("residual-value", "(0009,1012)", "(0008,1010)") in {(f.kind, f.path, f.source) for f in findings}

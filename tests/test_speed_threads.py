@@ -130,3 +130,22 @@ def test_dropping_an_unfinished_consumer_stops_the_producer():
     del it
     gc.collect()
     assert cleaned.wait(2.0)  # the producer saw the stop flag and closed its source
+
+
+def test_the_recognizer_network_runs_torch_on_one_thread_unless_told_otherwise(monkeypatch):
+    import torch
+
+    from clinrelease.models import model_path
+    from clinrelease.pipeline_threads import limit_torch_threads
+    from clinrelease.verify.dlib_net import load_dlib_resnet
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_dlib_resnet.cache_clear()
+        load_dlib_resnet(str(model_path("dlib_face_recognition")))
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("CLINRELEASE_TORCH_THREADS", "2")
+        assert limit_torch_threads() == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -185,3 +185,32 @@ def test_released_text_scan_matches_tokens_only():
 def test_short_one_word_names_are_searched_only_within_the_whole_name():
     assert "NEW" not in name_variants("NEW") and "MAY" not in name_variants("MAY")
     assert "ZZZ TEST PATIENTFIVE^NEW^P" in name_variants("ZZZ TEST PATIENTFIVE^NEW^P")
+
+
+def test_names_keep_their_letter_boundaries_in_utf16_both_ways(tmp_path):
+    for enc in ("utf-16-le", "utf-16-be"):
+        pieces = [w.encode(enc) for w in (" PRIMARY\\SUMMARY ", " Mary ", " MARYx ", "(MARY)")]
+        path, offsets = _file_with(tmp_path, pieces)
+        leaks = scan_bytes(path, ["MARY"], encoder_text=False, chunk_size=97)
+        # UTF-16 read one byte off is the other byte order: one leak either way, at the name
+        assert len(leaks) == 2, enc
+        assert offsets[1] + 1 <= leaks[0].offset <= offsets[1] + 2 and offsets[3] + 1 <= leaks[1].offset <= offsets[3] + 2, enc
+
+
+def test_released_text_scan_of_ascii_text_finds_what_the_general_scan_finds():
+    from clinrelease.verify.leaks import text_scanner
+
+    phi = ["DOE^JOHN", "19500312", "MRN 123456", "221B Baker Street", "(ALIAS) SMITH", "O'NEIL"]
+    scan = text_scanner(phi)
+    texts = [
+        "seen as MRN 123456; born 1950-03-12 and 12/03/1950, Doe, John (DOE^JOHN) at 221B Baker Street",
+        "xMRN 123456 MRN-123456 MRN123456y 0a123456ff doe john.John Doe",
+        "(alias) smith said O'Neil; o'neil",
+        "nothing here: 2.25.123456789 data/P000000123456/x.dcm",
+    ]
+    for text in texts:
+        # a non-ASCII character at the end sends the same text through the general, per-character scan
+        fast, general = scan(text), scan(text + " é")
+        assert [(k.offset, k.variant, k.kind) for k in fast] == [(k.offset, k.variant, k.kind) for k in general], text
+    assert [k.kind for k in scan(texts[0])].count("id") == 1 and scan(texts[3]) == []
+    assert {k.kind for k in scan(texts[2])} == {"name"}

@@ -127,6 +127,18 @@ def _is_trivial(text: str, dummies: frozenset[str]) -> bool:
     )
 
 
+def _first_inside(text: str, values: list[str]) -> str | None:
+    """The value of ``values`` (longest first) found leftmost in ``text``, as a regex alternation of
+    them would match; plain substring searches need no pattern compiled per object (values are
+    mostly the object's own UIDs)."""
+    best: tuple[int, str] | None = None
+    for value in values:
+        at = text.find(value)
+        if at != -1 and (best is None or at < best[0]):
+            best = (at, value)
+    return None if best is None else best[1]
+
+
 def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -> list[Finding]:
     """Check a de-identified dataset against its original.
 
@@ -162,8 +174,8 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
     kept = set(_kept_values(original, {c.path for c in result.changes}))
     for text in kept:
         removed.pop(text, None)
-    long_removed = [v for v in removed if len(v) >= 8]
-    long_pattern = re.compile("|".join(re.escape(v) for v in sorted(long_removed, key=len, reverse=True))) if long_removed else None
+    # longest first: at one position the longest value is the one reported
+    long_removed = sorted((v for v in removed if len(v) >= 8), key=len, reverse=True)
     strings = result.original_phi or identifying_strings(original)
     # an original that already held clinrelease's dummies (a birth date of 19000101) leaks nothing
     dummy_forms = dummies | set(date_forms(str(DUMMY_VALUES["DA"])))
@@ -183,12 +195,12 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
                 findings.append(Finding("residual-value", path, removed[stripped]))
                 continue
             if (
-                long_pattern is not None
+                long_removed
                 and elem.VR not in _NUMERIC_VRS
                 and stripped not in kept  # a kept value may contain a removed one by design
-                and (m := long_pattern.search(text))
+                and (inside := _first_inside(text, long_removed)) is not None
             ):
-                findings.append(Finding("residual-value", path, removed[m.group(0)]))
+                findings.append(Finding("residual-value", path, removed[inside]))
                 continue
             if binary_pattern is not None and elem.VR in _BINARY_VRS and binary_pattern.search(text):
                 findings.append(Finding("identifying-string", path, "patient identifying string"))

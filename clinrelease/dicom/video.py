@@ -16,6 +16,7 @@ DICOM routes (see :mod:`clinrelease.dicom.syntaxes`):
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -123,6 +124,15 @@ class VideoInfo:
         return {k: v for k, v in self.container_metadata.items() if not is_technical_metadata(k) and str(v).strip()}
 
 
+#: decodes started per file (resolved path) in this process: how many times a video was read,
+#: which the one-pass verification keeps at one per check pass (its tests read this count)
+DECODES: Counter[str] = Counter()
+
+
+def _decode_started(path: Path) -> None:
+    DECODES[str(Path(path).resolve())] += 1
+
+
 class VideoSource:
     """A lazily decoded video. Use :func:`open_video` to make one."""
 
@@ -147,6 +157,7 @@ class ContainerVideo(VideoSource):
     def frames(self) -> Iterator[np.ndarray]:
         import av
 
+        _decode_started(self.info.path)
         frames = _decode_with_pyav(lambda: av.open(str(self.info.path)), self.info, declared=None)
         orientation = self.info.orientation
         if not orientation.turned:
@@ -392,6 +403,7 @@ class MpegDicomVideo(DicomVideo):
     def frames(self) -> Iterator[np.ndarray]:
         import av
 
+        _decode_started(self.info.path)
         fmt = self.stream_format()
         view = FragmentStream(self.info.path, self.location.fragments)
         try:
@@ -438,6 +450,7 @@ class JpegDicomVideo(DicomVideo):
     def frames(self) -> Iterator[np.ndarray]:
         import cv2
 
+        _decode_started(self.info.path)
         groups = self.frame_fragments()
         rgb_stored = self.info.photometric_interpretation == "RGB"
         with open(self.info.path, "rb") as handle:
@@ -485,6 +498,7 @@ class NativeDicomVideo(DicomVideo):
     """Uncompressed pixel data, read frame by frame through a read-only memory map."""
 
     def frames(self) -> Iterator[np.ndarray]:
+        _decode_started(self.info.path)
         ds = self.header
         rows, cols, n = self.info.rows, self.info.columns, self.info.frames
         spp = _int(ds, "SamplesPerPixel", 1, self.info.path)

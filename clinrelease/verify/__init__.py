@@ -15,6 +15,8 @@
 - :mod:`~clinrelease.verify.ocr`: burned-in text (find, clean, sampled video scan).
 - :mod:`~clinrelease.verify.leaks`: PHI and encoder-text byte scan of output files.
 - :mod:`~clinrelease.verify.released_text`: the release's own texts under the same leak scan.
+- :mod:`~clinrelease.verify.walk`: one pass over the original and the released video that feeds
+  every check (``clinrelease run`` and ``clinrelease verify`` alike).
 - :mod:`~clinrelease.verify.pair`: all checks on a pair of video files (``clinrelease verify``).
 
 Submodules load models lazily; importing this package is cheap.

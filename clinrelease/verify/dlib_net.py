@@ -549,6 +549,9 @@ def load_dlib_resnet(path: str | Path, device: str = "cpu") -> DlibResNet:
     ConfigError
         When the file cannot be parsed (see :func:`parse_dlib_dat`).
     """
+    from clinrelease.pipeline_threads import limit_torch_threads
+
+    limit_torch_threads()
     net = DlibResNet(parse_dlib_dat(path))
     return net.to(device=torch.device(device), memory_format=torch.channels_last)
 

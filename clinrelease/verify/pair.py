@@ -58,11 +58,9 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
         When a file cannot be opened or the two videos differ in frame size.
     """
     from clinrelease.dicom.video import open_video
-    from clinrelease.verify.keypoints import verify_keypoints
+    from clinrelease.verify.endpoints import groups_of
     from clinrelease.verify.leaks import scan_bytes
-    from clinrelease.verify.ocr import scan_text
-    from clinrelease.verify.realism import verify_realism
-    from clinrelease.verify.reid import verify_reid
+    from clinrelease.verify.walk import WalkPlan, verify_frames
 
     opts = options or PairOptions()
     src, out = open_video(original), open_video(anonymized)
@@ -72,26 +70,19 @@ def verify_pair(original: str | Path, anonymized: str | Path, options: PairOptio
     if a.frames and b.frames and a.frames != b.frames:
         raise InputError(f"{b.frames} frames but the original ({a.path}) has {a.frames}", b.path)
     analysis = analyze(src.frames())
-    reports = ItemReports()
+    plan = WalkPlan(
+        sample_every=opts.sample_every, recognizers=tuple(opts.recognizers), model_dir=opts.model_dir,
+        keypoints=opts.keypoints, realism=opts.keypoints or "face" in groups_of(opts.endpoints), endpoints=dict(opts.endpoints),
+        endpoint_sample_every=opts.endpoint_sample_every, fps=a.fps, text_every=opts.text_every if opts.text else None,
+        text_min_score=opts.text_min_score,
+    )  # fmt: skip
     try:
-        reports.reid = verify_reid(src.frames(), out.frames(), analysis, opts.recognizers, opts.sample_every, model_dir=opts.model_dir)
-        if opts.keypoints:
-            reports.keypoints = verify_keypoints(src.frames(), out.frames(), opts.sample_every)
-            reports.realism = verify_realism(src.frames(), out.frames(), analysis, opts.sample_every)
-        if opts.endpoints:
-            from clinrelease.verify.endpoints import groups_of, verify_endpoints
-
-            if reports.realism is None and "face" in groups_of(opts.endpoints):
-                reports.realism = verify_realism(src.frames(), out.frames(), analysis, opts.sample_every)
-            reports.endpoints = verify_endpoints(
-                src.frames(), out.frames(), a.fps, opts.endpoints, opts.endpoint_sample_every or opts.sample_every, reports.realism
-            )
+        # one decode of each video for every check (the analysis above is the original's first)
+        reports, _, _, _ = verify_frames(src.frames(), out.frames(), analysis, plan)
     except ValueError as exc:  # zip(strict=True): the streams ended at different frames
         if "zip()" not in str(exc):
             raise
         raise InputError(f"the two videos do not have the same number of frames ({exc})", b.path) from exc
-    if opts.text:
-        reports.text = scan_text(out.frames(), opts.text_every, opts.text_min_score)
     reports.leaks = scan_bytes(b.path, opts.phi)
     info = {
         "original": str(a.path),

@@ -1,0 +1,132 @@
+"""Header-only release, whole command: many small objects against the pydicom read+write floor.
+
+    .venv/bin/python bench/header_only.py [--objects 600] [--patients 7] [--repeat 3] [--code DIR] [--profile-top 25]
+
+Builds ``--objects`` distinct objects from pydicom's CT_small.dcm (``--patients`` patients, three
+studies each, new UIDs, names and IDs per object) in a temp folder, then times, alternating, median
+of ``--repeat``, each as a fresh process the way a user runs it (wall seconds, and CPU seconds,
+which a loaded machine disturbs less):
+
+- ``floor``: ``python -c`` that reads and writes every file with pydicom (dcmread + dcmwrite);
+- ``clinrelease``: ``clinrelease run --profile basic`` (discovery, de-identification, residual
+  check, leak scan, records, audit chain, manifests, report, signing) into a fresh output folder.
+
+dicognito and dicom-anonymizer are not in the project's environment (bench/deid.py measures them,
+on the de-identification step alone, from an environment of their own). ``--profile-top N`` then
+runs the release once more in this process under cProfile and prints the N functions with the most
+cumulative time, which says where the remaining time goes. ``--code DIR`` runs another checkout's
+package (a snapshot before a change) for before/after from one session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FLOOR = r"""
+import sys, pathlib, pydicom
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+for i, path in enumerate(sorted(src.rglob("*.dcm"))):
+    pydicom.dcmwrite(out / f"{i}.dcm", pydicom.dcmread(path))
+"""
+
+
+def build_objects(folder: Path, objects: int, patients: int) -> None:
+    import pydicom
+    import pydicom.data.download
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    pydicom.data.download._SIMULATE_NETWORK_OUTAGE = True
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    studies = {(p, s): (generate_uid(), generate_uid()) for p in range(patients) for s in range(3)}
+    for i in range(objects):
+        p, s = i % patients, (i // patients) % 3
+        ds = template.copy()
+        ds.PatientID = f"MRN-{7000 + p}"
+        ds.PatientName = f"Patient{p}^Given{p}"
+        ds.PatientBirthDate = f"19{40 + p}0{1 + s}15"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = studies[(p, s)]
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = i
+        ds.AccessionNumber = f"ACC{p}{s}"
+        target = folder / f"patient{p}" / f"study{s}" / f"{i:05d}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(target, enforce_file_format=True)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one process (``cwd``: ``python -m`` puts it first on sys.path)."""
+    start, cpu = time.perf_counter(), _children_cpu()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]}")
+    return seconds, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=600)
+    parser.add_argument("--patients", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--code", type=Path, default=ROOT)
+    parser.add_argument("--profile-top", type=int, default=0)
+    args = parser.parse_args()
+    env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONWARNINGS="ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        build_objects(tmp / "in", args.objects, args.patients)
+        keys = tmp / "keys"
+        subprocess.run([sys.executable, "-m", "clinrelease", "keys", "init", str(keys)], check=True, env=env, capture_output=True, cwd=args.code)
+        floor, release = [], []
+        for i in range(args.repeat):
+            floor.append(timed([sys.executable, "-c", FLOOR, str(tmp / "in"), str(tmp / f"floor{i}")], env, args.code))
+            release.append(timed([sys.executable, "-m", "clinrelease", "run", "--profile", "basic", "--input", str(tmp / "in"),
+                                  "--output", str(tmp / f"rel{i}"), "--keys", str(keys)], env, args.code))  # fmt: skip
+            print(f"run {i + 1}: floor {floor[-1][0]:.2f} s, clinrelease {release[-1][0]:.2f} s", file=sys.stderr)
+        f, r = statistics.median(w for w, _ in floor), statistics.median(w for w, _ in release)
+        fc, rc = statistics.median(c for _, c in floor), statistics.median(c for _, c in release)
+        print(f"\n## {args.objects} objects, {args.patients} patients x 3 studies (CT_small), whole command, median of {args.repeat}\n")
+        print("| tool | wall s | cpu s | objects/s (wall) | x floor (wall) | x floor (cpu) |")
+        print("|---|---|---|---|---|---|")
+        print(f"| pydicom read+write floor | {f:.2f} | {fc:.2f} | {args.objects / f:.0f} | 1.00 | 1.00 |")
+        print(f"| clinrelease run --profile basic | {r:.2f} | {rc:.2f} | {args.objects / r:.0f} | {r / f:.2f} | {rc / fc:.2f} |")
+        print(f"\nmachine: {os.cpu_count()} cpus, load {os.getloadavg()}; code: {args.code}")
+        if args.profile_top:
+            sys.path.insert(0, str(args.code))
+            from clinrelease.cli import app
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                app(["run", "--profile", "basic", "--input", str(tmp / "in"), "--output", str(tmp / "profiled"), "--keys", str(keys), "--json"])
+            except SystemExit:
+                pass
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.profile_top)
+            print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
