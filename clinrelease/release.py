@@ -652,7 +652,8 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
 
         decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym)
         counter = 0 if decision is None else decision.counter
-        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter)
+        pool = _decided_generator_pool(decision, result.pseudonym)
+        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter, pool=pool)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander)
         record["faces"] = {
             "tracks": len(analysis.tracks),
@@ -792,13 +793,14 @@ def _patient_body(analysis) -> Callable[[int], Any] | None:
     return box
 
 
-def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0):
+def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0, pool=None):
     """The profile's patient and bystander anonymizers, keyed to this patient; the built-in swap
-    gives the patient the ``counter``-th surrogate of the key's sequence."""
+    gives the patient the ``counter``-th surrogate of the key's sequence (from ``pool`` instead of
+    the profile's pool where given)."""
     from clinrelease.face.registry import get_anonymizer
 
     settings = profile.anonymizer
-    params = dict(settings.params)
+    params = dict(settings.params) if pool is None else {**settings.params, "pool": pool}
     keyed = {"key": key, "pseudonym": pseudonym}
     patient_keyed = {**keyed, "counter": counter} if settings.name == "swap" else keyed
     patient = get_anonymizer(settings.name, **_swap_params(settings.name, params, patient_keyed))
@@ -820,10 +822,32 @@ def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: 
         if not samples:
             return None  # no patient face to measure on: the first surrogate, nothing decided
         recognizers = {name: (get_recognizer(name), check.threshold) for name, check in profile.verify.recognizers.items()}
-        anonymizer_for = lambda c: build_anonymizers(profile, ctx.release_key, pseudonym, counter=c)[0]  # noqa: E731
-        return screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
+        pool = None
+        if profile.anonymizer.params.get("pool") == "generator":
+            from clinrelease.face.generator import GeneratorPool, patient_embeddings
+
+            # a generated face the recognizers take for this patient is skipped before it is swapped on
+            pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
+        anonymizer_for = lambda c: build_anonymizers(profile, ctx.release_key, pseudonym, counter=c, pool=pool)[0]  # noqa: E731
+        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
+        if pool is not None:
+            from clinrelease.face.surrogates import sequence_member
+
+            decision.attempt = pool.attempt_for(ctx.release_key, sequence_member(pseudonym, decision.counter))
+        return decision
 
     return ChoiceStore(ctx.choices_dir or ctx.paths.work, ctx.release_key).decide(pseudonym, measure)
+
+
+def _decided_generator_pool(decision, pseudonym: str):
+    """A generated pool that draws the face decided with the patient's embeddings (stored with the
+    decision, so items and shards that did not measure draw the same face); None otherwise."""
+    if decision is None or decision.attempt is None:
+        return None
+    from clinrelease.face.generator import GeneratorPool
+    from clinrelease.face.surrogates import sequence_member
+
+    return GeneratorPool(attempts={sequence_member(pseudonym, decision.counter): decision.attempt})
 
 
 #: profile parameters the built-in swap takes (see clinrelease.face.swap.SwapAnonymizer)

@@ -94,6 +94,62 @@ def test_vetting_rejects_glasses_and_a_turned_head_and_passes_a_plain_frontal_fa
     assert verdict.reason.startswith("matches the patient") and donor is None
 
 
+def _plant_over_forehead(frame: np.ndarray, points: np.ndarray, colour: tuple[int, int, int], down_to: float) -> np.ndarray:
+    """A copy of ``frame`` with a band of ``colour`` from above the head down to ``down_to`` of the
+    way from the face outline's top to the brows (1 = onto the brows), with darker strands in it."""
+    import cv2
+
+    out = frame.copy()
+    brows, top = points[[70, 105, 107, 336, 334, 300]], points[[54, 109, 10, 338, 284]]
+    left, right = min(brows[:, 0].min(), top[:, 0].min()), max(brows[:, 0].max(), top[:, 0].max())
+    height = float(points[152, 1] - points[10, 1])
+    bottom = top[:, 1].mean() + down_to * (brows[:, 1].mean() - top[:, 1].mean())
+    corners = np.array([[left, top[:, 1].min() - 0.3 * height], [right, top[:, 1].min() - 0.3 * height], [right, bottom], [left, bottom]])
+    cv2.fillPoly(out, [np.round(corners).astype(np.int32)], colour)
+    for x in np.arange(left, right, max(2.0, (right - left) / 25)):
+        cv2.line(out, (int(x), int(corners[0, 1])), (int(x), int(bottom)), tuple(int(c * 0.6) for c in colour), 1)
+    return out
+
+
+def test_vetting_rejects_a_fringe_or_a_cap_planted_over_a_real_forehead(shared_media: Path) -> None:
+    """A surrogate's fringe or cap would be swapped onto the patient's forehead: a real frame's bare
+    forehead passes that check, and fails it once dark hair or a knitted cap covers the forehead."""
+    from _face_helpers import clip_frames
+
+    from clinrelease.face.generator import MIN_FOREHEAD_SKIN, face_measures, vet
+    from clinrelease.face.surrogates import _donor_from_box, _shared_detector
+
+    import cv2
+
+    whole = clip_frames(str(shared_media / "asl" / "again.mkv"), 3, 10)[2]
+    box = _shared_detector().detect(whole)[0].box.astype(int)
+    cx, cy, r = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2, box[2] - box[0]
+    # the face cropped and doubled, as a donor photo would frame it (the clip's face is about 80 px)
+    frame = cv2.resize(np.ascontiguousarray(whole[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r]), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    bare, _ = vet(frame)
+    assert "hair fringe or head covering over the forehead" not in bare.kinds, bare
+    points = _donor_from_box(frame, _shared_detector().detect(frame)[0].box, "again", 80, "again").landmarks
+    fringe = _plant_over_forehead(frame, points, (58, 38, 26), down_to=0.9)
+    cap = _plant_over_forehead(frame, points, (34, 44, 96), down_to=0.6)
+    for planted in (fringe, cap):
+        verdict, donor = vet(planted)
+        assert donor is None and "hair fringe or head covering over the forehead" in verdict.kinds, verdict
+        assert set(verdict.kinds) - set(bare.kinds) == {"hair fringe or head covering over the forehead"}
+        assert dict(verdict.measures)["forehead_skin"] < MIN_FOREHEAD_SKIN <= face_measures(frame, points)["forehead_skin"]
+
+
+def test_vetting_finds_the_astronauts_own_fringe_among_all_its_reasons() -> None:
+    """scikit-image's astronaut (a real portrait) smiles with her teeth showing and wears a fringe:
+    the vetting names both, not only the first it met."""
+    from _face_helpers import read_rgb
+
+    from clinrelease.face.generator import vet
+    from clinrelease.models import model_path
+
+    verdict, donor = vet(read_rgb(model_path("sample_astronaut")))
+    assert donor is None and verdict.kinds == ("open mouth", "hair fringe or head covering over the forehead"), verdict.reasons
+
+
 @needs_generator
 def test_generated_surrogate_swaps_like_a_donor_with_the_licence_in_profiles_show(tmp_path: Path) -> None:
     from _release_helpers import invoke
