@@ -224,3 +224,54 @@ def test_a_release_with_generated_surrogates_names_the_licence_in_report_and_aud
     start = json.loads((out / "audit" / "log.jsonl").read_text().splitlines()[0])
     assert start["type"] == "release_start" and start["surrogate_generator"] == {"pool": "generator", "licence": LICENCE}
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+
+
+@needs_generator
+def test_a_generated_face_that_is_the_patient_is_skipped_the_same_way_in_two_releases(tmp_path: Path) -> None:
+    """The key's first vetted face for this patient is filmed as the patient. The release hands the
+    patient's embeddings to the generator, which skips that face; a second release that has forgotten
+    the decision (a fresh key folder with the same release key, this process's faces dropped) skips it
+    the same way, and the decision kept with the key names the latent every later item draws."""
+    import av
+    import cv2
+
+    from _release_helpers import invoke, json_result, make_keys, records
+
+    from clinrelease.dicom.keyed import pseudonym
+    from clinrelease.face.generator import GeneratorPool, generate_face
+    from clinrelease.face.surrogate_choice import ChoiceStore
+    from clinrelease.fixtures import Identity, build_dicom_fixture
+
+    identity = Identity()
+    patient = pseudonym(KEY_A, identity.patient_id)
+    own = generate_face(KEY_A, patient)  # what the key gives this patient when nobody checks
+    clip = tmp_path / "patient.mp4"
+    face = cv2.resize(own.donor.image, (384, 384), interpolation=cv2.INTER_AREA)
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 384, 384, "yuv420p"
+        for shift in range(8):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(face, shift, axis=1)), format="rgb24")))
+        container.mux(stream.encode())
+    build_dicom_fixture(tmp_path / "in" / "face.dcm", clip, "h264", 8, identity=identity, burn_text=False)
+    profile = tmp_path / "gen.yaml"
+    profile.write_text("name: gen\nextends: pd_face\nanonymizer:\n  params:\n    pool: generator\n")
+    decisions = []
+    for run in ("first", "second"):
+        keys = make_keys(tmp_path / f"keys-{run}")
+        (keys / "release.key").write_text(KEY_A.hex() + "\n")
+        GeneratorPool._chosen.clear()
+        GeneratorPool._faces.clear()
+        out = tmp_path / f"release-{run}"
+        doc = json_result(invoke(["run", "-p", str(profile), "-i", str(tmp_path / "in"), "-o", str(out), "-k", str(keys), "--json"]))
+        record = records(out)[0]
+        assert doc["counts"]["released"] == 1, record["reasons"]
+        decision = record["faces"]["surrogate"]
+        assert decision["decided"] == "measured" and ChoiceStore(keys, KEY_A).stored(patient).attempt == decision["attempt"]
+        decisions.append((decision["counter"], decision["attempt"]))
+    assert decisions[0] == decisions[1]
+    counter, attempt = decisions[0]
+    # the patient's own face was the key's first surrogate: the sequence moved past it
+    assert (counter, attempt) != (0, own.attempt)
+    if counter == 0:
+        assert attempt > own.attempt
