@@ -67,8 +67,9 @@ def main() -> None:
         h = np.array(hits)
         rows[setting] = {"pairs": len(h), "dlib": float(h[:, 0].mean()), "sface": float(h[:, 1].mean()), "both": float(h.all(axis=1).mean())}
         print(f"{setting:<14} pairs {len(h):4d}: dlib {rows[setting]['dlib']:5.1%}  SFace {rows[setting]['sface']:5.1%}  both {rows[setting]['both']:5.1%}", flush=True)
-    reasons = collections.Counter((vet(image)[0].reason or "accepted").split(" (")[0] for image in chosen_images)
-    print(f"vetting at psi 0.7 ({len(chosen_images)} faces): " + ", ".join(f"{r} {c}" for r, c in reasons.most_common()))
+    verdicts = [vet(image)[0] for image in chosen_images]
+    reasons = collections.Counter(kind for v in verdicts for kind in (v.kinds or ("accepted",)))
+    print(f"vetting at psi 0.7 ({len(chosen_images)} faces, every failed check counted): " + ", ".join(f"{r} {c}" for r, c in reasons.most_common()))
     t = time.perf_counter()
     for seed in range(3):
         gen.image(gen.style(latent(KEY, f"time-{seed}", 0)))
