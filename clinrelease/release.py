@@ -589,7 +589,8 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym, methods)
         stages["surrogate"] = time.perf_counter() - started
         counter = 0 if decision is None else decision.counter
-        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter)
+        pool = _decided_generator_pool(decision, result.pseudonym)
+        patient, bystander = build_anonymizers(profile, ctx.release_key, result.pseudonym, counter=counter, pool=pool)
         frames = anonymize_frames(frames, analysis, patient=patient, bystander=bystander, methods=methods)
         bystanders = sum(1 for t in analysis.tracks if t.role != "patient")
         record["faces"] = {
@@ -738,16 +739,18 @@ def _patient_body(analysis) -> Callable[[int], Any] | None:
     return box
 
 
-def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0):
+def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0, pool=None):
     """The profile's patient and bystander anonymizers, keyed to this patient; the built-in swap
-    gives the patient the ``counter``-th surrogate of the key's sequence."""
+    gives the patient the ``counter``-th surrogate of the key's sequence (from ``pool`` instead of
+    the profile's pool where given)."""
     from clinrelease.face.params import BASELINE_ANONYMIZERS, anonymizer_arguments
     from clinrelease.face.registry import get_anonymizer
 
     settings = profile.anonymizer
+    params = settings.params if pool is None else {**settings.params, "pool": pool}
 
     def arguments(name: str, **keyed: Any) -> dict[str, Any]:
-        return {} if name in BASELINE_ANONYMIZERS else {**anonymizer_arguments(name, settings.params), "key": key, "pseudonym": pseudonym, **keyed}
+        return {} if name in BASELINE_ANONYMIZERS else {**anonymizer_arguments(name, params), "key": key, "pseudonym": pseudonym, **keyed}
 
     patient = get_anonymizer(settings.name, **arguments(settings.name, **({"counter": counter} if settings.name == "swap" else {})))
     bystander = get_anonymizer(settings.bystander, **arguments(settings.bystander))
@@ -769,11 +772,33 @@ def _surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: 
         if not samples:
             return None  # no patient face to measure on: the first surrogate, nothing decided
         recognizers = {name: (rec, rec.threshold) for name, rec in profile_recognizers(profile.verify).items()}
+        pool = None
+        if profile.anonymizer.params.get("pool") == "generator":
+            from clinrelease.face.generator import GeneratorPool, patient_embeddings
+
+            # a generated face the recognizers take for this patient is skipped before it is swapped on
+            pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
         # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
-        anonymizer_for = lambda c: size_aware(build_anonymizers(profile, ctx.release_key, pseudonym, counter=c)[0], methods)  # noqa: E731
-        return screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
+        anonymizer_for = lambda c: size_aware(build_anonymizers(profile, ctx.release_key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
+        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers)
+        if pool is not None:
+            from clinrelease.face.surrogates import sequence_member
+
+            decision.attempt = pool.attempt_for(ctx.release_key, sequence_member(pseudonym, decision.counter))
+        return decision
 
     return ChoiceStore(ctx.choices_dir or ctx.paths.work, ctx.release_key).decide(pseudonym, measure)
+
+
+def _decided_generator_pool(decision, pseudonym: str):
+    """A generated pool that draws the face decided with the patient's embeddings (stored with the
+    decision, so items and shards that did not measure draw the same face); None otherwise."""
+    if decision is None or decision.attempt is None:
+        return None
+    from clinrelease.face.generator import GeneratorPool
+    from clinrelease.face.surrogates import sequence_member
+
+    return GeneratorPool(attempts={sequence_member(pseudonym, decision.counter): decision.attempt})
 
 
 def _series(reports) -> dict[str, Any]:

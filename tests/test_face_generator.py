@@ -76,6 +76,27 @@ def test_two_keys_give_faces_recognizers_tell_apart() -> None:
 
 
 @needs_generator
+def test_a_patients_face_is_the_most_distinctive_of_its_first_vetted_latents() -> None:
+    """Surrogates far from the generator's average face sit farther apart from each other: of the
+    first CHOOSE_OF vetted latents, the one farthest from the average face is the patient's."""
+    from clinrelease.face.generator import CHOOSE_OF, distinctiveness, generate_face, latent, shared_generator, vet
+
+    gen = shared_generator()
+    chosen = generate_face(KEY_A, "patient-2")
+    vetted = []
+    for attempt in range(64):
+        image = gen.image(gen.style(latent(KEY_A, "patient-2", attempt)))
+        verdict, donor = vet(image)
+        if verdict.ok:
+            vetted.append((attempt, distinctiveness(gen, image, donor)))
+        if len(vetted) == CHOOSE_OF:
+            break
+    assert CHOOSE_OF >= 2 and len(vetted) == CHOOSE_OF
+    assert chosen.attempt == max(vetted, key=lambda a: a[1])[0]
+    assert len({round(d, 6) for _, d in vetted}) == CHOOSE_OF  # the faces differ in distinctiveness
+
+
+@needs_generator
 def test_vetting_rejects_glasses_and_a_turned_head_and_passes_a_plain_frontal_face() -> None:
     from clinrelease.face.generator import latent, shared_generator, vet
 
@@ -92,6 +113,62 @@ def test_vetting_rejects_glasses_and_a_turned_head_and_passes_a_plain_frontal_fa
     patient = {n: embedding(n, image["p5"], box=box) for n in ("dlib", "sface")}
     verdict, donor = vet(image["p5"], [patient])
     assert verdict.reason.startswith("matches the patient") and donor is None
+
+
+def _plant_over_forehead(frame: np.ndarray, points: np.ndarray, colour: tuple[int, int, int], down_to: float) -> np.ndarray:
+    """A copy of ``frame`` with a band of ``colour`` from above the head down to ``down_to`` of the
+    way from the face outline's top to the brows (1 = onto the brows), with darker strands in it."""
+    import cv2
+
+    out = frame.copy()
+    brows, top = points[[70, 105, 107, 336, 334, 300]], points[[54, 109, 10, 338, 284]]
+    left, right = min(brows[:, 0].min(), top[:, 0].min()), max(brows[:, 0].max(), top[:, 0].max())
+    height = float(points[152, 1] - points[10, 1])
+    bottom = top[:, 1].mean() + down_to * (brows[:, 1].mean() - top[:, 1].mean())
+    corners = np.array([[left, top[:, 1].min() - 0.3 * height], [right, top[:, 1].min() - 0.3 * height], [right, bottom], [left, bottom]])
+    cv2.fillPoly(out, [np.round(corners).astype(np.int32)], colour)
+    for x in np.arange(left, right, max(2.0, (right - left) / 25)):
+        cv2.line(out, (int(x), int(corners[0, 1])), (int(x), int(bottom)), tuple(int(c * 0.6) for c in colour), 1)
+    return out
+
+
+def test_vetting_rejects_a_fringe_or_a_cap_planted_over_a_real_forehead(shared_media: Path) -> None:
+    """A surrogate's fringe or cap would be swapped onto the patient's forehead: a real frame's bare
+    forehead passes that check, and fails it once dark hair or a knitted cap covers the forehead."""
+    from _face_helpers import clip_frames
+
+    from clinrelease.face.generator import MIN_FOREHEAD_SKIN, face_measures, vet
+    from clinrelease.face.surrogates import _donor_from_box, _shared_detector
+
+    import cv2
+
+    whole = clip_frames(str(shared_media / "asl" / "again.mkv"), 3, 10)[2]
+    box = _shared_detector().detect(whole)[0].box.astype(int)
+    cx, cy, r = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2, box[2] - box[0]
+    # the face cropped and doubled, as a donor photo would frame it (the clip's face is about 80 px)
+    frame = cv2.resize(np.ascontiguousarray(whole[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r]), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    bare, _ = vet(frame)
+    assert "hair fringe or head covering over the forehead" not in bare.kinds, bare
+    points = _donor_from_box(frame, _shared_detector().detect(frame)[0].box, "again", 80, "again").landmarks
+    fringe = _plant_over_forehead(frame, points, (58, 38, 26), down_to=0.9)
+    cap = _plant_over_forehead(frame, points, (34, 44, 96), down_to=0.6)
+    for planted in (fringe, cap):
+        verdict, donor = vet(planted)
+        assert donor is None and "hair fringe or head covering over the forehead" in verdict.kinds, verdict
+        assert set(verdict.kinds) - set(bare.kinds) == {"hair fringe or head covering over the forehead"}
+        assert dict(verdict.measures)["forehead_skin"] < MIN_FOREHEAD_SKIN <= face_measures(frame, points)["forehead_skin"]
+
+
+def test_vetting_finds_the_astronauts_own_fringe_among_all_its_reasons() -> None:
+    """scikit-image's astronaut (a real portrait) smiles with her teeth showing and wears a fringe:
+    the vetting names both, not only the first it met."""
+    from _face_helpers import read_rgb
+
+    from clinrelease.face.generator import vet
+    from clinrelease.models import model_path
+
+    verdict, donor = vet(read_rgb(model_path("sample_astronaut")))
+    assert donor is None and verdict.kinds == ("open mouth", "hair fringe or head covering over the forehead"), verdict.reasons
 
 
 @needs_generator
@@ -168,3 +245,52 @@ def test_a_release_with_generated_surrogates_names_the_licence_in_report_and_aud
     start = json.loads((out / "audit" / "log.jsonl").read_text().splitlines()[0])
     assert start["type"] == "release_start" and start["surrogate_generator"] == {"pool": "generator", "licence": LICENCE}
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+
+
+@needs_generator
+def test_a_generated_face_that_is_the_patient_is_skipped_the_same_way_in_two_releases(tmp_path: Path) -> None:
+    """The key's first vetted face for this patient is filmed as the patient. The release hands the
+    patient's embeddings to the generator, which skips that face; a second release that has forgotten
+    the decision (a fresh key folder with the same release key, this process's faces dropped) skips it
+    the same way, and the decision kept with the key names the latent every later item draws."""
+    import av
+    import cv2
+
+    from _release_helpers import invoke, json_result, make_keys, records
+
+    from clinrelease.dicom.keyed import pseudonym
+    from clinrelease.face.generator import GeneratorPool, generate_face
+    from clinrelease.face.surrogate_choice import ChoiceStore
+    from clinrelease.fixtures import Identity, build_dicom_fixture
+
+    identity = Identity()
+    patient = pseudonym(KEY_A, identity.patient_id)
+    own = generate_face(KEY_A, patient)  # what the key gives this patient when nobody checks
+    clip = tmp_path / "patient.mp4"
+    face = cv2.resize(own.donor.image, (384, 384), interpolation=cv2.INTER_AREA)
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 384, 384, "yuv420p"
+        for shift in range(8):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(face, shift, axis=1)), format="rgb24")))
+        container.mux(stream.encode())
+    build_dicom_fixture(tmp_path / "in" / "face.dcm", clip, "h264", 8, identity=identity, burn_text=False)
+    profile = tmp_path / "gen.yaml"
+    profile.write_text("name: gen\nextends: pd_face\nanonymizer:\n  params:\n    pool: generator\n")
+    decisions = []
+    for run in ("first", "second"):
+        keys = make_keys(tmp_path / f"keys-{run}")
+        (keys / "release.key").write_text(KEY_A.hex() + "\n")
+        GeneratorPool._chosen.clear()
+        GeneratorPool._faces.clear()
+        out = tmp_path / f"release-{run}"
+        doc = json_result(invoke(["run", "-p", str(profile), "-i", str(tmp_path / "in"), "-o", str(out), "-k", str(keys), "--json"]))
+        record = records(out)[0]
+        assert doc["counts"]["released"] == 1, record["reasons"]
+        decision = record["faces"]["surrogate"]
+        assert decision["decided"] == "measured" and ChoiceStore(keys, KEY_A).stored(patient).attempt == decision["attempt"]
+        decisions.append((decision["counter"], decision["attempt"]))
+    assert decisions[0] == decisions[1]
+    counter, attempt = decisions[0]
+    # the patient's own face was the key's first surrogate: the release chose another latent
+    assert (counter, attempt) != (0, own.attempt)

@@ -39,6 +39,21 @@ def test_pool_check_names_rejected_files_and_duplicate_donors(tmp_path: Path) ->
     assert "duplicate: astronaut.png ~ astronaut_again.png" in result.output and "NOT usable" in result.output
 
 
+def test_pool_check_counts_what_the_generators_vetting_would_reject_by_reason(tmp_path: Path) -> None:
+    """The astronaut smiles with her teeth showing under a fringe; Hanks wears glasses, head turned:
+    every reason of every donor is listed and counted."""
+    folder = _donors(tmp_path / "donors")
+    doc = json.loads(invoke(["pool", "check", str(folder), "--k", "2", "--json"]).output)
+    by_file = {v["file"]: v["kinds"] for v in doc["vetting"]}
+    assert by_file["astronaut.png"] == ["open mouth", "hair fringe or head covering over the forehead"]
+    assert {"turned head", "glasses"} <= set(by_file["hanks.png"])
+    counts = doc["vetting_counts"]
+    assert counts["hair fringe or head covering over the forehead"] == counts["glasses"] == counts["open mouth"] == 1
+    assert sum(counts.values()) == sum(len(k) for k in by_file.values())
+    text = invoke(["pool", "check", str(folder), "--k", "2"]).output
+    assert "the generator's vetting would reject 2 of 2 donors:" in text and "hair fringe or head covering over the forehead 1" in text
+
+
 def test_pool_check_of_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke(["pool", "check", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output

@@ -50,6 +50,9 @@ def check_command(
         lines = [f"{folder}: {len(result.usable)} usable donors" + (f"; two patients share a donor at k={k} with probability {p:.2f}" if p is not None else "")]
         lines += [f"  rejected {r['file']}: {r['reason']}" for r in result.rejected]
         lines += [f"  vetting {r['file']}: {r['reason']}" for r in result.vetting]
+        if result.vetting:
+            counts = ", ".join(f"{kind} {n}" for kind, n in result.vetting_counts.items())
+            lines.append(f"  the generator's vetting would reject {len(result.vetting)} of {len(result.usable)} donors: {counts}")
         lines += [f"  duplicate: {d['a']} ~ {d['b']} (both recognizers)" for d in result.duplicates]
         lines += [f"  look-alike: {d['a']} ~ {d['b']} ({', '.join(d['recognizers'])})" for d in result.lookalikes]
         if result.licence:

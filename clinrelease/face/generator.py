@@ -45,6 +45,11 @@ IMAGE_SIZE = 512
 MAX_ATTEMPTS = 64
 #: latents averaged into the mapping network's mean style (fixed seed: the same in every process)
 MEAN_SAMPLES = 1024
+#: vetted latents a patient's face is chosen from (the one farthest from the average face):
+#: surrogates spread further apart, so that two keys' swaps of one patient look less alike (23 keys'
+#: cached faces swapped onto two clips of one patient, pairs both recognizers match: the first
+#: vetted 38%, the farther of two 29%, the farthest of all vetted in eight latents 29%)
+CHOOSE_OF = 2
 
 #: vetting limits, measured on 32 generated faces looked at one by one (bench note in issue 18):
 #: nose-tip offset across the face (fraction of the eye span; 0.18-0.27 were visibly turned),
@@ -59,14 +64,35 @@ MIN_EYE_OPEN = 0.04
 GLASSES_EDGE = 6.8
 CHILD_IRIS = 0.096
 CHILD_LOWER_FACE = 1.30
+#: a lower face this short is a child's whatever the irises: 94 faces of 30 keys' first latents looked
+#: at, the four children the rule above let through at 1.10-1.20, no adult with a closed mouth under
+#: 1.217 (an open mouth lengthens it, and is rejected on its own)
+CHILD_SHORT_LOWER_FACE = 1.21
+#: smallest share of skin-coloured pixels on the forehead between the brows and the face outline's
+#: top: 42 generated faces looked at, the four with a fringe down to the brows 0.00-0.38, bare
+#: foreheads 0.45-1.00 (a fringe or a cap there would be swapped onto the patient's forehead)
+MIN_FOREHEAD_SKIN = 0.40
+
+#: mesh points: the brows' upper edges, the face outline across the top of the forehead, the cheeks
+_BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
+_OUTLINE_TOP = (54, 103, 67, 109, 10, 338, 297, 332, 284)
+_CHEEKS = (50, 280, 101, 330, 205, 425)
 
 
 @dataclass(frozen=True)
 class Vetting:
-    """Why a generated face was rejected; ``reason`` is empty for an accepted face."""
+    """Why a generated face was rejected; ``reason`` (the first of ``reasons``) is empty for an
+    accepted face."""
 
     reason: str = ""
     measures: tuple[tuple[str, float], ...] = ()
+    #: every check the face failed (a face can wear glasses and a fringe)
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The failed checks without their measured values (for counting)."""
+        return tuple(r.split(" (")[0] for r in (self.reasons or ((self.reason,) if self.reason else ())))
 
     @property
     def ok(self) -> bool:
@@ -104,6 +130,16 @@ class FaceGenerator:
         psi = self.psi if psi is None else psi
         return style if psi == 1.0 else self.mean_style + psi * (style - self.mean_style)
 
+    @cached_property
+    def average_face_embeddings(self) -> dict[str, np.ndarray | None]:
+        """dlib's and SFace's embeddings of the average face (the mean style, :data:`CHOOSE_OF`)."""
+        from clinrelease.face.surrogates import _donor_from_box, _shared_detector
+        from clinrelease.verify.reid import get_recognizer
+
+        image = self.image(self.mean_style)
+        donor = _donor_from_box(image, _shared_detector().detect(image)[0].box, "average", 80, "average generated face")
+        return {n: get_recognizer(n).embed(image, landmarks=donor.landmarks) for n in ("dlib", "sface")}
+
     def image(self, style: np.ndarray) -> np.ndarray:
         """RGB uint8 ``(IMAGE_SIZE, IMAGE_SIZE, 3)`` face of a style vector."""
         import cv2
@@ -133,7 +169,8 @@ def face_measures(image: np.ndarray, points: np.ndarray) -> dict[str, float]:
     eyelid opening (closed eyes, or hair over an eye); ``glasses``: mean vertical luma gradient on the
     nose bridge between the eyes, where a frame's bridge draws a horizontal edge and skin none;
     ``iris``: iris diameter over face width and ``lower_face``: eyes to chin over the eye span (a
-    child's irises are adult-sized on a smaller face, its lower face short).
+    child's irises are adult-sized on a smaller face, its lower face short); ``forehead_skin``:
+    :func:`forehead_skin`.
     """
     import cv2
 
@@ -168,15 +205,50 @@ def face_measures(image: np.ndarray, points: np.ndarray) -> dict[str, float]:
         "glasses": glasses,
         "iris": iris / width,
         "lower_face": float(np.linalg.norm(points[152] - eyes)) / span,
+        "forehead_skin": forehead_skin(image, points),
     }
+
+
+def forehead_skin(image: np.ndarray, points: np.ndarray) -> float:
+    """Share of the forehead that has the cheeks' skin colour (a fringe or a cap brings it down).
+
+    The band runs from a fifth to nine tenths of the way from the brows up to the face outline;
+    skin is within 10 of the cheeks' median in Lab chroma and from 25 darker to 45 lighter in Lab
+    lightness (a lit forehead shines, hair over it is darker or of another hue).
+    """
+    import cv2
+
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    span = float(np.linalg.norm(points[263] - points[33])) or 1.0
+    r = max(2, int(0.06 * span))
+    patches = []
+    for i in _CHEEKS:
+        x, y = np.round(points[i]).astype(int)
+        patches.append(lab[max(0, y - r) : y + r, max(0, x - r) : x + r].reshape(-1, 3))
+    reference = np.median(np.concatenate(patches), axis=0)
+    brows = points[list(_BROWS)]
+    brows = brows[np.argsort(brows[:, 0])]
+    top = points[list(_OUTLINE_TOP)]
+    top = top[np.argsort(top[:, 0])]
+    rise = np.interp(brows[:, 0], top[:, 0], top[:, 1]) - brows[:, 1]
+    band = [np.stack([brows[:, 0], brows[:, 1] + f * rise], axis=1) for f in (0.2, 0.9)]
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.concatenate([band[0], band[1][::-1]])).astype(np.int32)], 1)
+    pixels = lab[mask > 0]
+    if not len(pixels):
+        return 0.0
+    lighter = pixels[:, 0] - reference[0]
+    chroma = np.hypot(pixels[:, 1] - reference[1], pixels[:, 2] - reference[2])
+    return float(((lighter > -25) & (lighter < 45) & (chroma < 10)).mean())
 
 
 
 def vet(image: np.ndarray, avoid: list[dict[str, np.ndarray]] = ()) -> tuple[Vetting, object | None]:
     """Vet a generated face; returns the verdict and, for an accepted face, its :class:`Donor`.
 
-    ``avoid`` holds recognizer embeddings (``{"dlib": ..., "sface": ...}``) of the patient the
-    surrogate will replace: a face that either recognizer takes for one of them is rejected.
+    ``avoid`` holds recognizer embeddings (``{"dlib": ..., "sface": ...}``, see
+    :func:`patient_embeddings`) of the patient the surrogate will replace: a face that any of those
+    recognizers takes for one of them is rejected.
     """
     from clinrelease.face.surrogates import _donor_from_box, _shared_detector
 
@@ -195,15 +267,17 @@ def vet(image: np.ndarray, avoid: list[dict[str, np.ndarray]] = ()) -> tuple[Vet
         (m["lip_gap"] > MAX_LIP_GAP, f"open mouth (lip gap {m['lip_gap']:.2f})"),
         (m["eye_open"] < MIN_EYE_OPEN, f"closed or covered eye ({m['eye_open']:.2f})"),
         (m["glasses"] > GLASSES_EDGE, f"glasses (bridge edge {m['glasses']:.1f})"),
-        (m["iris"] > CHILD_IRIS and m["lower_face"] < CHILD_LOWER_FACE, "a child's proportions"),
+        (m["lower_face"] < CHILD_SHORT_LOWER_FACE or (m["iris"] > CHILD_IRIS and m["lower_face"] < CHILD_LOWER_FACE), "a child's proportions"),
+        (m["forehead_skin"] < MIN_FOREHEAD_SKIN, f"hair fringe or head covering over the forehead (skin {m['forehead_skin']:.2f})"),
     ]
-    for failed, reason in checks:
-        if failed:
-            return Vetting(reason, measures), None
+    failed = tuple(reason for bad, reason in checks if bad)
+    if failed:
+        return Vetting(failed[0], measures, failed), None
     if avoid:
         from clinrelease.verify.reid import get_recognizer
 
-        mine = {n: get_recognizer(n).embed(image, box=faces[0].box) for n in ("dlib", "sface")}
+        names = sorted({n for other in avoid for n, emb in other.items() if emb is not None})
+        mine = {n: get_recognizer(n).embed(image, box=faces[0].box, landmarks=donor.landmarks) for n in names}
         for other in avoid:
             for n, emb in mine.items():
                 rec = get_recognizer(n)
@@ -222,7 +296,8 @@ class GeneratedFace:
 
 
 def generate_face(key: bytes, pseudonym: str, avoid: list[dict[str, np.ndarray]] = (), generator: FaceGenerator | None = None) -> GeneratedFace:
-    """The first vetted face of the patient's latents under the key (deterministic per key and patient).
+    """The patient's face under the key (deterministic per key and patient): of the first
+    :data:`CHOOSE_OF` vetted latents, the one farthest from the generator's average face.
 
     Raises
     ------
@@ -230,36 +305,125 @@ def generate_face(key: bytes, pseudonym: str, avoid: list[dict[str, np.ndarray]]
         When none of :data:`MAX_ATTEMPTS` latents passes the vetting.
     """
     gen = generator or shared_generator()
-    rejected = []
+    rejected: list[str] = []
+    vetted: list[tuple[float, GeneratedFace]] = []
     for attempt in range(MAX_ATTEMPTS):
         image = gen.image(gen.style(latent(key, pseudonym, attempt)))
         verdict, donor = vet(image, avoid)
-        if verdict.ok:
-            # internal id (site audit log only): the face itself, so two keys share it only if they share the face
-            donor.donor_id = "generated:" + hashlib.sha256(image.tobytes()).hexdigest()[:16]
-            return GeneratedFace(donor, attempt, tuple(rejected))
-        rejected.append(verdict.reason)
-    raise ConfigError(f"no generated face passed the vetting in {MAX_ATTEMPTS} tries ({'; '.join(sorted(set(rejected)))})")
+        if not verdict.ok:
+            rejected.append(verdict.reason)
+            continue
+        face = GeneratedFace(_named(donor, image), attempt, tuple(rejected))
+        vetted.append((distinctiveness(gen, image, donor) if CHOOSE_OF > 1 else 0.0, face))
+        if len(vetted) == CHOOSE_OF:
+            break
+    if not vetted:
+        raise ConfigError(f"no generated face passed the vetting in {MAX_ATTEMPTS} tries ({'; '.join(sorted(set(rejected)))})")
+    # the earlier latent wins a tie: max keeps the first of equal scores
+    return max(vetted, key=lambda sf: sf[0])[1]
+
+
+def distinctiveness(gen: FaceGenerator, image: np.ndarray, donor) -> float:
+    """How far a face lies from the generator's average face, for dlib and SFace together:
+    dlib distance over its threshold less SFace cosine over its threshold (larger = farther)."""
+    from clinrelease.verify.reid import get_recognizer
+
+    score = 0.0
+    for name, average in gen.average_face_embeddings.items():
+        rec = get_recognizer(name)
+        mine = rec.embed(image, landmarks=donor.landmarks)
+        if mine is None or average is None:
+            continue
+        value = rec.similarity(mine, average) / rec.threshold
+        score += -value if rec.higher_is_same else value
+    return score
+
+
+def patient_embeddings(samples, names) -> list[dict[str, np.ndarray | None]]:
+    """Recognizer embeddings of the patient on ``samples`` (frame, tracked face), for :func:`vet`'s
+    ``avoid``: one ``{name: embedding}`` per sample."""
+    from clinrelease.verify.reid import get_recognizer
+
+    return [{n: get_recognizer(n).embed(frame, box=face.box, landmarks=face.landmarks) for n in names} for frame, face in samples]
+
+
+def _avoid_digest(avoid) -> str:
+    """A digest of the patient embeddings a pool avoids (its faces may differ from another pool's)."""
+    h = hashlib.sha256()
+    for other in avoid:
+        for n in sorted(other):
+            h.update(n.encode() + b"\x00" + (b"-" if other[n] is None else np.asarray(other[n], np.float32).tobytes()))
+    return h.hexdigest()
 
 
 class GeneratorPool:
     """``pool: generator``: each patient's surrogate is a vetted generated face of its own.
 
     Fed to the swap like a one-donor pool (the face's mesh, its texture with neutral lips).
+    ``avoid``: the patient's embeddings (:func:`patient_embeddings`); a face that matches them is
+    skipped for the next latent. ``attempts``: the latent already decided for a sequence member
+    (stored with the key's surrogate decision), so that every item and shard of the patient draws
+    that face without the patient's embeddings.
     """
 
     source = "generator"
     licence = LICENCE
-    #: surrogates made in this process, by (key, pseudonym): every item of a patient reuses its face
-    _cache: dict[tuple[bytes, str], object] = {}
+    #: made in this process: the attempt chosen per (key, sequence member, avoided embeddings), and
+    #: the surrogate per (key, sequence member, attempt); every item of a patient reuses its face
+    _chosen: dict[tuple[bytes, str, str], int] = {}
+    _faces: dict[tuple[bytes, str, int], object] = {}
 
-    def __init__(self) -> None:
+    def __init__(self, avoid: list[dict[str, np.ndarray]] = (), attempts: dict[str, int] | None = None) -> None:
         shared_generator()  # fail now, with the install hint, rather than at the first face
+        self.avoid = list(avoid)
+        self.attempts = dict(attempts or {})
+        self._digest = _avoid_digest(self.avoid)
 
-    def surrogate(self, key: bytes, pseudonym: str, avoid: list[dict[str, np.ndarray]] = ()):
-        """The patient's :class:`~clinrelease.face.surrogates.Surrogate` under ``key``."""
-        from clinrelease.face.surrogates import composite
+    def attempt_for(self, key: bytes, pseudonym: str) -> int:
+        """The latent the surrogate of ``pseudonym`` (a sequence member) comes from under ``key``."""
+        if pseudonym in self.attempts:
+            return self.attempts[pseudonym]
+        chosen = (key, pseudonym, self._digest)
+        if chosen not in self._chosen:
+            face = generate_face(key, pseudonym, self.avoid)
+            self._chosen[chosen] = face.attempt
+            self._faces.setdefault((key, pseudonym, face.attempt), _surrogate(face.donor))
+        return self._chosen[chosen]
 
-        if (key, pseudonym) not in self._cache:
-            self._cache[(key, pseudonym)] = composite([generate_face(key, pseudonym, avoid).donor])
-        return self._cache[(key, pseudonym)]
+    def surrogate(self, key: bytes, pseudonym: str):
+        """The :class:`~clinrelease.face.surrogates.Surrogate` of ``pseudonym`` under ``key``."""
+        attempt = self.attempt_for(key, pseudonym)
+        if (key, pseudonym, attempt) not in self._faces:
+            self._faces[(key, pseudonym, attempt)] = _surrogate(generated_donor(key, pseudonym, attempt))
+        return self._faces[(key, pseudonym, attempt)]
+
+
+def generated_donor(key: bytes, pseudonym: str, attempt: int, generator: FaceGenerator | None = None):
+    """The donor of one latent, decided earlier (it passed the vetting then).
+
+    Raises
+    ------
+    ConfigError
+        When the face no longer passes the vetting (another generator version or truncation).
+    """
+    gen = generator or shared_generator()
+    image = gen.image(gen.style(latent(key, pseudonym, attempt)))
+    verdict, donor = vet(image)
+    if not verdict.ok:
+        raise ConfigError(
+            f"the generated surrogate decided for this patient (latent {attempt}) no longer passes the vetting ({verdict.reason}); "
+            "the generator or its settings changed since the decision"
+        )
+    return _named(donor, image)
+
+
+def _named(donor, image: np.ndarray):
+    # internal id (site audit log only): the face itself, so two keys share it only if they share the face
+    donor.donor_id = "generated:" + hashlib.sha256(image.tobytes()).hexdigest()[:16]
+    return donor
+
+
+def _surrogate(donor):
+    from clinrelease.face.surrogates import composite
+
+    return composite([donor])

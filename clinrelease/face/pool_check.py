@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class PoolCheck:
     usable: list[str] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     #: accepted by the loader, but the generator's vetting would not take them (glasses, open mouth, ...)
-    vetting: list[dict[str, str]] = field(default_factory=list)
+    vetting: list[dict[str, Any]] = field(default_factory=list)
     #: pairs both recognizers take for one person (a duplicate, or the same person twice)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     #: pairs one recognizer takes for one person
@@ -64,6 +65,12 @@ class PoolCheck:
     def shared_donor_probability(self) -> float | None:
         n = len(self.usable)
         return shared_donor_probability(n, self.k) if n >= self.k else None
+
+    @property
+    def vetting_counts(self) -> dict[str, int]:
+        """Donors the vetting would reject, by check (a donor can fail several)."""
+        counts = Counter(kind for entry in self.vetting for kind in entry["kinds"])
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @property
     def ok(self) -> bool:
@@ -81,6 +88,7 @@ class PoolCheck:
             "usable": self.usable,
             "rejected": self.rejected,
             "vetting": self.vetting,
+            "vetting_counts": self.vetting_counts,
             "duplicates": self.duplicates,
             "lookalikes": self.lookalikes,
             "licence": self.licence,
@@ -115,7 +123,7 @@ def check_pool(folder: str | Path, k: int = 3, *, min_face_px: int = 80) -> Pool
         out.usable.append(path.name)
         verdict, _ = vet(donor.image)
         if not verdict.ok:
-            out.vetting.append({"file": path.name, "reason": verdict.reason})
+            out.vetting.append({"file": path.name, "reason": "; ".join(verdict.reasons), "kinds": list(verdict.kinds)})
     embeddings = [_embeddings(d) for d in donors]
     for (da, ea), (db, eb) in itertools.combinations(zip(donors, embeddings), 2):
         matched = _matched_by(ea, eb)

@@ -53,20 +53,25 @@ class Candidate:
 @dataclass
 class SurrogateDecision:
     """The patient's counter, how it was reached (``measured`` now or ``stored`` earlier) and the
-    candidates that were tried (distances only, never embeddings)."""
+    candidates that were tried (distances only, never embeddings). ``attempt``: for a generated
+    surrogate, the latent of that counter's face (the first that passed the vetting with the
+    patient's embeddings; :class:`~clinrelease.face.generator.GeneratorPool`)."""
 
     counter: int
     decided: str
     margin: float
     tried: list[Candidate] = field(default_factory=list)
+    attempt: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counter": self.counter, "decided": self.decided, "margin": self.margin, "tried": [c.to_dict() for c in self.tried]}
+        doc = {"counter": self.counter, "decided": self.decided, "margin": self.margin, "tried": [c.to_dict() for c in self.tried]}
+        return doc if self.attempt is None else {**doc, "attempt": self.attempt}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], decided: str) -> SurrogateDecision:
         tried = [Candidate(int(c["counter"]), {k: float(v) for k, v in c["closest"].items()}, bool(c["too_close"])) for c in doc["tried"]]
-        return cls(int(doc["counter"]), decided, float(doc["margin"]), tried)
+        attempt = None if doc.get("attempt") is None else int(doc["attempt"])
+        return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt)
 
 
 def too_close(value: float, threshold: float, higher_is_same: bool, margin: float) -> bool:
