@@ -185,7 +185,7 @@ def _donor_from_file(path: Path, min_face_px: int) -> Donor:
         raise ConfigError("no face found in the donor image", path)
     if len(faces) > 1:
         raise ConfigError(f"{len(faces)} faces found in the donor image; a donor image must show exactly one", path)
-    return _donor_from_box(image, faces[0].box, path.stem, min_face_px, path)
+    return _skin_checked(_donor_from_box(image, faces[0].box, path.stem, min_face_px, path), path)
 
 
 def _donor_from_box(image: np.ndarray, box: np.ndarray, donor_id: str, min_face_px: int, path: Path | str) -> Donor:
@@ -201,14 +201,20 @@ def _donor_from_box(image: np.ndarray, box: np.ndarray, donor_id: str, min_face_
         raise ConfigError(
             f"the donor face is not frontal (nose offset {yaw:+.2f} of the eye span; at most {MAX_NOSE_OFFSET:.2f})", path
         )
-    skin = usable_skin(image, points)
+    return Donor(donor_id, image, points, frontal_shape(mesh))
+
+
+def _skin_checked(donor: Donor, path: Path | str) -> Donor:
+    """``donor``, refused when too little of its face periphery is skin (a photo donor; generated
+    faces have the generator's own forehead check)."""
+    skin = usable_skin(donor.image, donor.landmarks)
     if skin < MIN_USABLE_SKIN:
         raise ConfigError(
             f"hair, a beard, glasses or shadow cover the donor's face: {skin:.0%} of the cheeks, temples, forehead and jaw "
             f"is skin, at least {MIN_USABLE_SKIN:.0%} is needed",
             path,
         )
-    return Donor(donor_id, image, points, frontal_shape(mesh))
+    return donor
 
 
 #: smallest fraction of a donor face's periphery (outside eyes, brows, nose and lips) that must be
@@ -300,7 +306,7 @@ def default_pool() -> DonorPool:
         faces = _shared_detector().detect(image)
         if len(faces) == 1:
             try:
-                donors.append(_donor_from_box(image, faces[0].box, pid, 80, path))
+                donors.append(_skin_checked(_donor_from_box(image, faces[0].box, pid, 80, path), path))
             except ConfigError:
                 continue  # vetted like any donor: a portrait that fails is not used
     return DonorPool(donors, source="default")
