@@ -135,7 +135,7 @@ def check_pool(folder: str | Path, k: int = 3, *, min_face_px: int = 80) -> Pool
 
 
 def build_generated_pool(count: int, folder: str | Path, seed: bytes | None = None, progress=None) -> list[Path]:
-    """Write ``count`` vetted generated faces to ``folder`` (PNG), none that both recognizers take
+    """Write ``count`` vetted generated faces the pool loader accepts to ``folder`` (PNG), none that both recognizers take
     for a face already written, and the weights' licence beside them.
 
     ``seed`` (random when None) plays the release key's part: the n-th face is the first vetted
@@ -149,6 +149,7 @@ def build_generated_pool(count: int, folder: str | Path, seed: bytes | None = No
     import cv2
 
     from clinrelease.face.generator import LICENCE, MAX_ATTEMPTS, generate_face
+    from clinrelease.face.surrogates import MIN_USABLE_SKIN, usable_skin
 
     if count < 2:
         raise ConfigError(f"a donor pool needs at least two donors, got {count}")
@@ -165,6 +166,8 @@ def build_generated_pool(count: int, folder: str | Path, seed: bytes | None = No
             raise ConfigError(f"only {len(written)} distinct vetted faces in {name} tries of {MAX_ATTEMPTS} latents each", folder)
         face = generate_face(seed, f"pool/{name}")
         name += 1
+        if usable_skin(face.donor.image, face.donor.landmarks) < MIN_USABLE_SKIN:
+            continue  # the pool loader refuses a photo donor whose hair covers the face
         emb = _embeddings(face.donor)
         if any(len(_matched_by(emb, other)) == len(RECOGNIZERS) for other in kept):
             continue
