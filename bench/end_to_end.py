@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -44,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
 sys.path.insert(0, str(ROOT / "bench"))
+
+from header_only import run_timed  # noqa: E402  (one timer for every bench that runs a command)
 
 CASES = {"asl": "pd_motor", "walking": "pd_gait", "clips": "pd_motor"}
 
@@ -81,11 +82,6 @@ def build_case(name: str, folder: Path, max_frames: int) -> Path:
     return out
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def fresh_keys(keys: Path, tmp: Path) -> Path:
     """A copy of the key folder without its stored surrogate choices: every run screens the
     patient's surrogate as a first release does (the same key gives the same choice)."""
@@ -99,12 +95,8 @@ def run_clinrelease(code: Path, case_dir: Path, profile: str, keys: Path, out: P
     env = dict(os.environ, PYTHONPATH=str(code), PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "clinrelease", "run", "--profile", profile, "--input", str(case_dir), "--output", str(out), "--keys", str(keys),
            "--metadata", str(case_dir.parent / f"{case_dir.name}.csv")]  # fmt: skip
-    start, cpu = time.perf_counter(), _children_cpu()
     # cwd: ``python -m`` puts the working folder first on sys.path, which must be the checkout timed
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code)
-    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"clinrelease run failed ({done.returncode}): {done.stderr[-1500:]}")
+    seconds, cpu, done = run_timed(cmd, env, code, ok=(0, 1))
     records = sorted((json.loads(p.read_text()) for p in (out.parent / f"{out.name}.work" / "records").glob("*.json")), key=lambda r: r["input"])
     items = {
         r["input"]: {"status": r.get("status"), "reasons": r.get("reasons"), "verification": r.get("verification", {})}
@@ -120,11 +112,7 @@ def run_clinrelease(code: Path, case_dir: Path, profile: str, keys: Path, out: P
 
 
 def run_deface(deface: Path, clip: Path, out: Path) -> tuple[float, float]:
-    start, cpu = time.perf_counter(), _children_cpu()
-    done = subprocess.run([str(deface), str(clip), "-o", str(out)], capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
-    if done.returncode != 0:
-        raise RuntimeError(f"deface failed: {done.stderr[-800:]}")
+    seconds, cpu, _ = run_timed([str(deface), str(clip), "-o", str(out)], dict(os.environ, PYTHONWARNINGS="ignore"))
     return seconds, cpu
 
 

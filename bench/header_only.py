@@ -74,14 +74,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one process (``cwd``: ``python -m`` puts it first on sys.path)."""
+def run_timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall and CPU seconds of one process, and the process (``cwd``: ``python -m`` puts it first
+    on sys.path); an exit status outside ``ok`` raises."""
     start, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
-    if done.returncode != 0:
+    if done.returncode not in ok:
         raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]}")
-    return seconds, cpu
+    return seconds, cpu, done
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one process that must succeed."""
+    return run_timed(cmd, env, cwd)[:2]
 
 
 def main() -> None:
