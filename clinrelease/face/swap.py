@@ -17,7 +17,7 @@ pixels warped to the new geometry, so gaze, blinks and every mouth movement surv
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from dataclasses import dataclass, field
@@ -279,6 +279,7 @@ def plan_face(
     alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
     stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
     inside = maps.inside
+    map_patient = _openings_moved_whole(maps.maps[1], mesh, new_mesh, (x0, y0), poly, 0.025 * face_h)
     if len(occluders):
         front = np.zeros((h, w), bool)
         for outline in occluders:
@@ -288,7 +289,37 @@ def plan_face(
         inside = inside & ~front
         alpha = alpha * _ramp_inside(~front, 1.5).astype(np.float32)
         stats &= ~front
-    return FacePlan(maps.region, inside, maps.maps[0], maps.maps[1], alpha, stats, float(lighting * face_h))
+    return FacePlan(maps.region, inside, maps.maps[0], map_patient, alpha, stats, float(lighting * face_h))
+
+
+def _openings_moved_whole(
+    map_patient: np.ndarray, mesh: np.ndarray, new_mesh: np.ndarray, origin: tuple[int, int], poly: Callable, ramp: float
+) -> np.ndarray:
+    """``map_patient`` with the patient's lips and eyes (and the fade band around them) read by one
+    translation each, the one their mesh points moved by.
+
+    The identity offset moves each of these groups as a whole, so the patient's mouth and eyes in
+    the new geometry are the originals shifted; the piecewise warp would instead read them through
+    the surrogate's triangles, which a closed-mouthed surrogate lays across the lips: on an open or
+    grinning mouth those triangles stretch and fold, and the teeth came out jagged and dark-rimmed.
+    """
+    import cv2
+
+    idx = mesh_indices()
+    out = map_patient.copy()
+    h, w = out.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    grow = int(np.ceil(ramp)) + 1
+    kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
+    for group in (LIPS_KEPT, "left_eye", "right_eye"):
+        region = poly(new_mesh[idx[group]])
+        if not region.any():
+            continue
+        region = cv2.dilate(region.astype(np.uint8), kernel) > 0
+        shift = (np.asarray(new_mesh, np.float64)[idx[group]] - np.asarray(mesh, np.float64)[idx[group]]).mean(axis=0)
+        out[region, 0] = xx[region] + origin[0] - float(shift[0])
+        out[region, 1] = yy[region] + origin[1] - float(shift[1])
+    return out
 
 
 #: luma weights splitting a colour change into brightness and colour difference (the composites' own)
