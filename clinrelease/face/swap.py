@@ -12,7 +12,8 @@ outline (``reach`` > 0 lets it reach past). Small faces, whose texture says litt
 shape offset (``small_face_boost``). The ring band between the new face outline and the ring
 (outside both the old and the new outline, so its triangles never fold) carries the patient's own
 pixels warped to meet the new outline, and the eye openings and the lips carry the patient's own
-pixels warped to the new geometry, so gaze, blinks and every mouth movement survive.
+pixels, each moved whole to where the new geometry puts it, so gaze, blinks and every mouth
+movement survive.
 """
 
 from __future__ import annotations
