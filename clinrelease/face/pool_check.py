@@ -149,7 +149,7 @@ def build_generated_pool(count: int, folder: str | Path, seed: bytes | None = No
     import cv2
 
     from clinrelease.face.generator import LICENCE, MAX_ATTEMPTS, generate_face
-    from clinrelease.face.surrogates import MIN_USABLE_SKIN, usable_skin
+    from clinrelease.face.surrogates import _skin_checked
 
     if count < 2:
         raise ConfigError(f"a donor pool needs at least two donors, got {count}")
@@ -166,8 +166,10 @@ def build_generated_pool(count: int, folder: str | Path, seed: bytes | None = No
             raise ConfigError(f"only {len(written)} distinct vetted faces in {name} tries of {MAX_ATTEMPTS} latents each", folder)
         face = generate_face(seed, f"pool/{name}")
         name += 1
-        if usable_skin(face.donor.image, face.donor.landmarks) < MIN_USABLE_SKIN:
-            continue  # the pool loader refuses a photo donor whose hair covers the face
+        try:
+            _skin_checked(face.donor, "generated face")
+        except ConfigError:
+            continue  # the pool loader would refuse it: hair or a beard covers the face
         emb = _embeddings(face.donor)
         if any(len(_matched_by(emb, other)) == len(RECOGNIZERS) for other in kept):
             continue

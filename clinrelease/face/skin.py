@@ -18,7 +18,7 @@ import numpy as np
 
 from clinrelease.face.landmarks import mesh_indices
 
-__all__ = ["clean_texture", "feature_region", "normalized_blur", "skin_mask", "usable_skin"]
+__all__ = ["FIELD_SUPPORT", "clean_texture", "feature_region", "gaussian_taps", "normalized_blur", "skin_mask", "usable_skin"]
 
 #: mesh points where a frontal face shows bare skin: mid-cheeks, nose bridge, upper chin
 REFERENCE_POINTS = (205, 425, 50, 280, 6, 197, 199, 175)
@@ -117,14 +117,26 @@ def usable_skin(texture: np.ndarray, landmarks: np.ndarray) -> float:
     return float((skin_mask(texture, landmarks) & periphery).sum()) / max(int(periphery.sum()), 1)
 
 
-def normalized_blur(image: np.ndarray, weight: np.ndarray, sigma: float, support: float = 0.1) -> np.ndarray:
-    """Local weighted average of ``image`` (h, w, c) over the pixels ``weight`` marks (normalized
-    convolution with a Gaussian of ``sigma`` pixels); fades towards 0 where the weights nearby sum to
-    less than ``support``."""
+#: weight sum below which :func:`normalized_blur` fades towards 0 instead of dividing by almost nothing
+FIELD_SUPPORT = 0.1
+
+
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """1-D Gaussian taps (float32, odd length, truncated at 3 sigma)."""
     import cv2
 
     radius = max(1, int(np.ceil(3.0 * sigma)))
-    taps = cv2.getGaussianKernel(2 * radius + 1, sigma).astype(np.float32).ravel()
+    return cv2.getGaussianKernel(2 * radius + 1, sigma).astype(np.float32).ravel()
+
+
+def normalized_blur(image: np.ndarray, weight: np.ndarray, sigma: float, support: float = FIELD_SUPPORT) -> np.ndarray:
+    """Local weighted average of ``image`` (h, w, c) over the pixels ``weight`` marks (normalized
+    convolution with a Gaussian of ``sigma`` pixels); fades towards 0 where the weights nearby sum to
+    less than ``support``, far from the pixels it was measured on. The swap's shading field is this
+    over the patient's skin."""
+    import cv2
+
+    taps = gaussian_taps(sigma)
     blur = lambda x: cv2.sepFilter2D(x, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
     w = weight.astype(np.float32)
     num = blur(image.astype(np.float32) * w[..., None])

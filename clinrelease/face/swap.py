@@ -18,10 +18,9 @@ movement survive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import lru_cache
-
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,26 @@ import numpy as np
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import PATIENT, FaceAnalysis, TrackedFace
 from clinrelease.face.baselines import BlurAnonymizer
-from clinrelease.face.geometry import RING_SCALE, apply_affine, fit_similarity, warp_maps
+from clinrelease.face.generator import GeneratorPool
+from clinrelease.face.geometry import (
+    RING_SCALE,
+    apply_affine,
+    fit_similarity,
+    warp_maps,
+)
 from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.params import SwapParams, check_swap_arguments
-from clinrelease.face.generator import GeneratorPool
-from clinrelease.face.surrogates import DISTINCTIVENESS, MODE_AMPLITUDE, DonorPool, Surrogate, choose_surrogate, default_pool, load_pool, sequence_member
+from clinrelease.face.skin import normalized_blur
+from clinrelease.face.surrogates import (
+    DISTINCTIVENESS,
+    MODE_AMPLITUDE,
+    DonorPool,
+    Surrogate,
+    choose_surrogate,
+    default_pool,
+    load_pool,
+    sequence_member,
+)
 from clinrelease.face.surrogates import LUMA as surrogate_luma
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
@@ -272,7 +286,8 @@ def plan_face(
         return m > 0
 
     face = poly(new_mesh[idx["oval"]])
-    holes = poly(new_mesh[idx[LIPS_KEPT]]) | poly(new_mesh[idx["left_eye"]]) | poly(new_mesh[idx["right_eye"]])
+    openings = {group: poly(new_mesh[idx[group]]) for group in (LIPS_KEPT, "left_eye", "right_eye")}
+    holes = openings[LIPS_KEPT] | openings["left_eye"] | openings["right_eye"]
     # the surrogate fades in across the outline (reaching ``reach`` past it) and out around the
     # eye/mouth openings; colour statistics come from the skin well inside the outline only
     keep_holes = _ramp_inside(~holes, 0.025 * face_h)
@@ -280,7 +295,7 @@ def plan_face(
     alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
     stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
     inside = maps.inside
-    map_patient = _openings_moved_whole(maps.maps[1], mesh, new_mesh, (x0, y0), poly, 0.025 * face_h)
+    map_patient = _openings_moved_whole(maps.maps[1], mesh, new_mesh, (x0, y0), openings, 0.025 * face_h)
     if len(occluders):
         front = np.zeros((h, w), bool)
         for outline in occluders:
@@ -294,10 +309,11 @@ def plan_face(
 
 
 def _openings_moved_whole(
-    map_patient: np.ndarray, mesh: np.ndarray, new_mesh: np.ndarray, origin: tuple[int, int], poly: Callable, ramp: float
+    map_patient: np.ndarray, mesh: np.ndarray, new_mesh: np.ndarray, origin: tuple[int, int], openings: dict[str, np.ndarray], ramp: float
 ) -> np.ndarray:
-    """``map_patient`` with the patient's lips and eyes (and the fade band around them) read by one
-    translation each, the one their mesh points moved by.
+    """``map_patient`` with the patient's lips and eyes (``openings``: their regions in the new
+    geometry, by mesh group; and the fade band around them) read by one translation each, the one
+    their mesh points moved by.
 
     The identity offset moves each of these groups as a whole, so the patient's mouth and eyes in
     the new geometry are the originals shifted; the piecewise warp would instead read them through
@@ -312,8 +328,7 @@ def _openings_moved_whole(
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     grow = int(np.ceil(ramp)) + 1
     kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
-    for group in (LIPS_KEPT, "left_eye", "right_eye"):
-        region = poly(new_mesh[idx[group]])
+    for group, region in openings.items():
         if not region.any():
             continue
         region = cv2.dilate(region.astype(np.uint8), kernel) > 0
@@ -359,32 +374,6 @@ def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -
     return mu_s.astype(np.float32), mu_p.astype(np.float32), colour_transfer(float(luma_gain), float(chroma_gain))
 
 
-def lighting_kernel(sigma: float) -> np.ndarray:
-    """1-D Gaussian taps (float32, odd length, truncated at 3 sigma) for the shading field."""
-    import cv2
-
-    radius = max(1, int(np.ceil(3.0 * sigma)))
-    return cv2.getGaussianKernel(2 * radius + 1, sigma).astype(np.float32).ravel()
-
-
-def shading_field(image: np.ndarray, weight: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Low-pass of ``image`` (h, w, 3) over the pixels where ``weight`` is 1 (normalized convolution).
-
-    Where the weights nearby sum to less than :data:`FIELD_SUPPORT` the field fades towards 0, so it
-    never divides by almost nothing far from the skin it was measured on.
-    """
-    import cv2
-
-    blur = lambda x: cv2.sepFilter2D(x, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
-    num = blur(image * weight[..., None])
-    den = blur(weight)
-    return (num / np.maximum(den, FIELD_SUPPORT)[..., None]).astype(np.float32)
-
-
-#: weight sum below which the shading field fades out (see :func:`shading_field`)
-FIELD_SUPPORT = 0.1
-
-
 def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     """Render one planned face into ``frame`` (RGB uint8, modified in place) with OpenCV."""
     import cv2
@@ -397,8 +386,7 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     if plan.lighting_sigma >= 1.0 and plan.stats.sum() >= 16:
         # the patient's shading field replaces the surrogate's own (lighting direction, shadows)
         # while the surrogate's finer texture (features, skin) stays
-        taps, w = lighting_kernel(plan.lighting_sigma), plan.stats.astype(np.float32)
-        sur = sur + shading_field(pat - sur, w, taps)
+        sur = sur + normalized_blur(pat - sur, plan.stats, plan.lighting_sigma)
     a = plan.alpha[..., None]
     out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)
     patch = frame[y0:y1, x0:x1]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from clinrelease.face.skin import FIELD_SUPPORT, gaussian_taps
 from clinrelease.face.surrogates import Surrogate
-from clinrelease.face.swap import CHROMA_GAIN, FIELD_SUPPORT, LUMA, LUMA_GAIN, FacePlan, lighting_kernel
+from clinrelease.face.swap import CHROMA_GAIN, LUMA, LUMA_GAIN, FacePlan
 
 
 def _sample(image, coords, torch):
@@ -27,7 +28,7 @@ def _sample(image, coords, torch):
 
 def _shading_field(image, weight, taps, torch):
     """Normalized-convolution low-pass of ``image`` (3, h, w) over ``weight`` (h, w), as
-    :func:`clinrelease.face.swap.shading_field` does (zero padding = OpenCV's constant border)."""
+    :func:`clinrelease.face.skin.normalized_blur` does (zero padding = OpenCV's constant border)."""
     k = torch.from_numpy(taps).to(image.device)
     r = len(taps) // 2
     x = torch.cat([image * weight, weight[None]], dim=0)[:, None]  # (4, 1, h, w)
@@ -96,7 +97,7 @@ def render_batch(
         sur = torch.einsum("bij,bjhw->bihw", matrix, sur - mu_s[..., None, None]) + mu_p[..., None, None]
         for j, (_, (plan, _)) in enumerate(members):
             if plan.lighting_sigma >= 1.0 and not few[j]:
-                taps = lighting_kernel(plan.lighting_sigma)
+                taps = gaussian_taps(plan.lighting_sigma)
                 w = stats[j].float()
                 sur[j] = sur[j] + _shading_field(pat[j] - sur[j], w, taps, torch)
         a = alpha.unsqueeze(1)
