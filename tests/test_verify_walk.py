@@ -172,8 +172,12 @@ def test_walk_holds_a_bounded_window_of_frames_however_long_the_video():
         walk.add("original", one_side, sides=(ORIGINAL,))
         assert walk.run() == {"pairs": count, "released": count, "original": count}
         peaks.append(peak[0])
-    # a ten times longer video holds no more frames at once: the decoders' queues and one frame per check
-    assert peaks[1] <= peaks[0] <= 2 * (4 + 2) + 4
+    # however long the video, each side holds at most the decoder's queue (4) and the frame it is
+    # decoding, the frame being handed out, and per check the frame it reads and the one it last read
+    # (how many of these are alive at one moment depends on thread scheduling, so the bound is the
+    # sum, not a figure one run happened to show); a walk that kept frames would hold hundreds
+    bound = 2 * (4 + 1 + 1 + 2 * 3)
+    assert max(peaks) <= bound, peaks
 
 
 def test_a_face_the_anonymizer_missed_is_caught_in_the_one_pass(pair):
