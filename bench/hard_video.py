@@ -123,7 +123,7 @@ def release(variant: Variant, work: Path, keys: Path) -> tuple[dict, Path | None
     start = time.perf_counter()
     summary = run_release(ReleaseOptions(profile=variant.profile, inputs=[folder], output=work / "release", keys_dir=keys))
     seconds = time.perf_counter() - start
-    record = summary.records[0]
+    record = summary.records[0].to_dict()
     released = work / "release" / record["output"] if record["status"] == "released" else None
     return record, released, folder / "exam.dcm", seconds
 

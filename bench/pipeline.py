@@ -75,7 +75,7 @@ def _anonymize_once(clip: Path, max_frames: int, out: Path, detect_every: int, c
     from clinrelease.pipeline_threads import timed
     from clinrelease.profiles import load_profile
     from clinrelease.release import build_anonymizers
-    from clinrelease.verify.ocr import clean_video_text
+    from clinrelease.clean import clean_video_text
 
     profile = load_profile("pd_gait")
     source = open_video(clip)

@@ -164,7 +164,7 @@ def test_two_walkers_are_judged_on_the_patient_not_whoever_the_model_picks():
     from clinrelease.dicom.video import open_video
     from clinrelease.face.pipeline import analyze_faces, anonymize_frames
     from clinrelease.profiles import load_profile
-    from clinrelease.release import _patient_body, build_anonymizers
+    from clinrelease.release import build_anonymizers, patient_body
     from clinrelease.verify.keypoints import body_box, pose_detector
 
     frames = list(itertools.islice(open_video(require_media("groups/three-people-walking-and-pause.gif")).frames(), 0, 41, 4))
@@ -177,7 +177,7 @@ def test_two_walkers_are_judged_on_the_patient_not_whoever_the_model_picks():
     assert picked.body_ap < 0.5
     assert sum((f.oks.get("body") or 0.0) < 0.1 for f in picked.per_frame) >= 3
 
-    person = _patient_body(analysis)
+    person = patient_body(analysis)
     judged = verify_keypoints(frames, released, sample_every=1, face=False, person=person)
     assert judged.body_ap >= 0.95 and not judged.frames_person_lost
     detect = pose_detector()

@@ -10,7 +10,8 @@ from _verify_helpers import checks_only
 from clinrelease.errors import ConfigError
 from clinrelease.models import model_path
 from clinrelease.verify.decision import ItemReports, judge
-from clinrelease.verify.ocr import clean_text, clean_video_text, find_text, scan_text, TextScan
+from clinrelease.clean import clean_text, clean_video_text
+from clinrelease.verify.ocr import find_text, scan_text, TextScan
 
 TEXT_ONLY = checks_only(text=True)
 

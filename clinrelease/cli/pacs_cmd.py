@@ -59,7 +59,7 @@ def pacs_run(
     from clinrelease.pacs.flow import run_pacs_release
     from clinrelease.pacs.servers import resolve_server
     from clinrelease.pacs.source import parse_query
-    from clinrelease.release import ReleaseOptions
+    from clinrelease.release import ItemRecord, ReleaseOptions
 
     from clinrelease.errors import ConfigError
 
@@ -88,9 +88,9 @@ def pacs_run(
             bar.update(task, description=stage, completed=done, total=total or None)
             _write_progress(progress_file, stage, done, total, detail)
 
-        def finished(record: dict) -> None:
-            if record["status"] != "released" and not json_out:
-                err_console.print(styled(f"{record['status']}:", "yellow", f"{record['input']}: {'; '.join(record['reasons'][:3])}"), soft_wrap=True)
+        def finished(record: ItemRecord) -> None:
+            if not record.released and not json_out:
+                err_console.print(styled(f"{record.status.value}:", "yellow", f"{record.input}: {'; '.join(record.reasons[:3])}"), soft_wrap=True)
 
         try:
             result = run_pacs_release(opts, src, dst, list(study or []), filters, staging, keep_staging, progress, finished)
@@ -109,7 +109,7 @@ def pacs_run(
                 "counts": summary.counts,
                 "studies": [{"study_uid": s.study_uid, "instances": s.instances, "fetched": s.fetched} for s in result.studies],
                 "push": pushed,
-                "items": [{"input": r["input"], "status": r["status"], "reasons": r["reasons"], "output": r.get("output")} for r in summary.records],
+                "items": [{"input": r.input, "status": r.status.value, "reasons": r.reasons, "output": r.output} for r in summary.records],
                 "exit_code": summary.exit_code,
             }
         )

@@ -38,7 +38,7 @@ def _print_summary(summary, as_json: bool) -> None:
                 "counts": summary.counts,
                 "gallery": summary.gallery,
                 "items": [
-                    {"input": r["input"], "status": r["status"], "reasons": r["reasons"], "output": r.get("output")}
+                    {"input": r.input, "status": r.status.value, "reasons": r.reasons, "output": r.output}
                     for r in summary.records
                 ],
                 "exit_code": summary.exit_code,
@@ -53,8 +53,8 @@ def _print_summary(summary, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     colours = {"released": "green", "quarantined": "yellow", "error": "red"}
     for r in summary.records:
-        detail = r.get("output") or "; ".join(r["reasons"])
-        table.add_row(r["input"], Text(r["status"], style=colours.get(r["status"], "white")), detail)
+        detail = r.output or "; ".join(r.reasons)
+        table.add_row(r.input, Text(r.status.value, style=colours.get(r.status, "white")), detail)
     out_console.print(table)
     counts = summary.counts
     out_console.print(
@@ -106,7 +106,7 @@ def run(
     some inputs could not be read (the rest was released), 5 on an OS or storage error (the release
     is left as it was), 6 when another run holds the release's lock.
     """
-    from clinrelease.release import ReleaseOptions, run_release
+    from clinrelease.release import ItemRecord, ReleaseOptions, run_release
 
     if executor not in ("process", "dask"):
         raise ConfigError(f"--executor {executor!r}: use `process` or `dask`")
@@ -136,11 +136,11 @@ def run(
         def started(total: int) -> None:
             progress.update(task, total=total)
 
-        def finished(record: dict) -> None:
+        def finished(record: ItemRecord) -> None:
             progress.advance(task)
-            if record["status"] != "released" and not json_out:
+            if not record.released and not json_out:
                 err_console.print(
-                    styled(f"{record['status']}:", "yellow", f"{record['input']}: {'; '.join(record['reasons'][:3])}"),
+                    styled(f"{record.status.value}:", "yellow", f"{record.input}: {'; '.join(record.reasons[:3])}"),
                     soft_wrap=True,
                 )
 

@@ -13,12 +13,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinrelease.errors import ConfigError, VerificationError
 from clinrelease.pacs.servers import Server
 from clinrelease.pacs.source import StagedStudy, select_studies, stage_study
 from clinrelease.pacs.target import PushResult, push_release
+
+if TYPE_CHECKING:
+    from clinrelease.release.record import ItemRecord
 
 #: ``progress(stage, done, total, detail)``: stage is select, fetch, release, push or done
 Progress = Callable[[str, int, int, str], None]
@@ -49,7 +52,7 @@ def run_pacs_release(
     staging: Path | None = None,
     keep_staging: bool = False,
     progress: Progress | None = None,
-    on_item: Callable[[dict[str, Any]], None] | None = None,
+    on_item: Callable[[ItemRecord], None] | None = None,
 ) -> PacsSummary:
     from clinrelease.audit.verify import verify_release
     from clinrelease.release import ReleasePaths, load_records, run_release
@@ -72,7 +75,7 @@ def run_pacs_release(
 
     done_items = [0]
 
-    def item_done(record: dict[str, Any]) -> None:
+    def item_done(record: ItemRecord) -> None:
         done_items[0] += 1
         report("release", done_items[0], 0, "")
         if on_item:

@@ -15,13 +15,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 import requests
 
 from clinrelease.errors import ServerError
 from clinrelease.pacs.servers import Server, connect, server_error
+
+if TYPE_CHECKING:
+    from clinrelease.release.record import ItemRecord
 
 _DUPLICATE_SOP = 0x0111
 #: the most bytes of released files sent in one STOW request (a larger study goes in several)
@@ -38,13 +41,13 @@ class PushResult:
     studies: list[dict[str, Any]] = field(default_factory=list)
 
 
-def released_by_study(output: Path, records: list[dict[str, Any]]) -> dict[str, list[Path]]:
+def released_by_study(output: Path, records: list[ItemRecord]) -> dict[str, list[Path]]:
     """The released DICOM files of ``records``, by released Study Instance UID."""
     studies: dict[str, list[Path]] = {}
     for record in records:
-        if record.get("status") != "released" or not record.get("output"):
+        if not record.released or not record.output:
             continue
-        path = output / record["output"]
+        path = output / record.output
         if path.suffix.lower() != ".dcm":
             continue
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
@@ -55,7 +58,7 @@ def released_by_study(output: Path, records: list[dict[str, Any]]) -> dict[str, 
 def push_release(
     server: Server,
     output: Path,
-    records: list[dict[str, Any]],
+    records: list[ItemRecord],
     ledger: Path,
     on_instance: Callable[[int, int], None] | None = None,
 ) -> PushResult:

@@ -12,7 +12,8 @@
 - :mod:`~clinrelease.verify.realism`: the released face still reads as a face with the patient's expression.
 - :mod:`~clinrelease.verify.endpoints`: clinical endpoints (tapping, tremor, gait, blinks and mouth)
   on original and released video, judged against the profile's tolerances.
-- :mod:`~clinrelease.verify.ocr`: burned-in text (find, clean, sampled video scan).
+- :mod:`~clinrelease.verify.ocr`: burned-in text (find, read, sampled video scan); painting it out is
+  :mod:`clinrelease.clean`.
 - :mod:`~clinrelease.verify.leaks`: PHI and encoder-text byte scan of output files.
 - :mod:`~clinrelease.verify.released_text`: the release's own texts under the same leak scan.
 - :mod:`~clinrelease.verify.walk`: one pass over the original and the released video that feeds

@@ -1,12 +1,12 @@
-"""Burned-in text: find it (rapidocr's PP-OCRv4 ONNX models, shipped in the wheel), blank it, verify.
+"""Burned-in text: find it and read it (rapidocr's PP-OCRv4 ONNX models, shipped in the wheel).
 
-Two uses with different needs:
+This module only reads frames. Two uses with different needs:
 
-* **Cleaning** (:func:`clean_video_text`) blanks every region the text *detector* finds, whatever
-  it says: a detected region is removed even when the recognizer cannot read it, so cleaning needs
-  only the detection model. Recognition runs on the detected crops just to report what was blanked,
-  and a region seen at the same place on the previous scan keeps its reading (burned-in annotations
-  are static), so a static overlay is read once.
+* **Cleaning** (:func:`clinrelease.clean.clean_video_text`, which paints the frames) needs every
+  region the text *detector* finds, whatever it says (:func:`text_regions`): a detected region is
+  removed even when the recognizer cannot read it. Recognition runs on the detected crops just to
+  report what was blanked, and a region seen at the same place on the previous scan keeps its
+  reading (burned-in annotations are static), so a static overlay is read once.
 * **Verification** (:func:`scan_text`, :func:`find_text`) detects and reads: the verdict counts
   legible text (see :func:`clinrelease.verify.decision.remaining_text`).
 
@@ -15,23 +15,17 @@ The detector sees the frame at its own resolution, shrunk only when its longest 
 frame becomes 992x736, 2.4x the pixels) for the same findings on planted captions down to 7-pixel
 letters (measured on the shared clips), at about half the cost.
 
-Videos are scanned on every Nth frame plus the last one. Burned-in annotations (names, IDs, dates,
-overlays) are static, so a frame between two scanned frames is cleaned with the union of both
-frames' boxes: text that appears or disappears between scans is still covered on the scanned side.
-
-Cleaning paints the detected quadrilateral, not its axis-aligned hull: the hull of a text line
-tilted by 40 degrees (a shirt print on a tilted body) is a rectangle three times its area that
-reached over the patient's chin. Faces are never painted (issue 16): the detector takes eyes, brows
-and glasses for text lines (on the shared walking clip it boxed a bald man's face in the last
-frames, and once one region across two faces), so a region that lies on a tracked face
-(:data:`ON_FACE_FRACTION`) is not burned-in annotation and is left as it is, and any other region
-is painted around the faces of each frame. Legible text left on a face still fails verification
-(:func:`scan_text` reads the released frames), so this fails closed.
+Videos are scanned on every Nth frame plus the last one. Faces are never painted (issue 16): the
+detector takes eyes, brows and glasses for text lines (on the shared walking clip it boxed a bald
+man's face in the last frames, and once one region across two faces), so a region that lies on a
+tracked face (:data:`ON_FACE_FRACTION`, :func:`mark_on_face`) is not burned-in annotation. Legible
+text left on a face still fails verification (:func:`scan_text` reads the released frames), so this
+fails closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -181,14 +175,14 @@ def text_regions(
     return boxes
 
 
-def _polygon(tb: TextBox) -> np.ndarray:
+def polygon(tb: TextBox) -> np.ndarray:
     if tb.quad is not None:
         return np.asarray(tb.quad, np.float64)
     x0, y0, x1, y1 = tb.box  # pixel rows and columns x0..x1-1, y0..y1-1 (slice bounds)
     return np.array([(x0, y0), (x1 - 1, y0), (x1 - 1, y1 - 1), (x0, y1 - 1)], np.float64)
 
 
-def _region(
+def region_mask(
     polygon: np.ndarray, pad: int, rows: int, columns: int, keep_out: Sequence[np.ndarray] = ()
 ) -> tuple[slice, slice, np.ndarray] | None:
     """The frame slices around ``polygon`` grown by ``pad`` pixels and the mask to paint in them,
@@ -222,7 +216,7 @@ def mark_on_face(boxes: Iterable[TextBox], faces: Sequence[np.ndarray], rows: in
         return
     face_areas = [max(float(cv2.contourArea(f.astype(np.float32))), 1.0) for f in faces]
     for tb in boxes:
-        region = _region(_polygon(tb), 0, rows, columns)
+        region = region_mask(polygon(tb), 0, rows, columns)
         if region is None:
             continue
         ys, xs, mask = region
@@ -235,43 +229,6 @@ def mark_on_face(boxes: Iterable[TextBox], faces: Sequence[np.ndarray], rows: in
             if shared >= ON_FACE_FRACTION * area or shared >= ON_FACE_FRACTION * face_area:
                 tb.on_face = True
                 break
-
-
-def clean_text(
-    frame: np.ndarray,
-    boxes: Iterable[TextBox],
-    method: str = "fill",
-    pad: int = 4,
-    fill: tuple[int, int, int] = (0, 0, 0),
-    keep_out: Sequence[np.ndarray] = (),
-) -> np.ndarray:
-    """A copy of ``frame`` with every region (its quadrilateral grown by ``pad`` pixels) blanked.
-
-    Parameters
-    ----------
-    method:
-        ``"fill"`` paints a solid colour (nothing of the text survives); ``"inpaint"`` fills from the
-        surroundings with OpenCV's Telea inpainting (looks natural; still removes the strokes).
-    keep_out:
-        Outlines ``(m, 2)`` (frame pixels) never painted: the faces of this frame. Regions marked
-        ``on_face`` are skipped whole.
-    """
-    if method not in ("fill", "inpaint"):
-        raise ConfigError(f"unknown text cleaning method {method!r}; use 'fill' or 'inpaint'")
-    out = frame.copy()
-    h, w = frame.shape[:2]
-    regions = [_region(_polygon(tb), pad, h, w, keep_out) for tb in boxes if not tb.on_face]
-    regions = [r for r in regions if r is not None]
-    if not regions:
-        return out
-    if method == "fill":
-        for ys, xs, mask in regions:  # masks of the regions' bounding boxes: no full-frame mask
-            out[ys, xs][mask] = fill
-        return out
-    full = np.zeros((h, w), np.uint8)
-    for ys, xs, mask in regions:
-        full[ys, xs][mask] = 255
-    return cv2.inpaint(out, full, 5, cv2.INPAINT_TELEA)
 
 
 @dataclass
@@ -303,84 +260,9 @@ class TextScan:
         return "; ".join(shown) + (f"; and {len(places) - limit} more places" if len(places) > limit else "")
 
 
-def _check_sampling(sample_every: int) -> None:
+def check_sampling(sample_every: int) -> None:
     if sample_every < 1:
         raise ConfigError(f"sample_every must be >= 1, got {sample_every}")
-
-
-FaceOutlines = Callable[[int], Sequence[np.ndarray]]
-
-
-def _cleaned(frame: np.ndarray, index: int, boxes: list[TextBox], method: str, faces: FaceOutlines | None) -> np.ndarray:
-    # most frames carry no text: hand them on untouched rather than copied
-    boxes = [b for b in boxes if not b.on_face]
-    if not boxes:
-        return frame
-    return clean_text(frame, boxes, method, keep_out=faces(index) if faces is not None else ())
-
-
-def _scanned(
-    frame: np.ndarray, index: int, previous: list[TextBox], read: bool, faces: FaceOutlines | None
-) -> list[TextBox]:
-    found = text_regions(frame, index, previous, read)
-    if faces is not None:
-        mark_on_face(found, faces(index), *frame.shape[:2])
-    return found
-
-
-def clean_video_text(
-    frames: Iterable[np.ndarray],
-    sample_every: int = 30,
-    method: str = "fill",
-    scan: TextScan | None = None,
-    read: bool = True,
-    faces: FaceOutlines | None = None,
-) -> Iterator[np.ndarray]:
-    """Yield the frames with burned-in text removed, scanning every Nth frame plus the last.
-
-    Every region the detector finds on a scanned frame is blanked, legible or not, except what lies
-    on a face. Holds at most ``sample_every`` frames: those between two scanned frames wait until the
-    later scan, then get the union of both scans' regions. Frames with nothing to blank are yielded
-    as they came (not copied).
-
-    Parameters
-    ----------
-    scan:
-        Collects every region found (with its reading when ``read``); those left because they lie on
-        a face have ``on_face`` set.
-    read:
-        Read the blanked regions for the report; a region at the same place as on the previous scan
-        keeps that reading.
-    faces:
-        ``faces(frame_index)`` gives the outlines (pixels) of the faces in that frame: a region on a
-        face on its scanned frame is left whole (it is the face, and it moves with it), and no frame
-        is painted inside its own face outlines.
-    """
-    _check_sampling(sample_every)
-    scan = scan if scan is not None else TextScan(sample_every)
-    pending: list[tuple[int, np.ndarray]] = []
-    prev: list[TextBox] = []
-    index = -1
-    for index, frame in enumerate(frames):
-        scan.frames = index + 1
-        if index % sample_every:
-            pending.append((index, frame))
-            continue
-        cur = _scanned(frame, index, prev, read, faces)
-        scan.frames_scanned.append(index)
-        scan.found.extend(cur)
-        for held_index, held in pending:
-            yield _cleaned(held, held_index, prev + cur, method, faces)
-        pending.clear()
-        yield _cleaned(frame, index, cur + prev, method, faces)
-        prev = cur
-    if pending:  # the last frame was not on the grid: scan it too
-        last_index, last = pending[-1]
-        cur = _scanned(last, last_index, prev, read, faces)
-        scan.frames_scanned.append(last_index)
-        scan.found.extend(cur)
-        for held_index, held in pending:
-            yield _cleaned(held, held_index, prev + cur, method, faces)
 
 
 def scan_text(frames: Iterable[np.ndarray], sample_every: int = 30, min_score: float = 0.5) -> TextScan:
@@ -388,7 +270,7 @@ def scan_text(frames: Iterable[np.ndarray], sample_every: int = 30, min_score: f
 
     Used on a cleaned output to verify that no burned-in text remains.
     """
-    _check_sampling(sample_every)
+    check_sampling(sample_every)
     scan = TextScan(sample_every)
     last: tuple[int, np.ndarray] | None = None
     for index, frame in enumerate(frames):

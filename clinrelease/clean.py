@@ -1,0 +1,136 @@
+"""Clean Pixel Data: burned-in text painted out of the frames before they are encoded.
+
+The text is found by :mod:`clinrelease.verify.ocr`'s detector (the same one verification reads the
+released frames with); this module is the only part that changes pixels. Every region the detector
+finds on a scanned frame is blanked, legible or not, except what lies on a tracked face (the detector
+takes eyes, brows and glasses for text lines; legible text left on a face still fails verification).
+
+Videos are scanned on every Nth frame plus the last one. Burned-in annotations (names, IDs, dates,
+overlays) are static, so a frame between two scanned frames is cleaned with the union of both
+frames' boxes: text that appears or disappears between scans is still covered on the scanned side.
+Cleaning paints the detected quadrilateral, not its axis-aligned hull: the hull of a text line
+tilted by 40 degrees (a shirt print on a tilted body) is a rectangle three times its area that
+reached over the patient's chin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from clinrelease.errors import ConfigError
+from clinrelease.verify.ocr import TextBox, TextScan, check_sampling, mark_on_face, polygon, region_mask, text_regions
+
+
+def clean_text(
+    frame: np.ndarray,
+    boxes: Iterable[TextBox],
+    method: str = "fill",
+    pad: int = 4,
+    fill: tuple[int, int, int] = (0, 0, 0),
+    keep_out: Sequence[np.ndarray] = (),
+) -> np.ndarray:
+    """A copy of ``frame`` with every region (its quadrilateral grown by ``pad`` pixels) blanked.
+
+    Parameters
+    ----------
+    method:
+        ``"fill"`` paints a solid colour (nothing of the text survives); ``"inpaint"`` fills from the
+        surroundings with OpenCV's Telea inpainting (looks natural; still removes the strokes).
+    keep_out:
+        Outlines ``(m, 2)`` (frame pixels) never painted: the faces of this frame. Regions marked
+        ``on_face`` are skipped whole.
+    """
+    if method not in ("fill", "inpaint"):
+        raise ConfigError(f"unknown text cleaning method {method!r}; use 'fill' or 'inpaint'")
+    out = frame.copy()
+    h, w = frame.shape[:2]
+    regions = [region_mask(polygon(tb), pad, h, w, keep_out) for tb in boxes if not tb.on_face]
+    regions = [r for r in regions if r is not None]
+    if not regions:
+        return out
+    if method == "fill":
+        for ys, xs, mask in regions:  # masks of the regions' bounding boxes: no full-frame mask
+            out[ys, xs][mask] = fill
+        return out
+    full = np.zeros((h, w), np.uint8)
+    for ys, xs, mask in regions:
+        full[ys, xs][mask] = 255
+    return cv2.inpaint(out, full, 5, cv2.INPAINT_TELEA)
+
+
+FaceOutlines = Callable[[int], Sequence[np.ndarray]]
+
+
+def _cleaned(frame: np.ndarray, index: int, boxes: list[TextBox], method: str, faces: FaceOutlines | None) -> np.ndarray:
+    # most frames carry no text: hand them on untouched rather than copied
+    boxes = [b for b in boxes if not b.on_face]
+    if not boxes:
+        return frame
+    return clean_text(frame, boxes, method, keep_out=faces(index) if faces is not None else ())
+
+
+def _scanned(
+    frame: np.ndarray, index: int, previous: list[TextBox], read: bool, faces: FaceOutlines | None
+) -> list[TextBox]:
+    found = text_regions(frame, index, previous, read)
+    if faces is not None:
+        mark_on_face(found, faces(index), *frame.shape[:2])
+    return found
+
+
+def clean_video_text(
+    frames: Iterable[np.ndarray],
+    sample_every: int = 30,
+    method: str = "fill",
+    scan: TextScan | None = None,
+    read: bool = True,
+    faces: FaceOutlines | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the frames with burned-in text removed, scanning every Nth frame plus the last.
+
+    Every region the detector finds on a scanned frame is blanked, legible or not, except what lies
+    on a face. Holds at most ``sample_every`` frames: those between two scanned frames wait until the
+    later scan, then get the union of both scans' regions. Frames with nothing to blank are yielded
+    as they came (not copied).
+
+    Parameters
+    ----------
+    scan:
+        Collects every region found (with its reading when ``read``); those left because they lie on
+        a face have ``on_face`` set.
+    read:
+        Read the blanked regions for the report; a region at the same place as on the previous scan
+        keeps that reading.
+    faces:
+        ``faces(frame_index)`` gives the outlines (pixels) of the faces in that frame: a region on a
+        face on its scanned frame is left whole (it is the face, and it moves with it), and no frame
+        is painted inside its own face outlines.
+    """
+    check_sampling(sample_every)
+    scan = scan if scan is not None else TextScan(sample_every)
+    pending: list[tuple[int, np.ndarray]] = []
+    prev: list[TextBox] = []
+    index = -1
+    for index, frame in enumerate(frames):
+        scan.frames = index + 1
+        if index % sample_every:
+            pending.append((index, frame))
+            continue
+        cur = _scanned(frame, index, prev, read, faces)
+        scan.frames_scanned.append(index)
+        scan.found.extend(cur)
+        for held_index, held in pending:
+            yield _cleaned(held, held_index, prev + cur, method, faces)
+        pending.clear()
+        yield _cleaned(frame, index, cur + prev, method, faces)
+        prev = cur
+    if pending:  # the last frame was not on the grid: scan it too
+        last_index, last = pending[-1]
+        cur = _scanned(last, last_index, prev, read, faces)
+        scan.frames_scanned.append(last_index)
+        scan.found.extend(cur)
+        for held_index, held in pending:
+            yield _cleaned(held, held_index, prev + cur, method, faces)
