@@ -1,4 +1,11 @@
-"""Shared test set-up: offline pydicom, the shared media folder, and markers."""
+"""Shared test set-up: offline pydicom, the shared media folder, and markers.
+
+The tests are laid out like the package (tests/dicom, tests/face, tests/verify, tests/release, ...)
+and stay at this root where their module is top-level (items, lock, profiles, report, ...). The
+folders have no ``__init__.py``: pytest's default import mode puts this folder on ``sys.path`` (so
+``from _release_helpers import ...`` works from every folder), and a test file's name must therefore
+be unique across the folders (pytest stops with "import file mismatch" otherwise).
+"""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ class IodRequirement:
     it would break the IOD (that is what the combined X/Z and X/D codes say); the table's plain X
     rows do not say it, so these are the cases where a plain X contradicts PS3.3 (found by
     checking every X row against highdicom's machine-readable copy of PS3.3's modules, see
-    ``tests/test_deid_iod.py``).
+    ``tests/dicom/test_deid_iod.py``).
 
     Attributes
     ----------

@@ -321,7 +321,7 @@ def test_orthanc_plugin_route_releases_studies_behind_orthancs_auth(inputs: dict
             "Command": [sys.executable, "-m", "clinrelease"], "Servers": str(cfg), "Source": "clinical", "Target": "research",
             "Keys": str(keys), "Releases": str(tmp_path / "releases"), "Profiles": ["basic"]}}  # fmt: skip
         (tmp_path / "releases").mkdir()
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         clinical.env = {**os.environ, **ENV, "PYTHONPATH": root}
         clinical.start()
         for path in inputs["files"]:

@@ -18,7 +18,7 @@ import pytest
 from _face_helpers import KEY_A, KEY_B, embedding, same_person
 from clinrelease.models import package_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 needs_generator = pytest.mark.skipif(
     package_dir("openvino") is None or package_dir("random_face") is None,

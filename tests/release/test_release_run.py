@@ -402,7 +402,7 @@ def test_released_audit_records_follow_the_published_schema(reference: tuple[Pat
     import jsonschema
 
     out, _ = reference
-    schema = json.loads((Path(__file__).resolve().parents[1] / "audit" / "record.schema.json").read_text())
+    schema = json.loads((Path(__file__).resolve().parents[2] / "audit" / "record.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     records = [json.loads(line) for line in (out / "audit" / "log.jsonl").read_text().splitlines() if line.strip()]
     assert {r["type"] for r in records} >= {"release_start", "item", "release_end"}

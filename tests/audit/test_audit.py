@@ -25,7 +25,7 @@ from clinrelease.audit.verify import verify_release
 from clinrelease.crypto.keys import init_keys
 from clinrelease.errors import InputError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "audit" / "record.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "audit" / "record.schema.json"
 
 
 @pytest.fixture

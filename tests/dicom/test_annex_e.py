@@ -19,7 +19,7 @@ from clinrelease.dicom.annex_e import (
 from clinrelease.dicom.deid_options import OPTIONS, effective_action, resolve_combined, validate_options
 from clinrelease.errors import ConfigError
 
-STANDARD = Path(__file__).resolve().parents[1].parent / "shared" / "standard"
+STANDARD = Path(__file__).resolve().parents[2].parent / "shared" / "standard"
 
 
 def test_table_is_2024b_with_621_rows_and_provenance():
@@ -69,6 +69,6 @@ def test_shipped_file_is_the_conversion_of_the_source(tmp_path):
     out = tmp_path / "t.json"
     n = convert_innolitics(STANDARD / "confidentiality_profile_attributes.json", out,
                            source=table.source, licence=table.licence)
-    shipped = Path(__file__).resolve().parents[1] / "clinrelease" / "data" / "annex_e_2024b.json"
+    shipped = Path(__file__).resolve().parents[2] / "clinrelease" / "data" / "annex_e_2024b.json"
     assert n == 621
     assert json.loads(out.read_text()) == json.loads(shipped.read_text())
