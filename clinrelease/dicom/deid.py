@@ -59,7 +59,7 @@ from clinrelease.dicom.deid_options import (
     resolve_combined,
     validate_options,
 )
-from clinrelease.dicom.phi_strings import identifying_strings, phi_pattern, scrub_text
+from clinrelease.dicom.phi_strings import identifying_sources, phi_pattern, scrub_text
 from clinrelease.dicom.safe_attributes import CLEAN_TAGS, SAFE_TAGS, SAFE_VRS, TEMPORAL_VRS
 from clinrelease.errors import ConfigError, InputError, VerificationError
 
@@ -167,6 +167,8 @@ class DeidResult:
     original_phi: list[str]
     options: tuple[str, ...] = ()
     edition: str = EDITION
+    #: each of ``original_phi`` -> the attribute it came from (a leak's reason names it, never the value)
+    original_phi_sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -394,7 +396,8 @@ class Deidentifier:
             raise VerificationError(BURNED_IN_REASON, source)
         pid = patient_key(ds)
         sequences: dict[int, DataElement] = {}  # sequences decoded once, shared by both walks
-        phi = identifying_strings(ds, decoded=sequences)
+        sources = identifying_sources(ds, decoded=sequences)
+        phi = list(sources)
         ts = _transfer_syntax(ds)
         target = (ts.is_implicit_VR, ts.is_little_endian)
         walk = _Walk(self.key, keyed.date_shift_days(self.key, pid), phi, target, sop_class,
@@ -408,7 +411,7 @@ class Deidentifier:
         if walk.decoded:  # decoded implicit-VR elements may carry "OB or OW" and the like
             correct_ambiguous_vr(out, ts.is_little_endian)
         out.file_meta = _file_meta(out, ts)
-        return DeidResult(out, walk.changes, name, walk.shift, phi, self.options)
+        return DeidResult(out, walk.changes, name, walk.shift, phi, self.options, original_phi_sources=sources)
 
     def action_for(self, tag: int) -> str | None:
         """The applied action for a tag that Table E.1-1 lists (None if it lists none)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 
@@ -124,7 +124,13 @@ def identifying_strings(ds: Dataset, *, decoded: dict[int, DataElement] | None =
         Optional: receives the sequences decoded on the way (id of the raw element -> decoded
         element), so that a de-identifier walking ``ds`` next need not decode them again.
     """
-    found: set[str] = set()
+    return list(identifying_sources(ds, decoded=decoded))
+
+
+def identifying_sources(ds: Dataset, *, decoded: dict[int, DataElement] | None = None) -> dict[str, str]:
+    """:func:`identifying_strings`, each with the attribute it came from (its keyword; several joined
+    by ``/`` when more than one holds it), so that a leak can be named by its attribute, never its value."""
+    found: dict[str, set[str]] = {}
     for tag, text in _patient_values(ds, {} if decoded is None else decoded):
         if tag in _COARSE_TAGS:
             continue  # a country is not identifying on its own, and would match everywhere
@@ -134,12 +140,13 @@ def identifying_strings(ds: Dataset, *, decoded: dict[int, DataElement] | None =
             forms = date_forms(text)
         else:
             forms = [text]
-        found.update(f.strip() for f in forms)
+        for form in forms:
+            found.setdefault(form.strip(), set()).add(keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
     keep = {
         f for f in found
         if len(f) >= MIN_LENGTH and f.upper() not in _STOPWORDS and any(c.isalnum() for c in f)
     }
-    return sorted(keep, key=lambda s: (-len(s), s))
+    return {f: "/".join(sorted(found[f])) for f in sorted(keep, key=lambda s: (-len(s), s))}
 
 
 def phi_pattern(strings: Iterable[str]) -> re.Pattern[str] | None:

@@ -62,7 +62,7 @@ def process_item(item: InputItem, ctx: ItemContext) -> ItemRecord:
         input_sha256=input_sha,
         input_commitment=derive_hex(ctx.release_key, "commitment", input_sha),
     )
-    work = ItemWork(item, ctx, record, phi=identifying_strings([], item, None))
+    work = ItemWork(item, ctx, record, phi=identifying_strings({}, item, None))
     if unreadable:
         record.status = Status.ERROR
         work.reasons.append(unreadable)
@@ -135,7 +135,7 @@ def _record_still_valid(record: ItemRecord, paths: ReleasePaths) -> bool:
 
 def _run_stages(work: ItemWork) -> None:
     from clinrelease.dicom.deid import Deidentifier, read_dataset
-    from clinrelease.dicom.phi_strings import identifying_strings as header_strings
+    from clinrelease.dicom.phi_strings import identifying_sources
     from clinrelease.dicom.plain_video import container_header
     from clinrelease.dicom.sop_classes import AUDIO_REASON, audio_object, is_mpeg, is_photographic, is_video
     from clinrelease.dicom.video import open_video, read_dicom_header
@@ -151,8 +151,9 @@ def _run_stages(work: ItemWork) -> None:
         header = read_dicom_header(item.path)
         if audio_object(header):
             raise VerificationError(f"{AUDIO_REASON}: the file is a {audio_object(header)} object")
-    work.patient_phi = header_strings(header)
-    work.phi = identifying_strings(work.patient_phi, item, source)
+    header_phi = identifying_sources(header)
+    work.patient_phi = list(header_phi)
+    work.phi = identifying_strings(header_phi, item, source)
     video = is_video(header, container=item.kind == "container")
     faces_on = bool(video and profile.faces.enabled and profile.anonymizer is not None)
     options = list(profile.deid.options)
@@ -209,7 +210,7 @@ def _release_header_only(work: ItemWork, original, result) -> None:
     record.output_uid = str(result.dataset.get("SOPInstanceUID", ""))
     reports = ItemReports(header=residual_phi(original, dcmread(staged), result))
     if ctx.profile().verify.leak_scan:
-        reports.leaks = scan_bytes(staged, identifying_strings(result.original_phi, item, None) or work.phi, encoder_text=False)
+        reports.leaks = scan_bytes(staged, identifying_strings(result.original_phi_sources, item, None) or work.phi, encoder_text=False)
     figures = report_figures(reports)
     # the pixels are carried over untouched: only the header and the file's bytes are judged
     work.decide(figures, [c for c in checks_for(ctx.profile()) if c.group in ("header", "leaks")], reports)

@@ -152,7 +152,7 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
         figures["keypoints_person"] = "patient" if plan.person is not None else "most prominent"
     if reports.endpoints is not None:
         figures["endpoints"] = endpoint_figures(reports.endpoints)
-    phi = identifying_strings(result.original_phi, item, source)
+    phi = identifying_strings(result.original_phi_sources, item, source)
     if verify.leak_scan:
         started = time.perf_counter()
         reports.leaks = scan_bytes(staged, phi)

@@ -4,6 +4,7 @@ item's scratch state (record, reasons, identifying strings) while its stages run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,8 @@ class ItemWork:
     reasons: list[str] = field(default_factory=list)
     #: what the checks found, values included: the site's quarantine copy and internal log only
     details: list[str] = field(default_factory=list)
-    #: the patient's identifying strings (header values, metadata row, container tags)
-    phi: list[str] = field(default_factory=list)
+    #: the patient's identifying strings (header values, metadata row, container tags) -> where each came from
+    phi: dict[str, str] = field(default_factory=dict)
     #: the patient attributes' values alone (names, IDs, birth date, address, ...): released texts
     #: are scanned for these; descriptions and container titles ("Gait exam") would match the
     #: release's own words
@@ -78,12 +79,25 @@ class ItemWork:
         self.record.audit_checks = decision.rows
 
 
-def identifying_strings(original_phi: list[str], item: InputItem, source) -> list[str]:
-    """Everything of the input that identifies the patient: header values, metadata row, container tags."""
-    strings = list(original_phi)
-    strings.extend(v for v in item.metadata.values() if v)
+def identifying_strings(original: Mapping[str, str], item: InputItem, source) -> dict[str, str]:
+    """Everything of the input that identifies the patient (header values, metadata row, container
+    tags), each with where it came from (``original``: header strings -> their attributes), which a
+    leak's reason names instead of the value."""
+    strings: dict[str, str] = {}
+
+    def add(value: str, where: str) -> None:
+        value = value.strip()
+        if len(value) >= 3:
+            strings.setdefault(value, where)
+
+    for value, attribute in original.items():
+        add(value, attribute)
+    for column, value in item.metadata.items():
+        if value:
+            add(value, f"metadata column {column}")
     if source is not None:
         # technical tags (brand "isom", minor version "512", muxer name) identify no one, and short
         # ones turn up by chance in compressed bytes: a false leak would quarantine every video
-        strings.extend(source.info.descriptive_metadata.values())
-    return sorted({s.strip() for s in strings if len(s.strip()) >= 3})
+        for tag, value in source.info.descriptive_metadata.items():
+            add(value, f"container tag {tag}")
+    return dict(sorted(strings.items()))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -81,6 +81,8 @@ class Leak:
     context: str
     encoding: str
     kind: str  # "name", "date", "id", "text" or "encoder"
+    #: where the value came from: its attribute (``PatientName``), metadata column or container tag; "" unknown
+    attribute: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -195,14 +197,16 @@ class _Needle:
     exact: bool
     #: a one-word name: no ASCII letter may touch either end (MARY inside PRIMARY is no name)
     bounded: bool
-    #: (variant, original, kind) of the leak it reports
-    found: tuple[str, str, str]
+    #: (variant, original, kind, attribute) of the leak it reports
+    found: tuple[str, str, str, str]
 
 
 _Patterns = list[_Needle]
 
 
-def _compile(forms: dict[str, tuple[str, str]], encodings: Iterable[str], encoder_text: bool) -> _Patterns:
+def _compile(
+    forms: dict[str, tuple[str, str]], encodings: Iterable[str], encoder_text: bool, sources: Mapping[str, str] | None = None
+) -> _Patterns:
     """The needles for the written forms: one-word names on letter boundaries, the rest anywhere."""
     needles: _Patterns = []
     bounded = {f for f in forms if forms[f][1] == "name" and _is_single_word(f)}
@@ -212,9 +216,10 @@ def _compile(forms: dict[str, tuple[str, str]], encodings: Iterable[str], encode
             text = form.encode(enc, errors="ignore").lower()
             if text and (text, form in bounded) not in seen:
                 seen.add((text, form in bounded))
-                needles.append(_Needle(text, enc, False, form in bounded, (form, *forms[form])))
+                original, kind = forms[form]
+                needles.append(_Needle(text, enc, False, form in bounded, (form, original, kind, (sources or {}).get(original, ""))))
     if encoder_text:
-        needles += [_Needle(m.encode(), "utf-8", True, False, (m, m, "encoder")) for m in ENCODER_MARKERS]
+        needles += [_Needle(m.encode(), "utf-8", True, False, (m, m, "encoder", "")) for m in ENCODER_MARKERS]
     return needles
 
 
@@ -243,9 +248,9 @@ def _find(buf: bytes, patterns: _Patterns, base: int, start: int, limit: int) ->
         while pos != -1:
             end = pos + len(needle.text)
             if not (needle.bounded and (_is_letter_at(buf, pos - width, needle.encoding) or _is_letter_at(buf, end, needle.encoding))):
-                variant, original, kind = needle.found
+                variant, original, kind, attribute = needle.found
                 context = buf[max(0, pos - _CONTEXT) : end + _CONTEXT]
-                hits.append((base + pos, base + end, Leak(original, variant, base + pos, _printable(context), needle.encoding, kind)))
+                hits.append((base + pos, base + end, Leak(original, variant, base + pos, _printable(context), needle.encoding, kind, attribute)))
             pos = haystack.find(needle.text, pos + 1, limit + len(needle.text) - 1)
     return hits
 
@@ -259,6 +264,7 @@ def scan_bytes(
     phi_strings: Iterable[str],
     encoder_text: bool = True,
     chunk_size: int = 1 << 22,
+    sources: Mapping[str, str] | None = None,
 ) -> list[Leak]:
     """Every occurrence of the patient's identifying strings (and encoder text) in a file's bytes.
 
@@ -272,6 +278,9 @@ def scan_bytes(
         Also flag :data:`ENCODER_MARKERS` (case-sensitive, UTF-8 only).
     chunk_size:
         Bytes read at a time; matches across chunk borders are found through an overlap.
+    sources:
+        Each identifying string -> where it came from (``PatientName``), recorded on its leaks;
+        by default ``phi_strings`` itself when it is such a mapping.
 
     Returns
     -------
@@ -284,7 +293,9 @@ def scan_bytes(
         When the file cannot be read.
     """
     path = Path(path)
-    patterns = _compile(phi_variants(phi_strings), ("utf-8", "utf-16-le", "utf-16-be"), encoder_text)
+    if sources is None and isinstance(phi_strings, Mapping):
+        sources = phi_strings
+    patterns = _compile(phi_variants(phi_strings), ("utf-8", "utf-16-le", "utf-16-be"), encoder_text, sources)
     if not patterns:
         return []
     longest = max(len(n.text) for n in patterns)
@@ -411,11 +422,15 @@ def _without_overlaps(hits: list[tuple[int, int, Leak]]) -> list[Leak]:
 
 
 def describe_leaks(leaks: list[Leak], where: str) -> str:
-    """A PHI-free sentence for a reason: how many occurrences of which kinds, never the values."""
+    """A PHI-free sentence for a reason: how many occurrences of which kinds, and the attributes their
+    values came from, never the values."""
     kinds: dict[str, int] = {}
     for leak in leaks:
         kinds[leak.kind] = kinds.get(leak.kind, 0) + 1
     counted = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+    attributes = sorted({leak.attribute for leak in leaks if leak.attribute})
+    if attributes:
+        counted += f"; the values of {', '.join(attributes)}"
     offsets = ", ".join(str(leak.offset) for leak in leaks[:5]) + (" ..." if len(leaks) > 5 else "")
     return (
         f"PHI leak scan: {len(leaks)} occurrence(s) of the patient's identifying strings or encoder text in {where} "
@@ -425,4 +440,7 @@ def describe_leaks(leaks: list[Leak], where: str) -> str:
 
 def leak_details(leaks: list[Leak], where: str, limit: int = 20) -> list[str]:
     """The site-only account of each leak (the value, its form and where): never released."""
-    return [f"{where}: {leak.kind} {leak.string!r} written as {leak.variant!r} at offset {leak.offset} ({leak.encoding})" for leak in leaks[:limit]]
+    return [
+        f"{where}: {leak.kind} {leak.string!r}{f' of {leak.attribute}' if leak.attribute else ''} written as {leak.variant!r} at offset {leak.offset} ({leak.encoding})"
+        for leak in leaks[:limit]
+    ]

@@ -139,6 +139,8 @@ def test_reasons_are_phi_free_sentences_with_values_in_the_quarantine_copy(batch
     released = next(i for i in batch["summary"]["items"] if i["item_id"] == record["item_id"])
     # the value holds both quote characters (which bypassed the old quote-span redaction)
     assert any(r.startswith("PHI leak scan:") and "name" in r for r in released["reasons"])
+    # the reason names the attribute the leaked value came from, never the value
+    assert any(r.startswith("PHI leak scan:") and "the values of " in r and "PatientName" in r for r in released["reasons"]), released["reasons"]
     text = " ".join(released["reasons"])
     assert "marchetti" not in text.lower() and "Leak(" not in text and '"' not in text
     reasons = json.loads((batch["out"].with_name("release.quarantine") / record["item_id"] / "reasons.json").read_text())

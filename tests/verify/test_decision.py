@@ -105,6 +105,12 @@ def test_a_leak_reason_names_the_kind_and_where_never_the_value() -> None:
     assert any("DOE^JOHN" in d and "offset 384" in d for d in decision.details)
 
 
+def test_a_leak_reason_names_the_attributes_the_values_came_from() -> None:
+    leaks = [Leak("DOE^JOHN", "JOHN", 10, "..", "ascii", "name", "PatientName"), Leak("ID-123456", "ID-123456", 90, "..", "ascii", "id", "PatientID")]
+    reason = decide({"leaks": 2}, [LEAKS], ItemReports(leaks=leaks)).reasons[0]
+    assert "the values of PatientID, PatientName" in reason and "JOHN" not in reason and "123456" not in reason
+
+
 def test_reasons_that_are_not_a_figure_against_a_limit() -> None:
     reason, detail = error_reason("input error: ", "cannot decode /data/DOE_JOHN.dcm: bad header", "/data/DOE_JOHN.dcm: bad header")
     assert "DOE" not in reason and "site's quarantine copy" in reason and "DOE_JOHN" in detail

@@ -214,3 +214,26 @@ def test_released_text_scan_of_ascii_text_finds_what_the_general_scan_finds():
         assert [(k.offset, k.variant, k.kind) for k in fast] == [(k.offset, k.variant, k.kind) for k in general], text
     assert [k.kind for k in scan(texts[0])].count("id") == 1 and scan(texts[3]) == []
     assert {k.kind for k in scan(texts[2])} == {"name"}
+
+
+def test_a_leak_records_the_attribute_its_value_came_from_and_the_reason_names_it_never_the_value(tmp_path):
+    from clinrelease.dicom.phi_strings import identifying_sources
+    from clinrelease.verify.leaks import describe_leaks
+
+    original = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    original.PatientName, original.PatientID = "MARCHETTI^OTTOLINE", "HX-4471-0923"
+    sources = identifying_sources(original)
+    assert sources["MARCHETTI"] == "PatientName" and sources["HX-4471-0923"] == "PatientID"
+    # a kept attribute repeats the patient's name in the output
+    released = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    released.PatientName, released.PatientID = "PSEUDO^ONE", "P-000001"
+    released.Manufacturer = "Marchetti gait lab"
+    out = tmp_path / "released.dcm"
+    released.save_as(out)
+    leaks = scan_bytes(out, sources)
+    # (CT_small's other patient attributes, kept in this copy, leak too, each named)
+    assert {leak.attribute for leak in leaks if leak.kind == "name"} == {"PatientName"} and all(leak.attribute for leak in leaks)
+    reason = describe_leaks(leaks, "the output bytes")
+    assert "the values of PatientID, PatientName;" in reason and "MARCHETTI" not in reason.upper()
+    # strings given without their sources are still found, with no attribute to name
+    assert [leak.attribute for leak in scan_bytes(out, list(sources))] == ["" for _ in leaks]
