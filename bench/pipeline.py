@@ -1,7 +1,8 @@
 """End-to-end speed of the anonymize path against the transcode floor and deface's blur, per clip.
 
     .venv/bin/python bench/pipeline.py [--repeat 3] [--clips book,again] [--max-frames N] [--no-deface]
-                                       [--no-1080p] [--detect-every 5] [--out bench/out]
+                                       [--no-1080p] [--detect-every 5] [--modes transcode,anonymize,verify]
+                                       [--out bench/out]
 
 For every clip of ../shared/media (six 640x480 ASL clips, the 768x432 gait clip) and a 1440x1080
 upscale of book.mkv, each mode runs in a fresh process (so peak RSS is its own), warms its models
@@ -10,8 +11,12 @@ up once, then times ``--repeat`` runs and reports the median:
 (a) transcode  decode + encode only, same codec settings as a release (H.264 CRF 18, veryfast);
 (b) anonymize  pd_gait profile settings, verification off: analyze_faces + anonymize_frames +
                clean_video_text (Clean Pixel Data is on in pd_gait) + write_dicom_video;
-(c) verify     the checks release.py runs at the profile's default sampling: verify_reid,
-               residual_faces, verify_keypoints, scan_text, scan_bytes, on (b)'s output;
+(c) verify     the release's verification of (b)'s output (pd_gait: re-id, residual faces, keypoints,
+               realism, endpoints, text, leak scan), before and after the single pass: each check
+               alone on its own decodes of the two videos (as a release ran them before
+               verify/walk.py), then the one walk that feeds them all; ms per frame, decodes of each
+               video (dicom/video.DECODES), and both verdicts from verify/decision.decide, which
+               must agree (``--modes verify`` runs this part alone);
 (d) deface     ``deface`` blur (CenterFace, onnxruntime) on the same clip, libx264 CRF 18 veryfast,
                installed in its own environment bench/.venv-deface (created here when missing).
 
@@ -127,46 +132,68 @@ def child_anonymize(clip: Path, repeat: int, max_frames: int, tmp: Path, detect_
 
 
 def child_verify(clip: Path, repeat: int, max_frames: int, tmp: Path, detect_every: int, **_) -> dict:
-    from clinrelease.dicom.video import open_video
-    from clinrelease.face.pipeline import residual_faces
+    """The release's verification of (b)'s output, before and after the single pass: each check of
+    the profile alone on its own decodes of the videos (as a release ran them before the walk), then
+    the one walk (:func:`clinrelease.verify.walk.verify_frames`) that feeds them all; decodes counted
+    by :data:`clinrelease.dicom.video.DECODES`, and both verdicts from the one decision."""
+    from clinrelease.dicom.video import DECODES, open_video
     from clinrelease.profiles import load_profile
-    from clinrelease.verify.keypoints import verify_keypoints
+    from clinrelease.release.video import walk_plan
+    from clinrelease.verify.decision import ItemReports, checks_for, decide, report_figures
     from clinrelease.verify.leaks import scan_bytes
-    from clinrelease.verify.ocr import scan_text
-    from clinrelease.verify.reid import verify_reid
+    from clinrelease.verify.walk import ORIGINAL, plan_checks, verify_frames
 
     profile = load_profile("pd_gait")
-    verify = profile.verify
     staged = tmp / "anon.dcm"
     analysis, written = _anonymize_once(clip, max_frames, staged, detect_every)
     source, output = open_video(clip), open_video(staged)
+    plan = walk_plan(profile.verify, analysis, source.info.fps, text=True)
+    orig = lambda: _limited(source.frames(), max_frames)  # noqa: E731
+    # the checks of the verification pass and the leak scan (the header and frame counts are the release's own)
+    checks = [c for c in checks_for(profile, text=True) if c.group not in ("header", "frames")]
 
-    def run() -> dict[str, float]:
-        spent: dict[str, float] = {}
+    def decodes() -> tuple[int, int]:
+        return DECODES[str(Path(clip).resolve())], DECODES[str(staged.resolve())]
 
-        def timed_call(name, fn, *args, **kwargs):
+    def alone() -> tuple[dict[str, float], ItemReports]:
+        spent, results = {}, {}
+        for name in plan_checks(plan, analysis, prefetch=None):
+            # the frame endpoints read the realism report of the check run before them
+            fn, sides = plan_checks(plan, analysis, realism=results.get("realism"), prefetch=None)[name]
             start = time.perf_counter()
-            result = fn(*args, **kwargs)
+            results[name] = fn(*[orig() if side == ORIGINAL else output.frames() for side in sides])
             spent[name] = time.perf_counter() - start
-            return result
+        reports = ItemReports(
+            reid=results.get("reid"), keypoints=results.get("keypoints"), realism=results.get("realism"),
+            endpoints=results.get("endpoints"), text=results.get("text"), residual_frames=results.get("residual_faces"),
+        )  # fmt: skip
+        return spent, reports
 
-        orig = lambda: _limited(source.frames(), max_frames)  # noqa: E731
-        timed_call("reid", verify_reid, orig(), output.frames(), analysis, recognizers=list(verify.recognizers), sample_every=verify.sample_every)
-        timed_call("residual", residual_faces, output.frames(), analysis)
-        timed_call("keypoints", verify_keypoints, orig(), output.frames(), sample_every=verify.sample_every, face=False)
-        timed_call("text", scan_text, output.frames(), sample_every=verify.ocr.sample_every)
-        timed_call("leaks", scan_bytes, staged, ["BENCH-PATIENT", "Doe^Jane"])
-        return spent
+    def walked() -> tuple[dict[str, float], ItemReports]:
+        start = time.perf_counter()
+        reports, _, _, _ = verify_frames(orig(), output.frames(), analysis, plan)
+        return {"walk": time.perf_counter() - start}, reports
 
-    run()  # warm the recognizers, pose and OCR models up
-    runs = [run() for _ in range(repeat)]
-    n = written.frames
-    parts = {k: 1000 * statistics.median(r[k] for r in runs) / n for k in runs[0]}
-    # the same residual check on the profile's sample grid (what issue 8 proposes for release.py)
-    start = time.perf_counter()
-    residual_faces(output.frames(), analysis, sample_every=verify.sample_every)
-    parts["residual_sampled"] = 1000 * (time.perf_counter() - start) / n
-    return {"frames": n, "seconds": [sum(r.values()) for r in runs], "parts_ms": parts}
+    def verdict(reports: ItemReports) -> list[str]:
+        reports.leaks = scan_bytes(staged, ["BENCH-PATIENT", "Doe^Jane"])
+        return decide(report_figures(reports), checks, reports).reasons
+
+    alone()  # warm the recognizers, pose and OCR models up
+    out: dict = {"frames": written.frames}
+    for mode, run in (("before", alone), ("after", walked)):
+        before = decodes()
+        spent, reports = run()
+        after = decodes()
+        runs = [spent] + [run()[0] for _ in range(repeat - 1)]
+        out[mode] = {
+            "ms_per_frame": 1000 * statistics.median(sum(r.values()) for r in runs) / written.frames,
+            "parts_ms": {k: 1000 * statistics.median(r[k] for r in runs) / written.frames for k in runs[0]},
+            "decodes": {"original": after[0] - before[0], "released": after[1] - before[1]},
+            "reasons": verdict(reports),
+        }
+    out["seconds"] = [out["after"]["ms_per_frame"] * written.frames / 1000]
+    out["same_verdict"] = out["before"]["reasons"] == out["after"]["reasons"]
+    return out
 
 
 DEFACE_DRIVER = r"""
@@ -275,6 +302,7 @@ def main() -> None:
     parser.add_argument("--clips", default="", help="comma-separated clip stems (default: all)")
     parser.add_argument("--max-frames", type=int, default=0, help="cap on frames per clip, re-encoded once for all modes (0: all)")
     parser.add_argument("--detect-every", type=int, default=5)
+    parser.add_argument("--modes", default="transcode,anonymize,verify", help="comma-separated modes to run (verify alone: the single-pass table)")
     parser.add_argument("--no-deface", action="store_true")
     parser.add_argument("--no-1080p", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
@@ -299,14 +327,14 @@ def main() -> None:
         deface = None if args.no_deface else ensure_deface()
         rows = []
         for clip in clips:
-            print(f"{clip.name}: transcode, anonymize, verify{', deface' if deface else ''} ...", file=sys.stderr)
+            print(f"{clip.name}: {args.modes}{', deface' if deface else ''} ...", file=sys.stderr)
             row = {"clip": clip.name}
-            for mode in ("transcode", "anonymize", "verify"):
+            for mode in args.modes.split(","):
                 row[mode] = run_child(mode, clip, args)
             if deface:
                 row["deface"] = run_deface(deface, clip, args.repeat, Path(tmp))
             rows.append(row)
-            print(json.dumps({k: (fps(v) if isinstance(v, dict) else v) for k, v in row.items()}), file=sys.stderr)
+            print(json.dumps({k: (fps(v) if isinstance(v, dict) else v) for k, v in row.items()}), file=sys.stderr, flush=True)
     print_tables(rows, args)
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "load_avg": os.getloadavg()}
@@ -315,6 +343,29 @@ def main() -> None:
 
 
 def print_tables(rows: list[dict], args: argparse.Namespace) -> None:
+    if all(m in rows[0] for m in ("transcode", "anonymize", "verify")) if rows else False:
+        _print_speed_tables(rows, args)
+    if rows and "verify" in rows[0]:
+        print(f"\n## Verification before and after the single pass (ms per frame of video, median of {args.repeat}; decodes of each video)\n")
+        print("| clip | frames | before ms/frame | before decodes (original+released) | after ms/frame | after decodes | speed-up | same verdict | verdict |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            v = row["verify"]
+            b, a = v["before"], v["after"]
+            d = lambda x: f"{x['decodes']['original']}+{x['decodes']['released']}"  # noqa: E731
+            verdict = "; ".join(r[:60] for r in a["reasons"]) or "released"
+            print(f"| {row['clip']} | {v['frames']} | {b['ms_per_frame']:.1f} | {d(b)} | {a['ms_per_frame']:.1f} | {d(a)} | "
+                  f"{b['ms_per_frame'] / a['ms_per_frame']:.2f}x | {'yes' if v['same_verdict'] else 'NO'} | {verdict} |")  # fmt: skip
+        parts = list(rows[0]["verify"]["before"]["parts_ms"])
+        print("\n## Each check alone, before the single pass (ms per frame, its own decodes included)\n")
+        print("| clip | " + " | ".join(parts) + " |")
+        print("|---" * (len(parts) + 1) + "|")
+        for row in rows:
+            p = row["verify"]["before"]["parts_ms"]
+            print(f"| {row['clip']} | " + " | ".join(f"{p.get(k, float('nan')):.1f}" for k in parts) + " |")
+
+
+def _print_speed_tables(rows: list[dict], args: argparse.Namespace) -> None:
     print(f"\n## Frames/s (median of {args.repeat} runs; ratios of medians from this run)\n")
     print("| clip | frames | transcode fps | anonymize fps | anon/transcode time | deface fps | anon vs deface speed | verify fps | verify/anon time |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -329,20 +380,12 @@ def print_tables(rows: list[dict], args: argparse.Namespace) -> None:
     for row in rows:
         st = row["anonymize"]["stages_ms"]
         print(f"| {row['clip']} | " + " | ".join(f"{st[k]:.1f}" for k in keys) + f" | {row['anonymize']['full_detection_share']:.2f} | {row['anonymize']['patient_frames']} |")
-    print("\n## Verification parts (ms per frame of video, median)\n")
-    parts = list(rows[0]["verify"]["parts_ms"]) if rows else []
-    print("| clip | " + " | ".join(parts) + " |")
-    print("|---" * (len(parts) + 1) + "|")
-    for row in rows:
-        p = row["verify"]["parts_ms"]
-        print(f"| {row['clip']} | " + " | ".join(f"{p[k]:.1f}" for k in parts) + " |")
     print("\n## Peak RSS (MiB, each mode in its own process)\n")
     print("| clip | transcode | anonymize | verify | deface |")
     print("|---|---|---|---|---|")
     for row in rows:
         d = row.get("deface", {}).get("peak_rss_mib", float("nan"))
         print(f"| {row['clip']} | {row['transcode']['peak_rss_mib']:.0f} | {row['anonymize']['peak_rss_mib']:.0f} | {row['verify']['peak_rss_mib']:.0f} | {d:.0f} |")
-
 
 if __name__ == "__main__":
     main()

@@ -226,6 +226,53 @@ class WalkPlan:
     text_min_score: float = 0.5
 
 
+def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | None = 0) -> dict[str, tuple[Callable[..., Any], tuple[str, ...]]]:
+    """``plan``'s checks as name -> (function of the frames of ``sides``, sides), in walk order.
+
+    ``realism`` is the realism report the frame endpoints read (a walk's :meth:`FrameWalk.later`
+    proxy, or the report of a realism check run before); ``prefetch`` is the decode-ahead of the
+    checks that have one (0 in a walk: the walk decodes ahead). Endpoints that read only the realism
+    series are not here (they need none of the frames; :func:`verify_frames` measures them after).
+    """
+    from clinrelease.verify.endpoints import ENDPOINTS
+
+    checks: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
+    both = (ORIGINAL, RELEASED)
+    faces = analysis is not None
+    ahead = {} if prefetch is None else {"prefetch": prefetch}
+    if faces:
+        from clinrelease.verify.reid import verify_reid
+
+        checks["reid"] = (lambda o, r: verify_reid(
+            o, r, analysis, recognizers=list(plan.recognizers), sample_every=plan.sample_every, model_dir=plan.model_dir,
+            residual_recognizer=plan.residual_recognizer, **ahead,
+        ), both)  # fmt: skip
+    if faces and plan.residual_faces:
+        from clinrelease.face.pipeline import residual_faces
+
+        checks["residual_faces"] = (lambda r: residual_faces(r, analysis, **ahead), (RELEASED,))
+    if plan.keypoints:
+        from clinrelease.verify.keypoints import verify_keypoints
+
+        checks["keypoints"] = (lambda o, r: verify_keypoints(o, r, sample_every=plan.sample_every, face=plan.face, person=plan.person), both)
+    if faces and plan.realism:
+        from clinrelease.verify.realism import verify_realism
+
+        checks["realism"] = (lambda o, r: verify_realism(o, r, analysis, sample_every=plan.sample_every), both)
+    every = plan.endpoint_sample_every or plan.sample_every
+    # endpoints from pose and hands read frames; the face endpoints only the realism series, which is
+    # complete once the realism check has finished (so a face-only table is measured after the walk)
+    if {ENDPOINTS[n].group for n in plan.endpoints if n in ENDPOINTS} - {"face"}:
+        from clinrelease.verify.endpoints import verify_endpoints
+
+        checks["endpoints"] = (lambda o, r: verify_endpoints(o, r, plan.fps, plan.endpoints, sample_every=every, realism=realism), both)
+    if plan.text_every:
+        from clinrelease.verify.ocr import scan_text
+
+        checks["text"] = (lambda r: scan_text(r, sample_every=plan.text_every, min_score=plan.text_min_score), (RELEASED,))
+    return checks
+
+
 def verify_frames(original: Iterable[Any], released: Iterable[Any], analysis, plan: WalkPlan, extra: dict[str, tuple] | None = None):
     """Run ``plan``'s checks on one walk of the two videos.
 
@@ -235,50 +282,18 @@ def verify_frames(original: Iterable[Any], released: Iterable[Any], analysis, pl
     and the seconds each check and the decoders took.
     """
     from clinrelease.verify.decision import ItemReports
-    from clinrelease.verify.endpoints import ENDPOINTS
 
     walk = FrameWalk(original, released)
-    faces = analysis is not None
-    if faces:
-        from clinrelease.verify.reid import verify_reid
-
-        # prefetch=0: the walk decodes ahead; a check's own decode thread would run beside the others
-        walk.add("reid", lambda o, r: verify_reid(
-            o, r, analysis, recognizers=list(plan.recognizers), sample_every=plan.sample_every, model_dir=plan.model_dir, prefetch=0,
-            residual_recognizer=plan.residual_recognizer,
-        ))  # fmt: skip
-    if faces and plan.residual_faces:
-        from clinrelease.face.pipeline import residual_faces
-
-        walk.add("residual_faces", lambda r: residual_faces(r, analysis, prefetch=0), sides=(RELEASED,))
-    if plan.keypoints:
-        from clinrelease.verify.keypoints import verify_keypoints
-
-        walk.add("keypoints", lambda o, r: verify_keypoints(o, r, sample_every=plan.sample_every, face=plan.face, person=plan.person))
-    realism = faces and plan.realism
-    if realism:
-        from clinrelease.verify.realism import verify_realism
-
-        walk.add("realism", lambda o, r: verify_realism(o, r, analysis, sample_every=plan.sample_every))
-    every = plan.endpoint_sample_every or plan.sample_every
-    # endpoints from pose and hands read frames; the face endpoints only the realism series, which is
-    # complete once the realism check has finished (so a face-only table is measured after the walk)
-    framed = bool({ENDPOINTS[n].group for n in plan.endpoints if n in ENDPOINTS} - {"face"})
-    if framed:
-        from clinrelease.verify.endpoints import verify_endpoints
-
-        earlier = walk.later("realism") if realism else None
-        walk.add("endpoints", lambda o, r: verify_endpoints(o, r, plan.fps, plan.endpoints, sample_every=every, realism=earlier))
-    if plan.text_every:
-        from clinrelease.verify.ocr import scan_text
-
-        walk.add("text", lambda r: scan_text(r, sample_every=plan.text_every, min_score=plan.text_min_score), sides=(RELEASED,))
-    for name, (fn, sides) in (extra or {}).items():
+    realism = analysis is not None and plan.realism
+    checks = plan_checks(plan, analysis, walk.later("realism") if realism else None, prefetch=0)
+    framed = "endpoints" in checks
+    for name, (fn, sides) in {**checks, **(extra or {})}.items():
         walk.add(name, fn, sides)
     results = walk.run()
     if plan.endpoints and not framed:
         from clinrelease.verify.endpoints import verify_endpoints
 
+        every = plan.endpoint_sample_every or plan.sample_every
         results["endpoints"] = verify_endpoints([], [], plan.fps, plan.endpoints, sample_every=every, realism=results.get("realism"))
     reports = ItemReports(
         reid=results.get("reid"), keypoints=results.get("keypoints"), realism=results.get("realism"),
