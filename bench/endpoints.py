@@ -19,7 +19,7 @@ profiles' tolerances are set from it where a shared clip measures the endpoint.
 
     .venv/bin/python bench/endpoints.py [--profiles pd_motor,pd_face,pd_gait] [--clips again,book]
         [--frames 90] [--anonymizers swap,blur,mask,pixelate,reencode] [--out bench/out]
-        [--extra face_movement_amplitude=0.03]
+        [--extra brow_movement_amplitude=0.01]
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--anonymizers", default="swap,blur,mask,pixelate,reencode")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
-    ap.add_argument("--extra", default="", help="endpoints the profiles do not judge, NAME=ABSOLUTE_TOLERANCE,... (e.g. face_movement_amplitude=0.03)")
+    ap.add_argument("--extra", default="", help="endpoints the profiles do not judge, NAME=ABSOLUTE_TOLERANCE,... (e.g. brow_movement_amplitude=0.01)")
     args = ap.parse_args()
     extra = {}
     for item in filter(None, args.extra.split(",")):
