@@ -72,6 +72,11 @@ CHILD_SHORT_LOWER_FACE = 1.21
 #: top: 42 generated faces looked at, the four with a fringe down to the brows 0.00-0.38, bare
 #: foreheads 0.45-1.00 (a fringe or a cap there would be swapped onto the patient's forehead)
 MIN_FOREHEAD_SKIN = 0.40
+#: smallest share of skin in the face oval's periphery (:func:`clinrelease.face.skin.usable_skin`):
+#: long hair over the temples or a beard is filled with the face's own skin before the swap, and on
+#: generated faces at 0.67-0.72 those fills read as flat patches with a hair lock left beside an eye
+#: (issue 18 key sheet); clean generated faces score 0.86-0.99 and there are faces enough to be strict
+MIN_FACE_SKIN = 0.85
 
 #: mesh points: the brows' upper edges, the face outline across the top of the forehead, the cheeks
 _BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
@@ -170,10 +175,11 @@ def face_measures(image: np.ndarray, points: np.ndarray) -> dict[str, float]:
     nose bridge between the eyes, where a frame's bridge draws a horizontal edge and skin none;
     ``iris``: iris diameter over face width and ``lower_face``: eyes to chin over the eye span (a
     child's irises are adult-sized on a smaller face, its lower face short); ``forehead_skin``:
-    :func:`forehead_skin`.
+    :func:`forehead_skin`; ``face_skin``: :func:`clinrelease.face.skin.usable_skin`.
     """
     import cv2
 
+    from clinrelease.face.skin import usable_skin
     from clinrelease.face.surrogates import frontal_offset
 
     left, right = points[33], points[263]
@@ -206,6 +212,7 @@ def face_measures(image: np.ndarray, points: np.ndarray) -> dict[str, float]:
         "iris": iris / width,
         "lower_face": float(np.linalg.norm(points[152] - eyes)) / span,
         "forehead_skin": forehead_skin(image, points),
+        "face_skin": usable_skin(image, points),
     }
 
 
@@ -269,6 +276,7 @@ def vet(image: np.ndarray, avoid: list[dict[str, np.ndarray]] = ()) -> tuple[Vet
         (m["glasses"] > GLASSES_EDGE, f"glasses (bridge edge {m['glasses']:.1f})"),
         (m["lower_face"] < CHILD_SHORT_LOWER_FACE or (m["iris"] > CHILD_IRIS and m["lower_face"] < CHILD_LOWER_FACE), "a child's proportions"),
         (m["forehead_skin"] < MIN_FOREHEAD_SKIN, f"hair fringe or head covering over the forehead (skin {m['forehead_skin']:.2f})"),
+        (m["face_skin"] < MIN_FACE_SKIN, f"hair or a beard over the face (skin {m['face_skin']:.2f})"),
     ]
     failed = tuple(reason for bad, reason in checks if bad)
     if failed:

@@ -43,15 +43,22 @@ Endpoints (the definitions are this module's; the literature is where each measu
 * face (Soukupova and Cech, CVWW 2016 eye-aspect ratio; Karson, Neurology 1983 blink rate in PD;
   Bologna et al., Brain 2013 hypomimia): ``blink_rate_per_min`` closures, EAR under 60% of the
   series' median until it is over 80% again, a minute (from 10 s of face up); ``ear_amplitude`` the EAR's 5th-95th percentile range;
-  ``mouth_opening_range`` the same for the mouth opening. Face movement (Bologna et al., J Neurol
+  ``mouth_opening_range`` the same for the mouth opening (the inner lips' gap in outer-eye-corner
+  distances: over the mouth's width, which narrows as the mouth opens, the release's re-encoding
+  alone moved bird.mkv's range by 0.16, in eye distances by 0.03). Face movement (Bologna et al., J Neurol
   Neurosurg Psychiatry 2013, facial bradykinesia: smaller amplitude of voluntary facial movements;
   MDS-UPDRS 3.2): ``face_movement_amplitude`` the mean of the 5th-95th percentile ranges of the brow
   height over the upper lids and of the mouth width (smiling), both in outer-eye-corner distances
-  (:func:`clinrelease.verify.realism.brow_height`, :func:`~clinrelease.verify.realism.mouth_width`).
+  (:func:`clinrelease.verify.realism.brow_height`, :func:`~clinrelease.verify.realism.mouth_width`);
+  ``brow_movement_amplitude`` the brow half alone (its range moves by 0.004 eye distances under the
+  release's re-encoding on the shared clips, the mouth width's by up to 0.044).
 
-The hand endpoints are measured a second time on the original, on the frames between the sampled
-ones (:func:`repeat_frame`), and a group the original does not repeat within half its tolerances is
-not measurable (:func:`repeatable`): peaks of landmark jitter are no taps. The hands of the released
+The hand and gait endpoints are measured a second time on the original, on the frames between the
+sampled ones (:func:`repeat_frame`), and a group the original does not repeat within half its
+tolerances is not measurable (:func:`repeatable`): peaks of landmark jitter are no taps, and the
+pose of a person walking towards the camera gives "cadences" of 40-67 steps/min that the frames
+between do not repeat (one-by-one-person-detection.mp4, frames 240-360: 67 and 58; 280-400: 48
+and 60). The hands of the released
 video are measured in the original's frame with the released pixels in and around the original's
 hands (:func:`hand_probe`): mediapipe Hands reads context beyond the hand.
 """
@@ -94,8 +101,9 @@ ENDPOINTS: dict[str, EndpointInfo] = {
     "turn_duration_s": EndpointInfo("gait", "s", "turn duration"),
     "blink_rate_per_min": EndpointInfo("face", "blinks/min", "blink rate"),
     "ear_amplitude": EndpointInfo("face", "EAR", "eye-aspect-ratio amplitude"),
-    "mouth_opening_range": EndpointInfo("face", "width ratio", "mouth-opening range"),
+    "mouth_opening_range": EndpointInfo("face", "eye distances", "mouth-opening range"),
     "face_movement_amplitude": EndpointInfo("face", "eye distances", "face movement amplitude"),
+    "brow_movement_amplitude": EndpointInfo("face", "eye distances", "brow movement amplitude"),
 }
 
 #: a series is measurable when the landmark was found in at least this fraction of sampled frames
@@ -160,11 +168,17 @@ def _span_reason(times: np.ndarray, expected: int, what: str) -> str | None:
     return None
 
 
+def _range(values: np.ndarray) -> float:
+    """A series' 5th-95th percentile range."""
+    v = np.asarray(values, np.float64)
+    return float(np.percentile(v, 95) - np.percentile(v, 5))
+
+
 def _peaks(values: np.ndarray) -> np.ndarray:
     """Indices of the series' peaks that rise :data:`PEAK_PROMINENCE` of its range."""
     from scipy.signal import find_peaks
 
-    spread = float(np.percentile(values, 95) - np.percentile(values, 5))
+    spread = _range(values)
     if spread <= 1e-9:
         return np.array([], int)
     peaks, _ = find_peaks(values, prominence=PEAK_PROMINENCE * spread)
@@ -321,7 +335,7 @@ def gait_endpoints(times: np.ndarray, points: np.ndarray, visible: np.ndarray, e
     swing = []
     for wrist in (_L_WRIST, _R_WRIST):
         x = (pts[arms, wrist, 0] - trunk) / height
-        swing.append(float(np.percentile(x, 95) - np.percentile(x, 5)))
+        swing.append(_range(x))
     left, right = swing
     out["arm_swing_amplitude"] = Measured(float((left + right) / 2))
     asymmetry = abs(45.0 - np.degrees(np.arctan2(left, right))) / 90.0 * 100.0
@@ -352,13 +366,12 @@ def face_endpoints(
     )
     return {
         "blink_rate_per_min": rate,
-        "ear_amplitude": Measured(float(np.percentile(e, 95) - np.percentile(e, 5))),
-        "mouth_opening_range": Measured(float(np.percentile(m, 95) - np.percentile(m, 5))),
+        "ear_amplitude": Measured(_range(e)),
+        "mouth_opening_range": Measured(_range(m)),
         "face_movement_amplitude": (
-            Measured(float(np.mean([np.percentile(v, 95) - np.percentile(v, 5) for v in (np.asarray(brow, np.float64), np.asarray(smile, np.float64))])))
-            if brow is not None and smile is not None
-            else Measured(None, "no brow and mouth-width series")
+            Measured(float(np.mean([_range(brow), _range(smile)]))) if brow is not None and smile is not None else Measured(None, "no brow and mouth-width series")
         ),
+        "brow_movement_amplitude": Measured(_range(brow)) if brow is not None else Measured(None, "no brow series"),
     }
 
 
@@ -375,7 +388,8 @@ class Landmarks:
     frames: list[int] = field(default_factory=list)
     pose: list[Any] = field(default_factory=list)  # clinrelease.verify.keypoints.Pose | None
     hands: list[dict[str, np.ndarray]] = field(default_factory=list)  # handedness -> (21, 2)
-    #: (frame, EAR, mouth opening, brow height, mouth width) from the face-realism series
+    #: (frame, EAR, mouth opening, brow height, mouth width) from the face-realism series (mouth
+    #: opening, brow height and width in outer-eye-corner distances: :func:`face_row`)
     face: list[tuple[int, float, float, float, float]] = field(default_factory=list)
     #: the original's hands again, on the frames between the sampled ones (:func:`repeat_frame`)
     repeat: Landmarks | None = None
@@ -461,6 +475,9 @@ def hand_probe(original: np.ndarray, released: np.ndarray, hands: list[np.ndarra
     return probe
 
 
+#: the groups measured a second time on the original (:func:`repeat_frame`): those read from frames
+#: (the face series comes from the realism check, whose samples the release is judged on)
+REPEATED = ("tapping", "tremor", "gait")
 #: the original's two measurements must agree within this share of an endpoint's tolerance: the
 #: rest is what the release may change (a measurement that moves by the whole tolerance on its own
 #: leaves none)
@@ -499,6 +516,13 @@ def repeatable(original: Mapping[str, Measured], again: Mapping[str, Measured], 
     return out
 
 
+def face_row(frame: int, ear: float, mouth: float, brow: float, width: float) -> tuple[int, float, float, float, float]:
+    """One frame of the face series from the realism check's figures, the mouth opening (the lips'
+    gap over the mouth's width there) turned into outer-eye-corner distances like the brow height
+    and the mouth width (``width`` is already in them)."""
+    return frame, ear, mouth * width, brow, width
+
+
 def collect_landmarks(
     original_frames: Iterable[np.ndarray],
     released_frames: Iterable[np.ndarray],
@@ -508,7 +532,7 @@ def collect_landmarks(
     realism: Any = None,
 ) -> tuple[Landmarks, Landmarks]:
     """Pose and hand landmarks of both videos on every ``sample_every``-th frame (the released
-    hands on :func:`hand_probe`), the original's hands again between them (``original.repeat``),
+    hands on :func:`hand_probe`), the original's pose and hands again between them (``original.repeat``),
     and the face series of ``realism`` (a :class:`clinrelease.verify.realism.RealismReport`, whose
     per-frame EAR and mouth opening are already measured on both faces)."""
     if sample_every < 1:
@@ -522,14 +546,13 @@ def collect_landmarks(
         detect = pose_detector() if need_pose else None
         # one tracker per series: the hand tracker carries state from frame to frame
         finders = (HandFinder(), HandFinder(), HandFinder()) if need_hands else None
-        if need_hands:
-            original.repeat = Landmarks(fps)
+        original.repeat = Landmarks(fps)
         try:
             for index, orig, anon in iter_pairs(original_frames, released_frames):
-                if finders and repeat_frame(index, sample_every):
+                if repeat_frame(index, sample_every):
                     original.repeat.frames.append(index)
-                    original.repeat.pose.append(None)
-                    original.repeat.hands.append(dict(finders[2].points(orig)))
+                    original.repeat.pose.append(detect(orig) if detect else None)
+                    original.repeat.hands.append(dict(finders[2].points(orig)) if finders else {})
                 if index % sample_every:
                     continue
                 for frame, marks in ((orig, original), (anon, released)):
@@ -547,9 +570,9 @@ def collect_landmarks(
                 finder.close()
     if "face" in groups and realism is not None:
         for row in realism.per_frame:
-            original.face.append((row.frame, row.eye_original, row.mouth_original, row.brow_original, row.smile_original))
+            original.face.append(face_row(row.frame, row.eye_original, row.mouth_original, row.brow_original, row.smile_original))
             if row.eye_released is not None:
-                released.face.append((row.frame, row.eye_released, row.mouth_released, row.brow_released, row.smile_released))
+                released.face.append(face_row(row.frame, row.eye_released, row.mouth_released, row.brow_released, row.smile_released))
         # the face series is sampled where the original's face was confirmed: that is its frame count
         for marks in (original, released):
             if not marks.frames:
@@ -570,7 +593,7 @@ class Tolerance:
     value: float
 
     def describe(self) -> str:
-        return f"±{self.value:.0%}" if self.kind == "relative" else f"±{self.value:g}"
+        return f"±{self.value * 100:.3g}%" if self.kind == "relative" else f"±{self.value:g}"
 
 
 #: the outcomes of one endpoint
@@ -651,8 +674,8 @@ def verify_endpoints(
     report = EndpointReport(sample_every, len(original.frames), hand)
     measured = measure(original, tolerances, hand)
     if original.repeat is not None:
-        hands = {n: t for n, t in tolerances.items() if ENDPOINTS[n].group in ("tapping", "tremor")}
-        measured = repeatable(measured, measure(original.repeat, hands, hand), hands)
+        framed = {n: t for n, t in tolerances.items() if ENDPOINTS[n].group in REPEATED}
+        measured = repeatable(measured, measure(original.repeat, framed, hand), framed)
     report.results = compare(measured, measure(released, tolerances, hand), tolerances)
     return report
 

@@ -152,6 +152,11 @@ def test_pd_face_as_shipped_releases_a_face_on_exam_and_verifies_its_movement(ke
     assert kp["face_nme"] > 0.04 > kp["face_expression_nme"]
     recognizers = item["verification"]["recognizers"]
     assert recognizers["dlib"]["frames_matched"] == 0 and recognizers["sface"]["frames_matched"] == 0
+    # the exam's endpoints, judged on the encoded release: the eyes', mouth's and face's movement kept
+    endpoints = item["verification"]["endpoints"]
+    assert {n: endpoints[n]["status"] for n in ("ear_amplitude", "mouth_opening_range", "face_movement_amplitude")} == dict.fromkeys(
+        ("ear_amplitude", "mouth_opening_range", "face_movement_amplitude"), "kept"
+    ), endpoints
 
 
 #: a swap plug-in whose texture tears across the face (rows slid sideways in waves, smeared), as a
