@@ -620,3 +620,16 @@ def test_the_patients_mouth_is_moved_whole_not_folded_through_the_surrogates_tri
 
     moved = cv2.warpAffine(frames[6], np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), frames[6].shape[1::-1], flags=cv2.INTER_LINEAR)
     assert np.abs(out[6][y0:y1, x0:x1].astype(int) - moved[y0:y1, x0:x1]).mean() < 2.0
+
+
+def test_a_blink_closes_the_released_eye_as_in_the_original():
+    """eat.mkv's signer closes both eyes (eye-aspect ratio 0.19 -> 0.05, frames 20-30). With only the
+    inside of the eye contour kept, the closing lid slid under the surrogate's open lid and lash line,
+    and the face mesh read the released eye as open (series correlation 0.51); with the patient's
+    own lids kept, the released eye closes as the original's does."""
+    from clinrelease.verify.realism import verify_realism
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl/eat.mkv"), 47, 1)
+    analysis = analyze_faces(frames)
+    report = verify_realism(frames, _anonymize(frames, analysis, _swap()), analysis, sample_every=2)
+    assert report.eye_correlation is not None and report.eye_correlation >= 0.8, report.eye_correlation
