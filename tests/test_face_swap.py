@@ -633,3 +633,37 @@ def test_a_blink_closes_the_released_eye_as_in_the_original():
     analysis = analyze_faces(frames)
     report = verify_realism(frames, _anonymize(frames, analysis, _swap()), analysis, sample_every=2)
     assert report.eye_correlation is not None and report.eye_correlation >= 0.8, report.eye_correlation
+
+
+def test_surrogate_is_softened_to_the_videos_own_sharpness():
+    """again.mkv is a soft, compressed picture; the studio portraits drawn into it at their own
+    sharpness showed dark, hard-lined eyes and brows and an edge where they fade into the frame
+    (gradient energy in the blend band 2.6x the original's at the same pixels, 2.0x softened). The
+    surrogate is given part of the video's measured softness, once per track."""
+    import cv2
+
+    from clinrelease.face.swap import SOFTNESS_SHARE, SOFTNESS_STEPS
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl/again.mkv"), 9, 3)
+    analysis = analyze_faces(frames)
+    swap = get_anonymizer("swap", key=KEY_A, pseudonym="again-patient")
+    out = _anonymize(frames, analysis, swap)
+    state = swap._tracks[analysis.patient.track_id]
+    face = analysis.patient.faces[0]
+    (plan, surrogate), = swap.plans(frames[0].shape, [face])[0]
+    # measured once for the track; the texture drawn is a blurred copy, the surrogate itself unchanged
+    assert 0 < state.softness <= SOFTNESS_SHARE * SOFTNESS_STEPS[-1]
+    assert surrogate.digest == state.surrogate.digest and np.abs(surrogate.texture.astype(int) - state.surrogate.texture).mean() > 0.5
+
+    def energy(frame, band):
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float((cv2.Sobel(grey, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(grey, cv2.CV_32F, 0, 1) ** 2)[band].mean())
+
+    ratios = []
+    for i, f in analysis.patient.faces.items():
+        (plan, _), = swap.plans(frames[i].shape, [f])[0]
+        x0, y0, x1, y1 = plan.region
+        band = np.zeros(frames[i].shape[:2], bool)
+        band[y0:y1, x0:x1] = (plan.alpha > 0.05) & (plan.alpha < 0.95)
+        ratios.append(energy(out[i], band) / energy(frames[i], band))
+    assert np.median(ratios) <= 2.3

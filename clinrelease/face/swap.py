@@ -401,6 +401,46 @@ def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -
     return mu_s.astype(np.float32), mu_p.astype(np.float32), colour_transfer(float(luma_gain), float(chroma_gain))
 
 
+#: softness steps (Gaussian sigma, frame pixels) :func:`video_softness` chooses from; the largest
+#: is the most a surrogate is ever blurred
+SOFTNESS_STEPS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+#: share of the video's softness the surrogate is given. All of it (1.0-2.0 px on the shared clips)
+#: took the seam to the original's (gradient ratio 1.65 -> 1.03) but SFace matched the patient on
+#: half the frames (its texture is what the surrogate's identity rests on); half of it: seam 1.3,
+#: SFace 0.98 -> 0.96 of frames at pd_motor's old identity strength 0.8, as before at 1.0
+#: (bench/realism.py, pd_motor, 60 frames, 3 keys, again/eat/brother/help)
+SOFTNESS_SHARE = 0.5
+
+
+def _fine_detail(grey: np.ndarray, where: np.ndarray) -> float:
+    """Mean squared difference of ``grey`` from its 1-pixel Gaussian blur over ``where``."""
+    import cv2
+
+    return float(((grey - cv2.GaussianBlur(grey, (0, 0), 1.0)) ** 2)[where].mean())
+
+
+def video_softness(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> float:
+    """How soft the video's picture of the face is next to the surrogate's: the smallest Gaussian
+    blur (frame pixels, one of :data:`SOFTNESS_STEPS`) that brings the warped surrogate's finest
+    detail down to the patient's own over the face's skin and features.
+
+    Studio portraits drawn into a compressed, softly focused exam video were visibly sharper than
+    the face's surroundings: eyes, brows and nostrils drawn in dark, hard lines, and the blend band
+    showed the edge between the two pictures (seam).
+    """
+    import cv2
+
+    if plan.stats.sum() < 16:
+        return 0.0
+    grey = lambda img: cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
+    sur = grey(cv2.remap(texture, plan.map_surrogate, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    target = _fine_detail(grey(cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)), plan.stats)
+    for sigma in SOFTNESS_STEPS:
+        if _fine_detail(cv2.GaussianBlur(sur, (0, 0), sigma) if sigma else sur, plan.stats) <= target:
+            return sigma
+    return SOFTNESS_STEPS[-1]
+
+
 def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     """Render one planned face into ``frame`` (RGB uint8, modified in place) with OpenCV."""
     import cv2
@@ -425,6 +465,8 @@ class _TrackState:
     surrogate: Surrogate | None
     neutral: np.ndarray | None = None
     offset: np.ndarray | None = None
+    #: the video's softness on this track's face (:func:`video_softness`), measured on its first swapped frame
+    softness: float | None = None
 
 
 @dataclass
@@ -563,11 +605,23 @@ class SwapAnonymizer:
             else:
                 oval = mesh_indices()["oval"]
                 scale = float(np.ptp(new[oval, 1])) / max(float(np.ptp(state.surrogate.landmarks[oval, 1])), 1.0)
-                planned.append((plan, state.surrogate.for_scale(max(scale, 1e-3) if np.isfinite(scale) else 1.0)))
+                scale = max(scale, 1e-3) if np.isfinite(scale) else 1.0
+                planned.append((plan, state.surrogate.for_scale(scale, state.softness or 0.0)))
         return planned, fallback
+
+    def _measure_softness(self, frame: np.ndarray, faces: list[TrackedFace]) -> None:
+        """Measure the video's softness on each track's first swapped frame (kept for the whole
+        track: one blur for the track, so the surrogate's texture does not pulse from frame to frame)."""
+        todo = [f for f in faces if (s := self._tracks.get(f.track_id)) is not None and s.surrogate is not None and s.softness is None]
+        for face in todo:
+            planned, _ = self.plans(frame.shape, [face])
+            if planned:
+                plan, surrogate = planned[0]
+                self._tracks[face.track_id].softness = SOFTNESS_SHARE * video_softness(frame, surrogate.texture, plan)
 
     def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
         """Swap every face of ``frame`` (RGB uint8, modified in place)."""
+        self._measure_softness(frame, faces)
         planned, fallback = self.plans(frame.shape, faces)
         if self.backend == "torch" and planned:
             from clinrelease.face.swap_torch import render_batch
