@@ -210,19 +210,37 @@ EYE_LIDS = {
         np.array([359, 255, 339, 254, 253, 252, 256, 341, 463, 414, 286, 258, 257, 259, 260, 467], np.int32),
     ),
 }
-#: how far from the eye contour towards that ring the patient's own eye reaches: the whole upper lid
-#: with its lash line (a blink is the upper lid closing), half the lower lid. Inside the contour alone
-#: a closing lid slid under the surrogate's open lid and lash line, and the mesh read the released
-#: eye as open: the eye-aspect-ratio series of eat.mkv's slow blink correlated 0.51 with the
-#: original's (0.89 with the lids kept, tests/test_face_swap.py); keeping the whole lower lid too
-#: kept no more of the blink and cost de-identification (bench/realism.py)
+#: how far from the eye contour towards that ring the patient's own eye reaches once the eye is
+#: closing (see :func:`lid_share`): the whole upper lid with its lash line (a blink is the upper lid
+#: closing), half the lower lid. Inside the contour alone a closing lid slid under the surrogate's
+#: open lid and lash line, and the mesh read the released eye as open: the eye-aspect-ratio series of
+#: eat.mkv's slow blink correlated 0.51 with the original's (0.89 with the lids kept,
+#: tests/test_face_swap.py). The lids carry identity too (kept on every frame, SFace matched eat.mkv's
+#: patient on 80% of frames under one key, 50% before), so an open eye keeps the surrogate's lids
 LID_REACH = np.array([0.5] * 9 + [1.0] * 7, np.float32)[:, None]
+#: the eye opening, as a fraction of the track's neutral one, at and below which the patient's lids
+#: are kept whole; above it they give way to the surrogate's, gone at the neutral opening
+CLOSED_OPENING = 0.6
 
 
-def eye_lid_outline(mesh: np.ndarray, group: str) -> np.ndarray:
-    """The outline of the patient's own eye ``group`` ("left_eye", "right_eye") with its lids."""
+def eye_opening(mesh: np.ndarray, group: str) -> float:
+    """Lid gap over eye width of eye ``group`` (the mean gap between facing lid points)."""
+    contour = np.asarray(mesh, np.float64)[EYE_LIDS[group][0]]
+    width = max(float(np.linalg.norm(contour[0] - contour[8])), 1e-6)
+    return float(np.linalg.norm(contour[1:8] - contour[15:8:-1], axis=1).mean()) / width
+
+
+def lid_share(mesh: np.ndarray, neutral: np.ndarray, group: str) -> float:
+    """How much of the patient's own lids eye ``group`` keeps in this frame: 0 at the track's neutral
+    opening (or wider), rising linearly to 1 at :data:`CLOSED_OPENING` of it (a blink, a squint)."""
+    ratio = eye_opening(mesh, group) / max(eye_opening(neutral, group), 1e-6)
+    return float(np.clip((1.0 - ratio) / (1.0 - CLOSED_OPENING), 0.0, 1.0))
+
+
+def eye_lid_outline(mesh: np.ndarray, group: str, share: float = 1.0) -> np.ndarray:
+    """The outline of the patient's own eye ``group`` ("left_eye", "right_eye") with ``share`` of its lids."""
     contour, ring = EYE_LIDS[group]
-    return mesh[contour] + LID_REACH * (mesh[ring] - mesh[contour])
+    return mesh[contour] + share * LID_REACH * (mesh[ring] - mesh[contour])
 
 
 #: width of the surrogate's fade-in (fraction of the face height)
@@ -277,6 +295,7 @@ def plan_face(
     reach: float = 0.0,
     lighting: float = 0.0,
     occluders: Sequence[np.ndarray] = (),
+    lids: dict[str, float] | None = None,
 ) -> FacePlan | None:
     """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``.
 
@@ -291,6 +310,8 @@ def plan_face(
     occluders:
         Outlines (frame pixels) of things in front of the face, hands above all: the frame keeps
         its own pixels there and they are left out of the colour statistics.
+    lids:
+        Share of each eye's lids the frame keeps (:func:`lid_share`, by eye group); all of them when None.
     """
     import cv2
 
@@ -313,7 +334,9 @@ def plan_face(
         return m > 0
 
     face = poly(new_mesh[idx["oval"]])
-    openings = {LIPS_KEPT: poly(new_mesh[idx[LIPS_KEPT]])} | {group: poly(eye_lid_outline(new_mesh, group)) for group in EYE_LIDS}
+    openings = {LIPS_KEPT: poly(new_mesh[idx[LIPS_KEPT]])} | {
+        group: poly(eye_lid_outline(new_mesh, group, 1.0 if lids is None else lids[group])) for group in EYE_LIDS
+    }
     holes = openings[LIPS_KEPT] | openings["left_eye"] | openings["right_eye"]
     # the surrogate fades in across the outline (reaching ``reach`` past it) and out around the
     # eye/mouth openings; colour statistics come from the skin well inside the outline only
@@ -406,10 +429,10 @@ def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -
 SOFTNESS_STEPS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 #: share of the video's softness the surrogate is given. All of it (1.0-2.0 px on the shared clips)
 #: took the seam to the original's (gradient ratio 1.65 -> 1.03) but SFace matched the patient on
-#: half the frames (its texture is what the surrogate's identity rests on); half of it: seam 1.3,
-#: SFace 0.98 -> 0.96 of frames at pd_motor's old identity strength 0.8, as before at 1.0
-#: (bench/realism.py, pd_motor, 60 frames, 3 keys, again/eat/brother/help)
-SOFTNESS_SHARE = 0.5
+#: half the frames (the surrogate's identity rests on its texture); half of it still took SFace over
+#: its threshold on again.mkv (0.33 -> 0.38, tests/test_face_swap.py); a quarter keeps it (0.34).
+#: On again.mkv the unsoftened surrogate has 5x the original face's fine detail, softened 3x
+SOFTNESS_SHARE = 0.25
 
 
 def _fine_detail(grey: np.ndarray, where: np.ndarray) -> float:
@@ -597,8 +620,9 @@ class SwapAnonymizer:
                 fallback.append(face)
                 continue
             new = swapped_geometry(face.landmarks, state.neutral, state.offset, float(self.identity_strength))
+            lids = {group: lid_share(face.landmarks, state.neutral, group) for group in EYE_LIDS}
             plan = plan_face(
-                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders
+                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders, lids=lids
             )
             if plan is None:
                 fallback.append(face)
