@@ -99,34 +99,39 @@ class Surrogate:
         return triangulate(np.concatenate([self.landmarks, self.ring]))
 
     @cached_property
-    def _prefiltered(self) -> dict[int, Surrogate]:
+    def _prefiltered(self) -> dict[tuple[int, int, int], Surrogate]:
         return {}
 
-    def for_scale(self, scale: float) -> Surrogate:
+    def for_scale(self, scale: float, softness: float = 0.0) -> Surrogate:
         """This surrogate with its texture low-passed for drawing at ``scale`` frame pixels per
-        texture pixel.
+        texture pixel, into a video whose own picture is ``softness`` frame pixels soft (a Gaussian's
+        sigma; see :func:`clinrelease.face.swap.video_softness`).
 
         Sampling the texture straight at a small face (a 60 px face takes one texel in three)
         aliases: isolated dark texels turn into specks, and they shimmer as the face moves, which
         is flicker. Below ``scale`` 1/sqrt(2) the texture is blurred by a Gaussian of
-        ``0.5 * sqrt(m**2 - 1)`` texels for ``m = 1 / scale`` rounded down to half octaves (cached
-        per level); shape, triangles and digest stay the same.
+        ``0.5 * sqrt(m**2 - 1)`` texels for ``m = 1 / scale`` rounded down to half octaves; the
+        video's softness adds ``softness / scale`` texels (softness in quarter pixels, scale in quarter octaves). Each level is
+        cached; shape, triangles and digest stay the same.
         """
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
         level = int(np.floor(2.0 * np.log2(max(1.0 / scale, 1.0))))
-        if level <= 0:
+        soft = int(round(4.0 * max(float(softness), 0.0)))
+        if level <= 0 and soft == 0:
             return self
-        if level not in self._prefiltered:
+        # texels per frame pixel, in quarter octaves, for the softness's share
+        texels = int(round(4.0 * np.log2(1.0 / scale))) if soft else 0
+        if (level, soft, texels) not in self._prefiltered:
             import cv2
 
-            m = 2.0 ** (level / 2.0)
-            sigma = 0.5 * float(np.sqrt(m * m - 1.0))
+            m = 2.0 ** (max(level, 0) / 2.0)
+            sigma = float(np.hypot(0.5 * np.sqrt(m * m - 1.0), 0.25 * soft * 2.0 ** (texels / 4.0)))
             texture = cv2.GaussianBlur(self.texture, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
             blurred = Surrogate(texture, self.landmarks, self.donor_ids, self.digest)
             blurred.__dict__.update(ring=self.ring, triangles=self.triangles)
-            self._prefiltered[level] = blurred
-        return self._prefiltered[level]
+            self._prefiltered[(level, soft, texels)] = blurred
+        return self._prefiltered[(level, soft, texels)]
 
 
 @dataclass

@@ -11,7 +11,7 @@ surrogate's features survive) and blended with a feathered mask that fades in in
 outline (``reach`` > 0 lets it reach past). Small faces, whose texture says little, get a larger
 shape offset (``small_face_boost``). The ring band between the new face outline and the ring
 (outside both the old and the new outline, so its triangles never fold) carries the patient's own
-pixels warped to meet the new outline, and the eye openings and the lips carry the patient's own
+pixels warped to meet the new outline, and the eyes with their lids and the lips carry the patient's own
 pixels, each moved whole to where the new geometry puts it, so gaze, blinks and every mouth
 movement survive.
 """
@@ -198,6 +198,51 @@ REACH = SwapParams.reach
 #: lips themselves (their colour, folds and every movement), so a donor's lips never draw a smile
 #: or a parted mouth the patient does not make (issue 17)
 LIPS_KEPT = "outer_lips"
+#: each eye's contour and, point for point, the mesh's next ring out around it (in order: outer corner,
+#: lower lid, inner corner, upper lid)
+EYE_LIDS = {
+    "right_eye": (
+        np.array([33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246], np.int32),
+        np.array([130, 25, 110, 24, 23, 22, 26, 112, 243, 190, 56, 28, 27, 29, 30, 247], np.int32),
+    ),
+    "left_eye": (
+        np.array([263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466], np.int32),
+        np.array([359, 255, 339, 254, 253, 252, 256, 341, 463, 414, 286, 258, 257, 259, 260, 467], np.int32),
+    ),
+}
+#: how far from the eye contour towards that ring the patient's own eye reaches once the eye is
+#: closing (see :func:`lid_share`): the whole upper lid with its lash line (a blink is the upper lid
+#: closing), half the lower lid. Inside the contour alone a closing lid slid under the surrogate's
+#: open lid and lash line, and the mesh read the released eye as open: the eye-aspect-ratio series of
+#: eat.mkv's slow blink correlated 0.51 with the original's (0.89 with the lids kept,
+#: tests/test_face_swap.py). The lids carry identity too (kept on every frame, SFace matched eat.mkv's
+#: patient on 80% of frames under one key, 50% before), so an open eye keeps the surrogate's lids
+LID_REACH = np.array([0.5] * 9 + [1.0] * 7, np.float32)[:, None]
+#: the eye opening, as a fraction of the track's neutral one, at and below which the patient's lids
+#: are kept whole; above it they give way to the surrogate's, gone at the neutral opening
+CLOSED_OPENING = 0.6
+
+
+def eye_opening(mesh: np.ndarray, group: str) -> float:
+    """Lid gap over eye width of eye ``group`` (the mean gap between facing lid points)."""
+    contour = np.asarray(mesh, np.float64)[EYE_LIDS[group][0]]
+    width = max(float(np.linalg.norm(contour[0] - contour[8])), 1e-6)
+    return float(np.linalg.norm(contour[1:8] - contour[15:8:-1], axis=1).mean()) / width
+
+
+def lid_share(mesh: np.ndarray, neutral: np.ndarray, group: str) -> float:
+    """How much of the patient's own lids eye ``group`` keeps in this frame: 0 at the track's neutral
+    opening (or wider), rising linearly to 1 at :data:`CLOSED_OPENING` of it (a blink, a squint)."""
+    ratio = eye_opening(mesh, group) / max(eye_opening(neutral, group), 1e-6)
+    return float(np.clip((1.0 - ratio) / (1.0 - CLOSED_OPENING), 0.0, 1.0))
+
+
+def eye_lid_outline(mesh: np.ndarray, group: str, share: float = 1.0) -> np.ndarray:
+    """The outline of the patient's own eye ``group`` ("left_eye", "right_eye") with ``share`` of its lids."""
+    contour, ring = EYE_LIDS[group]
+    return mesh[contour] + share * LID_REACH * (mesh[ring] - mesh[contour])
+
+
 #: width of the surrogate's fade-in (fraction of the face height)
 FADE = 0.08
 #: scale of the shading field carried over from the patient (Gaussian sigma, fraction of the face
@@ -250,6 +295,7 @@ def plan_face(
     reach: float = 0.0,
     lighting: float = 0.0,
     occluders: Sequence[np.ndarray] = (),
+    lids: dict[str, float] | None = None,
 ) -> FacePlan | None:
     """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``.
 
@@ -264,6 +310,8 @@ def plan_face(
     occluders:
         Outlines (frame pixels) of things in front of the face, hands above all: the frame keeps
         its own pixels there and they are left out of the colour statistics.
+    lids:
+        Share of each eye's lids the frame keeps (:func:`lid_share`, by eye group); all of them when None.
     """
     import cv2
 
@@ -286,7 +334,9 @@ def plan_face(
         return m > 0
 
     face = poly(new_mesh[idx["oval"]])
-    openings = {group: poly(new_mesh[idx[group]]) for group in (LIPS_KEPT, "left_eye", "right_eye")}
+    openings = {LIPS_KEPT: poly(new_mesh[idx[LIPS_KEPT]])} | {
+        group: poly(eye_lid_outline(new_mesh, group, 1.0 if lids is None else lids[group])) for group in EYE_LIDS
+    }
     holes = openings[LIPS_KEPT] | openings["left_eye"] | openings["right_eye"]
     # the surrogate fades in across the outline (reaching ``reach`` past it) and out around the
     # eye/mouth openings; colour statistics come from the skin well inside the outline only
@@ -374,6 +424,46 @@ def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -
     return mu_s.astype(np.float32), mu_p.astype(np.float32), colour_transfer(float(luma_gain), float(chroma_gain))
 
 
+#: softness steps (Gaussian sigma, frame pixels) :func:`video_softness` chooses from; the largest
+#: is the most a surrogate is ever blurred
+SOFTNESS_STEPS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+#: share of the video's softness the surrogate is given. All of it (1.0-2.0 px on the shared clips)
+#: took the seam to the original's (gradient ratio 1.65 -> 1.03) but SFace matched the patient on
+#: half the frames (the surrogate's identity rests on its texture); half of it still took SFace over
+#: its threshold on again.mkv (0.33 -> 0.38, tests/test_face_swap.py); a quarter keeps it (0.34).
+#: On again.mkv the unsoftened surrogate has 5x the original face's fine detail, softened 3x
+SOFTNESS_SHARE = 0.25
+
+
+def _fine_detail(grey: np.ndarray, where: np.ndarray) -> float:
+    """Mean squared difference of ``grey`` from its 1-pixel Gaussian blur over ``where``."""
+    import cv2
+
+    return float(((grey - cv2.GaussianBlur(grey, (0, 0), 1.0)) ** 2)[where].mean())
+
+
+def video_softness(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> float:
+    """How soft the video's picture of the face is next to the surrogate's: the smallest Gaussian
+    blur (frame pixels, one of :data:`SOFTNESS_STEPS`) that brings the warped surrogate's finest
+    detail down to the patient's own over the face's skin and features.
+
+    Studio portraits drawn into a compressed, softly focused exam video were visibly sharper than
+    the face's surroundings: eyes, brows and nostrils drawn in dark, hard lines, and the blend band
+    showed the edge between the two pictures (seam).
+    """
+    import cv2
+
+    if plan.stats.sum() < 16:
+        return 0.0
+    grey = lambda img: cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
+    sur = grey(cv2.remap(texture, plan.map_surrogate, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    target = _fine_detail(grey(cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)), plan.stats)
+    for sigma in SOFTNESS_STEPS:
+        if _fine_detail(cv2.GaussianBlur(sur, (0, 0), sigma) if sigma else sur, plan.stats) <= target:
+            return sigma
+    return SOFTNESS_STEPS[-1]
+
+
 def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     """Render one planned face into ``frame`` (RGB uint8, modified in place) with OpenCV."""
     import cv2
@@ -398,6 +488,8 @@ class _TrackState:
     surrogate: Surrogate | None
     neutral: np.ndarray | None = None
     offset: np.ndarray | None = None
+    #: the video's softness on this track's face (:func:`video_softness`), measured on its first swapped frame
+    softness: float | None = None
 
 
 @dataclass
@@ -528,19 +620,32 @@ class SwapAnonymizer:
                 fallback.append(face)
                 continue
             new = swapped_geometry(face.landmarks, state.neutral, state.offset, float(self.identity_strength))
+            lids = {group: lid_share(face.landmarks, state.neutral, group) for group in EYE_LIDS}
             plan = plan_face(
-                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders
+                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders, lids=lids
             )
             if plan is None:
                 fallback.append(face)
             else:
                 oval = mesh_indices()["oval"]
                 scale = float(np.ptp(new[oval, 1])) / max(float(np.ptp(state.surrogate.landmarks[oval, 1])), 1.0)
-                planned.append((plan, state.surrogate.for_scale(max(scale, 1e-3) if np.isfinite(scale) else 1.0)))
+                scale = max(scale, 1e-3) if np.isfinite(scale) else 1.0
+                planned.append((plan, state.surrogate.for_scale(scale, state.softness or 0.0)))
         return planned, fallback
+
+    def _measure_softness(self, frame: np.ndarray, faces: list[TrackedFace]) -> None:
+        """Measure the video's softness on each track's first swapped frame (kept for the whole
+        track: one blur for the track, so the surrogate's texture does not pulse from frame to frame)."""
+        todo = [f for f in faces if (s := self._tracks.get(f.track_id)) is not None and s.surrogate is not None and s.softness is None]
+        for face in todo:
+            planned, _ = self.plans(frame.shape, [face])
+            if planned:
+                plan, surrogate = planned[0]
+                self._tracks[face.track_id].softness = SOFTNESS_SHARE * video_softness(frame, surrogate.texture, plan)
 
     def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
         """Swap every face of ``frame`` (RGB uint8, modified in place)."""
+        self._measure_softness(frame, faces)
         planned, fallback = self.plans(frame.shape, faces)
         if self.backend == "torch" and planned:
             from clinrelease.face.swap_torch import render_batch

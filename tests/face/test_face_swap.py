@@ -620,3 +620,61 @@ def test_the_patients_mouth_is_moved_whole_not_folded_through_the_surrogates_tri
 
     moved = cv2.warpAffine(frames[6], np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), frames[6].shape[1::-1], flags=cv2.INTER_LINEAR)
     assert np.abs(out[6][y0:y1, x0:x1].astype(int) - moved[y0:y1, x0:x1]).mean() < 2.0
+
+
+def test_a_blink_closes_the_released_eye_as_in_the_original():
+    """eat.mkv's signer closes both eyes (eye-aspect ratio 0.19 -> 0.05, frames 20-30). With only the
+    inside of the eye contour kept, the closing lid slid under the surrogate's open lid and lash line,
+    and the face mesh read the released eye as open (series correlation 0.51); with the patient's
+    own lids kept while the eye closes, the released eye closes as the original's does. An open eye
+    keeps the surrogate's lids (they carry identity)."""
+    from clinrelease.face.swap import EYE_LIDS, lid_share
+    from clinrelease.verify.realism import verify_realism
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl/eat.mkv"), 47, 1)
+    analysis = analyze_faces(frames)
+    swap = _swap()
+    report = verify_realism(frames, _anonymize(frames, analysis, swap), analysis, sample_every=2)
+    assert report.eye_correlation is not None and report.eye_correlation >= 0.8, report.eye_correlation
+    neutral = swap._tracks[analysis.patient.track_id].neutral
+    faces = analysis.patient.faces
+    for group in EYE_LIDS:
+        assert lid_share(faces[8].landmarks, neutral, group) < 0.2  # open
+        assert lid_share(faces[29].landmarks, neutral, group) > 0.7  # closed (the neutral is half-narrowed here)
+
+
+def test_surrogate_is_softened_towards_the_videos_own_sharpness(monkeypatch):
+    """again.mkv is a soft, compressed picture; the studio portraits drawn into it at their own
+    sharpness showed dark, hard-lined eyes and brows. The surrogate is given part of the video's
+    measured softness (once per track), so the released face's fine detail comes closer to the
+    original's (median over the face's skin and features: original 2.7, unsoftened 13.0, softened 8.7)."""
+    import clinrelease.face.swap as swap_module
+    from clinrelease.face.swap import SOFTNESS_SHARE, SOFTNESS_STEPS, _fine_detail
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl/again.mkv"), 9, 3)
+    analysis = analyze_faces(frames)
+    faces = analysis.patient.faces
+
+    def released(share):
+        monkeypatch.setattr(swap_module, "SOFTNESS_SHARE", share)
+        swap = get_anonymizer("swap", key=KEY_A, pseudonym="again-patient")
+        return swap, _anonymize(frames, analysis, swap)
+
+    def detail(images, swap):
+        values = []
+        for i, f in faces.items():
+            (plan, _), = swap.plans(frames[i].shape, [f])[0]
+            x0, y0, x1, y1 = plan.region
+            grey = np.asarray(images[i][y0:y1, x0:x1].mean(axis=2), np.float32)
+            values.append(_fine_detail(grey, plan.stats))
+        return float(np.median(values))
+
+    sharp_swap, sharp = released(0.0)
+    soft_swap, soft = released(SOFTNESS_SHARE)
+    state = soft_swap._tracks[analysis.patient.track_id]
+    # measured once for the track; the texture drawn is a blurred copy, the surrogate itself unchanged
+    assert 0 < state.softness <= SOFTNESS_SHARE * SOFTNESS_STEPS[-1]
+    (_, drawn), = soft_swap.plans(frames[0].shape, [faces[0]])[0]
+    assert drawn.digest == state.surrogate.digest and drawn.texture is not state.surrogate.texture
+    original, before, after = detail(frames, soft_swap), detail(sharp, soft_swap), detail(soft, soft_swap)
+    assert before > 3 * original and after < 0.8 * before and after > original, (original, before, after)
