@@ -48,7 +48,13 @@ from clinrelease.face.surrogates import (
     load_pool,
     sequence_member,
 )
-from clinrelease.face.surrogates import LUMA as surrogate_luma
+from clinrelease.face.swap_plan import (
+    CHROMA_GAIN,
+    LUMA,
+    LUMA_GAIN,
+    FacePlan,
+    colour_transfer,
+)
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
 FIT_POINTS = slice(0, 468)
@@ -253,19 +259,6 @@ LIGHTING_SIGMA = 0.12
 SMALL_FACE_PX = 120.0
 
 
-@dataclass
-class FacePlan:
-    """Everything needed to render one swapped face, independent of the renderer (OpenCV or torch)."""
-
-    region: tuple[int, int, int, int]
-    inside: np.ndarray  # (h, w) bool, pixels inside the ring
-    map_surrogate: np.ndarray  # (h, w, 2) float32, texture pixels
-    map_patient: np.ndarray  # (h, w, 2) float32, frame pixels
-    alpha: np.ndarray  # (h, w) float32, weight of the surrogate
-    stats: np.ndarray  # (h, w) bool, skin pixels used for the colour match
-    lighting_sigma: float = 0.0  # pixels; Gaussian scale of the shading field taken from the patient
-
-
 def _ramp_inside(mask: np.ndarray, width: float) -> np.ndarray:
     """0 at the edge of ``mask`` rising linearly to 1 at ``width`` pixels inside it."""
     import cv2
@@ -386,22 +379,6 @@ def _openings_moved_whole(
         out[region, 0] = xx[region] + origin[0] - float(shift[0])
         out[region, 1] = yy[region] + origin[1] - float(shift[1])
     return out
-
-
-#: luma weights splitting a colour change into brightness and colour difference (the composites' own)
-LUMA = surrogate_luma.astype(np.float32)
-#: bounds on the brightness contrast gain, and on the colour-difference gain (never above 1: the
-#: surrogate's colour variation is only ever toned down, so a dark orange texel cannot overshoot into
-#: a teal speck on a greyer patient's skin)
-LUMA_GAIN = (0.6, 1.6)
-CHROMA_GAIN = (0.6, 1.0)
-
-
-def colour_transfer(luma_gain: float, chroma_gain: float) -> np.ndarray:
-    """The (3, 3) RGB matrix that scales a colour deviation's brightness by ``luma_gain`` and its
-    colour difference (the deviation minus its brightness) by ``chroma_gain``."""
-    to_luma = np.outer(np.ones(3, np.float32), LUMA)
-    return (luma_gain * to_luma + chroma_gain * (np.eye(3, dtype=np.float32) - to_luma)).astype(np.float32)
 
 
 def colour_gain(surrogate: np.ndarray, patient: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

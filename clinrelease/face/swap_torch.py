@@ -11,7 +11,7 @@ import numpy as np
 
 from clinrelease.face.skin import FIELD_SUPPORT, gaussian_taps
 from clinrelease.face.surrogates import Surrogate
-from clinrelease.face.swap import CHROMA_GAIN, LUMA, LUMA_GAIN, FacePlan
+from clinrelease.face.swap_plan import CHROMA_GAIN, LUMA, LUMA_GAIN, FacePlan
 
 
 def _sample(image, coords, torch):

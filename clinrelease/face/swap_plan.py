@@ -1,0 +1,42 @@
+"""What one swapped face is drawn from, shared by both renderers (:mod:`clinrelease.face.swap`,
+OpenCV frame by frame; :mod:`clinrelease.face.swap_torch`, batched): the face's plan and the colour
+match's constants. Neither renderer imports the other's module for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clinrelease.face.surrogates import LUMA as surrogate_luma
+
+__all__ = ["CHROMA_GAIN", "LUMA", "LUMA_GAIN", "FacePlan", "colour_transfer"]
+
+
+@dataclass
+class FacePlan:
+    """Everything needed to render one swapped face, independent of the renderer (OpenCV or torch)."""
+
+    region: tuple[int, int, int, int]
+    inside: np.ndarray  # (h, w) bool, pixels inside the ring
+    map_surrogate: np.ndarray  # (h, w, 2) float32, texture pixels
+    map_patient: np.ndarray  # (h, w, 2) float32, frame pixels
+    alpha: np.ndarray  # (h, w) float32, weight of the surrogate
+    stats: np.ndarray  # (h, w) bool, skin pixels used for the colour match
+    lighting_sigma: float = 0.0  # pixels; Gaussian scale of the shading field taken from the patient
+
+
+#: luma weights splitting a colour change into brightness and colour difference (the composites' own)
+LUMA = surrogate_luma.astype(np.float32)
+#: bounds on the brightness contrast gain, and on the colour-difference gain (never above 1: the
+#: surrogate's colour variation is only ever toned down, so a dark orange texel cannot overshoot into
+#: a teal speck on a greyer patient's skin)
+LUMA_GAIN = (0.6, 1.6)
+CHROMA_GAIN = (0.6, 1.0)
+
+
+def colour_transfer(luma_gain: float, chroma_gain: float) -> np.ndarray:
+    """The (3, 3) RGB matrix that scales a colour deviation's brightness by ``luma_gain`` and its
+    colour difference (the deviation minus its brightness) by ``chroma_gain``."""
+    to_luma = np.outer(np.ones(3, np.float32), LUMA)
+    return (luma_gain * to_luma + chroma_gain * (np.eye(3, dtype=np.float32) - to_luma)).astype(np.float32)
