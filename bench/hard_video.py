@@ -221,7 +221,9 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         **checks,
         "frames": len(variant.frames),
         "seconds": round(seconds, 1),
+        "surrogate_counter": (record.get("faces", {}).get("surrogate") or {}).get("counter"),
         "reason": (record.get("reasons") or [""])[0][:90],
+        "reasons": record.get("reasons") or [],
     }
 
 
