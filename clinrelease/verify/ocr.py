@@ -286,13 +286,12 @@ def clean_text(
 
 
 def _add_grain(out: np.ndarray, frame: np.ndarray, regions: Sequence[tuple[slice, slice, np.ndarray]]) -> None:
-    """Grain inside each painted region at the detail level of the frame around it (never below the
-    textured blur's floor), drawn from the region's place alone, never from its pixels."""
-    from clinrelease.face.textured_blur import MIN_GRAIN, fine_detail, grain
+    """Grain inside each painted region at the detail level of the frame around it (within the
+    textured blur's floor and ceiling), drawn from the region's place alone, never from its pixels."""
+    from clinrelease.face.textured_blur import grain, grain_level
 
     for ys, xs, mask in regions:
-        around = ~mask
-        level = max(MIN_GRAIN, fine_detail(frame[ys, xs], around)) if around.any() else MIN_GRAIN
+        level = grain_level(frame[ys, xs], ~mask)
         noise = grain(mask.shape, level, ys.start * 100_003 + xs.start)
         patch = out[ys, xs].astype(np.float32)
         patch[mask] += noise[mask][:, None]
