@@ -93,7 +93,7 @@ def test_cleaning_blanks_every_detected_region_without_reading(portrait):
     quads = detect_text(frames[0])
     assert len(quads) >= 1 and quads.shape[1:] == (4, 2)
     scan = TextScan(sample_every=2)
-    cleaned = list(clean_video_text(frames, sample_every=2, scan=scan, read=False, method="fill"))
+    cleaned = list(clean_video_text(frames, sample_every=2, scan=scan, read=False))
     assert scan.frames_scanned == [0, 2, 3]
     assert scan.found and all(b.text == "" and b.score == 0.0 for b in scan.found)  # nothing was read
     for frame, out in zip(frames, cleaned):
@@ -216,7 +216,7 @@ def test_tilted_shirt_print_is_cleaned_as_drawn_and_around_the_face():
 
 
 def test_a_shirt_print_is_cleaned_with_texture_not_a_black_box_and_the_body_keypoints_stay():
-    """again.mkv's signer wears a hoodie with a large print: the default cleaning removes the letters
+    """again.mkv's signer wears a hoodie with a large print: textured cleaning removes the letters
     without a flat patch (a solid fill is one, and the pose model reads it as an occluder)."""
     from functools import partial
 
@@ -231,7 +231,7 @@ def test_a_shirt_print_is_cleaned_with_texture_not_a_black_box_and_the_body_keyp
     frames = [f.copy() for f in clip_frames(str(path), 10, 3)]
     faces = partial(face_outlines, analyze_faces(frames, min_face_px=16, prefetch=0))
     scan = TextScan(sample_every=9)
-    textured = list(clean_video_text(frames, sample_every=9, scan=scan, faces=faces, read=False))
+    textured = list(clean_video_text(frames, sample_every=9, method="textured", scan=scan, faces=faces, read=False))
     filled = list(clean_video_text(frames, sample_every=9, method="fill", faces=faces))
     assert scan.found and not any(b.on_face for b in scan.found)  # the print was found, off the face
     assert sum(int(flat_filled(a, b).sum()) for a, b in zip(frames, filled)) > 1000  # the black box

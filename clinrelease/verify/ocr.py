@@ -244,7 +244,7 @@ CLEAN_METHODS = ("textured", "fill", "inpaint")
 def clean_text(
     frame: np.ndarray,
     boxes: Iterable[TextBox],
-    method: str = "textured",
+    method: str = "fill",
     pad: int = 4,
     fill: tuple[int, int, int] = (0, 0, 0),
     keep_out: Sequence[np.ndarray] = (),
@@ -254,12 +254,15 @@ def clean_text(
     Parameters
     ----------
     method:
-        ``"textured"`` (the default) inpaints and adds grain at the surroundings' own detail level:
-        a solid fill is a flat patch that the body keypoint model reads as an occluder (a black box
-        over a hoodie's print took body AP from 0.99 to 0.75 on again.mkv shrunk to a 24 px face; 0.89
-        textured) and that a reviewer cannot tell from a face painted over. ``"fill"`` paints a
-        solid colour; ``"inpaint"`` fills from the surroundings with OpenCV's Telea inpainting
-        (smooth: a flat patch where the text was large). Each removes every stroke.
+        ``"textured"`` inpaints and adds grain at the surroundings' own detail level: a solid fill
+        is a flat patch that the body keypoint model reads as an occluder (a black box over a
+        hoodie's print took body AP from 0.99 to 0.75 on again.mkv shrunk to a 24 px face; 0.91
+        textured). ``"fill"`` paints a solid colour; ``"inpaint"`` fills from the surroundings
+        with OpenCV's Telea inpainting (smooth: a flat patch where the text was large). Each removes
+        every stroke. The release still cleans with ``"fill"``: on again.mkv the print's letters lie
+        across a printed skull, and with them cleanly removed the untracked-face check (fail closed)
+        takes the skull for a face left unanonymized (two release tests, frames 17 and 33/43); the
+        black bar had broken it up. Textured cleaning needs that check to tell a printed face first.
     keep_out:
         Outlines ``(m, 2)`` (frame pixels) never painted: the faces of this frame. Regions marked
         ``on_face`` are skipped whole.
@@ -355,7 +358,7 @@ def _scanned(
 def clean_video_text(
     frames: Iterable[np.ndarray],
     sample_every: int = 30,
-    method: str = "textured",
+    method: str = "fill",
     scan: TextScan | None = None,
     read: bool = True,
     faces: FaceOutlines | None = None,
