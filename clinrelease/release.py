@@ -581,10 +581,14 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
 
         from clinrelease.face.small import plan_methods
+        from clinrelease.verify.reid import profile_recognizers
 
         # small and turned-away faces of the tracks the swap anonymizes, decided before any pixel changes
         swapped = tuple(role for role, name in (("patient", profile.anonymizer.name), ("bystander", profile.anonymizer.bystander)) if name == "swap")
-        methods = plan_methods(analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view, yaw_limit=profile.faces.profile_yaw)
+        methods = plan_methods(
+            analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view, yaw_limit=profile.faces.profile_yaw,
+            guard=profile_recognizers(profile.verify),
+        )  # fmt: skip
         started = time.perf_counter()
         decision = _surrogate_decision(ctx, profile, analysis, source, result.pseudonym, methods)
         stages["surrogate"] = time.perf_counter() - started
@@ -630,6 +634,8 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
     )
     record["output"] = "data/" + output_relpath(result.dataset)
     record["output_uid"] = written.sop_instance_uid
+    if faces_on:  # the small faces' guard chose methods while the frames were rendered
+        record["faces"]["methods"] = methods.to_dict()
     stages["anonymize_encode"] = time.perf_counter() - started
 
     output = open_video(staged)
@@ -670,6 +676,7 @@ def _release_video(work: _ItemWork, source, header, result, faces_on: bool) -> N
         sample_every=verify.sample_every, recognizers=tuple(recognizers.values()), residual_recognizer=recognizers.get("sface", "sface"),
         residual_faces=bool(verify.residual_faces), keypoints=keypoints, face=face, person=person,
         realism=verify.face_realism is not None, endpoints=endpoints,
+        realism_skip=methods.blurred_frames(analysis.patient.track_id) if faces_on and analysis.patient else frozenset(),
         endpoint_sample_every=verify.endpoints.sample_every if endpoints else None, fps=info.fps,
         text_every=verify.ocr.sample_every if clean_text else None,
     )  # fmt: skip
