@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clinrelease.dicom.video import open_video  # noqa: E402
+from clinrelease.face.surrogate_choice import CHOICES_FILE  # noqa: E402
 from clinrelease.face.textured_blur import flat_filled, flat_over  # noqa: E402
 from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, scaled, shared_media_dir, side_by_side, sweep, write_mp4  # noqa: E402
 
@@ -119,7 +120,12 @@ def release(variant: Variant, work: Path, keys: Path) -> tuple[dict, Path | None
     # burned-in name and MRN as scanners draw them (fixed-size letters: on a shrunk frame they would
     # cover the face, which no scanner does)
     burn = variant.frames[0].shape[1] >= 400
-    build_dicom_fixture(folder / "exam.dcm", mp4, "h264", None, identity=Identity(), burn_text=burn)
+    # each clip shows its own patient; each variant decides its surrogate afresh (a decision stored by
+    # an earlier variant, of another clip or size, would otherwise be read back: rows would depend on
+    # the order they run in)
+    (keys / CHOICES_FILE).unlink(missing_ok=True)
+    identity = Identity(patient_id=f"MRN-{variant.clip}")
+    build_dicom_fixture(folder / "exam.dcm", mp4, "h264", None, identity=identity, burn_text=burn)
     start = time.perf_counter()
     summary = run_release(ReleaseOptions(profile=variant.profile, inputs=[folder], output=work / "release", keys_dir=keys))
     seconds = time.perf_counter() - start
@@ -214,6 +220,7 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         "small_face_frames": figures.get("small_face_frames"),
         # how faces the plain swap does not take were anonymized, and what bystanders got
         "upscaled_swap_frames": figures.get("faces_upscaled_swap_frames"),
+        "blurred_swap_frames": figures.get("faces_blurred_swap_frames"),
         "textured_blur_frames": figures.get("faces_textured_blur_frames"),
         "profile_view_frames": figures.get("profile_view_frames"),
         "bystander_treatment": figures.get("bystander_treatment"),
@@ -221,7 +228,9 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         **checks,
         "frames": len(variant.frames),
         "seconds": round(seconds, 1),
+        "surrogate_counter": (record.get("faces", {}).get("surrogate") or {}).get("counter"),
         "reason": (record.get("reasons") or [""])[0][:90],
+        "reasons": record.get("reasons") or [],
     }
 
 
@@ -264,7 +273,8 @@ def main() -> None:
                 f"body AP {_f(row['body_ap'])} "
                 f"unanon {row.get('unanonymized_frames')} flat {row.get('flat_fill_frames')} "
                 f"text-on-face {row['text_on_face']} small {row['small_face_frames']} (upscaled {row['upscaled_swap_frames']}, "
-                f"blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}) {row['seconds']}s  {row['reason']}",
+                f"swap+blur {row['blurred_swap_frames']}, blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}) "
+                f"counter {row['surrogate_counter']} {row['seconds']}s  {row['reason']}",
                 flush=True,
             )
             shutil.rmtree(work, ignore_errors=True)

@@ -323,7 +323,8 @@ def anonymize_frames(
     if methods is not None:
         from clinrelease.face.small import size_aware
 
-        patient, bystander = size_aware(patient, methods), size_aware(bystander, methods)
+        # what is released is checked as it is rendered; the surrogate screening compares plain swaps
+        patient, bystander = size_aware(patient, methods, guard=True), size_aware(bystander, methods, guard=True)
     work = _anonymized(threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else frames, analysis, patient, bystander, clock)
     return threaded(work, depth=prefetch, name="anonymize") if prefetch > 0 else work
 

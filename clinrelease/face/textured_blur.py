@@ -4,7 +4,8 @@ A plain blur of a face leaves a region so smooth that it reads as a painted patc
 bench's flat-fill detector finds it over every blurred face), and a mask is one. Here the face's
 ellipse is blurred as :class:`~clinrelease.face.baselines.BlurAnonymizer` does (sigma half the face
 radius: no feature survives), then grain is added whose strength is the face's own fine-detail
-level (one figure per face, so no feature's position travels into it) and whose pattern is drawn
+level (one figure per face, so no feature's position travels into it; between :data:`MIN_GRAIN` and
+:data:`MAX_GRAIN`) and whose pattern is drawn
 from the track and frame alone (never from the face's pixels). The ellipse fades into the frame over
 a band outside it, so no edge outlines the head. Used for bystanders, for faces too small or too
 turned for the swap (:mod:`clinrelease.face.small`), where a profile chooses it.
@@ -26,6 +27,10 @@ FILL_CHANGE = 20.0
 #: grain floor (grey levels, standard deviation): a face with hardly any fine detail (a tiny or
 #: defocused one) still gets visible grain, so the region is never flat (the bench's limit is 1.5)
 MIN_GRAIN = 3.0
+#: grain ceiling (grey levels): the detail finer than 2 px of a full-size face is its skin's texture
+#: (6-11 grey levels on the shared clips), but on a 24 px face it is the eyes, brows and lips (15-21),
+#: and grain that strong speckled the oval (the hard-video sheets; the issue's "speckles")
+MAX_GRAIN = 8.0
 #: scale of the grain's correlation (pixels, Gaussian sigma): film-grain sized, below a feature's size
 GRAIN_SIGMA = 0.7
 
@@ -56,6 +61,12 @@ def fine_detail(patch: np.ndarray, inside: np.ndarray) -> float:
     grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
     detail = grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
     return float(detail[inside].std()) if inside.any() else 0.0
+
+
+def grain_level(patch: np.ndarray, inside: np.ndarray) -> float:
+    """The grain strength for a region: the patch's :func:`fine_detail` over ``inside``, kept within
+    :data:`MIN_GRAIN` and :data:`MAX_GRAIN`."""
+    return min(MAX_GRAIN, max(MIN_GRAIN, fine_detail(patch, inside)))
 
 
 def grain(shape: tuple[int, int], strength: float, seed: int) -> np.ndarray:
@@ -107,7 +118,7 @@ class TexturedBlurAnonymizer:
             cv2.ellipse(ellipse, (cx - x0, cy - y0), (ax, ay), 0, 0, 360, 1, -1)
             outside = cv2.distanceTransform(1 - ellipse, cv2.DIST_L2, 3)
             alpha = np.clip(1.0 - outside / band, 0.0, 1.0)[..., None]
-            level = max(MIN_GRAIN, fine_detail(patch, ellipse > 0))
+            level = grain_level(patch, ellipse > 0)
             noise = grain(patch.shape[:2], level, face.track_id * 1_000_003 + face.frame_index)
             filled = blur._fill(patch.copy(), max(ax, ay)).astype(np.float32) + noise[..., None]
             patch[...] = np.clip(alpha * filled + (1.0 - alpha) * patch + 0.5, 0, 255).astype(np.uint8)

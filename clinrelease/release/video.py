@@ -64,10 +64,14 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     if faces_on:
         from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
         from clinrelease.face.small import plan_methods
+        from clinrelease.verify.reid import profile_recognizers
 
         # small and turned-away faces of the tracks the swap anonymizes, decided before any pixel changes
         swapped = tuple(role for role, name in (("patient", profile.anonymizer.name), ("bystander", profile.anonymizer.bystander)) if name == "swap")
-        methods = plan_methods(analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view, yaw_limit=profile.faces.profile_yaw)
+        methods = plan_methods(
+            analysis, swapped, small_face=profile.faces.small_face, profile_view=profile.faces.profile_view, yaw_limit=profile.faces.profile_yaw,
+            guard=profile_recognizers(profile.verify),
+        )  # fmt: skip
         started = time.perf_counter()
         decision = surrogate_decision(ctx, profile, analysis, source, result.pseudonym, methods)
         stages["surrogate"] = time.perf_counter() - started
@@ -113,6 +117,8 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     )
     record.output = "data/" + output_relpath(result.dataset)
     record.output_uid = written.sop_instance_uid
+    if faces_on:  # the small faces' guard chose methods while the frames were rendered
+        record.faces["methods"] = methods.to_dict()
     stages["anonymize_encode"] = time.perf_counter() - started
 
     output = open_video(staged)
@@ -141,7 +147,9 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
         figures["burned_in_text_cleaned_at"] = burned_in.where()
         figures["burned_in_text_on_face"] = on_face
         figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
-    plan = walk_plan(verify, analysis, info.fps, clean_text)
+    # the patient's frames blurred on purpose carry no swap for the realism check to judge
+    skip = methods.blurred_frames(analysis.patient.track_id) if faces_on and analysis.patient else frozenset()
+    plan = walk_plan(verify, analysis, info.fps, clean_text, realism_skip=skip)
     sheet = {"contact_sheet": (lambda o, r: visuals(work, zip(o, r), written.frames, analysis, verify), (ORIGINAL, RELEASED))}
     # one decode of each video feeds every check (and the contact sheet's picks)
     walked = time.perf_counter()
@@ -168,7 +176,7 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     record.stage_seconds = {k: round(v, 3) for k, v in stages.items()}
 
 
-def walk_plan(verify, analysis, fps: float, text: bool):
+def walk_plan(verify, analysis, fps: float, text: bool, realism_skip: frozenset[int] = frozenset()):
     """The verification pass a release runs under the profile's ``verify`` settings (``text``: the
     burned-in text check, when the pixels were cleaned), as :class:`clinrelease.verify.walk.WalkPlan`."""
     from clinrelease.verify.reid import profile_recognizers
@@ -184,7 +192,7 @@ def walk_plan(verify, analysis, fps: float, text: bool):
     return WalkPlan(
         sample_every=verify.sample_every, recognizers=tuple(recognizers.values()), residual_recognizer=recognizers.get("sface", "sface"),
         residual_faces=bool(verify.residual_faces), keypoints=keypoints, face=face, person=person,
-        realism=verify.face_realism is not None, endpoints=endpoints,
+        realism=verify.face_realism is not None, endpoints=endpoints, realism_skip=realism_skip,
         endpoint_sample_every=verify.endpoints.sample_every if endpoints else None, fps=fps,
         text_every=verify.ocr.sample_every if text else None,
     )  # fmt: skip

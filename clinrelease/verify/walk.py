@@ -217,6 +217,8 @@ class WalkPlan:
     person: Callable[[int], Any] | None = None
     #: the patient's face still reads as a face with their expression (needs the face analysis)
     realism: bool = False
+    #: the patient's frames the realism check leaves out (blurred on purpose: no swap to judge)
+    realism_skip: frozenset[int] = frozenset()
     #: clinical endpoints, name -> tolerance, sampled every ``endpoint_sample_every`` frames
     endpoints: dict = field(default_factory=dict)
     endpoint_sample_every: int | None = None
@@ -258,7 +260,7 @@ def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | N
     if faces and plan.realism:
         from clinrelease.verify.realism import verify_realism
 
-        checks["realism"] = (lambda o, r: verify_realism(o, r, analysis, sample_every=plan.sample_every), both)
+        checks["realism"] = (lambda o, r: verify_realism(o, r, analysis, sample_every=plan.sample_every, skip=plan.realism_skip), both)
     every = plan.endpoint_sample_every or plan.sample_every
     # endpoints from pose and hands read frames; the face endpoints only the realism series, which is
     # complete once the realism check has finished (so a face-only table is measured after the walk)

@@ -9,7 +9,7 @@ import pytest
 
 from _face_helpers import KEY_A, SHARED_MEDIA, clip_frames
 from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, analyze_faces, anonymize_frames
-from clinrelease.face.small import SWAP, TEXTURED_BLUR, UPSCALED_SWAP, face_size, plan_methods
+from clinrelease.face.small import BLURRED_SWAP, SWAP, TEXTURED_BLUR, UPSCALED_SWAP, face_size, plan_methods, size_aware
 from clinrelease.face.surrogates import frontal_offset
 from clinrelease.face.swap import SwapAnonymizer
 from clinrelease.face.textured_blur import TexturedBlurAnonymizer, flat_filled, flat_over
@@ -33,8 +33,28 @@ def tiny(book):
     return small, analyze_faces(small, min_face_px=12, prefetch=0)
 
 
-def _swap() -> SwapAnonymizer:
-    return SwapAnonymizer(key=KEY_A, pseudonym="patient-1")
+@pytest.fixture(scope="module")
+def tiny_eat():
+    """eat.mkv (a broad grin, short hair) shrunk to a 24 px face: the upscaled swap of most keys is
+    still within dlib's reach of the patient on some of its frames."""
+    from clinrelease.fixtures import scaled
+
+    path = SHARED_MEDIA / "asl" / "eat.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 8, 3)]
+    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
+    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 24.0 / width)]
+    return small, analyze_faces(small, min_face_px=12, prefetch=0)
+
+
+#: the surrogate of KEY_A's sequence for "patient-1" whose swap on eat.mkv at 24 px comes within
+#: the guard's margin of the patient on some frames only (the first does on all eight)
+SOME_CLOSE = 1
+
+
+def _swap(counter: int = 0) -> SwapAnonymizer:
+    return SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=counter)
 
 
 def test_a_face_under_40_px_is_swapped_at_recognizer_scale_and_is_another_person_with_its_head_kept(tiny) -> None:
@@ -104,3 +124,34 @@ def test_profile_settings_outside_the_choices_are_refused(book) -> None:
         plan_methods(book[1], small_face="pixelate")
     with pytest.raises(ConfigError, match="faces.profile_view must be one of blur, swap_anyway, quarantine"):
         plan_methods(book[1], profile_view="hide")
+
+
+def test_a_small_face_the_swap_leaves_within_reach_of_the_patient_is_blurred_over_in_those_frames_only(tiny_eat) -> None:
+    from clinrelease.verify.reid import get_recognizer, verify_reid
+
+    frames, analysis = tiny_eat
+    patient = analysis.patient
+    recognizers = {name: get_recognizer(name) for name in ("dlib", "sface")}
+    # without the guard: the swap alone, as the surrogate screening compares it (this key's second
+    # surrogate: its swap is too close on some frames and clear on others)
+    plain_plan = plan_methods(analysis)
+    plain = list(anonymize_frames(frames, analysis, patient=_swap(SOME_CLOSE), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=plain_plan))
+    unguarded = verify_reid(frames, plain, analysis, recognizers=list(recognizers), sample_every=1, prefetch=0)
+    assert unguarded.results["dlib"].frames_matched >= 1  # the swap alone is still the patient for dlib
+    plan = plan_methods(analysis, guard=recognizers)
+    out = list(anonymize_frames(frames, analysis, patient=_swap(SOME_CLOSE), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=plan))
+    guarded = plan.guarded[patient.track_id]
+    methods = plan.by_track[patient.track_id]
+    assert set(unguarded.results["dlib"].matched_frames) <= set(guarded) and len(guarded) < len(frames)
+    assert {methods[i] for i in guarded} <= {BLURRED_SWAP, TEXTURED_BLUR}
+    assert plan.to_dict()["guarded_frames_by_track"] == {str(patient.track_id): sorted(guarded)}
+    assert plan.blurred_frames(patient.track_id) == frozenset(guarded)
+    for index in range(len(frames)):
+        # the frames the swap took clear of the patient are rendered as without the guard
+        assert np.array_equal(out[index], plain[index]) == (index not in guarded), index
+        assert not flat_over(flat_filled(frames[index], out[index]), patient.faces[index].box)
+    reid = verify_reid(frames, out, analysis, recognizers=list(recognizers), sample_every=1, prefetch=0)
+    for name, result in reid.results.items():
+        assert result.frames_checked >= 4 and result.frames_matched == 0, (name, result.worst_similarity)
+    # the screening compares the plain swaps: its anonymizer does not guard
+    assert not size_aware(_swap(), plan).guard and size_aware(_swap(), plan, guard=True).guard

@@ -64,3 +64,26 @@ def test_profiles_choose_the_bystander_treatment_and_the_face_on_ones_never_a_fl
     for name in ("pd_gait", "pd_motor", "pd_face"):
         assert load_profile(name).anonymizer.bystander == "textured_blur", name
     assert isinstance(get_anonymizer("textured_blur"), TexturedBlurAnonymizer)
+
+
+def test_the_grain_on_a_tiny_face_is_skin_texture_strong_not_as_strong_as_its_eyes_and_brows(clip) -> None:
+    """carphone shrunk to a 24 px face: its detail finer than 2 px is its features (eyes, brows), far
+    above a skin's texture; grain that strong speckled the oval, so it is held at MAX_GRAIN."""
+    import cv2
+
+    from clinrelease.face.textured_blur import MAX_GRAIN, fine_detail, grain_level
+
+    frames, analysis = clip
+    factor = 24.0 / analysis.patient.median_size
+    small = [cv2.resize(f, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) for f in frames]
+    tiny = analyze_faces(small, min_face_px=12, prefetch=0)
+    face = tiny.patient.faces[0]
+    rows, columns = small[0].shape[:2]
+    (cx, cy), (ax, ay), _ = face_ellipse(face, rows, columns, 1.0)
+    inside = np.zeros((rows, columns), np.uint8)
+    cv2.ellipse(inside, (cx, cy), (ax, ay), 0, 0, 360, 1, -1)
+    assert fine_detail(small[0], inside > 0) > MAX_GRAIN  # the features, not skin
+    assert grain_level(small[0], inside > 0) == MAX_GRAIN
+    assert grain_level(small[0], np.zeros((rows, columns), bool)) == MIN_GRAIN  # nothing around: the floor
+    out = TexturedBlurAnonymizer().anonymize_frame(small[0].copy(), [face])
+    assert fine_detail(out, inside > 0) <= 1.2 * MAX_GRAIN

@@ -1,4 +1,4 @@
-"""Burned-in text: planted text is found, cleaned (fill and inpaint), and verified gone."""
+"""Burned-in text: planted text is found, cleaned (textured, fill and inpaint), and verified gone."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _texts(boxes) -> str:
     return " ".join(b.text for b in boxes)
 
 
-@pytest.mark.parametrize("method", ["fill", "inpaint"])
+@pytest.mark.parametrize("method", ["textured", "fill", "inpaint"])
 def test_planted_text_is_found_and_cleaned(portrait, method):
     frame = plant(portrait)
     boxes = find_text(frame, frame_index=7)
@@ -214,3 +214,29 @@ def test_tilted_shirt_print_is_cleaned_as_drawn_and_around_the_face():
     assert any(not b.on_face and b.box[2] - b.box[0] > 80 for b in scan.found) and scan.where()
     for i, (out, frame) in enumerate(zip(cleaned, frames)):
         assert not ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).any()
+
+
+def test_a_shirt_print_is_cleaned_with_texture_not_a_black_box_and_the_body_keypoints_stay():
+    """again.mkv's signer wears a hoodie with a large print: textured cleaning removes the letters
+    without a flat patch (a solid fill is one, and the pose model reads it as an occluder)."""
+    from functools import partial
+
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.face.pipeline import analyze_faces, face_outlines
+    from clinrelease.face.textured_blur import flat_filled
+    from clinrelease.verify.keypoints import verify_keypoints
+
+    path = SHARED_MEDIA / "asl" / "again.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 10, 3)]
+    faces = partial(face_outlines, analyze_faces(frames, min_face_px=16, prefetch=0))
+    scan = TextScan(sample_every=9)
+    textured = list(clean_video_text(frames, sample_every=9, method="textured", scan=scan, faces=faces, read=False))
+    filled = list(clean_video_text(frames, sample_every=9, method="fill", faces=faces))
+    assert scan.found and not any(b.on_face for b in scan.found)  # the print was found, off the face
+    assert sum(int(flat_filled(a, b).sum()) for a, b in zip(frames, filled)) > 1000  # the black box
+    assert sum(int(flat_filled(a, b).sum()) for a, b in zip(frames, textured)) == 0
+    assert not [b.text for b in find_text(textured[0]) if "MIS" in b.text.upper()]
+    body = verify_keypoints(frames, textured, sample_every=1, face=False).body_ap
+    assert body is not None and body >= 0.95, body

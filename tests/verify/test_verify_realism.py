@@ -155,3 +155,29 @@ def test_verify_cli_quarantines_a_torn_face_under_a_release_profile(again, tmp_p
     assert result.exit_code == 1
     assert any(r.startswith("face realism: face score") for r in doc["verdict"]["reasons"]), doc["verdict"]["reasons"]
     assert doc["reports"]["realism"]["face_score_ratio"] < 0.85
+
+
+def test_a_face_too_small_to_measure_counts_as_a_face_but_its_expression_is_not_judged_and_blurred_frames_not_at_all():
+    """book.mkv shrunk to a 24 px face and only re-encoded: the mesh's eye opening there is noise
+    (correlation 0.29 against the limit 0.3 with nothing swapped), so the expression series are left
+    out; the frames the release blurred on purpose are left out of every figure."""
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.fixtures import scaled
+    from clinrelease.verify.realism import EXPRESSION_MIN_PX
+
+    path = SHARED_MEDIA / "asl" / "book.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 6, 4)]
+    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
+    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 24.0 / width)]
+    analysis = analyze_faces(small, min_face_px=12, prefetch=0)
+    assert analysis.patient.median_size < EXPRESSION_MIN_PX
+    whole = verify_realism(small, small, analysis, sample_every=1)
+    assert whole.frames_checked == len(small) and whole.mesh_presence == 1.0 and whole.face_score_ratio == pytest.approx(1.0)
+    assert (whole.eye_correlation, whole.eye_deviation, whole.mouth_correlation, whole.mouth_deviation) == (None, None, None, None)
+    skipped = verify_realism(small, small, analysis, sample_every=1, skip={0, 3})
+    assert skipped.frames_checked == len(small) - 2 and {r.frame for r in skipped.per_frame}.isdisjoint({0, 3})
+    # at full size the same frames' expression is judged
+    full = verify_realism(frames, frames, analyze_faces(frames, min_face_px=12, prefetch=0), sample_every=1)
+    assert full.eye_deviation is not None and full.mouth_deviation is not None
