@@ -21,11 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from clinrelease.errors import InputError
-from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, FaceTrack, TrackedFace
+from clinrelease.face.base import (
+    PATIENT,
+    Anonymizer,
+    FaceAnalysis,
+    FaceTrack,
+    TrackedFace,
+)
 from clinrelease.face.detect import DEFAULT_DETECTORS, FaceDetector, box_iou
 from clinrelease.face.landmarks import LandmarkModel, landmark_box, roll_degrees
 from clinrelease.face.occlusion import HandFinder, overlapping
-from clinrelease.face.small import FaceMethods
+from clinrelease.face.small import SWAP_MIN_FACE_PX, FaceMethods, small_faces  # noqa: F401 - the size rule is read from the pipeline too
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
 from clinrelease.pipeline_threads import StageClock, threaded
 
@@ -356,25 +362,6 @@ def _anonymized(
         close = getattr(frames, "close", None)
         if close is not None:
             close()
-
-
-#: face size (pixels, the larger side of the face box) below which the swap does not reliably carry
-#: a new identity, measured on three shared clips shrunk, six keys, ten frames each (issue 16):
-#: at 24 px dlib still matched the patient in 15-32% of frames (5-6 keys of 6 failing), at 32 px in
-#: 2-5% (2 of 6), from 48 px in 0-2%. Distinct real people shrunk alike match each other under dlib
-#: in 12-16% of frame pairs at every size (SFace 4% at 24 px, 0-1% above), so below this size no
-#: identity swap can be expected to pass a zero-match limit
-SWAP_MIN_FACE_PX = 40.0
-
-
-def small_faces(analysis: FaceAnalysis, min_px: float = SWAP_MIN_FACE_PX) -> dict[int, list[int]]:
-    """Per track, the frames where its face is smaller than ``min_px`` (see :data:`SWAP_MIN_FACE_PX`)."""
-    out: dict[int, list[int]] = {}
-    for track in analysis.tracks:
-        frames = [i for i, f in sorted(track.faces.items()) if max(f.box[2] - f.box[0], f.box[3] - f.box[1]) < min_px]
-        if frames:
-            out[track.track_id] = frames
-    return out
 
 
 def frame_ranges(frames: Sequence[int]) -> str:

@@ -3,7 +3,7 @@
 The swap carries a new identity where the face mesh fits a face of some size. Two kinds of frames
 fall outside that (issue 16):
 
-* **Small faces** (under :data:`~clinrelease.face.pipeline.SWAP_MIN_FACE_PX`): rendered straight at
+* **Small faces** (under :data:`SWAP_MIN_FACE_PX`): rendered straight at
   24 px the swap still matched the patient for dlib in 15-32% of frames. The profile's
   ``faces.small_face`` chooses ``upscaled_swap`` (the face's surroundings upsampled so the face is
   :data:`UPSCALE_PX` wide, as the recognizers see it, the swap rendered there with a larger shape
@@ -34,6 +34,25 @@ import numpy as np
 
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import PATIENT, Anonymizer, FaceAnalysis, TrackedFace
+
+#: face size (pixels, the larger side of the face box) below which the swap does not reliably carry
+#: a new identity, measured on three shared clips shrunk, six keys, ten frames each (issue 16):
+#: at 24 px dlib still matched the patient in 15-32% of frames (5-6 keys of 6 failing), at 32 px in
+#: 2-5% (2 of 6), from 48 px in 0-2%. Distinct real people shrunk alike match each other under dlib
+#: in 12-16% of frame pairs at every size (SFace 4% at 24 px, 0-1% above), so below this size no
+#: identity swap can be expected to pass a zero-match limit
+SWAP_MIN_FACE_PX = 40.0
+
+
+def small_faces(analysis: FaceAnalysis, min_px: float = SWAP_MIN_FACE_PX) -> dict[int, list[int]]:
+    """Per track, the frames where its face is smaller than ``min_px`` (see :data:`SWAP_MIN_FACE_PX`)."""
+    out: dict[int, list[int]] = {}
+    for track in analysis.tracks:
+        frames = [i for i, f in sorted(track.faces.items()) if max(f.box[2] - f.box[0], f.box[3] - f.box[1]) < min_px]
+        if frames:
+            out[track.track_id] = frames
+    return out
+
 
 SWAP = "swap"
 UPSCALED_SWAP = "upscaled_swap"
@@ -144,8 +163,6 @@ def plan_methods(
 ) -> FaceMethods:
     """Each face's method on the tracks of ``roles`` (those the swap anonymizes); see the module.
     ``guard``: recognizers (name -> recognizer) that check each upscaled swap as it is rendered."""
-    from clinrelease.face.pipeline import SWAP_MIN_FACE_PX
-
     if small_face not in SMALL_FACE_METHODS:
         raise ConfigError(f"faces.small_face must be one of {', '.join(SMALL_FACE_METHODS)}, got {small_face!r}")
     if profile_view not in PROFILE_VIEW_TREATMENTS:
