@@ -62,8 +62,8 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
         )
         stages["analyze"] = time.perf_counter() - started
     if faces_on:
-        from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, anonymize_frames, small_faces
-        from clinrelease.face.small import plan_methods
+        from clinrelease.face.pipeline import anonymize_frames
+        from clinrelease.face.small import SWAP_MIN_FACE_PX, plan_methods, small_faces
         from clinrelease.verify.reid import profile_recognizers
 
         # small and turned-away faces of the tracks the swap anonymizes, decided before any pixel changes
