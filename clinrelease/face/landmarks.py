@@ -94,7 +94,7 @@ def mirror_permutation() -> np.ndarray:
     mediapipe's mesh is symmetric by construction: apart from :data:`MIDLINE_POINTS`, the points
     below 248 lie on one side and pair, in ascending order, with 248..467 on the other; the iris
     rings (468-472, 473-477: centre first) run round in opposite directions. Derived by matching
-    mirrored meshes of real faces; ``tests/test_face_landmarks.py`` checks that it is an involution and
+    mirrored meshes of real faces; ``tests/face/test_face_landmarks.py`` checks that it is an involution and
     maps the mesh's triangulation onto itself.
     """
     perm = np.arange(478)

@@ -221,7 +221,7 @@ EYE_LIDS = {
 #: closing), half the lower lid. Inside the contour alone a closing lid slid under the surrogate's
 #: open lid and lash line, and the mesh read the released eye as open: the eye-aspect-ratio series of
 #: eat.mkv's slow blink correlated 0.51 with the original's (0.89 with the lids kept,
-#: tests/test_face_swap.py). The lids carry identity too (kept on every frame, SFace matched eat.mkv's
+#: tests/face/test_face_swap.py). The lids carry identity too (kept on every frame, SFace matched eat.mkv's
 #: patient on 80% of frames under one key, 50% before), so an open eye keeps the surrogate's lids
 LID_REACH = np.array([0.5] * 9 + [1.0] * 7, np.float32)[:, None]
 #: the eye opening, as a fraction of the track's neutral one, at and below which the patient's lids
@@ -407,7 +407,7 @@ SOFTNESS_STEPS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 #: share of the video's softness the surrogate is given. All of it (1.0-2.0 px on the shared clips)
 #: took the seam to the original's (gradient ratio 1.65 -> 1.03) but SFace matched the patient on
 #: half the frames (the surrogate's identity rests on its texture); half of it still took SFace over
-#: its threshold on again.mkv (0.33 -> 0.38, tests/test_face_swap.py); a quarter keeps it (0.34).
+#: its threshold on again.mkv (0.33 -> 0.38, tests/face/test_face_swap.py); a quarter keeps it (0.34).
 #: On again.mkv the unsoftened surrogate has 5x the original face's fine detail, softened 3x
 SOFTNESS_SHARE = 0.25
 
