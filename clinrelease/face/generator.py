@@ -41,8 +41,8 @@ INSTALL_HINT = (
 PSI = 0.7
 #: side of the generated face image handed to the donor stage (the network draws 1024 px)
 IMAGE_SIZE = 512
-#: latents tried per (key, patient) before giving up (about one in five passes the vetting)
-MAX_ATTEMPTS = 64
+#: latents tried per (key, patient) before giving up (about one in ten passes the vetting)
+MAX_ATTEMPTS = 128
 #: latents averaged into the mapping network's mean style (fixed seed: the same in every process)
 MEAN_SAMPLES = 1024
 #: vetted latents a patient's face is chosen from (the one farthest from the average face):

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from clinrelease.crypto.kdf import derive
-from clinrelease.errors import ConfigError
+from clinrelease.errors import ConfigError, MissingModelError
 
 #: the decisions' file, in the key folder
 CHOICES_FILE = "surrogate-choices.json"
@@ -45,9 +45,12 @@ class Candidate:
     counter: int
     closest: dict[str, float]
     too_close: bool
+    #: why this counter has no surrogate (a generator that vetted no face for it), else None
+    refused: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counter": self.counter, "closest": self.closest, "too_close": self.too_close}
+        doc = {"counter": self.counter, "closest": self.closest, "too_close": self.too_close}
+        return doc if self.refused is None else {**doc, "refused": self.refused}
 
 
 @dataclass
@@ -69,7 +72,10 @@ class SurrogateDecision:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], decided: str) -> SurrogateDecision:
-        tried = [Candidate(int(c["counter"]), {k: float(v) for k, v in c["closest"].items()}, bool(c["too_close"])) for c in doc["tried"]]
+        tried = [
+            Candidate(int(c["counter"]), {k: float(v) for k, v in c["closest"].items()}, bool(c["too_close"]), c.get("refused"))
+            for c in doc["tried"]
+        ]
         attempt = None if doc.get("attempt") is None else int(doc["attempt"])
         return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt)
 
@@ -94,13 +100,25 @@ def screen(
     ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
     no recognizer finds within ``margin`` of its threshold on any sample is taken; when none of
     ``max_candidates`` is, the one farthest from its thresholds is (verification still judges it).
+    A counter that has no surrogate (a generator that vetted no face for it) is passed over.
+
+    Raises
+    ------
+    ConfigError
+        When no counter of ``max_candidates`` has a surrogate.
     """
     from clinrelease.verify.reid import compare_face
 
     tried: list[Candidate] = []
     for counter in range(max_candidates):
-        anonymizer = anonymizer_for(counter)
-        anonymizer.prepare(analysis, track_id)
+        try:
+            anonymizer = anonymizer_for(counter)
+            anonymizer.prepare(analysis, track_id)
+        except MissingModelError:
+            raise
+        except ConfigError as exc:
+            tried.append(Candidate(counter, {}, True, refused=exc.message))
+            continue
         closest: dict[str, float] = {}
         for frame, face in samples:
             out = anonymizer.anonymize_frame(np.array(frame, copy=True), [face])
@@ -113,7 +131,10 @@ def screen(
         tried.append(Candidate(counter, closest, close))
         if not close:
             return SurrogateDecision(counter, "measured", margin, tried)
-    best = max(tried, key=lambda c: _headroom(c, recognizers))
+    usable = [c for c in tried if c.refused is None]
+    if not usable:
+        raise ConfigError(f"none of the first {max_candidates} surrogates of the key's sequence could be made: {tried[-1].refused}")
+    best = max(usable, key=lambda c: _headroom(c, recognizers))
     return SurrogateDecision(best.counter, "measured", margin, tried)
 
 

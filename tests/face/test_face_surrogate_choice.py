@@ -84,6 +84,30 @@ def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recogni
     assert decision.counter == max(room, key=room.get)
 
 
+def test_a_counter_that_cannot_make_a_surrogate_is_passed_over_and_recorded(clip, recognizers, tmp_path: Path) -> None:
+    """A counter whose surrogate cannot be made (here a donor folder without donors, as a generator
+    that vets no face for it) is recorded with the reason and the next counter is tried; when no
+    counter can make one, the screening says so instead of choosing nothing."""
+    frames, analysis = clip
+    samples = patient_samples(frames, analysis)[:1]
+    empty = tmp_path / "no-donors"
+    empty.mkdir()
+
+    def anonymizer_for(counter: int) -> SwapAnonymizer:
+        pool = str(empty) if counter < 2 else None
+        return SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=counter, **({"pool": pool} if pool else {}))
+
+    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=2.0, max_candidates=3)
+    refused = [c for c in decision.tried if c.refused]
+    assert [c.counter for c in refused] == [0, 1] and all(c.too_close and not c.closest for c in refused)
+    assert decision.counter == 2 and decision.tried[2].closest
+    again = type(decision).from_dict(json.loads(json.dumps(decision.to_dict())), "stored")
+    assert again.tried == decision.tried
+    with pytest.raises(ConfigError, match="could be made"):
+        screen(samples, lambda c: SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=c, pool=str(empty)), analysis.patient.track_id,
+               analysis, recognizers, max_candidates=2)  # fmt: skip
+
+
 def test_decision_is_stored_with_the_key_and_read_back_without_measuring_again(clip, recognizers, tmp_path: Path) -> None:
     frames, analysis = clip
     samples = patient_samples(frames, analysis)[:2]
