@@ -116,7 +116,7 @@ def main() -> None:
     if settings:
         print(f"swap settings: {settings}", file=sys.stderr)
     if args.pool is not None:
-        from clinrelease.face.surrogates import load_pool
+        from clinrelease.face.pools import load_pool
 
         settings["pool"] = load_pool(str(args.pool) if str(args.pool) in ("generator", "openpeople") else args.pool)
         if args.psi is not None:

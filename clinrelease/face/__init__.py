@@ -9,12 +9,13 @@
 - :mod:`~clinrelease.face.swap` (with :mod:`~clinrelease.face.swap_torch`, its batched renderer),
   :mod:`~clinrelease.face.baselines`, :mod:`~clinrelease.face.learned`: the anonymizers.
 - :mod:`~clinrelease.face.surrogates`, :mod:`~clinrelease.face.generator`,
-  :mod:`~clinrelease.face.surrogate_choice`, :mod:`~clinrelease.face.pool_check`: donor pools and
-  which surrogate a patient gets.
+  :mod:`~clinrelease.face.surrogate_choice`, :mod:`~clinrelease.face.pool_check`,
+  :mod:`~clinrelease.face.pools`: donor pools, which source a profile names, and which surrogate a
+  patient gets.
 - :mod:`~clinrelease.face.geometry`: 2-D geometry for the mesh warps.
 """
 
 __all__ = [
     "base", "baselines", "detect", "generator", "geometry", "landmarks", "learned", "occlusion", "pipeline",
-    "pool_check", "registry", "surrogate_choice", "surrogates", "swap", "swap_torch", "track",
+    "pool_check", "pools", "registry", "surrogate_choice", "surrogates", "swap", "swap_torch", "track",
 ]  # fmt: skip

@@ -23,6 +23,7 @@ import numpy as np
 
 from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError, MissingModelError
+from clinrelease.face.surrogates import _donor_from_box, _shared_detector, composite, frontal_offset
 
 #: what a release that uses the generator must say about it
 LICENCE = (
@@ -138,7 +139,6 @@ class FaceGenerator:
     @cached_property
     def average_face_embeddings(self) -> dict[str, np.ndarray | None]:
         """dlib's and SFace's embeddings of the average face (the mean style, :data:`CHOOSE_OF`)."""
-        from clinrelease.face.surrogates import _donor_from_box, _shared_detector
         from clinrelease.verify.reid import get_recognizer
 
         image = self.image(self.mean_style)
@@ -180,7 +180,6 @@ def face_measures(image: np.ndarray, points: np.ndarray) -> dict[str, float]:
     import cv2
 
     from clinrelease.face.skin import usable_skin
-    from clinrelease.face.surrogates import frontal_offset
 
     left, right = points[33], points[263]
     span = float(np.linalg.norm(right - left)) or 1.0
@@ -257,7 +256,6 @@ def vet(image: np.ndarray, avoid: list[dict[str, np.ndarray]] = ()) -> tuple[Vet
     :func:`patient_embeddings`) of the patient the surrogate will replace: a face that any of those
     recognizers takes for one of them is rejected.
     """
-    from clinrelease.face.surrogates import _donor_from_box, _shared_detector
 
     faces = _shared_detector().detect(image)
     if len(faces) != 1:
@@ -432,6 +430,5 @@ def _named(donor, image: np.ndarray):
 
 
 def _surrogate(donor):
-    from clinrelease.face.surrogates import composite
 
     return composite([donor])

@@ -249,29 +249,6 @@ def _shared_landmarks():
     return LandmarkModel()
 
 
-def load_pool(source):
-    """A profile's ``pool`` setting as a donor source: ``"default"`` (the built-in pool of openpeople's
-    synthetic people; ``"openpeople"`` is the same), ``"generator"`` (a vetted generated face per patient, :mod:`clinrelease.face.generator`) or a
-    folder of donor photos; a pool object passes through.
-
-    Raises
-    ------
-    ConfigError
-        As :meth:`DonorPool.load`; for the generator, when its optional packages are not installed.
-    """
-    if source is None or (isinstance(source, str) and source == "default"):
-        return default_pool()
-    if isinstance(source, str) and source == "openpeople":
-        return default_pool()  # the built-in pool is openpeople's portraits now
-    if isinstance(source, str) and source == "generator":
-        from clinrelease.face.generator import GeneratorPool
-
-        return GeneratorPool()
-    if isinstance(source, (str, Path)):
-        return DonorPool.load(source)
-    return source
-
-
 #: openpeople's synthetic people (MIT): the built-in pool. Its ten studio portraits less those both
 #: recognizers take for one kept before them (P004, P010 ~ P002; P009 ~ P001); P005's beard fails
 #: the skin check (:data:`MIN_USABLE_SKIN`) and is dropped when the pool loads

@@ -37,6 +37,7 @@ from clinrelease.face.geometry import (
 )
 from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.params import SwapParams, check_swap_arguments
+from clinrelease.face.pools import load_pool
 from clinrelease.face.skin import normalized_blur
 from clinrelease.face.surrogates import (
     DISTINCTIVENESS,
@@ -45,7 +46,6 @@ from clinrelease.face.surrogates import (
     Surrogate,
     choose_surrogate,
     default_pool,
-    load_pool,
     sequence_member,
 )
 from clinrelease.face.swap_plan import (

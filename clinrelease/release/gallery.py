@@ -99,7 +99,8 @@ def surrogate_check(embeddings: ReleasedEmbeddings, profile) -> dict[str, Any] |
 
 
 def _pool_figures(profile) -> dict[str, Any]:
-    from clinrelease.face.surrogates import load_pool, shared_donor_probability
+    from clinrelease.face.pools import load_pool
+    from clinrelease.face.surrogates import shared_donor_probability
 
     source, k = profile.anonymizer.pool, profile.anonymizer.k_donors
     if source == "generator":

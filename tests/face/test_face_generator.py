@@ -216,7 +216,8 @@ def test_generated_surrogate_swaps_like_a_donor_with_the_licence_in_profiles_sho
     from _release_helpers import invoke
 
     from clinrelease.face.generator import LICENCE, GeneratorPool
-    from clinrelease.face.surrogates import TEXTURE_SIZE, load_pool
+    from clinrelease.face.pools import load_pool
+    from clinrelease.face.surrogates import TEXTURE_SIZE
 
     pool = load_pool("generator")
     assert isinstance(pool, GeneratorPool)
@@ -236,7 +237,7 @@ def test_generated_surrogate_swaps_like_a_donor_with_the_licence_in_profiles_sho
 def test_the_next_surrogate_of_a_patients_sequence_is_another_generated_face() -> None:
     """When the key's first surrogate is too close to the patient, the swap draws the next of the
     keyed sequence; a generated pool must follow that sequence, not hand back the same face."""
-    from clinrelease.face.surrogates import load_pool
+    from clinrelease.face.pools import load_pool
     from clinrelease.face.swap import PATIENT, SwapAnonymizer
 
     pool = load_pool("generator")
@@ -248,7 +249,7 @@ def test_the_next_surrogate_of_a_patients_sequence_is_another_generated_face() -
 def test_generator_without_its_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from clinrelease.errors import MissingModelError
     from clinrelease.face import generator
-    from clinrelease.face.surrogates import load_pool
+    from clinrelease.face.pools import load_pool
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if the extra were not installed
     generator.shared_generator.cache_clear()

@@ -346,7 +346,7 @@ def test_a_larger_pool_moves_surrogate_luma_away_from_the_average_face(monkeypat
 
 def test_builtin_pool_holds_no_person_twice_and_openpeople_names_it_too():
     from clinrelease.face.pool_check import _embeddings, _matched_by
-    from clinrelease.face.surrogates import load_pool
+    from clinrelease.face.pools import load_pool
 
     donors = default_pool().donors
     assert load_pool("openpeople") is default_pool()
