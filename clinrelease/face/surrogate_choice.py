@@ -36,6 +36,9 @@ MARGIN = 0.1
 SCREEN_FRAMES = 4
 #: candidates tried before the farthest one is taken
 MAX_CANDIDATES = 8
+#: frames the candidates are ranked on when none clears the margin: the farthest on a few frames
+#: was often not the farthest on the frames verification samples (carphone under random keys)
+RANK_FRAMES = 12
 
 
 @dataclass
@@ -65,9 +68,13 @@ class SurrogateDecision:
     margin: float
     tried: list[Candidate] = field(default_factory=list)
     attempt: int | None = None
+    #: frames the candidates were last compared on (more than the screening's own when none cleared the margin)
+    frames: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"counter": self.counter, "decided": self.decided, "margin": self.margin, "tried": [c.to_dict() for c in self.tried]}
+        if self.frames is not None:
+            doc["frames"] = self.frames
         return doc if self.attempt is None else {**doc, "attempt": self.attempt}
 
     @classmethod
@@ -77,7 +84,8 @@ class SurrogateDecision:
             for c in doc["tried"]
         ]
         attempt = None if doc.get("attempt") is None else int(doc["attempt"])
-        return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt)
+        frames = None if doc.get("frames") is None else int(doc["frames"])
+        return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt, frames)
 
 
 def too_close(value: float, threshold: float, higher_is_same: bool, margin: float) -> bool:
@@ -93,23 +101,25 @@ def screen(
     recognizers: Mapping[str, tuple[Any, float]],
     margin: float = MARGIN,
     max_candidates: int = MAX_CANDIDATES,
+    more_samples: Callable[[], list[tuple[np.ndarray, Any]]] | None = None,
 ) -> SurrogateDecision:
     """Try counters 0, 1, ... on ``samples`` (original frame, the patient's tracked face there).
 
     ``anonymizer_for(counter)`` gives the patient's anonymizer drawing that counter's surrogate;
     ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
-    no recognizer finds within ``margin`` of its threshold on any sample is taken; when none of
-    ``max_candidates`` is, the one farthest from its thresholds is (verification still judges it).
-    A counter that has no surrogate (a generator that vetted no face for it) is passed over.
+    no recognizer finds within ``margin`` of its threshold on any sample is taken. When none of
+    ``max_candidates`` is, every candidate is also compared on ``more_samples()`` (more of the
+    patient's frames; faces already in ``samples`` are not compared twice) and the one farthest from
+    its thresholds on all of them is taken (verification still judges it). A counter that has no
+    surrogate (a generator that vetted no face for it) is passed over.
 
     Raises
     ------
     ConfigError
         When no counter of ``max_candidates`` has a surrogate.
     """
-    from clinrelease.verify.reid import compare_face
-
     tried: list[Candidate] = []
+    anonymizers: dict[int, Any] = {}
     for counter in range(max_candidates):
         try:
             anonymizer = anonymizer_for(counter)
@@ -119,23 +129,42 @@ def screen(
         except ConfigError as exc:
             tried.append(Candidate(counter, {}, True, refused=exc.message))
             continue
-        closest: dict[str, float] = {}
-        for frame, face in samples:
-            out = anonymizer.anonymize_frame(np.array(frame, copy=True), [face])
-            for name, (rec, _) in recognizers.items():
-                cmp = compare_face(rec, frame, out, face)
-                if cmp is not None:
-                    sim = round(float(cmp[0]), 4)
-                    closest[name] = sim if name not in closest else rec.more_similar(closest[name], sim)
+        anonymizers[counter] = anonymizer
+        closest = _closest(anonymizer, samples, recognizers)
         close = any(too_close(v, recognizers[n][1], recognizers[n][0].higher_is_same, margin) for n, v in closest.items())
         tried.append(Candidate(counter, closest, close))
         if not close:
             return SurrogateDecision(counter, "measured", margin, tried)
-    usable = [c for c in tried if c.refused is None]
-    if not usable:
+    if not anonymizers:
         raise ConfigError(f"none of the first {max_candidates} surrogates of the key's sequence could be made: {tried[-1].refused}")
-    best = max(usable, key=lambda c: _headroom(c, recognizers))
-    return SurrogateDecision(best.counter, "measured", margin, tried)
+    frames = None
+    if more_samples is not None:
+        seen = {face.frame_index for _, face in samples}
+        extra = [(frame, face) for frame, face in more_samples() if face.frame_index not in seen]
+        if extra:
+            frames = len(samples) + len(extra)
+            for candidate in tried:
+                if candidate.refused is None:
+                    more = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
+                    candidate.closest.update(more)
+    best = max((c for c in tried if c.refused is None), key=lambda c: _headroom(c, recognizers))
+    return SurrogateDecision(best.counter, "measured", margin, tried, frames=frames)
+
+
+def _closest(anonymizer, samples, recognizers: Mapping[str, tuple[Any, float]], start: Mapping[str, float] = ()) -> dict[str, float]:
+    """Each recognizer's value closest to "same person" between the original and ``anonymizer``'s
+    result on ``samples``, starting from ``start``."""
+    from clinrelease.verify.reid import compare_face
+
+    closest = dict(start)
+    for frame, face in samples:
+        out = anonymizer.anonymize_frame(np.array(frame, copy=True), [face])
+        for name, (rec, _) in recognizers.items():
+            cmp = compare_face(rec, frame, out, face)
+            if cmp is not None:
+                sim = round(float(cmp[0]), 4)
+                closest[name] = sim if name not in closest else rec.more_similar(closest[name], sim)
+    return closest
 
 
 def _headroom(candidate: Candidate, recognizers: Mapping[str, tuple[Any, float]]) -> float:

@@ -77,11 +77,21 @@ def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recogni
     frames, analysis = clip
     samples = patient_samples(frames, analysis)[:1]
     # a margin no surrogate can clear: the candidate with the most room to the thresholds is kept
-    decision = screen(samples, lambda c: SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=c), analysis.patient.track_id,
-                      analysis, recognizers, margin=2.0, max_candidates=3)  # fmt: skip
+    anonymizer_for = lambda c: SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=c)  # noqa: E731
+    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=2.0, max_candidates=3)
     assert [c.counter for c in decision.tried] == [0, 1, 2] and all(c.too_close for c in decision.tried)
     room = {c.counter: min(c.closest["dlib"] - 0.6, 0.363 - c.closest["sface"]) for c in decision.tried}
-    assert decision.counter == max(room, key=room.get)
+    assert decision.counter == max(room, key=room.get) and decision.frames is None
+    # with more of the patient's frames to rank on, each candidate's closest value is over all of them
+    wider = patient_samples(frames, analysis, count=8)
+    ranked = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=2.0, max_candidates=3,
+                    more_samples=lambda: wider)  # fmt: skip
+    assert ranked.frames == len({face.frame_index for _, face in samples + wider}) > len(samples)
+    for one, many in zip(decision.tried, ranked.tried):
+        assert many.closest["dlib"] <= one.closest["dlib"] and many.closest["sface"] >= one.closest["sface"]
+    room = {c.counter: min(c.closest["dlib"] - 0.6, 0.363 - c.closest["sface"]) for c in ranked.tried}
+    assert ranked.counter == max(room, key=room.get)
+    assert type(ranked).from_dict(ranked.to_dict(), "stored").frames == ranked.frames
 
 
 def test_a_counter_that_cannot_make_a_surrogate_is_passed_over_and_recorded(clip, recognizers, tmp_path: Path) -> None:
