@@ -173,6 +173,13 @@ def _headroom(candidate: Candidate, recognizers: Mapping[str, tuple[Any, float]]
     return min(room, default=0.0)
 
 
+def spread(samples: list, count: int = SCREEN_FRAMES) -> list:
+    """Up to ``count`` of ``samples``, evenly spaced (the first and the last among them)."""
+    if len(samples) <= count:
+        return list(samples)
+    return [samples[i] for i in sorted({int(round(v)) for v in np.linspace(0, len(samples) - 1, count)})]
+
+
 def patient_samples(frames: Iterable[np.ndarray], analysis, count: int = SCREEN_FRAMES) -> list[tuple[np.ndarray, Any]]:
     """Up to ``count`` frames spread over the patient's track where the face has a mesh, with the face."""
     patient = analysis.patient

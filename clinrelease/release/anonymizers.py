@@ -33,11 +33,13 @@ def surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: s
     if profile.anonymizer.name != "swap" or not profile.verify.recognizers:
         return None
     from clinrelease.face.small import size_aware
-    from clinrelease.face.surrogate_choice import RANK_FRAMES, ChoiceStore, patient_samples, screen
+    from clinrelease.face.surrogate_choice import RANK_FRAMES, ChoiceStore, patient_samples, screen, spread
     from clinrelease.verify.reid import profile_recognizers
 
     def measure():
-        samples = patient_samples(source.frames(), analysis)
+        # one decode: the frames to rank on when no candidate clears the margin, screened on a few of them
+        wider = patient_samples(source.frames(), analysis, count=RANK_FRAMES)
+        samples = spread(wider)
         if not samples:
             return None  # no patient face to measure on: the first surrogate, nothing decided
         recognizers = {name: (rec, rec.threshold) for name, rec in profile_recognizers(profile.verify).items()}
@@ -49,8 +51,7 @@ def surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: s
             pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
         # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
         anonymizer_for = lambda c: size_aware(build_anonymizers(profile, ctx.release_key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
-        wider = lambda: patient_samples(source.frames(), analysis, count=RANK_FRAMES)  # noqa: E731
-        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider)
+        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=lambda: wider)
         if pool is not None:
             from clinrelease.face.surrogates import sequence_member
 
