@@ -139,7 +139,8 @@ def normalized_blur(image: np.ndarray, weight: np.ndarray, sigma: float, support
     taps = gaussian_taps(sigma)
     blur = lambda x: cv2.sepFilter2D(x, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
     w = weight.astype(np.float32)
-    num = blur(image.astype(np.float32) * w[..., None])
+    # OpenCV hands a one-channel image back without its channel axis
+    num = blur(image.astype(np.float32) * w[..., None]).reshape(image.shape)
     den = blur(w)
     return num / np.maximum(den, support)[..., None]
 
@@ -148,15 +149,13 @@ def clean_texture(texture: np.ndarray, landmarks: np.ndarray, reach: float = 0.0
     """``texture`` with everything in the face oval (and ``reach`` face heights past it) that is not
     skin or a facial feature replaced by the skin around it.
 
-    The fill is the local average of the skin pixels at two scales (fine where skin is close, coarse
-    where a fringe covers a whole band), feathered by a pixel into the skin it meets.
+    The fill is the face's median skin colour, feathered by a pixel into the skin it meets.
     """
     import cv2
 
     rows, cols = texture.shape[:2]
     pts = np.asarray(landmarks, np.float32)
     oval_idx = mesh_indices()["oval"]
-    face_h = float(np.ptp(pts[oval_idx, 1]))
     centre = pts[oval_idx].mean(axis=0)
     grown = centre + (1.0 + reach) * (pts[oval_idx] - centre)
     area = _fill((rows, cols), [grown if reach > 0 else pts[oval_idx]])
@@ -167,14 +166,9 @@ def clean_texture(texture: np.ndarray, landmarks: np.ndarray, reach: float = 0.0
     if not replace.any():
         return texture
     img = texture.astype(np.float32)
-    fine = normalized_blur(img, skin, 0.03 * face_h)
-    coarse = normalized_blur(img, skin, 0.12 * face_h)
-    w_fine = normalized_blur(np.ones_like(img[..., :1]), skin, 0.03 * face_h)[..., 0]
-    w_coarse = normalized_blur(np.ones_like(img[..., :1]), skin, 0.12 * face_h)[..., 0]
-    # a fringe or beard wider than the coarse scale: the face's median skin where no skin is near
-    median = np.median(img[skin], axis=0) if skin.sum() >= 16 else img[area].mean(axis=0)
-    coarse = np.where((w_coarse > 0.25)[..., None], coarse, median)
-    fill = np.where((w_fine > 0.25)[..., None], fine, coarse)
+    # the face's median skin: local skin averages (tried at two scales) take up the shadow that hair
+    # and brows cast on the skin beside them and fill a fringe darker than the face
+    fill = np.median(img[skin], axis=0) if skin.sum() >= 16 else img[area].mean(axis=0)
     alpha = cv2.GaussianBlur(replace.astype(np.float32), (0, 0), 1.0)
     alpha = np.where(replace, 1.0, alpha) * (~features)
     out = img * (1.0 - alpha[..., None]) + fill * alpha[..., None]

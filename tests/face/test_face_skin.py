@@ -82,3 +82,17 @@ def _cheeks(shape, pts):
     for i in (205, 425):
         cv2.circle(m, tuple(int(v) for v in pts[i]), r, 1, -1)
     return m > 0
+
+
+def test_normalized_blur_of_one_channel_is_the_same_as_of_that_channel_among_three():
+    """OpenCV hands a one-channel image back without its channel axis; the blur keeps the axis, so a
+    weight map blurred alone matches the same map blurred as one channel of a colour image."""
+    from clinrelease.face.skin import normalized_blur
+
+    surrogate = composite([default_pool().donors[0]])
+    texture, pts = surrogate.texture.astype(np.float32), surrogate.landmarks
+    skin = skin_mask(surrogate.texture, pts)
+    alone = normalized_blur(texture[..., :1], skin, 6.0)
+    among = normalized_blur(texture, skin, 6.0)[..., :1]
+    assert alone.shape == texture.shape[:2] + (1,)
+    assert np.allclose(alone, among, atol=1e-3)
