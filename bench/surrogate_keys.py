@@ -3,7 +3,8 @@ the screened one (:mod:`clinrelease.face.surrogate_choice`).
 
 For each clip the faces are analysed once (``--frames`` frames); for each key the patient's face is
 swapped with the profile's anonymizer, first with counter 0 (what every release did before), then
-with the counter the screening chooses, and the profile's recognizers compare every
+with the counter the screening chooses (as the release does: four frames, twelve to rank on when no
+candidate clears the margin), and the profile's recognizers compare every
 ``sample_every``-th frame with the original (:func:`clinrelease.verify.reid.verify_reid`). A run
 passes when no sampled frame matches (the profiles allow none). Keypoints, OCR and the rest of the
 verification are not run: they do not depend on the key's surrogate choice.
@@ -29,7 +30,7 @@ from _face_helpers import SHARED_MEDIA  # noqa: E402
 
 from clinrelease.dicom.video import open_video  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
-from clinrelease.face.surrogate_choice import patient_samples, screen  # noqa: E402
+from clinrelease.face.surrogate_choice import RANK_FRAMES, patient_samples, screen, spread  # noqa: E402
 from clinrelease.profiles import load_profile  # noqa: E402
 from clinrelease.release import build_anonymizers  # noqa: E402
 from clinrelease.verify.reid import get_recognizer, verify_reid  # noqa: E402
@@ -62,14 +63,15 @@ def main() -> None:
     for clip in clips:
         frames = [f for _, f in zip(range(args.frames), open_video(clip))]
         analysis = analyze_faces(frames, patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px, hands=profile.faces.keep_hands)
-        samples = patient_samples(frames, analysis)
+        wider = patient_samples(frames, analysis, count=RANK_FRAMES)
+        samples = spread(wider)
         pseudonym = f"bench-{clip.stem}"
         for key in keys:
             runs += 1
             first = _verify(frames, analysis, profile, key, pseudonym, 0)
             ok_first = all(m == 0 for m, _ in first.values())
             anonymizer_for = lambda c: build_anonymizers(profile, key, pseudonym, counter=c)[0]  # noqa: E731
-            decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=args.margin)
+            decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=args.margin, more_samples=lambda: wider)
             chosen = first if decision.counter == 0 else _verify(frames, analysis, profile, key, pseudonym, decision.counter)
             ok_chosen = all(m == 0 for m, _ in chosen.values())
             before += ok_first

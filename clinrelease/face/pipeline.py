@@ -366,15 +366,13 @@ def _anonymized(
 
 def frame_ranges(frames: Sequence[int]) -> str:
     """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
-    parts: list[str] = []
+    runs: list[list[int]] = []
     for frame in frames:
-        if parts and frame == end + 1:
-            end = frame
-            parts[-1] = f"{start}-{end}"
-            continue
-        start = end = frame
-        parts.append(str(frame))
-    return ", ".join(parts)
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 #: the face outline other stages must leave alone: the mesh's oval (brow to chin) grown by this

@@ -179,3 +179,10 @@ def test_faces_too_small_for_the_swap_are_listed_per_face_and_frame():
     assert tiny.patient is not None and tiny.patient.median_size < SWAP_MIN_FACE_PX
     assert small_faces(tiny) == {tiny.patient.track_id: [0, 1, 2, 3]}
     assert frame_ranges(small_faces(tiny)[tiny.patient.track_id]) == "0-3"
+
+
+def test_frame_ranges_join_consecutive_frames_and_keep_single_ones():
+    from clinrelease.face.pipeline import frame_ranges
+
+    assert frame_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert frame_ranges([3]) == "3" and frame_ranges([]) == ""
