@@ -10,28 +10,37 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
-__all__ = ["write_atomic", "write_json_atomic"]
+__all__ = ["atomic_file", "write_atomic", "write_json_atomic"]
 
 
-def write_atomic(path: str | Path, data: bytes | str, *, mode: int = 0o644) -> Path:
-    """Write ``data`` (text is UTF-8) to ``path`` in one step, with permissions ``mode``."""
+@contextmanager
+def atomic_file(path: str | Path, *, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through, with permissions ``mode``: what was written replaces
+    ``path`` in one step when the block ends, and nothing does when it raises."""
     path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
-            fh.write(payload)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_atomic(path: str | Path, data: bytes | str, *, mode: int = 0o644) -> Path:
+    """Write ``data`` (text is UTF-8) to ``path`` in one step, with permissions ``mode``."""
+    with atomic_file(path, mode=mode) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def write_json_atomic(

@@ -26,6 +26,7 @@ import numpy as np
 
 from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError, MissingModelError
+from clinrelease.files import write_json_atomic
 
 #: the decisions' file, in the key folder
 CHOICES_FILE = "surrogate-choices.json"
@@ -231,9 +232,7 @@ class ChoiceStore:
         return dict(entries)
 
     def _save(self, entries: Mapping[str, Any]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"entries": entries, "mac": self._mac(entries)}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"entries": entries, "mac": self._mac(entries)}, indent=1, mode=0o600)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from clinrelease.crypto.digest import sha256_file
 from clinrelease.errors import ConfigError, InputError, MissingModelError
+from clinrelease.files import atomic_file
 from clinrelease.face.base import FaceAnalysis, TrackedFace
 from clinrelease.face.learned.crops import CropTemplate, FaceCrop, align_face, hull_mask, similarity_transform
 
@@ -324,17 +325,8 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     """Write a checkpoint beside ``path`` and rename it into place, owner-readable only."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, mode=0o600) as fh:
+        torch.save(obj, fh)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
