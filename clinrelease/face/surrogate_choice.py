@@ -146,8 +146,7 @@ def screen(
             frames = len(samples) + len(extra)
             for candidate in tried:
                 if candidate.refused is None:
-                    more = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
-                    candidate.closest.update(more)
+                    candidate.closest = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
     best = max((c for c in tried if c.refused is None), key=lambda c: _headroom(c, recognizers))
     return SurrogateDecision(best.counter, "measured", margin, tried, frames=frames)
 
