@@ -256,7 +256,6 @@ def vet(image: np.ndarray, avoid: list[dict[str, np.ndarray]] = ()) -> tuple[Vet
     :func:`patient_embeddings`) of the patient the surrogate will replace: a face that any of those
     recognizers takes for one of them is rejected.
     """
-
     faces = _shared_detector().detect(image)
     if len(faces) != 1:
         return Vetting(f"{len(faces)} faces found"), None
@@ -430,5 +429,4 @@ def _named(donor, image: np.ndarray):
 
 
 def _surrogate(donor):
-
     return composite([donor])

@@ -31,9 +31,9 @@ import numpy as np
 
 from clinrelease.crypto.digest import sha256_file
 from clinrelease.errors import ConfigError, InputError, MissingModelError
-from clinrelease.files import atomic_file
 from clinrelease.face.base import FaceAnalysis, TrackedFace
 from clinrelease.face.learned.crops import CropTemplate, FaceCrop, align_face, hull_mask, similarity_transform
+from clinrelease.files import atomic_file
 
 if TYPE_CHECKING:  # torch is heavy: imported where it is used
     import torch
