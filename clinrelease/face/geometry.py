@@ -119,6 +119,26 @@ def _triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray, invers
 MAX_EXTRAPOLATION = 0.5
 
 
+def _holding_triangles(inverse: np.ndarray, dst: np.ndarray, tris: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each point ``(px, py)``, the index of the triangle that holds it (the largest smallest
+    barycentric coordinate; zero-area triangles never), and its barycentric coordinates there."""
+    p = dst[tris]
+    area = np.abs((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
+    rows = inverse.astype(np.float32)  # (T, 3, 3)
+    best = np.empty(len(px), np.int32)
+    out = np.empty((len(px), 3), np.float32)
+    for start in range(0, len(px), 1024):  # (points, triangles, 3) at most 1024 points at a time
+        x = px[start : start + 1024, None, None].astype(np.float32)
+        y = py[start : start + 1024, None, None].astype(np.float32)
+        bary = rows[None, :, :, 0] * x + rows[None, :, :, 1] * y + rows[None, :, :, 2]
+        worst = bary.min(axis=2)
+        worst[:, area < 1e-6] = -np.inf
+        chosen = worst.argmax(axis=1)
+        best[start : start + len(chosen)] = chosen
+        out[start : start + len(chosen)] = bary[np.arange(len(chosen)), chosen]
+    return best, out
+
+
 def warp_maps(
     dst: np.ndarray, sources: list[np.ndarray], tris: np.ndarray, rows: int, columns: int
 ) -> WarpMaps | None:
@@ -155,11 +175,17 @@ def warp_maps(
     # barycentric coordinates of each pixel centre in its triangle. A pixel the rasterizer gave to a
     # triangle much smaller than a pixel (eyes and lips of a small face, slivers) can lie several
     # triangle sizes outside it, and that triangle's affine extrapolated so far lands anywhere in the
-    # source (isolated wrong-coloured specks that jump from frame to frame): such pixels are clamped
-    # onto their triangle. Pixels just outside a normal triangle keep its exact affine.
+    # source (isolated wrong-coloured specks that jump from frame to frame): such pixels take the
+    # triangle that holds them, and are clamped onto it where none does. Pixels just outside a normal
+    # triangle keep its exact affine.
     per_pixel = inverse.reshape(-1, 9).astype(np.float32)[k]  # (P, 9): row i, column j at 3 i + j
     bary = per_pixel[:, 0::3] * px[:, None].astype(np.float32) + per_pixel[:, 1::3] * py[:, None].astype(np.float32) + per_pixel[:, 2::3]
     far = np.nonzero((bary < -MAX_EXTRAPOLATION).any(axis=1))[0]
+    if len(far):
+        # a sliver drawn after its neighbours paints pixels along its edges that lie in those
+        # neighbours; such a pixel takes the triangle that holds it (or the nearest to holding it)
+        k[far], bary[far] = _holding_triangles(inverse, dst, tris, px[far], py[far])
+        far = far[(bary[far] < -MAX_EXTRAPOLATION).any(axis=1)]
     if len(far):
         clamped = np.clip(bary[far].astype(np.float64), 0.0, None)
         total = clamped.sum(axis=1, keepdims=True)
