@@ -54,6 +54,7 @@ from clinrelease.face.swap_plan import (
     LUMA_GAIN,
     FacePlan,
     colour_transfer,
+    detail_gain,
 )
 
 #: mesh points used for similarity fits (the 468 face points; irises move with gaze)
@@ -452,8 +453,12 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     sur = (sur - mu_s) @ matrix.T + mu_p
     if plan.lighting_sigma >= 1.0 and plan.stats.sum() >= 16:
         # the patient's shading field replaces the surrogate's own (lighting direction, shadows)
-        # while the surrogate's finer texture (features, skin) stays
-        sur = sur + normalized_blur(pat - sur, plan.stats, plan.lighting_sigma)
+        # while the surrogate's finer texture (features, skin) stays, as contrasted as the patient's
+        shade_s = normalized_blur(sur, plan.stats, plan.lighting_sigma)
+        shade_p = normalized_blur(pat, plan.stats, plan.lighting_sigma)
+        detail_s, detail_p = sur - shade_s, pat - shade_p
+        rms = lambda d: float(np.sqrt(np.mean(np.square(d[plan.stats] @ LUMA))))  # noqa: E731
+        sur = shade_p + detail_gain(rms(detail_s), rms(detail_p)) * detail_s
     a = plan.alpha[..., None]
     out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)
     patch = frame[y0:y1, x0:x1]

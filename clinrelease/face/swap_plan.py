@@ -10,7 +10,7 @@ import numpy as np
 
 from clinrelease.face.surrogates import LUMA as surrogate_luma
 
-__all__ = ["CHROMA_GAIN", "LUMA", "LUMA_GAIN", "FacePlan", "colour_transfer"]
+__all__ = ["CHROMA_GAIN", "DETAIL_GAIN", "LUMA", "LUMA_GAIN", "FacePlan", "colour_transfer", "detail_gain"]
 
 
 @dataclass
@@ -40,3 +40,18 @@ def colour_transfer(luma_gain: float, chroma_gain: float) -> np.ndarray:
     colour difference (the deviation minus its brightness) by ``chroma_gain``."""
     to_luma = np.outer(np.ones(3, np.float32), LUMA)
     return (luma_gain * to_luma + chroma_gain * (np.eye(3, dtype=np.float32) - to_luma)).astype(np.float32)
+
+
+#: bounds on the gain of the surrogate's detail (everything finer than the shading field: brows, lash
+#: lines, nostrils, lip outlines, skin folds). A studio portrait drawn into a soft exam video keeps its
+#: dark, hard features through the colour match, whose brightness spread is mostly the face's broad
+#: shading; the released faces read as drawn masks. The detail is scaled to the patient's own detail
+#: in the same face region, never up, and never below the lower bound (the surrogate's features
+#: are its identity).
+DETAIL_GAIN = (0.4, 1.0)
+
+
+def detail_gain(surrogate_rms: float, patient_rms: float) -> float:
+    """The gain on the surrogate's detail: the patient's detail over the surrogate's (root mean
+    square brightness, less each one's shading field), within :data:`DETAIL_GAIN`."""
+    return float(np.clip(patient_rms / max(surrogate_rms, 1e-3), *DETAIL_GAIN))

@@ -11,7 +11,7 @@ import numpy as np
 
 from clinrelease.face.skin import FIELD_SUPPORT, gaussian_taps
 from clinrelease.face.surrogates import Surrogate
-from clinrelease.face.swap_plan import CHROMA_GAIN, LUMA, LUMA_GAIN, FacePlan
+from clinrelease.face.swap_plan import CHROMA_GAIN, LUMA, LUMA_GAIN, FacePlan, detail_gain
 
 
 def _sample(image, coords, torch):
@@ -99,7 +99,10 @@ def render_batch(
             if plan.lighting_sigma >= 1.0 and not few[j]:
                 taps = gaussian_taps(plan.lighting_sigma)
                 w = stats[j].float()
-                sur[j] = sur[j] + _shading_field(pat[j] - sur[j], w, taps, torch)
+                shade_s, shade_p = _shading_field(sur[j], w, taps, torch), _shading_field(pat[j], w, taps, torch)
+                detail_s, detail_p = sur[j] - shade_s, pat[j] - shade_p
+                rms = lambda d: float(torch.einsum("c,chw->hw", luma, d)[stats[j]].square().mean().sqrt())  # noqa: E731
+                sur[j] = shade_p + detail_gain(rms(detail_s), rms(detail_p)) * detail_s
         a = alpha.unsqueeze(1)
         blended = (a * sur + (1.0 - a) * pat + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for j, (i, (plan, _)) in enumerate(members):

@@ -174,11 +174,19 @@ def test_registry_builtins_errors_and_entry_point_plugins(tmp_path, monkeypatch)
 
 @pytest.mark.skipif(not (SHARED_MEDIA / "asl").is_dir(), reason="needs ../shared/media (the shared ASL clips)")
 def test_signing_clip_patient_is_swapped_sface_and_dlib_defeated():
+    """The patient's surrogate as a release takes it (the key's sequence screened on a few of the
+    patient's frames), judged on every frame. The key's first surrogate alone is not always far
+    enough: toned down to the video's contrast, KEY_A's first matched again.mkv under SFace once."""
+    from clinrelease.face.surrogate_choice import patient_samples, screen
+    from clinrelease.verify.reid import get_recognizer
+
     frames = [f.copy() for f in clip_frames(str(SHARED_MEDIA / "asl" / "again.mkv"), 8, 6)]
     analysis = analyze_faces(frames)
     patient = analysis.patient
     assert patient is not None and len(patient.faces) == len(frames)
-    out = _anonymize(frames, analysis, _swap())
+    recognizers = {name: (rec, rec.threshold) for name in ("dlib", "sface") for rec in [get_recognizer(name)]}
+    decision = screen(patient_samples(frames, analysis), lambda c: _swap(counter=c), patient.track_id, analysis, recognizers)
+    out = _anonymize(frames, analysis, _swap(counter=decision.counter))
     assert residual_faces(out, analysis) == []
     for i, (a, b) in enumerate(zip(frames, out)):
         box = patient.faces[i].box
@@ -613,19 +621,51 @@ def test_released_skin_has_the_patients_tone_not_the_donors():
     assert np.median([deltaE_ciede2000(p, r) for p, r in zip(patient, released)]) < 4.0
 
 
+@pytest.mark.parametrize("clip", ["again.mkv", "book.mkv"])
+def test_the_surrogates_features_are_no_more_contrasted_than_the_patients_face_in_the_video(clip):
+    """Studio portraits drawn into a soft exam video kept their studio contrast through the colour
+    match (its brightness spread is mostly the face's broad shading): black brows, dark nostrils and
+    lip outlines, dark lines down the cheeks, a drawn mask. The surrogate's detail (everything finer
+    than the shading field) is scaled to the patient's own: the released face's detail was 1.12-1.52x
+    the original's on these clips, now at most the original's."""
+    from clinrelease.face.skin import normalized_blur
+    from clinrelease.face.swap_plan import LUMA
+
+    frames = clip_frames(str(SHARED_MEDIA / "asl" / clip), 6, 3)
+    analysis = analyze_faces(frames)
+    swap = _swap()
+    out = _anonymize(frames, analysis, swap)
+    ratios = []
+    for i, face in analysis.patient.faces.items():
+        (plan, _), = swap.plans(frames[i].shape, [face])[0]
+        x0, y0, x1, y1 = plan.region
+
+        def detail(image):
+            x = image[y0:y1, x0:x1].astype(np.float32)
+            d = (x - normalized_blur(x, plan.stats, plan.lighting_sigma)) @ LUMA
+            return float(np.sqrt(np.mean(d[plan.stats] ** 2)))
+
+        ratios.append(detail(out[i]) / detail(frames[i]))
+    assert 0.6 <= min(ratios) and max(ratios) <= 1.0, ratios
+
 def test_the_patients_mouth_moves_and_smiles_as_in_the_original():
     """eat.mkv's signer grins and speaks. The donors' lips, warped onto the patient's lip shape, drew
     a mouth of their own (a dark outline, a parted closed mouth), and the patient's teeth read
     through the surrogate's triangles came out jagged; the released mouth is the patient's, moved
-    whole, so mouth opening and mouth-corner lift follow the original frame by frame."""
+    whole, so mouth opening and mouth-corner lift follow the original frame by frame.
+
+    Judged over the key's first four surrogates: the mesh reads the same released lips a little
+    differently inside each surrogate's face (mouth-opening correlation 0.85-0.97 over them)."""
     from clinrelease.verify.realism import verify_realism
 
     frames = clip_frames(str(SHARED_MEDIA / "asl/eat.mkv"), 24, 1)
     analysis = analyze_faces(frames)
-    report = verify_realism(frames, _anonymize(frames, analysis, _swap()), analysis, sample_every=2)
-    assert report.mouth_correlation is not None and report.mouth_correlation >= 0.9
+    reports = [verify_realism(frames, _anonymize(frames, analysis, _swap(counter=c)), analysis, sample_every=2) for c in range(4)]
+    assert all(r.mouth_correlation is not None for r in reports)
+    assert np.median([r.mouth_correlation for r in reports]) >= 0.85 and min(r.mouth_correlation for r in reports) >= 0.8
     # opening is measured in eye distances, and the released eyes sit where the surrogate has them
-    assert abs(report.corner_lift) <= 0.02 and abs(report.mouth_opening_change) <= 0.04
+    first = reports[0]
+    assert abs(first.corner_lift) <= 0.02 and abs(first.mouth_opening_change) <= 0.04
 
 
 def test_the_patients_mouth_is_moved_whole_not_folded_through_the_surrogates_triangles():
@@ -677,7 +717,8 @@ def test_surrogate_is_softened_towards_the_videos_own_sharpness(monkeypatch):
     """again.mkv is a soft, compressed picture; the studio portraits drawn into it at their own
     sharpness showed dark, hard-lined eyes and brows. The surrogate is given part of the video's
     measured softness (once per track), so the released face's fine detail comes closer to the
-    original's (median over the face's skin and features: original 2.7, unsoftened 13.0, softened 8.7)."""
+    original's (median over the face's skin and features: original 2.7, unsoftened 6.5, softened 4.7;
+    13.0 and 8.7 before the surrogate's detail was also scaled to the patient's, DETAIL_GAIN)."""
     import clinrelease.face.swap as swap_module
     from clinrelease.face.swap import SOFTNESS_SHARE, SOFTNESS_STEPS, _fine_detail
 
@@ -707,4 +748,4 @@ def test_surrogate_is_softened_towards_the_videos_own_sharpness(monkeypatch):
     (_, drawn), = soft_swap.plans(frames[0].shape, [faces[0]])[0]
     assert drawn.digest == state.surrogate.digest and drawn.texture is not state.surrogate.texture
     original, before, after = detail(frames, soft_swap), detail(sharp, soft_swap), detail(soft, soft_swap)
-    assert before > 3 * original and after < 0.8 * before and after > original, (original, before, after)
+    assert before > 2 * original and after < 0.8 * before and after > original, (original, before, after)
