@@ -447,9 +447,10 @@ def test_a_patient_the_keys_first_surrogate_left_recognizable_is_released_with_t
 
 def test_the_profiles_sface_threshold_decides_and_the_record_and_audit_log_agree(tmp_path: Path) -> None:
     """book.mkv swapped with little of the surrogate's shape (identity_strength 0.1) stays SFace-similar
-    to the signer: cosine 0.39-0.40 on the sampled frames (measured here). Under a profile whose SFace
-    threshold is 0.30 that is the same person: quarantined, and the recorded frames_matched say so;
-    at 0.42 it is another person: released. In both, the recorded figures are counted at the
+    to the signer: worst cosine 0.44 on the sampled frames (measured here; 0.39-0.40 before the
+    surrogate's detail was toned down to the video's). Under a profile whose SFace threshold is 0.30
+    that is the same person: quarantined, and the recorded frames_matched say so; at 0.50 it is
+    another person: released. In both, the recorded figures are counted at the
     profile's threshold, the audit rows agree with the verdict, and `audit verify` passes."""
     from _release_helpers import records
     from _verify_helpers import require_media
@@ -460,7 +461,7 @@ def test_the_profiles_sface_threshold_decides_and_the_record_and_audit_log_agree
     build_dicom_fixture(folder / "exam.dcm", require_media("asl/book.mkv"), "h264", FRAMES, identity=Identity())
     seen = {}
     # the stricter first: its screening decides the patient's surrogate, the looser run reads it back
-    order = ("0.30", "0.42")
+    order = ("0.30", "0.50")
     for threshold in order:
         profile = tmp_path / f"sface_{threshold}.yaml"
         profile.write_text(
@@ -486,7 +487,7 @@ def test_the_profiles_sface_threshold_decides_and_the_record_and_audit_log_agree
         seen[threshold] = (record["status"], result.exit_code, figures["sface_worst"], record["faces"]["surrogate"]["counter"], record["reasons"])
     strict, loose = seen[order[0]], seen[order[1]]
     # the same surrogate (decided once, kept with the key) and so the same faces under both profiles
-    assert strict[2] == loose[2] and strict[3] == loose[3] and 0.30 <= strict[2] < 0.42
+    assert strict[2] == loose[2] and strict[3] == loose[3] and 0.30 <= strict[2] < 0.50
     assert strict[:2] == ("quarantined", 1) and loose[:2] == ("released", 0), (strict, loose)
     assert any(r.startswith("re-id (sface):") and "same person at >= 0.3" in r for r in strict[4])
     assert loose[4] == []
