@@ -69,7 +69,7 @@ def main() -> None:
             first = _verify(frames, analysis, profile, key, pseudonym, 0)
             ok_first = all(m == 0 for m, _ in first.values())
             anonymizer_for = lambda c: build_anonymizers(profile, key, pseudonym, counter=c)[0]  # noqa: E731
-            decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=args.margin, more_samples=lambda: wider)
+            decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=args.margin, more_samples=wider)
             chosen = first if decision.counter == 0 else _verify(frames, analysis, profile, key, pseudonym, decision.counter)
             ok_chosen = all(m == 0 for m, _ in chosen.values())
             before += ok_first

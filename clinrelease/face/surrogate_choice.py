@@ -16,7 +16,7 @@ import fcntl
 import hmac
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,14 +104,14 @@ def screen(
     recognizers: Mapping[str, tuple[Any, float]],
     margin: float = MARGIN,
     max_candidates: int = MAX_CANDIDATES,
-    more_samples: Callable[[], list[tuple[np.ndarray, Any]]] | None = None,
+    more_samples: Sequence[tuple[np.ndarray, Any]] = (),
 ) -> SurrogateDecision:
     """Try counters 0, 1, ... on ``samples`` (original frame, the patient's tracked face there).
 
     ``anonymizer_for(counter)`` gives the patient's anonymizer drawing that counter's surrogate;
     ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
     no recognizer finds within ``margin`` of its threshold on any sample is taken. When none of
-    ``max_candidates`` is, every candidate is also compared on ``more_samples()`` (more of the
+    ``max_candidates`` is, every candidate is also compared on ``more_samples`` (more of the
     patient's frames; faces already in ``samples`` are not compared twice) and the one farthest from
     its thresholds on all of them is taken (verification still judges it). A counter that has no
     surrogate (a generator that vetted no face for it) is passed over.
@@ -141,14 +141,13 @@ def screen(
     if not anonymizers:
         raise ConfigError(f"none of the first {max_candidates} surrogates of the key's sequence could be made: {tried[-1].refused}")
     frames = None
-    if more_samples is not None:
-        seen = {face.frame_index for _, face in samples}
-        extra = [(frame, face) for frame, face in more_samples() if face.frame_index not in seen]
-        if extra:
-            frames = len(samples) + len(extra)
-            for candidate in tried:
-                if candidate.refused is None:
-                    candidate.closest = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
+    seen = {face.frame_index for _, face in samples}
+    extra = [(frame, face) for frame, face in more_samples if face.frame_index not in seen]
+    if extra:
+        frames = len(samples) + len(extra)
+        for candidate in tried:
+            if candidate.refused is None:
+                candidate.closest = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
     best = max((c for c in tried if c.refused is None), key=lambda c: _headroom(c, recognizers))
     return SurrogateDecision(best.counter, "measured", margin, tried, frames=frames)
 

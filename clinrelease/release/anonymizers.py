@@ -51,7 +51,7 @@ def surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: s
             pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
         # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
         anonymizer_for = lambda c: size_aware(build_anonymizers(profile, ctx.release_key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
-        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=lambda: wider)
+        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider)
         if pool is not None:
             from clinrelease.face.surrogates import sequence_member
 

@@ -85,7 +85,7 @@ def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recogni
     # with more of the patient's frames to rank on, each candidate's closest value is over all of them
     wider = patient_samples(frames, analysis, count=8)
     ranked = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=2.0, max_candidates=3,
-                    more_samples=lambda: wider)  # fmt: skip
+                    more_samples=wider)  # fmt: skip
     assert ranked.frames == len({face.frame_index for _, face in samples + wider}) > len(samples)
     for one, many in zip(decision.tried, ranked.tried):
         assert many.closest["dlib"] <= one.closest["dlib"] and many.closest["sface"] >= one.closest["sface"]
