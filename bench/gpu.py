@@ -60,7 +60,7 @@ def main() -> None:
         swap = SwapAnonymizer(key=bytes(range(32)), pseudonym="GPU", backend="torch", device="cuda")
         for track in analysis.tracks:
             swap.prepare(analysis, track.track_id)
-        plans = [swap.plans(f.shape, analysis.faces_in_frame(i))[0] for i, f in enumerate(frames)]
+        plans = [swap.plans(f, analysis.faces_in_frame(i))[0] for i, f in enumerate(frames)]
         # OpenCV on the CPU, same plans: the reference in this run
         start = time.perf_counter()
         for frame, planned in zip(frames, plans):

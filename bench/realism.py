@@ -91,14 +91,14 @@ def seam_energy(frame: np.ndarray, band: np.ndarray) -> float:
     return float((gx * gx + gy * gy)[band].mean())
 
 
-def blend_band(swap, frame_shape, face) -> np.ndarray | None:
+def blend_band(swap, frame, face) -> np.ndarray | None:
     """Frame pixels where the swap's surrogate fades into the frame (alpha strictly between 0 and 1)."""
-    planned, _ = swap.plans(frame_shape, [face])
+    planned, _ = swap.plans(frame, [face])
     if not planned:
         return None
     plan = planned[0][0]
     x0, y0, x1, y1 = plan.region
-    band = np.zeros(frame_shape[:2], bool)
+    band = np.zeros(frame.shape[:2], bool)
     band[y0:y1, x0:x1] = (plan.alpha > 0.05) & (plan.alpha < 0.95)
     return band
 
@@ -196,7 +196,7 @@ def main() -> None:
                 de = [v for v in de if v is not None]
                 seams = []
                 for i in judged:
-                    band = blend_band(swap, frames[i].shape, patient.faces[i])
+                    band = blend_band(swap, frames[i], patient.faces[i])
                     if band is not None and band.any():
                         seams.append(seam_energy(out[i], band) / max(seam_energy(frames[i], band), 1e-6))
                 ids = [deidentified(frames[i], out[i], patient.faces[i].box, refs[i]) for i in judged]

@@ -18,7 +18,7 @@ import numpy as np
 
 from clinrelease.face.landmarks import mesh_indices
 
-__all__ = ["FIELD_SUPPORT", "clean_texture", "feature_region", "gaussian_taps", "normalized_blur", "skin_mask", "usable_skin"]
+__all__ = ["FIELD_SUPPORT", "clean_texture", "feature_region", "gaussian_taps", "normalized_blur", "own_face", "skin_mask", "usable_skin"]
 
 #: mesh points where a frontal face shows bare skin: mid-cheeks, nose bridge, upper chin
 REFERENCE_POINTS = (205, 425, 50, 280, 6, 197, 199, 175)
@@ -29,6 +29,9 @@ MAX_DARKER = 35.0
 MAX_HUE = 0.3
 #: allowed chroma relative to the reference skin's
 CHROMA_RATIO = (0.45, 1.7)
+#: CIE L below or above which a grey pixel (chroma under CLIPPED_CHROMA) is clipped black or white
+CLIPPED_L = (12.0, 96.0)
+CLIPPED_CHROMA = 8.0
 #: largest local spread of lightness (CIE L units) of skin; hair strands and rims spread more
 MAX_TEXTURE = 7.0
 
@@ -109,6 +112,20 @@ def skin_mask(texture: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return skin & oval & ~features
 
 
+def own_face(texture: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(h, w) bool: what in the picture of a face is the face's own, its skin and its features;
+    the rest of the oval (hair, a rim, a burned-in label over the forehead) is not, and neither is a
+    clipped pixel (black or white, grey: it says nothing of the skin's colour or shading), wherever
+    it lies."""
+    import cv2
+
+    lab = _lab(texture)
+    clipped = ((lab[..., 0] < CLIPPED_L[0]) | (lab[..., 0] > CLIPPED_L[1])) & (np.hypot(lab[..., 1], lab[..., 2]) < CLIPPED_CHROMA)
+    # with its anti-aliased edge
+    clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return (skin_mask(texture, landmarks) | feature_region(texture.shape[:2], landmarks)) & ~clipped
+
+
 def usable_skin(texture: np.ndarray, landmarks: np.ndarray) -> float:
     """Fraction of the face oval's periphery (outside the features) that is skin."""
     rows, cols = texture.shape[:2]
@@ -129,20 +146,23 @@ def gaussian_taps(sigma: float) -> np.ndarray:
     return cv2.getGaussianKernel(2 * radius + 1, sigma).astype(np.float32).ravel()
 
 
-def normalized_blur(image: np.ndarray, weight: np.ndarray, sigma: float, support: float = FIELD_SUPPORT) -> np.ndarray:
+def normalized_blur(
+    image: np.ndarray, weight: np.ndarray, sigma: float, support: float = FIELD_SUPPORT, around: np.ndarray | float = 0.0
+) -> np.ndarray:
     """Local weighted average of ``image`` (h, w, c) over the pixels ``weight`` marks (normalized
-    convolution with a Gaussian of ``sigma`` pixels); fades towards 0 where the weights nearby sum to
-    less than ``support``, far from the pixels it was measured on. The swap's shading field is this
-    over the patient's skin."""
+    convolution with a Gaussian of ``sigma`` pixels); fades towards ``around`` (a value per channel)
+    where the weights nearby sum to less than ``support``, far from the pixels it was measured on.
+    The swap's shading field is this over the patient's skin, fading towards the skin's mean colour."""
     import cv2
 
     taps = gaussian_taps(sigma)
     blur = lambda x: cv2.sepFilter2D(x, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
     w = weight.astype(np.float32)
+    around = np.asarray(around, np.float32)
     # OpenCV hands a one-channel image back without its channel axis
-    num = blur(image.astype(np.float32) * w[..., None]).reshape(image.shape)
+    num = blur((image.astype(np.float32) - around) * w[..., None]).reshape(image.shape)
     den = blur(w)
-    return num / np.maximum(den, support)[..., None]
+    return num / np.maximum(den, support)[..., None] + around
 
 
 def clean_texture(texture: np.ndarray, landmarks: np.ndarray, reach: float = 0.0) -> np.ndarray:
@@ -161,8 +181,7 @@ def clean_texture(texture: np.ndarray, landmarks: np.ndarray, reach: float = 0.0
     area = _fill((rows, cols), [grown if reach > 0 else pts[oval_idx]])
     features = feature_region((rows, cols), pts)
     skin = skin_mask(texture, landmarks)
-    keep = skin | features
-    replace = area & ~keep
+    replace = area & ~(skin | features)
     if not replace.any():
         return texture
     img = texture.astype(np.float32)

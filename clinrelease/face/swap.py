@@ -19,7 +19,7 @@ movement survive.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from clinrelease.face.geometry import (
 from clinrelease.face.landmarks import mesh_indices
 from clinrelease.face.params import SwapParams, check_swap_arguments
 from clinrelease.face.pools import load_pool
-from clinrelease.face.skin import normalized_blur
+from clinrelease.face.skin import normalized_blur, own_face
 from clinrelease.face.surrogates import (
     DISTINCTIVENESS,
     MODE_AMPLITUDE,
@@ -352,6 +352,21 @@ def plan_face(
     return FacePlan(maps.region, inside, maps.maps[0], map_patient, alpha, stats, float(lighting * face_h))
 
 
+def own_face_statistics(plan: FacePlan, frame: np.ndarray, new_mesh: np.ndarray) -> FacePlan:
+    """``plan`` with its colour statistics and shading field measured on the patient's own face
+    only: what covers part of the face oval in the frame (a burned-in label over the forehead, hair,
+    a rim) is left out, as hands are (``occluders`` of :func:`plan_face`).
+
+    A black label across the forehead had made the patient's skin look far more contrasted than it
+    is, and the surrogate was drawn with black eye sockets and nostrils to match.
+    """
+    import cv2
+
+    x0, y0 = plan.region[:2]
+    patient = cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return replace(plan, stats=plan.stats & own_face(patient, new_mesh - np.array([x0, y0], np.float32)))
+
+
 def _openings_moved_whole(
     map_patient: np.ndarray, mesh: np.ndarray, new_mesh: np.ndarray, origin: tuple[int, int], openings: dict[str, np.ndarray], ramp: float
 ) -> np.ndarray:
@@ -454,8 +469,8 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     if plan.lighting_sigma >= 1.0 and plan.stats.sum() >= 16:
         # the patient's shading field replaces the surrogate's own (lighting direction, shadows)
         # while the surrogate's finer texture (features, skin) stays, as contrasted as the patient's
-        shade_s = normalized_blur(sur, plan.stats, plan.lighting_sigma)
-        shade_p = normalized_blur(pat, plan.stats, plan.lighting_sigma)
+        shade_s = normalized_blur(sur, plan.stats, plan.lighting_sigma, around=mu_p)
+        shade_p = normalized_blur(pat, plan.stats, plan.lighting_sigma, around=mu_p)
         detail_s, detail_p = sur - shade_s, pat - shade_p
         rms = lambda d: float(np.sqrt(np.mean(np.square(d[plan.stats] @ LUMA))))  # noqa: E731
         sur = shade_p + detail_gain(rms(detail_s), rms(detail_p)) * detail_s
@@ -592,9 +607,9 @@ class SwapAnonymizer:
         small = np.clip((SMALL_FACE_PX - height) / (0.5 * SMALL_FACE_PX), 0.0, 1.0)
         return 1.0 + float(self.small_face_boost) * float(small)
 
-    def plans(self, frame_shape: tuple[int, ...], faces: list[TrackedFace]) -> tuple[list[tuple[FacePlan, Surrogate]], list[TrackedFace]]:
-        """Render plans for the faces that can be swapped, and the faces that need the blur fallback."""
-        rows, columns = frame_shape[:2]
+    def plans(self, frame: np.ndarray, faces: list[TrackedFace]) -> tuple[list[tuple[FacePlan, Surrogate]], list[TrackedFace]]:
+        """Render plans for the faces of ``frame`` that can be swapped, and the faces that need the blur fallback."""
+        rows, columns = frame.shape[:2]
         planned, fallback = [], []
         for face in faces:
             state = self._tracks.get(face.track_id)
@@ -609,6 +624,7 @@ class SwapAnonymizer:
             if plan is None:
                 fallback.append(face)
             else:
+                plan = own_face_statistics(plan, frame, new)
                 oval = mesh_indices()["oval"]
                 scale = float(np.ptp(new[oval, 1])) / max(float(np.ptp(state.surrogate.landmarks[oval, 1])), 1.0)
                 scale = max(scale, 1e-3) if np.isfinite(scale) else 1.0
@@ -620,7 +636,7 @@ class SwapAnonymizer:
         track: one blur for the track, so the surrogate's texture does not pulse from frame to frame)."""
         todo = [f for f in faces if (s := self._tracks.get(f.track_id)) is not None and s.surrogate is not None and s.softness is None]
         for face in todo:
-            planned, _ = self.plans(frame.shape, [face])
+            planned, _ = self.plans(frame, [face])
             if planned:
                 plan, surrogate = planned[0]
                 self._tracks[face.track_id].softness = SOFTNESS_SHARE * video_softness(frame, surrogate.texture, plan)
@@ -628,7 +644,7 @@ class SwapAnonymizer:
     def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
         """Swap every face of ``frame`` (RGB uint8, modified in place)."""
         self._measure_softness(frame, faces)
-        planned, fallback = self.plans(frame.shape, faces)
+        planned, fallback = self.plans(frame, faces)
         if self.backend == "torch" and planned:
             from clinrelease.face.swap_torch import render_batch
 

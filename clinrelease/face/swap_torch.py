@@ -26,16 +26,17 @@ def _sample(image, coords, torch):
     return torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def _shading_field(image, weight, taps, torch):
-    """Normalized-convolution low-pass of ``image`` (3, h, w) over ``weight`` (h, w), as
-    :func:`clinrelease.face.skin.normalized_blur` does (zero padding = OpenCV's constant border)."""
+def _shading_field(image, weight, taps, around, torch):
+    """Normalized-convolution low-pass of ``image`` (3, h, w) over ``weight`` (h, w), fading towards
+    ``around`` (3,), as :func:`clinrelease.face.skin.normalized_blur` does (zero padding = OpenCV's
+    constant border)."""
     k = torch.from_numpy(taps).to(image.device)
     r = len(taps) // 2
-    x = torch.cat([image * weight, weight[None]], dim=0)[:, None]  # (4, 1, h, w)
+    x = torch.cat([(image - around[:, None, None]) * weight, weight[None]], dim=0)[:, None]  # (4, 1, h, w)
     x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
     x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))[:, 0]
     num, den = x[:3], x[3]
-    return num / den.clamp(min=FIELD_SUPPORT)
+    return num / den.clamp(min=FIELD_SUPPORT) + around[:, None, None]
 
 
 def render_batch(
@@ -99,7 +100,7 @@ def render_batch(
             if plan.lighting_sigma >= 1.0 and not few[j]:
                 taps = gaussian_taps(plan.lighting_sigma)
                 w = stats[j].float()
-                shade_s, shade_p = _shading_field(sur[j], w, taps, torch), _shading_field(pat[j], w, taps, torch)
+                shade_s, shade_p = _shading_field(sur[j], w, taps, mu_p[j], torch), _shading_field(pat[j], w, taps, mu_p[j], torch)
                 detail_s, detail_p = sur[j] - shade_s, pat[j] - shade_p
                 rms = lambda d: float(torch.einsum("c,chw->hw", luma, d)[stats[j]].square().mean().sqrt())  # noqa: E731
                 sur[j] = shade_p + detail_gain(rms(detail_s), rms(detail_p)) * detail_s
