@@ -39,6 +39,9 @@ SCREEN_FRAMES = 4
 #: the video's (:data:`~clinrelease.face.swap_plan.DETAIL_GAIN`) fewer candidates clear the margin:
 #: on the six shared clips under three keys, 8 left one patient matched, 16 none (bench/surrogate_keys.py)
 MAX_CANDIDATES = 16
+#: share of the margin a candidate that cleared the screening frames must also keep on the wider
+#: frames (:data:`RANK_FRAMES`) before it is taken
+CONFIRM_SHARE = 0.5
 #: frames the candidates are ranked on when none clears the margin: the farthest on a few frames
 #: was often not the farthest on the frames verification samples (carphone under random keys)
 RANK_FRAMES = 12
@@ -71,7 +74,7 @@ class SurrogateDecision:
     margin: float
     tried: list[Candidate] = field(default_factory=list)
     attempt: int | None = None
-    #: frames the candidates were last compared on (more than the screening's own when none cleared the margin)
+    #: frames the candidates were last compared on (the screening frames and the wider ones that confirm or rank them)
     frames: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,11 +113,12 @@ def screen(
 
     ``anonymizer_for(counter)`` gives the patient's anonymizer drawing that counter's surrogate;
     ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
-    no recognizer finds within ``margin`` of its threshold on any sample is taken. When none of
-    ``max_candidates`` is, every candidate is also compared on ``more_samples`` (more of the
-    patient's frames; faces already in ``samples`` are not compared twice) and the one farthest from
-    its thresholds on all of them is taken (verification still judges it). A counter that has no
-    surrogate (a generator that vetted no face for it) is passed over.
+    no recognizer finds within ``margin`` of its threshold on any sample, and within
+    ``CONFIRM_SHARE * margin`` on any of ``more_samples`` (more of the patient's frames; faces
+    already in ``samples`` are not compared twice), is taken. When none of ``max_candidates`` is,
+    every candidate is compared on all of them and the one farthest from its thresholds is taken
+    (verification still judges it). A counter that has no surrogate (a generator that vetted no face
+    for it) is passed over.
 
     Raises
     ------
@@ -123,6 +127,13 @@ def screen(
     """
     tried: list[Candidate] = []
     anonymizers: dict[int, Any] = {}
+    seen = {face.frame_index for _, face in samples}
+    extra = [(frame, face) for frame, face in more_samples if face.frame_index not in seen]
+    widened: set[int] = set()
+
+    def close_to(closest: Mapping[str, float], share: float = 1.0) -> bool:
+        return any(too_close(v, recognizers[n][1], recognizers[n][0].higher_is_same, share * margin) for n, v in closest.items())
+
     for counter in range(max_candidates):
         try:
             anonymizer = anonymizer_for(counter)
@@ -134,19 +145,24 @@ def screen(
             continue
         anonymizers[counter] = anonymizer
         closest = _closest(anonymizer, samples, recognizers)
-        close = any(too_close(v, recognizers[n][1], recognizers[n][0].higher_is_same, margin) for n, v in closest.items())
+        close = close_to(closest)
+        if not close and extra:
+            # the screening frames are few: a surrogate that clears them may still be the patient on
+            # another frame (book.mkv tilting -40..40 degrees: dlib 0.578 on a frame between two
+            # screened ones that cleared the margin)
+            closest = _closest(anonymizer, extra, recognizers, closest)
+            widened.add(counter)
+            close = close_to(closest, CONFIRM_SHARE)
         tried.append(Candidate(counter, closest, close))
         if not close:
-            return SurrogateDecision(counter, "measured", margin, tried)
+            return SurrogateDecision(counter, "measured", margin, tried, frames=len(samples) + len(extra) if extra else None)
     if not anonymizers:
         raise ConfigError(f"none of the first {max_candidates} surrogates of the key's sequence could be made: {tried[-1].refused}")
     frames = None
-    seen = {face.frame_index for _, face in samples}
-    extra = [(frame, face) for frame, face in more_samples if face.frame_index not in seen]
     if extra:
         frames = len(samples) + len(extra)
         for candidate in tried:
-            if candidate.refused is None:
+            if candidate.refused is None and candidate.counter not in widened:
                 candidate.closest = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
     best = max((c for c in tried if c.refused is None), key=lambda c: _headroom(c, recognizers))
     return SurrogateDecision(best.counter, "measured", margin, tried, frames=frames)

@@ -73,6 +73,44 @@ def test_a_surrogate_that_is_the_patient_is_skipped_for_the_next_of_the_sequence
     assert chosen.closest["dlib"] >= 0.6 + MARGIN and chosen.closest["sface"] <= 0.363 - MARGIN
 
 
+def test_a_surrogate_that_clears_the_screening_frames_but_not_a_wider_one_is_skipped(clip, recognizers) -> None:
+    """The screening looks at four frames; a surrogate that clears them can still be the patient on a
+    frame between them (book.mkv tilting -40..40 degrees: dlib 0.578 on one frame). The wider frames
+    confirm a candidate before it is taken: here the candidate the screening frames alone would take
+    leaves the patient's face as it is on one wider frame, and a later candidate is taken."""
+    frames, analysis = clip
+    samples = patient_samples(frames, analysis)
+    wider = patient_samples(frames, analysis, count=12)
+    screened = {face.frame_index for _, face in samples}
+    missed = next(face.frame_index for _, face in wider if face.frame_index not in screened)
+
+    def plain(counter: int) -> SwapAnonymizer:
+        return SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=counter)
+
+    alone = screen(samples, plain, analysis.patient.track_id, analysis, recognizers)
+    taken = alone.counter
+    assert not alone.tried[-1].too_close
+
+    class MissesOneFrame:
+        """That surrogate, except that the face of one frame is left as it is."""
+
+        def __init__(self) -> None:
+            self.swap = plain(taken)
+
+        def prepare(self, analysis, track_id) -> None:
+            self.swap.prepare(analysis, track_id)
+
+        def anonymize_frame(self, frame, faces):
+            return frame if faces[0].frame_index == missed else self.swap.anonymize_frame(frame, faces)
+
+    def anonymizer_for(counter: int):
+        return MissesOneFrame() if counter == taken else plain(counter)
+
+    confirmed = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider)
+    assert confirmed.tried[taken].too_close and confirmed.counter > taken
+    assert confirmed.frames == len(screened | {face.frame_index for _, face in wider})
+
+
 def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recognizers) -> None:
     frames, analysis = clip
     samples = patient_samples(frames, analysis)[:1]
