@@ -9,7 +9,11 @@ candidate clears the margin), and the profile's recognizers compare every
 passes when no sampled frame matches (the profiles allow none). Keypoints, OCR and the rest of the
 verification are not run: they do not depend on the key's surrogate choice.
 
-    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--margin 0.1] [--seed N]
+``--release`` also runs the whole release of each (clip, key) as a user would (the clip as a DICOM
+video with a burned-in name, every check of the profile, the key's surrogate decided afresh) and
+prints its status and reasons: what "released under any key" means end to end.
+
+    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--margin 0.1] [--seed N] [--release]
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ def main() -> None:
     ap.add_argument("--profile", default="pd_motor")
     ap.add_argument("--margin", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=None, help="draw the keys from this seed (default: os random)")
+    ap.add_argument("--release", action="store_true", help="also run the whole release of every (clip, key)")
     args = ap.parse_args()
     profile = load_profile(args.profile)
     rng = random.Random(args.seed) if args.seed is not None else random.SystemRandom()
     keys = [bytes(rng.getrandbits(8) for _ in range(32)) for _ in range(args.keys)]
     recognizers = {n: (get_recognizer(n), c.threshold) for n, c in profile.verify.recognizers.items()}
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
-    before = after = runs = 0
+    before = after = runs = released = 0
     print(f"profile {profile.name}, {len(clips)} clips x {len(keys)} keys, {args.frames} frames, margin {args.margin}")
     print(f"{'clip':10} {'key':8} {'before (matched frames, worst)':40} {'counter':7} after")
     t0 = time.perf_counter()
@@ -75,8 +80,34 @@ def main() -> None:
             before += ok_first
             after += ok_chosen
             show = lambda r: " ".join(f"{n} {m} {w:.3f}" for n, (m, w) in r.items())  # noqa: E731
-            print(f"{clip.stem:10} {key.hex()[:8]} {show(first):40} {decision.counter:7} {show(chosen)}", flush=True)
+            line = f"{clip.stem:10} {key.hex()[:8]} {show(first):40} {decision.counter:7} {show(chosen)}"
+            if args.release:
+                record = _release(clip, frames, key, profile.name)
+                released += record["status"] == "released"
+                counter = (record.get("faces") or {}).get("surrogate", {}).get("counter")
+                line += f" | release: {record['status']} (counter {counter}) {'; '.join(record['reasons'])}"
+            print(line, flush=True)
     print(f"released by the recognizers: before {before}/{runs}, after {after}/{runs} ({time.perf_counter() - t0:.0f} s)")
+    if args.release:
+        print(f"released by the whole release: {released}/{runs}")
+
+
+def _release(clip: Path, frames: list, key: bytes, profile: str) -> dict:
+    """The record of the whole release of ``frames`` under ``key`` (a fresh key folder)."""
+    import tempfile
+
+    import hard_video
+
+    from clinrelease.crypto.keys import init_keys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = Path(tmp) / "keys"
+        init_keys(keys)
+        (keys / "release.key").write_text(key.hex() + "\n")
+        fps = float(open_video(clip).info.fps or 30.0)
+        variant = hard_video.Variant(clip.stem, clip.stem, profile, frames, [0.0] * len(frames), fps)
+        record, _, _, _ = hard_video.release(variant, Path(tmp) / "work", keys)
+    return record
 
 
 if __name__ == "__main__":
