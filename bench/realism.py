@@ -11,7 +11,9 @@ For each shared clip, each profile's swap (its anonymizer settings and face rule
   (target <= 3);
 * seam: mean squared luma gradient in the swap's blend band (where its alpha fades), released over
   original at the same pixels (target <= 1.2);
-* de-identified: sampled frames with dlib distance > 0.6 and SFace cosine < 0.363 (target >= 99%);
+* de-identified: sampled frames with dlib distance > 0.6 and SFace cosine < 0.363 (target >= 99%),
+  with the surrogate the release's screening takes for the key (``cnt``; ``--first``: the key's
+  first surrogate);
 * flicker: mean frame-to-frame change in the face box, released over original (target <= 1.5).
 
 The realism figures are :func:`clinrelease.verify.realism.verify_realism`, the release's own check.
@@ -43,7 +45,7 @@ from anonymize import flicker, frames_of  # noqa: E402
 from clinrelease.face.landmarks import mesh_indices  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
 from clinrelease.profiles import load_profile  # noqa: E402
-from clinrelease.release import build_anonymizers  # noqa: E402
+from clinrelease.release import build_anonymizers, measure_surrogate  # noqa: E402
 from clinrelease.verify.realism import verify_realism  # noqa: E402
 from clinrelease.verify.reid import get_recognizer  # noqa: E402
 
@@ -152,6 +154,7 @@ def main() -> None:
     ap.add_argument("--sheet-frames", type=int, default=3)
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap setting (float) on top of each profile's")
     ap.add_argument("--pool", default="", help="donor source instead of the profile's: default, openpeople, generator or a folder")
+    ap.add_argument("--first", action="store_true", help="judge each key's first surrogate, not the one the release's screening takes")
     ap.add_argument("--tag", default="", help="added to the contact sheets' and JSON's file names")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
@@ -164,7 +167,7 @@ def main() -> None:
     profiles = [with_swap(load_profile(p), args.swap, args.pool) for p in args.profiles.split(",")]
     rows, sheets = [], {p.name: [] for p in profiles}
     header = (
-        f"{'clip':<8} {'profile':<9} {'key':>3}  {'lift':>6} {'eye r':>6} {'open':>6} {'score':>6} {'mesh':>5} "
+        f"{'clip':<8} {'profile':<9} {'key':>3} {'cnt':>3}  {'lift':>6} {'eye r':>6} {'open':>6} {'score':>6} {'mesh':>5} "
         f"{'dE+':>6} {'seam':>5} {'dlib':>5} {'sface':>5} {'flick':>5}"
     )
     print(header)
@@ -186,7 +189,10 @@ def main() -> None:
             show = judged[:: max(1, len(judged) // args.sheet_frames)][: args.sheet_frames]
             tiles = [[zoom(frames[i], boxes[i]) for i in show]]
             for k, key in enumerate(keys(args.keys)):
-                swap, bystander = build_anonymizers(profile, key, f"{clip.stem}-patient")
+                pseudonym = f"{clip.stem}-patient"
+                decision = None if args.first else measure_surrogate(profile, key, pseudonym, analysis, frames)
+                counter = 0 if decision is None else decision.counter
+                swap, bystander = build_anonymizers(profile, key, pseudonym, counter=counter)
                 out = list(anonymize_frames(frames, analysis, patient=swap, bystander=bystander))
                 real = verify_realism(frames, out, analysis, sample_every=args.sample)
                 de = [
@@ -206,6 +212,7 @@ def main() -> None:
                     "clip": clip.stem,
                     "profile": profile.name,
                     "key": k,
+                    "counter": counter,
                     "corner_lift": real.corner_lift,
                     "eye_correlation": real.eye_correlation,
                     "eye_deviation": real.eye_deviation,
@@ -221,7 +228,7 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(
-                    f"{clip.stem:<8} {profile.name:<9} {k:>3}  {fmt(row['corner_lift'], '+.3f'):>6} {fmt(row['eye_correlation'], '.2f'):>6} "
+                    f"{clip.stem:<8} {profile.name:<9} {k:>3} {counter:>3}  {fmt(row['corner_lift'], '+.3f'):>6} {fmt(row['eye_correlation'], '.2f'):>6} "
                     f"{fmt(row['mouth_opening_change'], '+.3f'):>6} {fmt(row['face_score_ratio']):>6} {fmt(row['mesh_presence'], '.0%'):>5} "
                     f"{fmt(row['cheek_neck_de_change'], '+.1f'):>6} {fmt(row['seam_gradient_ratio'], '.2f'):>5} "
                     f"{fmt(row['dlib_deidentified'], '.0%'):>5} {fmt(row['sface_deidentified'], '.0%'):>5} {fmt(flick, '.2f'):>5}",

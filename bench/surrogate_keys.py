@@ -3,8 +3,8 @@ the screened one (:mod:`clinrelease.face.surrogate_choice`).
 
 For each clip the faces are analysed once (``--frames`` frames); for each key the patient's face is
 swapped with the profile's anonymizer, first with counter 0 (what every release did before), then
-with the counter the screening chooses (as the release does: four frames, twelve to rank on when no
-candidate clears the margin), and the profile's recognizers compare every
+with the counter the screening chooses (:func:`clinrelease.release.measure_surrogate`, the release's
+own: four frames, twelve that confirm a candidate or rank them when none clears the margin), and the profile's recognizers compare every
 ``sample_every``-th frame with the original (:func:`clinrelease.verify.reid.verify_reid`). A run
 passes when no sampled frame matches (the profiles allow none). Keypoints, OCR and the rest of the
 verification are not run: they do not depend on the key's surrogate choice.
@@ -13,7 +13,7 @@ verification are not run: they do not depend on the key's surrogate choice.
 video with a burned-in name, every check of the profile, the key's surrogate decided afresh) and
 prints its status and reasons: what "released under any key" means end to end.
 
-    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--margin 0.1] [--seed N] [--release]
+    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--seed N] [--release]
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from _face_helpers import SHARED_MEDIA  # noqa: E402
 
 from clinrelease.dicom.video import open_video  # noqa: E402
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames  # noqa: E402
-from clinrelease.face.surrogate_choice import RANK_FRAMES, patient_samples, screen, spread  # noqa: E402
 from clinrelease.profiles import load_profile  # noqa: E402
-from clinrelease.release import build_anonymizers  # noqa: E402
-from clinrelease.verify.reid import get_recognizer, verify_reid  # noqa: E402
+from clinrelease.face.surrogate_choice import MARGIN  # noqa: E402
+from clinrelease.release import build_anonymizers, measure_surrogate  # noqa: E402
+from clinrelease.verify.reid import verify_reid  # noqa: E402
 
 
 def _verify(frames, analysis, profile, key: bytes, pseudonym: str, counter: int) -> dict[str, tuple[int, float]]:
@@ -50,31 +50,26 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10)
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--profile", default="pd_motor")
-    ap.add_argument("--margin", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=None, help="draw the keys from this seed (default: os random)")
     ap.add_argument("--release", action="store_true", help="also run the whole release of every (clip, key)")
     args = ap.parse_args()
     profile = load_profile(args.profile)
     rng = random.Random(args.seed) if args.seed is not None else random.SystemRandom()
     keys = [bytes(rng.getrandbits(8) for _ in range(32)) for _ in range(args.keys)]
-    recognizers = {n: (get_recognizer(n), c.threshold) for n, c in profile.verify.recognizers.items()}
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
     before = after = runs = released = 0
-    print(f"profile {profile.name}, {len(clips)} clips x {len(keys)} keys, {args.frames} frames, margin {args.margin}")
+    print(f"profile {profile.name}, {len(clips)} clips x {len(keys)} keys, {args.frames} frames, margin {MARGIN}")
     print(f"{'clip':10} {'key':8} {'before (matched frames, worst)':40} {'counter':7} after")
     t0 = time.perf_counter()
     for clip in clips:
         frames = [f for _, f in zip(range(args.frames), open_video(clip))]
         analysis = analyze_faces(frames, patient_rule=profile.faces.patient_rule, min_face_px=profile.faces.min_face_px, hands=profile.faces.keep_hands)
-        wider = patient_samples(frames, analysis, count=RANK_FRAMES)
-        samples = spread(wider)
         pseudonym = f"bench-{clip.stem}"
         for key in keys:
             runs += 1
             first = _verify(frames, analysis, profile, key, pseudonym, 0)
             ok_first = all(m == 0 for m, _ in first.values())
-            anonymizer_for = lambda c: build_anonymizers(profile, key, pseudonym, counter=c)[0]  # noqa: E731
-            decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=args.margin, more_samples=wider)
+            decision = measure_surrogate(profile, key, pseudonym, analysis, frames)
             chosen = first if decision.counter == 0 else _verify(frames, analysis, profile, key, pseudonym, decision.counter)
             ok_chosen = all(m == 0 for m, _ in chosen.values())
             before += ok_first

@@ -24,7 +24,7 @@ The decision (which checks, at which limits, with which reasons) is :mod:`clinre
 which route an object's pixels take is :mod:`clinrelease.dicom.sop_classes`.
 """
 
-from clinrelease.release.anonymizers import build_anonymizers
+from clinrelease.release.anonymizers import build_anonymizers, measure_surrogate
 from clinrelease.release.item import process_item
 from clinrelease.release.merge import merge_release
 from clinrelease.release.paths import RELEASE_NAMES, ReleasePaths, release_key_id
@@ -47,6 +47,7 @@ __all__ = [
     "dispose_patient_models",
     "endpoint_figures",
     "load_records",
+    "measure_surrogate",
     "merge_release",
     "patient_body",
     "process_item",

@@ -32,33 +32,41 @@ def surrogate_decision(ctx: ItemContext, profile, analysis, source, pseudonym: s
     anonymizer draws no surrogate or no recognizer checks faces."""
     if profile.anonymizer.name != "swap" or not profile.verify.recognizers:
         return None
-    from clinrelease.face.small import size_aware
-    from clinrelease.face.surrogate_choice import RANK_FRAMES, ChoiceStore, patient_samples, screen, spread
-    from clinrelease.verify.reid import profile_recognizers
+    from clinrelease.face.surrogate_choice import ChoiceStore
 
     def measure():
-        # one decode: the frames to rank on when no candidate clears the margin, screened on a few of them
-        wider = patient_samples(source.frames(), analysis, count=RANK_FRAMES)
-        samples = spread(wider)
-        if not samples:
-            return None  # no patient face to measure on: the first surrogate, nothing decided
-        recognizers = {name: (rec, rec.threshold) for name, rec in profile_recognizers(profile.verify).items()}
-        pool = None
-        if profile.anonymizer.params.get("pool") == "generator":
-            from clinrelease.face.generator import GeneratorPool, patient_embeddings
-
-            # a generated face the recognizers take for this patient is skipped before it is swapped on
-            pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
-        # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
-        anonymizer_for = lambda c: size_aware(build_anonymizers(profile, ctx.release_key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
-        decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider)
-        if pool is not None:
-            from clinrelease.face.surrogates import sequence_member
-
-            decision.attempt = pool.attempt_for(ctx.release_key, sequence_member(pseudonym, decision.counter))
-        return decision
+        return measure_surrogate(profile, ctx.release_key, pseudonym, analysis, source.frames(), methods)
 
     return ChoiceStore(ctx.choices_dir or ctx.paths.work, ctx.release_key).decide(pseudonym, measure)
+
+
+def measure_surrogate(profile, key: bytes, pseudonym: str, analysis, frames, methods=None):
+    """The screening of the key's surrogates for this patient on ``frames`` (an iterable, decoded
+    once), as the release measures it; None when there is no patient face to measure on."""
+    from clinrelease.face.small import size_aware
+    from clinrelease.face.surrogate_choice import RANK_FRAMES, patient_samples, screen, spread
+    from clinrelease.verify.reid import profile_recognizers
+
+    # the frames to rank on when no candidate clears the margin, screened on a few of them
+    wider = patient_samples(frames, analysis, count=RANK_FRAMES)
+    samples = spread(wider)
+    if not samples:
+        return None  # no patient face to measure on: the first surrogate, nothing decided
+    recognizers = {name: (rec, rec.threshold) for name, rec in profile_recognizers(profile.verify).items()}
+    pool = None
+    if profile.anonymizer.params.get("pool") == "generator":
+        from clinrelease.face.generator import GeneratorPool, patient_embeddings
+
+        # a generated face the recognizers take for this patient is skipped before it is swapped on
+        pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
+    # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
+    anonymizer_for = lambda c: size_aware(build_anonymizers(profile, key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
+    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider)
+    if pool is not None:
+        from clinrelease.face.surrogates import sequence_member
+
+        decision.attempt = pool.attempt_for(key, sequence_member(pseudonym, decision.counter))
+    return decision
 
 
 def decided_generator_pool(decision, pseudonym: str):
