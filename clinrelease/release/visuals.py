@@ -19,6 +19,7 @@ def visuals(work: ItemWork, frame_pairs: Iterable[tuple[np.ndarray, np.ndarray]]
     import cv2
 
     from clinrelease.report import compose_contact_sheet
+    from clinrelease.verify.reid import face_embeddings
 
     if not total:
         return
@@ -43,10 +44,13 @@ def visuals(work: ItemWork, frame_pairs: Iterable[tuple[np.ndarray, np.ndarray]]
             face = analysis.patient.faces.get(index)
             if face is None:
                 continue
+            # aligned as the per-frame re-id check aligns them: a head tilted 45 degrees embedded as
+            # it lay gave dlib vectors near each other for any two tilted faces, and the attack
+            # "re-identified" a patient the per-frame check found 0.72 away (brother.mkv turned 45)
             for rec in recognizers:
-                for side, frame in (("orig", orig), ("anon", anon)):
-                    vec = rec.embed(frame, box=face.box, landmarks=face.landmarks)
-                    if vec is not None:
+                pair = face_embeddings(rec, orig, anon, face)
+                if pair is not None:
+                    for side, vec in (("orig", pair[0]), ("anon", pair[1])):
                         embeddings.setdefault(f"{side}:{rec.name}", []).append(np.asarray(vec, dtype=np.float32))
     if pairs:
         from clinrelease.verify.keypoints import pose_detector

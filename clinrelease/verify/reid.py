@@ -396,19 +396,33 @@ def _confirmed_points(original: np.ndarray, face: TrackedFace, confirm_score: fl
     return row[4:14].reshape(5, 2)
 
 
-def _paired_similarity(
-    recognizer: Recognizer, ref: np.ndarray | None, probe: np.ndarray | None, anonymized: np.ndarray, face: TrackedFace, points: np.ndarray
-) -> tuple[float, bool] | None:
-    """Similarity of a reference and a probe embedding; a probe the detector lost is re-embedded
-    aligned like the original (an attacker knows where the face is)."""
+def _paired_embeddings(
+    recognizer: Recognizer, original: np.ndarray, anonymized: np.ndarray, face: TrackedFace, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """The original face's embedding aligned on the detector's ``points``, the anonymized face's
+    aligned on its own detection, and whether the detector lost it (then it is aligned like the
+    original: an attacker knows where the face is); None when either cannot be embedded."""
+    ref = recognizer.embed(original, box=face.box, landmarks=points)
     if ref is None:
         return None
+    probe = recognizer.embed(anonymized, box=face.box)
     fallback = probe is None
     if fallback:
         probe = recognizer.embed(anonymized, box=face.box, landmarks=points)
     if probe is None:
         return None
-    return recognizer.similarity(ref, probe), fallback
+    return ref, probe, fallback
+
+
+def face_embeddings(
+    recognizer: Recognizer, original: np.ndarray, anonymized: np.ndarray, face: TrackedFace, confirm_score: float = CONFIRM_SCORE
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """One tracked face's embeddings in the original and the anonymized frame, as every re-id check
+    aligns them (:func:`compare_face`): the head turned upright, the original confirmed and aligned
+    by YuNet. None when the original shows no face to compare."""
+    original, anonymized, face = upright_view(original, anonymized, face)
+    points = _confirmed_points(original, face, confirm_score)
+    return None if points is None else _paired_embeddings(recognizer, original, anonymized, face, points)
 
 
 def compare_face(
@@ -426,14 +440,8 @@ def compare_face(
     -------
     (similarity, aligned_as_original), or None when the original shows no face to compare.
     """
-    original, anonymized, face = upright_view(original, anonymized, face)
-    points = _confirmed_points(original, face, confirm_score)
-    if points is None:
-        return None
-    ref = recognizer.embed(original, box=face.box, landmarks=points)
-    if ref is None:
-        return None
-    return _paired_similarity(recognizer, ref, recognizer.embed(anonymized, box=face.box), anonymized, face, points)
+    pair = face_embeddings(recognizer, original, anonymized, face, confirm_score)
+    return None if pair is None else (recognizer.similarity(pair[0], pair[1]), pair[2])
 
 
 def verify_reid(
@@ -503,15 +511,11 @@ def verify_reid(
                 res = results[rec.name]
                 frame_worst: float | None = None
                 for i, (o, a, face) in enumerate(views):
-                    cmp = None
-                    if points[i] is not None:
-                        ref = rec.embed(o, box=face.box, landmarks=points[i])
-                        probe = None if ref is None else rec.embed(a, box=face.box)
-                        cmp = _paired_similarity(rec, ref, probe, a, face, points[i])
-                    if cmp is None:
+                    pair = None if points[i] is None else _paired_embeddings(rec, o, a, face, points[i])
+                    if pair is None:
                         res.frames_unembeddable.append(index)
                         continue
-                    sim, fallback = cmp
+                    sim, fallback = rec.similarity(pair[0], pair[1]), pair[2]
                     res.samples.append(ReidSample(index, face.track_id, sim, rec.is_match(sim), fallback))
                     frame_worst = sim if frame_worst is None else rec.more_similar(frame_worst, sim)
                 if frame_worst is None:
