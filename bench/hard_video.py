@@ -176,7 +176,9 @@ def inspect_frames(variant: Variant, originals: list[np.ndarray], released: list
             left = left or diff < UNCHANGED
         unanonymized += int(left)
         # faces of the original (the release's own detector, any tilt) for the flat-fill check and the sheet
-        boxes = [d.box for d in locator.detect(orig, (-40.0, 40.0))]
+        # only what YuNet confirms as a face, as re-id does: the detector also finds again.mkv's printed
+        # skull, and the cleaner's fill over the shirt's lettering beneath it is not a fill over a face
+        boxes = [d.box for d in locator.detect(orig, (-40.0, 40.0)) if _confirmed(orig, d.box, variant.angles[index])]
         faces_seen += int(bool(boxes))
         flat = flat_filled(orig, out)
         flat_frames += int(any(flat_over(flat, box) for box in boxes))
@@ -185,6 +187,20 @@ def inspect_frames(variant: Variant, originals: list[np.ndarray], released: list
     if tiles:
         cv2.imwrite(str(sheet), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
     return {"unanonymized_frames": unanonymized, "flat_fill_frames": flat_frames, "frames_with_face": faces_seen}
+
+
+def _confirmed(frame: np.ndarray, box: np.ndarray, angle: float) -> bool:
+    """Whether YuNet confirms a face in ``box`` (in the frame turned back by the bench's ``angle``)."""
+    import cv2
+
+    from clinrelease.verify.reid import CONFIRM_SCORE, face_locator
+
+    if angle:
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        turn = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -angle, 1.0)
+        frame = cv2.warpAffine(frame, turn, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    row = face_locator().locate(frame, box)
+    return row is not None and row[14] >= CONFIRM_SCORE
 
 
 def _zoomed(orig: np.ndarray, out: np.ndarray, box: np.ndarray, size: int = 160) -> np.ndarray:
