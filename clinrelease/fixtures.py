@@ -147,7 +147,9 @@ def burn_in(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 
     out = np.ascontiguousarray(frame.copy())
     rows, cols = out.shape[:2]
-    scale = max(cols / 640.0, 0.3) * 0.8
+    # sized to the frame's smaller side: two 640x480 views side by side keep one view's label, not a
+    # label twice as tall over the first person's head
+    scale = max(min(cols / 640.0, rows / 480.0), 0.3) * 0.8
     thickness = max(1, round(scale * 2))
     y = 0
     for line in lines:
