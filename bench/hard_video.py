@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from clinrelease.dicom.video import open_video  # noqa: E402
 from clinrelease.face.surrogate_choice import CHOICES_FILE  # noqa: E402
 from clinrelease.face.textured_blur import flat_filled, flat_over  # noqa: E402
-from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, scaled, shared_media_dir, side_by_side, sweep, write_mp4  # noqa: E402
+from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, scaled, shared_media_dir, sweep, two_people, write_mp4  # noqa: E402
 
 #: a released face whose mean absolute difference from the original is below this (grey levels) was
 #: left as it was
@@ -99,9 +99,7 @@ def build_variants(names: list[str], clips: list[str], count: int) -> list[Varia
         other = clips[1] if len(clips) > 1 and clips[1] != clips[0] else ("book" if clips[0] != "book" else "again")
         left, fps = _clip_frames(media / "asl" / f"{clips[0]}.mkv", count)
         right, _ = _clip_frames(media / "asl" / f"{other}.mkv", count)
-        right = list(scaled(right, 0.8))  # the bystander a little further away
-        right = [np.pad(f, ((0, left[0].shape[0] - f.shape[0]), (0, 0), (0, 0)), mode="edge") for f in right]
-        pair = list(side_by_side(left, right))
+        pair = two_people(left, right)
         out.append(Variant(f"pair:{clips[0]}+{other}", clips[0], "pd_motor", pair, [0.0] * len(pair), fps))
     if "walk" in names:
         frames, fps = _clip_frames(media / "one-by-one-person-detection.mp4", count, WALK_START)
@@ -240,6 +238,7 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         "textured_blur_frames": figures.get("faces_textured_blur_frames"),
         "profile_view_frames": figures.get("profile_view_frames"),
         "bystander_treatment": figures.get("bystander_treatment"),
+        "bystander_swap_frames": figures.get("faces_bystander_swap_frames"),
         "keypoints_person": figures.get("keypoints_person"),
         **checks,
         "frames": len(variant.frames),
@@ -289,7 +288,8 @@ def main() -> None:
                 f"body AP {_f(row['body_ap'])} "
                 f"unanon {row.get('unanonymized_frames')} flat {row.get('flat_fill_frames')} "
                 f"text-on-face {row['text_on_face']} small {row['small_face_frames']} (upscaled {row['upscaled_swap_frames']}, "
-                f"swap+blur {row['blurred_swap_frames']}, blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}) "
+                f"swap+blur {row['blurred_swap_frames']}, blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}, "
+                f"bystander swapped {row['bystander_swap_frames']}) "
                 f"counter {row['surrogate_counter']} {row['seconds']}s  {row['reason']}",
                 flush=True,
             )

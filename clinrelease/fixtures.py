@@ -565,3 +565,11 @@ def side_by_side(left: Iterable[np.ndarray], right: Iterable[np.ndarray]) -> Ite
     """Two clips of one height in one frame, left beside right (two people); stops with the shorter."""
     for a, b in zip(left, right):
         yield np.ascontiguousarray(np.concatenate([a, b], axis=1))
+
+
+def two_people(left: list[np.ndarray], right: list[np.ndarray], scale: float = 0.8) -> list[np.ndarray]:
+    """Two clips as one scene of two people: ``right`` shrunk by ``scale`` (a little further from
+    the camera, so the left one is the larger face) and padded to the left one's height."""
+    rows = left[0].shape[0]
+    far = [np.pad(f, ((0, rows - f.shape[0]), (0, 0), (0, 0)), mode="edge") for f in scaled(right, scale)]
+    return list(side_by_side(left, far))

@@ -12,10 +12,12 @@
   :mod:`~clinrelease.face.surrogate_choice`, :mod:`~clinrelease.face.pool_check`,
   :mod:`~clinrelease.face.pools`: donor pools, which source a profile names, and which surrogate a
   patient gets.
+- :mod:`~clinrelease.face.small`, :mod:`~clinrelease.face.bystander`: per face and frame, what a small
+  or turned face gets, and a bystander the profile's treatment leaves recognizable.
 - :mod:`~clinrelease.face.geometry`: 2-D geometry for the mesh warps.
 """
 
 __all__ = [
-    "base", "baselines", "detect", "generator", "geometry", "landmarks", "learned", "occlusion", "pipeline",
-    "pool_check", "pools", "registry", "surrogate_choice", "surrogates", "swap", "swap_torch", "track",
+    "base", "baselines", "bystander", "detect", "generator", "geometry", "landmarks", "learned", "occlusion", "pipeline",
+    "pool_check", "pools", "registry", "small", "surrogate_choice", "surrogates", "swap", "swap_torch", "track",
 ]  # fmt: skip

@@ -324,12 +324,16 @@ def anonymize_frames(
         When given, seconds spent anonymizing are added to its "render" stage.
     methods:
         Per face and frame, how swapped faces that are small or turned away are anonymized
-        (:func:`clinrelease.face.small.plan_methods`); None swaps every face alike.
+        (:func:`clinrelease.face.small.plan_methods`); None swaps every face alike. With the plan's
+        recognizers, small swapped faces and bystanders' faces are checked as they are rendered
+        (:class:`~clinrelease.face.small.SizeAwareAnonymizer`, :mod:`clinrelease.face.bystander`).
     """
     if methods is not None:
+        from clinrelease.face.bystander import guarded_bystanders
         from clinrelease.face.small import size_aware
 
         # what is released is checked as it is rendered; the surrogate screening compares plain swaps
+        bystander = guarded_bystanders(bystander, patient, methods)
         patient, bystander = size_aware(patient, methods, guard=True), size_aware(bystander, methods, guard=True)
     work = _anonymized(threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else frames, analysis, patient, bystander, clock)
     return threaded(work, depth=prefetch, name="anonymize") if prefetch > 0 else work

@@ -1,0 +1,83 @@
+"""Bystanders' faces, checked as they are rendered.
+
+The profile's bystander treatment (``anonymizer.bystander``, the textured blur by default) takes a
+face's identity away by removing its detail. On a face of full size the layout and tone that are
+left can still be enough for a recognizer: two seated clips side by side (bench/hard_video.py's
+``pair`` variant), the bystander's blurred face stayed within SFace's threshold of the original
+in some frames at every blur strength tried. :class:`GuardedBystanders` compares each bystander
+face with the original as it renders it, as :class:`~clinrelease.face.small.SizeAwareAnonymizer`
+does for small swapped faces; a face the recognizers can still take for the bystander gets a swap
+with a surrogate of its own (the swap's ``"<pseudonym>/bystander/<track>"``), then that swap with a
+light textured blur over it. Once a track has needed the swap it keeps it for the rest of the
+video, so a face does not flicker between a blur and a person. Every such frame is in the plan's
+``by_track`` and ``guarded`` lists, so the record and the report name it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clinrelease.face.base import Anonymizer, FaceAnalysis, TrackedFace
+from clinrelease.face.small import BLURRED_SWAP, LIGHT_BLUR, FaceMethods, too_close_to
+
+__all__ = ["BYSTANDER_SWAP", "GuardedBystanders", "guarded_bystanders"]
+
+#: a bystander's face swapped because the profile's treatment left it recognizable
+BYSTANDER_SWAP = "bystander_swap"
+
+
+@dataclass
+class GuardedBystanders:
+    """``treatment`` for every bystander face, and ``swap`` for those the recognizers in
+    ``methods.guard`` can still take for themselves (see the module)."""
+
+    treatment: Anonymizer
+    swap: Anonymizer
+    methods: FaceMethods
+    _analysis: FaceAnalysis | None = field(default=None, repr=False)
+    _swapped: set[int] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.treatment.name
+
+    def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
+        self.treatment.prepare(analysis, track_id)
+        self._analysis = analysis
+
+    def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
+        original = frame.copy()
+        for face in faces:
+            frame = self._render(frame, original, face)
+        return frame
+
+    def _render(self, frame: np.ndarray, original: np.ndarray, face: TrackedFace) -> np.ndarray:
+        from clinrelease.face.textured_blur import TexturedBlurAnonymizer
+
+        recognizers = self.methods.guard
+        if face.track_id not in self._swapped:
+            out = self.treatment.anonymize_frame(frame.copy(), [face])
+            # without a mesh the swap has nothing to draw on (it would fall back to a flat blur)
+            if face.landmarks is None or not too_close_to(recognizers, original, out, face):
+                return out
+            self._swapped.add(face.track_id)
+            self.swap.prepare(self._analysis, face.track_id)
+        if face.landmarks is None:
+            return self.treatment.anonymize_frame(frame, [face])
+        method, out = BYSTANDER_SWAP, self.swap.anonymize_frame(frame.copy(), [face])
+        if too_close_to(recognizers, original, out, face):
+            method, out = BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(out, [face])
+        self.methods.by_track.setdefault(face.track_id, {})[face.frame_index] = method
+        self.methods.guarded.setdefault(face.track_id, []).append(face.frame_index)
+        return out
+
+
+def guarded_bystanders(bystander: Anonymizer, patient: Anonymizer, methods: FaceMethods | None) -> Anonymizer:
+    """``bystander`` guarded by ``methods.guard`` with ``patient``'s swap to escalate to, where the
+    patient's anonymizer is the built-in swap and the bystanders' is not; as it is otherwise."""
+    from clinrelease.face.swap import SwapAnonymizer
+
+    if methods is None or not methods.guard or isinstance(bystander, SwapAnonymizer) or not isinstance(patient, SwapAnonymizer):
+        return bystander
+    return GuardedBystanders(bystander, patient, methods)
