@@ -125,10 +125,14 @@ def screen(
     ConfigError
         When no counter of ``max_candidates`` has a surrogate.
     """
+    from clinrelease.verify.reid import FaceReference
+
     tried: list[Candidate] = []
     anonymizers: dict[int, Any] = {}
     seen = {face.frame_index for _, face in samples}
-    extra = [(frame, face) for frame, face in more_samples if face.frame_index not in seen]
+    # every candidate is compared with the same original faces: embed those once
+    extra = [(frame, face, FaceReference(frame, face)) for frame, face in more_samples if face.frame_index not in seen]
+    samples = [(frame, face, FaceReference(frame, face)) for frame, face in samples]
     widened: set[int] = set()
 
     def close_to(closest: Mapping[str, float], share: float = 1.0) -> bool:
@@ -171,13 +175,11 @@ def screen(
 def _closest(anonymizer, samples, recognizers: Mapping[str, tuple[Any, float]], start: Mapping[str, float] = ()) -> dict[str, float]:
     """Each recognizer's value closest to "same person" between the original and ``anonymizer``'s
     result on ``samples``, starting from ``start``."""
-    from clinrelease.verify.reid import compare_face
-
     closest = dict(start)
-    for frame, face in samples:
+    for frame, face, reference in samples:
         out = anonymizer.anonymize_frame(np.array(frame, copy=True), [face])
         for name, (rec, _) in recognizers.items():
-            cmp = compare_face(rec, frame, out, face)
+            cmp = reference.compare(rec, out)
             if cmp is not None:
                 sim = round(float(cmp[0]), 4)
                 closest[name] = sim if name not in closest else rec.more_similar(closest[name], sim)

@@ -364,6 +364,33 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
 CONFIRM_SCORE = 0.8
 
 
+def _turn_upright(face: TrackedFace) -> np.ndarray | None:
+    """The rotation about the face's centre that stands a tilted face (its mesh's roll at least
+    :data:`MIN_ROLL`) upright; None for a face upright already."""
+    roll = roll_degrees(face.landmarks) if face.landmarks is not None else 0.0
+    if abs(roll) < MIN_ROLL:
+        return None
+    centre = ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2)
+    return cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), roll, 1.0)
+
+
+def _turned_frame(frame: np.ndarray, turn: np.ndarray | None) -> np.ndarray:
+    if turn is None:
+        return frame
+    rows, columns = frame.shape[:2]
+    return cv2.warpAffine(frame, turn, (columns, rows), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _turned_face(face: TrackedFace, turn: np.ndarray | None) -> TrackedFace:
+    if turn is None:
+        return face
+    landmarks = np.asarray(face.landmarks, np.float64)[:, :2] @ turn[:, :2].T + turn[:, 2]
+    centre = (face.box[:2] + face.box[2:]) / 2
+    half = (face.box[2:] - face.box[:2]) / 2
+    box = np.r_[centre - half, centre + half].astype(np.float32)  # the centre stays put
+    return TrackedFace(face.track_id, face.frame_index, box, face.score, landmarks.astype(np.float32), face.interpolated)
+
+
 def upright_view(original: np.ndarray, anonymized: np.ndarray, face: TrackedFace) -> tuple[np.ndarray, np.ndarray, TrackedFace]:
     """Both frames turned about the face's centre so that a tilted face (its mesh's roll at least
     :data:`MIN_ROLL`) stands upright, and the face with its box in the turned frames.
@@ -374,18 +401,8 @@ def upright_view(original: np.ndarray, anonymized: np.ndarray, face: TrackedFace
     SFace compared misaligned crops of hair and background (0.52-0.60 against 0.01-0.13 aligned on
     the mesh). Upright faces are passed through as they are.
     """
-    roll = roll_degrees(face.landmarks) if face.landmarks is not None else 0.0
-    if abs(roll) < MIN_ROLL:
-        return original, anonymized, face
-    rows, columns = original.shape[:2]
-    centre = ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2)
-    turn = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), roll, 1.0)
-    turned = [cv2.warpAffine(f, turn, (columns, rows), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for f in (original, anonymized)]
-    landmarks = np.asarray(face.landmarks, np.float64)[:, :2] @ turn[:, :2].T + turn[:, 2]
-    half = (face.box[2:] - face.box[:2]) / 2
-    box = np.r_[np.asarray(centre) - half, np.asarray(centre) + half].astype(np.float32)  # the centre stays put
-    upright = TrackedFace(face.track_id, face.frame_index, box, face.score, landmarks.astype(np.float32), face.interpolated)
-    return turned[0], turned[1], upright
+    turn = _turn_upright(face)
+    return _turned_frame(original, turn), _turned_frame(anonymized, turn), _turned_face(face, turn)
 
 
 def _confirmed_points(original: np.ndarray, face: TrackedFace, confirm_score: float) -> np.ndarray | None:
@@ -396,52 +413,89 @@ def _confirmed_points(original: np.ndarray, face: TrackedFace, confirm_score: fl
     return row[4:14].reshape(5, 2)
 
 
-def _paired_embeddings(
-    recognizer: Recognizer, original: np.ndarray, anonymized: np.ndarray, face: TrackedFace, points: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """The original face's embedding aligned on the detector's ``points``, the anonymized face's
-    aligned on its own detection, and whether the detector lost it (then it is aligned like the
-    original: an attacker knows where the face is); None when either cannot be embedded."""
-    ref = recognizer.embed(original, box=face.box, landmarks=points)
-    if ref is None:
-        return None
-    probe = recognizer.embed(anonymized, box=face.box)
-    fallback = probe is None
-    if fallback:
-        probe = recognizer.embed(anonymized, box=face.box, landmarks=points)
-    if probe is None:
-        return None
-    return ref, probe, fallback
+class FaceReference:
+    """One tracked face of an original frame as every re-id comparison starts from it: the head
+    turned upright (:func:`upright_view`), confirmed and aligned by YuNet, and embedded once per
+    recognizer, however many anonymized versions of the frame it is compared with (the surrogate
+    screening's candidates, the render guard's methods, verification's recognizers).
+
+    The face must be confirmed in the original by the YuNet detector: a track on something that is
+    not a face (a hand, a printed skull) has nothing to re-identify, and recognizers give
+    meaningless distances there (:attr:`confirmed` is False). The original is aligned on that
+    detection. The anonymized face is aligned on its own detection when the detector still finds
+    one, else exactly like the original: an attacker knows where the face is, so a face that
+    defeats the detector is still compared.
+    """
+
+    def __init__(self, original: np.ndarray, face: TrackedFace, confirm_score: float = CONFIRM_SCORE) -> None:
+        self._turn = _turn_upright(face)
+        self.face = _turned_face(face, self._turn)
+        self._original = _turned_frame(original, self._turn)
+        self._confirm_score = confirm_score
+        self._embedded: dict[str, np.ndarray | None] = {}
+        self._anonymized: tuple[np.ndarray, np.ndarray] | None = None
+
+    @functools.cached_property
+    def points(self) -> np.ndarray | None:
+        """YuNet's five points of the face in the (upright) original; None when YuNet does not confirm it."""
+        return _confirmed_points(self._original, self.face, self._confirm_score)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.points is not None
+
+    def _upright(self, anonymized: np.ndarray) -> np.ndarray:
+        # the recognizers of one comparison share the anonymized frame: turn it once
+        if self._anonymized is None or self._anonymized[0] is not anonymized:
+            self._anonymized = (anonymized, _turned_frame(anonymized, self._turn))
+        return self._anonymized[1]
+
+    def embeddings(self, recognizer: Recognizer, anonymized: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """The original face's embedding and the anonymized face's, and whether the detector lost
+        the anonymized face (then it is aligned like the original); None when the original shows no
+        face to compare or either cannot be embedded."""
+        if self.points is None:
+            return None
+        if recognizer.name not in self._embedded:
+            self._embedded[recognizer.name] = recognizer.embed(self._original, box=self.face.box, landmarks=self.points)
+        ref = self._embedded[recognizer.name]
+        if ref is None:
+            return None
+        frame = self._upright(anonymized)
+        probe = recognizer.embed(frame, box=self.face.box)
+        fallback = probe is None
+        if fallback:
+            probe = recognizer.embed(frame, box=self.face.box, landmarks=self.points)
+        if probe is None:
+            return None
+        return ref, probe, fallback
+
+    def compare(self, recognizer: Recognizer, anonymized: np.ndarray) -> tuple[float, bool] | None:
+        """(similarity, aligned_as_original) of the face in ``anonymized`` to this one, or None when
+        there is nothing to compare (see :meth:`embeddings`)."""
+        pair = self.embeddings(recognizer, anonymized)
+        return None if pair is None else (recognizer.similarity(pair[0], pair[1]), pair[2])
 
 
 def face_embeddings(
     recognizer: Recognizer, original: np.ndarray, anonymized: np.ndarray, face: TrackedFace, confirm_score: float = CONFIRM_SCORE
 ) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """One tracked face's embeddings in the original and the anonymized frame, as every re-id check
-    aligns them (:func:`compare_face`): the head turned upright, the original confirmed and aligned
-    by YuNet. None when the original shows no face to compare."""
-    original, anonymized, face = upright_view(original, anonymized, face)
-    points = _confirmed_points(original, face, confirm_score)
-    return None if points is None else _paired_embeddings(recognizer, original, anonymized, face, points)
+    aligns them (:class:`FaceReference`). None when the original shows no face to compare."""
+    return FaceReference(original, face, confirm_score).embeddings(recognizer, anonymized)
 
 
 def compare_face(
     recognizer: Recognizer, original: np.ndarray, anonymized: np.ndarray, face: TrackedFace, confirm_score: float = CONFIRM_SCORE
 ) -> tuple[float, bool] | None:
-    """Similarity of one tracked face between the original and anonymized frame.
-
-    The face must be confirmed in the original by the YuNet detector: a track on something that is
-    not a face (a hand, a printed skull) has nothing to re-identify, and recognizers give
-    meaningless distances there. The original is aligned on that detection. The anonymized face is
-    aligned on its own detection when the detector still finds one, else exactly like the original:
-    an attacker knows where the face is, so a face that defeats the detector is still compared.
+    """Similarity of one tracked face between the original and anonymized frame, as every re-id
+    check compares them (:class:`FaceReference`).
 
     Returns
     -------
     (similarity, aligned_as_original), or None when the original shows no face to compare.
     """
-    pair = face_embeddings(recognizer, original, anonymized, face, confirm_score)
-    return None if pair is None else (recognizer.similarity(pair[0], pair[1]), pair[2])
+    return FaceReference(original, face, confirm_score).compare(recognizer, anonymized)
 
 
 def verify_reid(
@@ -505,13 +559,13 @@ def verify_reid(
             if index % sample_every:
                 continue
             sampled += 1
-            views = [upright_view(orig, anon, t.faces[index]) for t in tracks if index in t.faces]
-            points = [_confirmed_points(o, face, confirm_score) for o, _, face in views]
-            for r, rec in enumerate(recs):
+            references = [FaceReference(orig, t.faces[index], confirm_score) for t in tracks if index in t.faces]
+            for rec in recs:
                 res = results[rec.name]
                 frame_worst: float | None = None
-                for i, (o, a, face) in enumerate(views):
-                    pair = None if points[i] is None else _paired_embeddings(rec, o, a, face, points[i])
+                for reference in references:
+                    face = reference.face
+                    pair = reference.embeddings(rec, anon)
                     if pair is None:
                         res.frames_unembeddable.append(index)
                         continue
