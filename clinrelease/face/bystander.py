@@ -8,7 +8,10 @@ in some frames at every blur strength tried. :class:`GuardedBystanders` compares
 face with the original as it renders it, as :class:`~clinrelease.face.small.SizeAwareAnonymizer`
 does for small swapped faces; a face the recognizers can still take for the bystander gets a swap
 with a surrogate of its own (the swap's ``"<pseudonym>/bystander/<track>"``), then that swap with a
-light textured blur over it. Once a track has needed the swap it keeps it for the rest of the
+light textured blur over it, then the treatment's own blur over the swap. A small bystander face (under the plan's ``min_px``) is swapped as
+the patient's small faces are, rendered upsampled (:func:`~clinrelease.face.small.upscaled_swap`):
+a swap drawn straight onto a face of 17-24 px kept the guard's recognizers within reach in most
+frames, and the light blur went over it. Once a track has needed the swap it keeps it for the rest of the
 video, so a face does not flicker between a blur and a person. Every such frame is in the plan's
 ``by_track`` and ``guarded`` lists, so the record and the report name it.
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clinrelease.face.base import Anonymizer, FaceAnalysis, TrackedFace
-from clinrelease.face.small import BLURRED_SWAP, LIGHT_BLUR, FaceMethods, too_close_to
+from clinrelease.face.small import BLURRED_SWAP, LIGHT_BLUR, TEXTURED_BLUR, FaceMethods, face_size, small_face_swap, too_close_to, upscaled_swap
 
 __all__ = ["BYSTANDER_SWAP", "GuardedBystanders", "guarded_bystanders"]
 
@@ -38,9 +41,11 @@ class GuardedBystanders:
     methods: FaceMethods
     _analysis: FaceAnalysis | None = field(default=None, repr=False)
     _swapped: set[int] = field(default_factory=set, repr=False)
+    _prepared: set[tuple[bool, int]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.treatment.name
+        self.small_swap = small_face_swap(self.swap)
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
         self.treatment.prepare(analysis, track_id)
@@ -54,23 +59,40 @@ class GuardedBystanders:
 
     def _render(self, frame: np.ndarray, original: np.ndarray, face: TrackedFace) -> np.ndarray:
         from clinrelease.face.textured_blur import TexturedBlurAnonymizer
+        from clinrelease.verify.reid import FaceReference
 
-        recognizers = self.methods.guard
+        recognizers, reference = self.methods.guard, FaceReference(original, face)
         if face.track_id not in self._swapped:
             out = self.treatment.anonymize_frame(frame.copy(), [face])
             # without a mesh the swap has nothing to draw on (it would fall back to a flat blur)
-            if face.landmarks is None or not too_close_to(recognizers, original, out, face):
+            if face.landmarks is None or not too_close_to(recognizers, reference, out):
                 return out
             self._swapped.add(face.track_id)
-            self.swap.prepare(self._analysis, face.track_id)
         if face.landmarks is None:
             return self.treatment.anonymize_frame(frame, [face])
-        method, out = BYSTANDER_SWAP, self.swap.anonymize_frame(frame.copy(), [face])
-        if too_close_to(recognizers, original, out, face):
-            method, out = BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(out, [face])
+        method, out = BYSTANDER_SWAP, self._swapped_face(frame, face)
+        if too_close_to(recognizers, reference, out):
+            swapped = out
+            method, out = BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(swapped.copy(), [face])
+            if too_close_to(recognizers, reference, out):
+                # the treatment's full blur, over the swap rather than the bystander's own face
+                method, out = TEXTURED_BLUR, self.treatment.anonymize_frame(swapped, [face])
         self.methods.by_track.setdefault(face.track_id, {})[face.frame_index] = method
         self.methods.guarded.setdefault(face.track_id, []).append(face.frame_index)
         return out
+
+    def _swapped_face(self, frame: np.ndarray, face: TrackedFace) -> np.ndarray:
+        """A copy of ``frame`` with the bystander's face swapped, upsampled where it is small."""
+        small = face_size(face) < self.methods.min_px
+        swap = self.small_swap if small else self.swap
+        if (small, face.track_id) not in self._prepared:
+            swap.prepare(self._analysis, face.track_id)
+            self._prepared.add((small, face.track_id))
+        out = frame.copy()
+        if small:
+            upscaled_swap(out, face, swap)
+            return out
+        return swap.anonymize_frame(out, [face])
 
 
 def guarded_bystanders(bystander: Anonymizer, patient: Anonymizer, methods: FaceMethods | None) -> Anonymizer:

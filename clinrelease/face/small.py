@@ -185,6 +185,15 @@ def plan_methods(
     return plan
 
 
+def small_face_swap(swap: Anonymizer) -> Anonymizer:
+    """What :func:`upscaled_swap` renders with: ``swap``'s surrogate (key, patient, counter, pool)
+    with the larger shape offset and reach of :data:`UPSCALED_BOOST` and :data:`UPSCALED_REACH`;
+    ``swap`` itself when it has no such settings."""
+    changes = {"small_face_boost": UPSCALED_BOOST, "reach": UPSCALED_REACH, "lighting": UPSCALED_LIGHTING, "_tracks": {}}
+    fields = {f.name for f in dataclasses.fields(swap)} if dataclasses.is_dataclass(swap) else set()
+    return dataclasses.replace(swap, **changes) if set(changes) <= fields else swap
+
+
 def upscaled_swap(frame: np.ndarray, face: TrackedFace, swap: Anonymizer, width: float = UPSCALE_PX) -> None:
     """Render ``swap`` on ``face`` with the face upsampled to ``width`` pixels; ``frame`` is changed in
     place, only where the swap changed the upsampled crop."""
@@ -220,15 +229,14 @@ def upscaled_swap(frame: np.ndarray, face: TrackedFace, swap: Anonymizer, width:
     crop[...] = np.clip(alpha * down + (1.0 - alpha) * crop + 0.5, 0, 255).astype(np.uint8)
 
 
-def too_close_to(recognizers: Mapping[str, Any], original: np.ndarray, rendered: np.ndarray, face: TrackedFace, margin: float = GUARD_MARGIN) -> bool:
-    """Whether any recognizer takes ``face`` in ``rendered`` for the one in ``original`` or comes
-    within ``margin`` of its threshold (compared as verification compares: :func:`~clinrelease.
-    verify.reid.compare_face`). A face the original does not confirm has nothing to compare."""
+def too_close_to(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray, margin: float = GUARD_MARGIN) -> bool:
+    """Whether any recognizer takes the face in ``rendered`` for the original one (``reference``, a
+    :class:`~clinrelease.verify.reid.FaceReference`) or comes within ``margin`` of its threshold. A
+    face the original does not confirm has nothing to compare."""
     from clinrelease.face.surrogate_choice import too_close
-    from clinrelease.verify.reid import compare_face
 
     for rec in recognizers.values():
-        cmp = compare_face(rec, original, rendered, face)
+        cmp = reference.compare(rec, rendered)
         if cmp is not None and too_close(float(cmp[0]), rec.threshold, rec.higher_is_same, margin):
             return True
     return False
@@ -261,10 +269,7 @@ class SizeAwareAnonymizer:
         self.name = self.swap.name
         self.blur = self.blur or TexturedBlurAnonymizer()
         if self.small_swap is None:
-            # the same surrogate (key, patient, counter, pool), a larger shape offset and reach
-            changes = {"small_face_boost": UPSCALED_BOOST, "reach": UPSCALED_REACH, "lighting": UPSCALED_LIGHTING, "_tracks": {}}
-            fields = {f.name for f in dataclasses.fields(self.swap)} if dataclasses.is_dataclass(self.swap) else set()
-            self.small_swap = dataclasses.replace(self.swap, **changes) if set(changes) <= fields else self.swap
+            self.small_swap = small_face_swap(self.swap)
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
         self.swap.prepare(analysis, track_id)
@@ -290,14 +295,15 @@ class SizeAwareAnonymizer:
     def _guarded_swap(self, frame: np.ndarray, original: np.ndarray, face: TrackedFace) -> None:
         """The upscaled swap, or the next stronger method where the recognizers come too close."""
         from clinrelease.face.textured_blur import TexturedBlurAnonymizer
+        from clinrelease.verify.reid import FaceReference
 
-        recognizers = self.methods.guard
+        recognizers, reference = self.methods.guard, FaceReference(original, face)
         swapped = frame.copy()
         upscaled_swap(swapped, face, self.small_swap)
         method, out = UPSCALED_SWAP, swapped
-        if too_close_to(recognizers, original, swapped, face):
+        if too_close_to(recognizers, reference, swapped):
             method, out = BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(swapped.copy(), [face])
-            if too_close_to(recognizers, original, out, face):
+            if too_close_to(recognizers, reference, out):
                 method, out = TEXTURED_BLUR, self.blur.anonymize_frame(frame.copy(), [face])
             self.methods.by_track.setdefault(face.track_id, {})[face.frame_index] = method
             self.methods.guarded.setdefault(face.track_id, []).append(face.frame_index)

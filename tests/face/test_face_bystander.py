@@ -81,3 +81,30 @@ def test_a_bystander_the_blur_already_takes_away_is_left_as_the_blur_renders_it(
     out = _release(frames, analysis, plan)
     assert plan.guarded == {} and bystander.track_id not in plan.by_track
     assert all(np.array_equal(a, b) for a, b in zip(out, _release(frames, analysis, plan_methods(analysis))))
+
+
+def test_a_small_bystander_is_swapped_at_recognizer_scale_so_the_swap_carries_a_new_identity(recognizers) -> None:
+    """classroom.gif: bystanders' faces of 17-25 px. Drawn straight at that size, the escalated swap
+    stayed within the guard's reach in 6 of the 9 frames of the largest of them (and the blur went
+    over it); rendered upsampled, as the patient's small faces are, it clears the guard."""
+    from clinrelease.face.small import SWAP_MIN_FACE_PX, TEXTURED_BLUR
+
+    path = SHARED_MEDIA / "groups" / "classroom.gif"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2].copy() for f in clip_frames(str(path), 12, 2)]
+    analysis = analyze_faces(frames, prefetch=0, patient_rule="most_present", min_face_px=16)
+    bystanders = [t for t in analysis.tracks if t.role != "patient"]
+    largest = max(bystanders, key=lambda t: t.median_size)
+    assert largest.median_size < SWAP_MIN_FACE_PX
+    plan = plan_methods(analysis, guard=recognizers)
+    out = _release(frames, analysis, plan)
+    methods = plan.by_track[largest.track_id]
+    assert sorted(methods) == sorted(largest.faces)
+    assert sum(m == BYSTANDER_SWAP for m in methods.values()) >= 0.75 * len(methods), methods
+    for track in bystanders:
+        for index, face in track.faces.items():
+            if plan.by_track.get(track.track_id, {}).get(index) != TEXTURED_BLUR:
+                continue
+            # the last step is the full blur over the swap, never a flat patch
+            assert not flat_over(flat_filled(frames[index], out[index]), face.box)
