@@ -14,6 +14,7 @@ reused across videos; decoding runs in its own thread ahead of the face work.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -42,6 +43,12 @@ DEFAULT_DETECT_EVERY = 5
 #: a tilted face is followed by the mesh on an upright-turned crop. Only on empty frames: each turn
 #: costs a detector pass, and on the shared clips the turned passes add false faces beside real ones
 DEFAULT_TURNS = (-40.0, 40.0)
+#: frames kept to trace a new face back to where it appeared (about a second of video). A face the
+#: full detections miss while it is small or half turned can be there long before one finds it: in
+#: classroom.gif a 12 px face first detected at frame 8 was in frames 0-7 too, untracked and
+#: unchanged in the release. The mesh around the face's box finds it there; frames are kept by
+#: reference, so memory stays bounded whatever the video's length
+TRACE_BACK_FRAMES = 30
 
 _models = threading.local()
 
@@ -183,8 +190,8 @@ def analyze_faces(
     clock = clock or StageClock()
     tracker = FaceTracker(max_gap)
     count, rows, columns = 0, 0, 0
-    # frames since the last full detection, to trace new faces back to where they appeared
-    pending: list[tuple[int, np.ndarray]] = []
+    # the latest frames, to trace new faces back to where they appeared
+    history: collections.deque[tuple[int, np.ndarray]] = collections.deque(maxlen=TRACE_BACK_FRAMES)
     finder = HandFinder() if hands else None
     hand_outlines: dict[int, list[np.ndarray]] = {}
     source = threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else iter(frames)
@@ -222,10 +229,8 @@ def analyze_faces(
                 for track_id in set(ids) - set(live):
                     track = tracker.track(track_id)
                     if min(track.faces) == index:  # a face no track followed: where did it appear?
-                        _trace_back(track, pending, tracker, detector, mesher, clock)
-                pending = []
-            else:
-                pending.append((index, frame))
+                        _trace_back(track, history, tracker, detector, mesher, clock)
+            history.append((index, frame))
     finally:
         if hasattr(source, "close"):
             source.close()
@@ -263,33 +268,42 @@ def _add_detections(
 
 def _trace_back(
     track: FaceTrack,
-    pending: list[tuple[int, np.ndarray]],
+    earlier: collections.deque[tuple[int, np.ndarray]],
     tracker: FaceTracker,
     detector: FaceDetector,
     mesher: LandmarkModel,
     clock: StageClock,
 ) -> None:
-    """Extend a track first seen at a full detection backwards over the frames skipped before it.
+    """Extend a track first seen at a full detection backwards over the ``earlier`` frames kept.
 
     Each earlier frame is searched with the mesh around the face's box in the following frame, then
-    with the merged detector; the walk stops at the first frame where neither finds it, or where the
-    face would overlap another track's face there.
+    with the merged detector, then with YuNet on an upsampled crop around the box (a face too small
+    for the full-frame pass, where the track says to look); the walk stops at the first frame where
+    none finds it, or where the face would overlap another track's face there.
     """
+    from clinrelease.verify.reid import face_locator
+
     first = min(track.faces)
     box, score = track.faces[first].box, track.faces[first].score
     later = track.faces[first].landmarks
-    others = [t for t in tracker.live_tracks() if t is not track]
-    for index, frame in reversed(pending):
+    others = [t for t in tracker.tracks() if t is not track]
+    for index, frame in reversed(earlier):
         with clock.time("landmarks"):
             points = mesher.landmarks(frame, box, roll=roll_degrees(later) if later is not None else 0.0)
-        if points is None:
+        if points is not None:
+            new_box = _mesh_box(points)
+        else:
             with clock.time("detect"):
-                near = [d for d in detector.detect(frame) if _overlaps(d.box, box)]
+                near = [(d.box, d.roll) for d in detector.detect(frame) if _overlaps(d.box, box)]
+                if not near:
+                    row = face_locator().locate(frame, box)
+                    if row is not None and row[14] >= detector.agree_score:
+                        near = [(np.array([row[0], row[1], row[0] + row[2], row[1] + row[3]], np.float32), 0.0)]
             if not near:
                 return
             with clock.time("landmarks"):
-                points = mesher.landmarks(frame, near[0].box, roll=near[0].roll)
-        new_box = near[0].box if points is None else _mesh_box(points)
+                points = mesher.landmarks(frame, near[0][0], roll=near[0][1])
+            new_box = near[0][0] if points is None else _mesh_box(points)
         if any(index in t.faces and _overlaps(new_box, t.faces[index].box) for t in others):
             return
         track.faces[index] = TrackedFace(track.track_id, index, np.asarray(new_box, np.float32), score, points)

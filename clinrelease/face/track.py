@@ -109,9 +109,9 @@ class FaceTracker:
         """Last box of each live track not yet seen in ``frame_index`` (for landmark re-acquisition)."""
         return {a.track.track_id: a.box for a in self._active if a.last_frame < frame_index and frame_index - a.last_frame <= self.max_gap}
 
-    def live_tracks(self) -> list[FaceTrack]:
-        """The tracks that can still be continued."""
-        return [a.track for a in self._active]
+    def tracks(self) -> list[FaceTrack]:
+        """Every track so far, live or retired."""
+        return self._done + [a.track for a in self._active]
 
     def track(self, track_id: int) -> FaceTrack:
         """The live track with this id."""
@@ -119,7 +119,7 @@ class FaceTracker:
 
     def finish(self) -> list[FaceTrack]:
         """All tracks, ordered by id."""
-        tracks = self._done + [a.track for a in self._active]
+        tracks = self.tracks()
         self._active, self._done = [], []
         return sorted(tracks, key=lambda t: t.track_id)
 

@@ -186,3 +186,25 @@ def test_frame_ranges_join_consecutive_frames_and_keep_single_ones():
 
     assert frame_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
     assert frame_ranges([3]) == "3" and frame_ranges([]) == ""
+
+
+def test_a_small_face_found_late_is_traced_back_to_the_first_frame():
+    """classroom.gif: the 12-16 px face of the man in the middle row is first detected at frame 8;
+    he is there from frame 0, and was left untracked (and unchanged in the release) in frames 0-7."""
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.face.pipeline import TRACE_BACK_FRAMES
+
+    path = SHARED_MEDIA / "groups" / "classroom.gif"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2].copy() for f in clip_frames(str(path), 12)]
+    assert TRACE_BACK_FRAMES > 8
+    analysis = analyze_faces(frames, prefetch=0, patient_rule="most_present", min_face_px=16)
+
+    def at(track, index):
+        box = track.faces[index].box
+        return 120 <= (box[0] + box[2]) / 2 <= 150 and 120 <= (box[1] + box[3]) / 2 <= 150
+
+    middle = [t for t in analysis.tracks if any(at(t, i) for i in t.faces)]
+    assert len(middle) == 1, [(t.track_id, sorted(t.faces)) for t in analysis.tracks]
+    assert min(middle[0].faces) == 0 and at(middle[0], 0)
