@@ -6,29 +6,44 @@ left can still be enough for a recognizer: two seated clips side by side (bench/
 ``pair`` variant), the bystander's blurred face stayed within SFace's threshold of the original
 in some frames at every blur strength tried. :class:`GuardedBystanders` compares each bystander
 face with the original as it renders it, as :class:`~clinrelease.face.small.SizeAwareAnonymizer`
-does for small swapped faces; a face the recognizers can still take for the bystander gets a swap
-with a surrogate of its own (the swap's ``"<pseudonym>/bystander/<track>"``), then that swap with a
-light textured blur over it, then the treatment's own blur over the swap. A small bystander face (under the plan's ``min_px``) is swapped as
-the patient's small faces are, rendered upsampled (:func:`~clinrelease.face.small.upscaled_swap`):
-a swap drawn straight onto a face of 17-24 px kept the guard's recognizers within reach in most
-frames, and the light blur went over it. Once a track has needed the swap it keeps it for the rest of the
-video, so a face does not flicker between a blur and a person. Every such frame is in the plan's
-``by_track`` and ``guarded`` lists, so the record and the report name it.
+does for swapped faces, and takes the first of a chain that no recognizer can take for the bystander
+(:func:`~clinrelease.face.small.first_clear`): the treatment; a swap with a surrogate of its own
+(the swap's ``"<pseudonym>/bystander/<track>"``), drawn upsampled
+(:func:`~clinrelease.face.small.upscaled_swap`) where the face is under the plan's ``min_px`` (drawn
+straight onto a face of 17-24 px it kept the recognizers within reach in most frames), and tried
+upsampled too where the face is near that size; a light textured blur over the swap; the
+treatment over the swap. Where none is clear, the one farthest from the bystander is drawn and
+verification decides. Once a track has needed the swap it keeps it for the rest of the video, so a
+face does not flicker between a blur and a person. Every such frame is in the plan's ``by_track``
+and ``guarded`` lists, so the record and the report name it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from clinrelease.face.base import Anonymizer, FaceAnalysis, TrackedFace
-from clinrelease.face.small import BLURRED_SWAP, LIGHT_BLUR, TEXTURED_BLUR, FaceMethods, face_size, small_face_swap, too_close_to, upscaled_swap
+from clinrelease.face.small import (
+    BLURRED_SWAP,
+    GUARD_MAX_FACE_PX,
+    LIGHT_BLUR,
+    TEXTURED_BLUR,
+    FaceMethods,
+    face_size,
+    first_clear,
+    small_face_swap,
+    upscaled_swap,
+)
 
 __all__ = ["BYSTANDER_SWAP", "GuardedBystanders", "guarded_bystanders"]
 
 #: a bystander's face swapped because the profile's treatment left it recognizable
 BYSTANDER_SWAP = "bystander_swap"
+#: the profile's treatment, as a candidate of :meth:`GuardedBystanders._renderings`
+_TREATMENT = "treatment"
 
 
 @dataclass
@@ -58,38 +73,46 @@ class GuardedBystanders:
         return frame
 
     def _render(self, frame: np.ndarray, original: np.ndarray, face: TrackedFace) -> np.ndarray:
-        from clinrelease.face.textured_blur import TexturedBlurAnonymizer
         from clinrelease.verify.reid import FaceReference
 
-        recognizers, reference = self.methods.guard, FaceReference(original, face)
-        if face.track_id not in self._swapped:
-            out = self.treatment.anonymize_frame(frame.copy(), [face])
-            # without a mesh the swap has nothing to draw on (it would fall back to a flat blur)
-            if face.landmarks is None or not too_close_to(recognizers, reference, out):
-                return out
-            self._swapped.add(face.track_id)
+        first = face.track_id not in self._swapped
+        # without a mesh the swap has nothing to draw on (it would fall back to a flat blur)
         if face.landmarks is None:
             return self.treatment.anonymize_frame(frame, [face])
-        method, out = BYSTANDER_SWAP, self._swapped_face(frame, face)
-        if too_close_to(recognizers, reference, out):
-            swapped = out
-            method, out = BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(swapped.copy(), [face])
-            if too_close_to(recognizers, reference, out):
-                # the treatment's full blur, over the swap rather than the bystander's own face
-                method, out = TEXTURED_BLUR, self.treatment.anonymize_frame(swapped, [face])
+        method, out, clear = first_clear(self.methods.guard, FaceReference(original, face), self._renderings(frame, face, first))
+        if method == _TREATMENT and clear:
+            return out
+        self._swapped.add(face.track_id)
+        method = TEXTURED_BLUR if method == _TREATMENT else method
         self.methods.by_track.setdefault(face.track_id, {})[face.frame_index] = method
         self.methods.guarded.setdefault(face.track_id, []).append(face.frame_index)
         return out
 
-    def _swapped_face(self, frame: np.ndarray, face: TrackedFace) -> np.ndarray:
-        """A copy of ``frame`` with the bystander's face swapped, upsampled where it is small."""
+    def _renderings(self, frame: np.ndarray, face: TrackedFace, first: bool) -> Iterator[tuple[str, np.ndarray]]:
+        """Weakest first: the treatment (until the track has needed more), the bystander's swap (drawn
+        upsampled where the face is small), the upsampled swap where the face is near the small size,
+        a light blur over the swap, the treatment over the swap."""
+        from clinrelease.face.textured_blur import TexturedBlurAnonymizer
+
+        if first:
+            yield _TREATMENT, self.treatment.anonymize_frame(frame.copy(), [face])
         small = face_size(face) < self.methods.min_px
-        swap = self.small_swap if small else self.swap
-        if (small, face.track_id) not in self._prepared:
+        swapped = self._swapped_face(frame, face, small)
+        yield BYSTANDER_SWAP, swapped
+        if not small and face_size(face) < GUARD_MAX_FACE_PX:
+            swapped = self._swapped_face(frame, face, True)
+            yield BYSTANDER_SWAP, swapped
+        yield BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(swapped.copy(), [face])
+        yield TEXTURED_BLUR, self.treatment.anonymize_frame(swapped.copy(), [face])
+
+    def _swapped_face(self, frame: np.ndarray, face: TrackedFace, upscaled: bool) -> np.ndarray:
+        """A copy of ``frame`` with the bystander's face swapped, drawn upsampled or as it is."""
+        swap = self.small_swap if upscaled else self.swap
+        if (upscaled, face.track_id) not in self._prepared:
             swap.prepare(self._analysis, face.track_id)
-            self._prepared.add((small, face.track_id))
+            self._prepared.add((upscaled, face.track_id))
         out = frame.copy()
-        if small:
+        if upscaled:
             upscaled_swap(out, face, swap)
             return out
         return swap.anonymize_frame(out, [face])

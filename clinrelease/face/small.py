@@ -26,7 +26,8 @@ changed, so the item's record and the QA report list the method per face and fra
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,10 @@ GUARD_MARGIN = 0.05
 #: eat swap 0.51 / 0.97, swap + 0.15 0.65 / 0.94, swap + 0.25 0.62 / 0.91, blur 0.5 alone 0.65 /
 #: 0.94; again swap + 0.15 0.61 / 0.92, blur 0.5 alone 0.64 / 0.77 (the blur moves the head points)
 LIGHT_BLUR = 0.15
+#: plain swaps of faces under this size (pixels) are checked as they are rendered too, as the
+#: upscaled ones are: just above :data:`SWAP_MIN_FACE_PX` a swap drawn straight still comes within a
+#: recognizer's reach on a few frames (three-people.mp4, a 42 px face: dlib 0.50 in one frame of six)
+GUARD_MAX_FACE_PX = 64.0
 
 
 def face_size(face: TrackedFace) -> float:
@@ -119,8 +124,8 @@ class FaceMethods:
     #: recognizers (name -> recognizer at the profile's threshold) that check each small face as it
     #: is rendered (see :class:`SizeAwareAnonymizer`); empty: no check
     guard: dict[str, Any] = field(default_factory=dict, repr=False)
-    #: per track, the small faces' frames where the guard found the upscaled swap too close to the
-    #: patient and a blur took over (their method in :attr:`by_track` says which)
+    #: per track, the frames where the guard found a swap too close to the patient and a stronger
+    #: method took over (their method in :attr:`by_track` says which)
     guarded: dict[int, list[int]] = field(default_factory=dict)
 
     def method(self, face: TrackedFace) -> str:
@@ -229,17 +234,43 @@ def upscaled_swap(frame: np.ndarray, face: TrackedFace, swap: Anonymizer, width:
     crop[...] = np.clip(alpha * down + (1.0 - alpha) * crop + 0.5, 0, 255).astype(np.uint8)
 
 
-def too_close_to(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray, margin: float = GUARD_MARGIN) -> bool:
-    """Whether any recognizer takes the face in ``rendered`` for the original one (``reference``, a
-    :class:`~clinrelease.verify.reid.FaceReference`) or comes within ``margin`` of its threshold. A
-    face the original does not confirm has nothing to compare."""
-    from clinrelease.face.surrogate_choice import too_close
-
+def clearance(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray) -> float:
+    """How far (recognizer units) the face in ``rendered`` stays from the nearest recognizer's "same
+    person" threshold for the original one (``reference``, a :class:`~clinrelease.verify.reid.
+    FaceReference`); negative: a recognizer takes it for the original. Infinite when the original
+    shows no face to compare."""
+    out = math.inf
     for rec in recognizers.values():
         cmp = reference.compare(rec, rendered)
-        if cmp is not None and too_close(float(cmp[0]), rec.threshold, rec.higher_is_same, margin):
-            return True
-    return False
+        if cmp is not None:
+            value = float(cmp[0])
+            out = min(out, rec.threshold - value if rec.higher_is_same else value - rec.threshold)
+    return out
+
+
+def too_close_to(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray, margin: float = GUARD_MARGIN) -> bool:
+    """Whether any recognizer takes the face in ``rendered`` for the original one or comes within
+    ``margin`` of its threshold (see :func:`clearance`)."""
+    return clearance(recognizers, reference, rendered) < margin
+
+
+def first_clear(
+    recognizers: Mapping[str, Any], reference: Any, renderings: Iterable[tuple[str, np.ndarray]], margin: float = GUARD_MARGIN
+) -> tuple[str, np.ndarray, bool]:
+    """(method, frame, clear): the first of ``renderings`` (method, frame; rendered lazily, weakest
+    first) that stays ``margin`` clear of every recognizer's threshold; where none does, the one that
+    stays farthest from it (the last of a chain is not always the safest: at 20-50 px a light blur
+    can bring a swap nearer the original for dlib), with ``clear`` False."""
+    best: tuple[float, str, np.ndarray] | None = None
+    for method, out in renderings:
+        value = clearance(recognizers, reference, out)
+        if value >= margin:
+            return method, out, True
+        if best is None or value > best[0]:
+            best = (value, method, out)
+    if best is None:
+        raise ValueError("first_clear needs at least one rendering")
+    return best[1], best[2], False
 
 
 @dataclass
@@ -247,8 +278,9 @@ class SizeAwareAnonymizer:
     """The profile's swap with :class:`FaceMethods` applied: small faces upscaled (or blurred),
     turned-away faces by the profile's choice, the rest swapped as usual.
 
-    With ``guard`` (and recognizers in ``methods.guard``), each upscaled swap is compared with the
-    original as it is rendered: below ~40 px recognizers see little more than a face's layout and
+    With ``guard`` (and recognizers in ``methods.guard``), each upscaled swap, and each plain swap of a
+    face under :data:`GUARD_MAX_FACE_PX`, is compared with the original as it is rendered (a plain
+    swap too close is replaced by the upscaled one, and that is checked in turn): below ~40 px recognizers see little more than a face's layout and
     tone, and a surrogate that stays clear of the patient on most frames can come within reach on
     a few (eat.mkv at 24 px: dlib 0.51-0.63 over 15 frames under every key tried). A face too close
     gets the swap with a light textured blur over it (:data:`LIGHT_BLUR`), and if that is still too
@@ -262,6 +294,8 @@ class SizeAwareAnonymizer:
     small_swap: Anonymizer | None = None
     blur: Anonymizer | None = None
     guard: bool = False
+    _analysis: FaceAnalysis | None = field(default=None, repr=False)
+    _small_prepared: set[int] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         from clinrelease.face.textured_blur import TexturedBlurAnonymizer
@@ -273,41 +307,60 @@ class SizeAwareAnonymizer:
 
     def prepare(self, analysis: FaceAnalysis, track_id: int) -> None:
         self.swap.prepare(analysis, track_id)
-        if self.small_swap is not self.swap and UPSCALED_SWAP in self.methods.by_track.get(track_id, {}).values():
-            self.small_swap.prepare(analysis, track_id)
+        self._analysis = analysis
+        if UPSCALED_SWAP in self.methods.by_track.get(track_id, {}).values():
+            self._prepare_small(track_id)
 
     def anonymize_frame(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
         groups: dict[str, list[TrackedFace]] = {}
         for face in faces:
             groups.setdefault(self.methods.method(face), []).append(face)
-        original = frame.copy() if self.guard and self.methods.guard and groups.get(UPSCALED_SWAP) else None
-        if groups.get(SWAP):
-            frame = self.swap.anonymize_frame(frame, groups[SWAP])
+        guarded = self.guard and bool(self.methods.guard)
+        checked = [f for f in groups.get(SWAP, []) if guarded and face_size(f) < GUARD_MAX_FACE_PX]
+        original = frame.copy() if guarded and (groups.get(UPSCALED_SWAP) or checked) else None
+        plain = [f for f in groups.get(SWAP, []) if all(f is not c for c in checked)]
+        if plain:
+            frame = self.swap.anonymize_frame(frame, plain)
+        for face in checked:
+            self._guarded(frame, original, face, plain=True)
         for face in groups.get(UPSCALED_SWAP, []):
             if original is None:
                 upscaled_swap(frame, face, self.small_swap)
             else:
-                self._guarded_swap(frame, original, face)
+                self._guarded(frame, original, face, plain=False)
         if groups.get(TEXTURED_BLUR):
             frame = self.blur.anonymize_frame(frame, groups[TEXTURED_BLUR])
         return frame
 
-    def _guarded_swap(self, frame: np.ndarray, original: np.ndarray, face: TrackedFace) -> None:
-        """The upscaled swap, or the next stronger method where the recognizers come too close."""
-        from clinrelease.face.textured_blur import TexturedBlurAnonymizer
+    def _prepare_small(self, track_id: int) -> None:
+        if self.small_swap is not self.swap and track_id not in self._small_prepared:
+            self.small_swap.prepare(self._analysis, track_id)
+            self._small_prepared.add(track_id)
+
+    def _guarded(self, frame: np.ndarray, original: np.ndarray, face: TrackedFace, plain: bool) -> None:
+        """The face's swap (``plain``: as drawn, else upscaled), or the next stronger method where the
+        recognizers come too close (:func:`first_clear`); frames that needed more, or where nothing
+        cleared the margin, are recorded."""
         from clinrelease.verify.reid import FaceReference
 
-        recognizers, reference = self.methods.guard, FaceReference(original, face)
-        swapped = frame.copy()
-        upscaled_swap(swapped, face, self.small_swap)
-        method, out = UPSCALED_SWAP, swapped
-        if too_close_to(recognizers, reference, swapped):
-            method, out = BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(swapped.copy(), [face])
-            if too_close_to(recognizers, reference, out):
-                method, out = TEXTURED_BLUR, self.blur.anonymize_frame(frame.copy(), [face])
+        planned = SWAP if plain else UPSCALED_SWAP
+        method, out, clear = first_clear(self.methods.guard, FaceReference(original, face), self._renderings(frame, face, plain))
+        if method != planned or not clear:
             self.methods.by_track.setdefault(face.track_id, {})[face.frame_index] = method
             self.methods.guarded.setdefault(face.track_id, []).append(face.frame_index)
         frame[...] = out
+
+    def _renderings(self, frame: np.ndarray, face: TrackedFace, plain: bool) -> Iterator[tuple[str, np.ndarray]]:
+        from clinrelease.face.textured_blur import TexturedBlurAnonymizer
+
+        if plain:
+            yield SWAP, self.swap.anonymize_frame(frame.copy(), [face])
+        self._prepare_small(face.track_id)
+        swapped = frame.copy()
+        upscaled_swap(swapped, face, self.small_swap)
+        yield UPSCALED_SWAP, swapped
+        yield BLURRED_SWAP, TexturedBlurAnonymizer(strength=LIGHT_BLUR).anonymize_frame(swapped.copy(), [face])
+        yield TEXTURED_BLUR, self.blur.anonymize_frame(frame.copy(), [face])
 
 
 def size_aware(anonymizer: Anonymizer, methods: FaceMethods | None, guard: bool = False) -> Anonymizer:

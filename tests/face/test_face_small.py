@@ -155,3 +155,45 @@ def test_a_small_face_the_swap_leaves_within_reach_of_the_patient_is_blurred_ove
         assert result.frames_checked >= 4 and result.frames_matched == 0, (name, result.worst_similarity)
     # the screening compares the plain swaps: its anonymizer does not guard
     assert not size_aware(_swap(), plan).guard and size_aware(_swap(), plan, guard=True).guard
+
+
+@pytest.fixture(scope="module")
+def mid_again():
+    """again.mkv shrunk to a 44 px face: above the small-face size, yet the plain swap of KEY_A's
+    first surrogate is still the patient for dlib and SFace on some frames."""
+    from clinrelease.fixtures import scaled
+
+    path = SHARED_MEDIA / "asl" / "again.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 8, 3)]
+    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
+    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 44.0 / width)]
+    return small, analyze_faces(small, min_face_px=12, prefetch=0)
+
+
+def test_a_plain_swap_just_above_the_small_face_size_that_is_still_the_patient_is_replaced_in_those_frames_only(mid_again) -> None:
+    from clinrelease.face.small import GUARD_MAX_FACE_PX
+    from clinrelease.verify.reid import get_recognizer, verify_reid
+
+    frames, analysis = mid_again
+    patient = analysis.patient
+    sizes = [face_size(f) for f in patient.faces.values()]
+    assert SWAP_MIN_FACE_PX <= min(sizes) and max(sizes) < GUARD_MAX_FACE_PX
+    recognizers = {name: get_recognizer(name) for name in ("dlib", "sface")}
+    plain_plan = plan_methods(analysis)
+    plain = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=plain_plan))
+    unguarded = verify_reid(frames, plain, analysis, recognizers=list(recognizers), sample_every=1, prefetch=0)
+    matched = set().union(*(r.matched_frames for r in unguarded.results.values()))
+    assert matched, "the plain swap alone should still be the patient on some frames"
+    plan = plan_methods(analysis, guard=recognizers)
+    out = list(anonymize_frames(frames, analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0, methods=plan))
+    guarded = plan.guarded[patient.track_id]
+    assert matched <= set(guarded) and len(guarded) < len(frames)
+    assert {plan.by_track[patient.track_id][i] for i in guarded} <= {UPSCALED_SWAP, BLURRED_SWAP, TEXTURED_BLUR}
+    for index in range(len(frames)):
+        assert np.array_equal(out[index], plain[index]) == (index not in guarded), index
+        assert not flat_over(flat_filled(frames[index], out[index]), patient.faces[index].box)
+    reid = verify_reid(frames, out, analysis, recognizers=list(recognizers), sample_every=1, prefetch=0)
+    for name, result in reid.results.items():
+        assert result.frames_checked >= 6 and result.frames_matched == 0, (name, result.worst_similarity)
