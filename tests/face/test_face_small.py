@@ -183,3 +183,32 @@ def test_a_plain_swap_just_above_the_small_face_size_that_is_still_the_patient_i
     reid = verify_reid(frames, out, analysis, recognizers=list(recognizers), sample_every=1, prefetch=0)
     for name, result in reid.results.items():
         assert result.frames_checked >= 6 and result.frames_matched == 0, (name, result.worst_similarity)
+
+
+def test_a_guard_chain_that_clears_nothing_draws_its_rendering_farthest_from_the_patient_not_its_last(book) -> None:
+    import cv2
+
+    from clinrelease.face.small import GUARD_MARGIN, clearance, first_clear
+    from clinrelease.verify.reid import FaceReference, get_recognizer
+
+    frames, analysis = book
+    face = analysis.patient.faces[0]
+    recognizers = {name: get_recognizer(name) for name in ("dlib", "sface")}
+    reference = FaceReference(frames[0], face)
+    softened = cv2.GaussianBlur(frames[0], (0, 0), 1.0)
+    unchanged = frames[0].copy()
+    # both are still the patient; the softened one a little less so
+    assert clearance(recognizers, reference, unchanged) < clearance(recognizers, reference, softened) < GUARD_MARGIN
+    method, out, clear = first_clear(recognizers, reference, iter([("softened", softened), ("unchanged", unchanged)]))
+    assert (method, clear) == ("softened", False) and out is softened
+    # the first rendering that clears the margin is taken, and nothing after it is rendered
+    swapped = next(iter(anonymize_frames(frames[:1], analysis, patient=_swap(), bystander=TexturedBlurAnonymizer(), prefetch=0)))
+    assert clearance(recognizers, reference, swapped) >= GUARD_MARGIN
+
+    def renderings():
+        yield "softened", softened
+        yield "swapped", swapped
+        raise AssertionError("rendered past the first clear rendering")
+
+    method, out, clear = first_clear(recognizers, reference, renderings())
+    assert (method, clear) == ("swapped", True) and out is swapped
