@@ -45,10 +45,12 @@ DEFAULT_DETECT_EVERY = 5
 DEFAULT_TURNS = (-40.0, 40.0)
 #: frames kept to trace a new face back to where it appeared (about a second of video). A face the
 #: full detections miss while it is small or half turned can be there long before one finds it: in
-#: classroom.gif a 12 px face first detected at frame 8 was in frames 0-7 too, untracked and
-#: unchanged in the release. The mesh around the face's box finds it there; frames are kept by
-#: reference, so memory stays bounded whatever the video's length
+#: classroom.gif a 12-16 px face first detected at frame 8 was in frames 0-7 too, untracked and
+#: unchanged in the release. The mesh around the face's box finds it there
 TRACE_BACK_FRAMES = 30
+#: at most this many bytes of those frames are kept (fewer frames of a large picture: 30 frames of
+#: 4K video would hold 750 MB), never fewer than the frames between two full detections
+TRACE_BACK_BYTES = 256 * 2**20
 
 _models = threading.local()
 
@@ -190,8 +192,8 @@ def analyze_faces(
     clock = clock or StageClock()
     tracker = FaceTracker(max_gap)
     count, rows, columns = 0, 0, 0
-    # the latest frames, to trace new faces back to where they appeared
-    history: collections.deque[tuple[int, np.ndarray]] = collections.deque(maxlen=TRACE_BACK_FRAMES)
+    # the latest frames, to trace new faces back to where they appeared (sized on the first frame)
+    history: collections.deque[tuple[int, np.ndarray]] | None = None
     finder = HandFinder() if hands else None
     hand_outlines: dict[int, list[np.ndarray]] = {}
     source = threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else iter(frames)
@@ -200,6 +202,8 @@ def analyze_faces(
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise InputError(f"frame {index} is not an RGB uint8 image (shape {frame.shape}, {frame.dtype})")
             count, (rows, columns) = index + 1, frame.shape[:2]
+            if history is None:
+                history = collections.deque(maxlen=max(detect_every, min(TRACE_BACK_FRAMES, TRACE_BACK_BYTES // max(frame.nbytes, 1))))
             found = _FrameFaces()
             live = tracker.active_boxes(index)
             lost = False

@@ -188,17 +188,18 @@ def test_frame_ranges_join_consecutive_frames_and_keep_single_ones():
     assert frame_ranges([3]) == "3" and frame_ranges([]) == ""
 
 
-def test_a_small_face_found_late_is_traced_back_to_the_first_frame():
-    """classroom.gif: the 12-16 px face of the man in the middle row is first detected at frame 8;
-    he is there from frame 0, and was left untracked (and unchanged in the release) in frames 0-7."""
+def _classroom_middle_row(monkeypatch=None, budget: int | None = None):
+    """classroom.gif's first 12 frames analysed (with ``budget`` bytes of trace-back history), and
+    the track of the 12-16 px face in the middle row."""
     from _face_helpers import SHARED_MEDIA, clip_frames
-    from clinrelease.face.pipeline import TRACE_BACK_FRAMES
+    from clinrelease.face import pipeline
 
     path = SHARED_MEDIA / "groups" / "classroom.gif"
     if not path.is_file():
         pytest.skip(f"shared media {path} is not present")
     frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2].copy() for f in clip_frames(str(path), 12)]
-    assert TRACE_BACK_FRAMES > 8
+    if budget is not None:
+        monkeypatch.setattr(pipeline, "TRACE_BACK_BYTES", budget * frames[0].nbytes)
     analysis = analyze_faces(frames, prefetch=0, patient_rule="most_present", min_face_px=16)
 
     def at(track, index):
@@ -207,4 +208,24 @@ def test_a_small_face_found_late_is_traced_back_to_the_first_frame():
 
     middle = [t for t in analysis.tracks if any(at(t, i) for i in t.faces)]
     assert len(middle) == 1, [(t.track_id, sorted(t.faces)) for t in analysis.tracks]
-    assert min(middle[0].faces) == 0 and at(middle[0], 0)
+    return middle[0], at
+
+
+def test_a_small_face_found_late_is_traced_back_to_the_first_frame():
+    """classroom.gif: the 12-16 px face of the man in the middle row is first detected at frame 8;
+    he is there from frame 0, and was left untracked (and unchanged in the release) in frames 0-7."""
+    from clinrelease.face.pipeline import TRACE_BACK_FRAMES
+
+    assert TRACE_BACK_FRAMES > 8
+    middle, at = _classroom_middle_row()
+    assert min(middle.faces) == 0 and at(middle, 0)
+
+
+def test_the_trace_back_keeps_no_more_frames_than_its_memory_budget_allows(monkeypatch):
+    """With room for three frames the history still holds the frames between two full detections
+    (five), so the same face is traced back five frames from where it was found, not to frame 0."""
+    from clinrelease.face.pipeline import DEFAULT_DETECT_EVERY
+
+    middle, at = _classroom_middle_row(monkeypatch, budget=3)
+    first = min(middle.faces)
+    assert 0 < first < 8 and first == 8 - DEFAULT_DETECT_EVERY and at(middle, first)
