@@ -239,19 +239,14 @@ def clearance(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarr
     person" threshold for the original one (``reference``, a :class:`~clinrelease.verify.reid.
     FaceReference`); negative: a recognizer takes it for the original. Infinite when the original
     shows no face to compare."""
+    from clinrelease.face.surrogate_choice import headroom
+
     out = math.inf
     for rec in recognizers.values():
         cmp = reference.compare(rec, rendered)
         if cmp is not None:
-            value = float(cmp[0])
-            out = min(out, rec.threshold - value if rec.higher_is_same else value - rec.threshold)
+            out = min(out, headroom(float(cmp[0]), rec.threshold, rec.higher_is_same))
     return out
-
-
-def too_close_to(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray, margin: float = GUARD_MARGIN) -> bool:
-    """Whether any recognizer takes the face in ``rendered`` for the original one or comes within
-    ``margin`` of its threshold (see :func:`clearance`)."""
-    return clearance(recognizers, reference, rendered) < margin
 
 
 def first_clear(

@@ -94,9 +94,15 @@ class SurrogateDecision:
         return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt, frames)
 
 
+def headroom(value: float, threshold: float, higher_is_same: bool) -> float:
+    """How far a similarity (``higher_is_same``) or distance stays on the "different person" side of
+    ``threshold``; negative: "same person"."""
+    return threshold - value if higher_is_same else value - threshold
+
+
 def too_close(value: float, threshold: float, higher_is_same: bool, margin: float) -> bool:
     """Whether a similarity (``higher_is_same``) or distance lies within ``margin`` of "same person"."""
-    return value > threshold - margin if higher_is_same else value < threshold + margin
+    return headroom(value, threshold, higher_is_same) < margin
 
 
 def screen(
