@@ -7,7 +7,9 @@ always bare (cheeks, nose bridge, chin); a pixel of the face's periphery (everyt
 eyes, brows, nose and lips) that is far from it in CIE Lab is not skin, and is filled from the
 skin around it (normalized convolution: the local average of skin pixels), so the oval holds one
 face's skin from edge to edge. The eyes, brows, nose and lips are never touched: they are the
-features that make the surrogate someone else.
+features that make the surrogate someone else. Before that, a composite counts each donor where its
+photo shows skin or features (:func:`skin_weight`), so one donor's hair or background inside the
+oval does not ghost into the others' skin.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from clinrelease.face.landmarks import mesh_indices
 
-__all__ = ["FIELD_SUPPORT", "clean_texture", "feature_region", "gaussian_taps", "normalized_blur", "own_face", "skin_mask", "usable_skin"]
+__all__ = ["FIELD_SUPPORT", "clean_texture", "feature_region", "gaussian_taps", "normalized_blur", "own_face", "skin_mask", "skin_weight", "usable_skin"]
 
 #: mesh points where a frontal face shows bare skin: mid-cheeks, nose bridge, upper chin
 REFERENCE_POINTS = (205, 425, 50, 280, 6, 197, 199, 175)
@@ -126,6 +128,24 @@ def own_face(texture: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return (skin_mask(texture, landmarks) | feature_region(texture.shape[:2], landmarks)) & ~clipped
 
 
+#: weight in a composite of what a donor's face oval holds besides skin and features: each donor's
+#: outline lies a little elsewhere on the mean shape, and averaged at full weight their hair and
+#: background edges drew faint dark lines down the composite's cheeks and temples
+STRAY_WEIGHT = 0.02
+
+
+def skin_weight(image: np.ndarray, landmarks: np.ndarray, stray: float = STRAY_WEIGHT) -> np.ndarray:
+    """(h, w) float32: how much each pixel of a donor photo counts in a composite: 1 on the face's
+    skin and features and outside the face oval, ``stray`` on what else lies in the oval (a strand
+    of hair over a temple, the background past a narrow cheek), feathered by a pixel."""
+    import cv2
+
+    shape = image.shape[:2]
+    pts = np.asarray(landmarks, np.float32)
+    keep = skin_mask(image, pts) | feature_region(shape, pts) | ~_fill(shape, [pts[mesh_indices()["oval"]]])
+    return cv2.GaussianBlur(np.where(keep, 1.0, stray).astype(np.float32), (0, 0), 1.0)
+
+
 def usable_skin(texture: np.ndarray, landmarks: np.ndarray) -> float:
     """Fraction of the face oval's periphery (outside the features) that is skin."""
     rows, cols = texture.shape[:2]
@@ -133,6 +153,12 @@ def usable_skin(texture: np.ndarray, landmarks: np.ndarray) -> float:
     periphery = _fill((rows, cols), [pts[mesh_indices()["oval"]]]) & ~feature_region((rows, cols), pts)
     return float((skin_mask(texture, landmarks) & periphery).sum()) / max(int(periphery.sum()), 1)
 
+
+#: the fill's local skin average (Gaussian sigma), the fringe of skin beside a hole left out of it,
+#: and the feather of the fill into the skin it meets (face heights)
+FILL_SIGMA = 0.05
+FILL_FRINGE = 0.015
+FILL_FEATHER = 0.01
 
 #: weight sum below which :func:`normalized_blur` fades towards 0 instead of dividing by almost nothing
 FIELD_SUPPORT = 0.1
@@ -185,10 +211,22 @@ def clean_texture(texture: np.ndarray, landmarks: np.ndarray, reach: float = 0.0
     if not replace.any():
         return texture
     img = texture.astype(np.float32)
-    # the face's median skin: local skin averages (tried at two scales) take up the shadow that hair
-    # and brows cast on the skin beside them and fill a fringe darker than the face
-    fill = np.median(img[skin], axis=0) if skin.sum() >= 16 else img[area].mean(axis=0)
-    alpha = cv2.GaussianBlur(replace.astype(np.float32), (0, 0), 1.0)
-    alpha = np.where(replace, 1.0, alpha) * (~features)
+    face_h = float(np.ptp(pts[oval_idx, 1]))
+    median = np.median(img[skin], axis=0) if skin.sum() >= 16 else img[area].mean(axis=0)
+    # the skin's own shading carried into the hole (its local average), measured a fringe away from
+    # what is filled: hair and brows shade the skin right beside them, and one flat colour left a
+    # bright band along the outline with a jagged edge where the shaded skin met it; deep in a wide
+    # hole (a forehead under a fringe) the fill fades to the face's median skin
+    source = skin & ~(cv2.dilate(replace.astype(np.uint8), _disc(FILL_FRINGE * face_h)) > 0)
+    fill = normalized_blur(img, source, FILL_SIGMA * face_h, support=0.5, around=median) if source.sum() >= 16 else median
+    alpha = cv2.GaussianBlur(replace.astype(np.float32), (0, 0), max(1.0, FILL_FEATHER * face_h))
+    alpha = np.maximum(np.where(replace, 1.0, 0.0), np.minimum(2.0 * alpha, 1.0)) * (~features)
     out = img * (1.0 - alpha[..., None]) + fill * alpha[..., None]
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+def _disc(radius: float) -> np.ndarray:
+    import cv2
+
+    r = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

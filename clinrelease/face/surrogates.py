@@ -20,7 +20,7 @@ from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.geometry import WarpMaps, apply_affine, fit_similarity, ring_points, triangulate, warp_maps
 from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
-from clinrelease.face.skin import clean_texture, usable_skin
+from clinrelease.face.skin import clean_texture, skin_weight, usable_skin
 from clinrelease.face.params import SwapParams
 
 #: side of the square surrogate texture, pixels
@@ -53,6 +53,11 @@ class Donor:
         """True for a black-and-white photo (stored as RGB): its channels agree within JPEG noise."""
         spread = np.ptp(np.asarray(self.image, np.int16), axis=2)
         return bool(np.percentile(spread, 99) <= GREY_SPREAD)
+
+    @cached_property
+    def skin_weight(self) -> np.ndarray:
+        """(h, w) float32: how much each pixel of the photo counts in a composite (:func:`~clinrelease.face.skin.skin_weight`)."""
+        return skin_weight(self.image, self.landmarks)
 
 
 #: largest channel spread (grey levels, 99th percentile of pixels) of a greyscale photo
@@ -532,6 +537,7 @@ class DonorSpace:
         warped = cv2.remap(donor.image, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         y, colour = _luma_chroma(warped[maps.inside].astype(np.float64))
         seen = np.maximum(visibility(maps.maps[0], maps.inside), MIN_VISIBILITY)[maps.inside]
+        seen = seen * cv2.remap(donor.skin_weight, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[maps.inside]
         return maps, y, colour, seen
 
     @cached_property

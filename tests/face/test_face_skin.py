@@ -96,3 +96,40 @@ def test_normalized_blur_of_one_channel_is_the_same_as_of_that_channel_among_thr
     among = normalized_blur(texture, skin, 6.0)[..., :1]
     assert alone.shape == texture.shape[:2] + (1,)
     assert np.allclose(alone, among, atol=1e-3)
+
+
+def test_hair_along_the_outline_is_filled_with_the_skins_shading_not_one_flat_colour():
+    """A band of hair inside the face outline, on a face lit from one side, is filled with skin as
+    light or dark as the skin beside it: one flat colour had left a bright rim along the shaded side
+    of the face, with a jagged edge where it met the skin."""
+    import cv2
+
+    surrogate = composite([default_pool().donors[0]])
+    pts = surrogate.landmarks
+    oval = pts[mesh_indices()["oval"]]
+    # light falling off from the right of the picture to its left
+    x = np.arange(surrogate.texture.shape[1], dtype=float)
+    ramp = np.interp(x, [oval[:, 0].min(), oval[:, 0].max()], [0.45, 1.0])[None, :, None]
+    texture = (surrogate.texture * ramp).round().astype(np.uint8)
+    inside = _inside(texture.shape[:2], oval)
+    band_px = max(2, int(0.04 * np.ptp(oval[:, 1])))
+    band = inside & ~(cv2.erode(inside.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0)
+    band &= ~feature_region(texture.shape[:2], pts)
+    texture[band] = (60, 40, 28)
+    cleaned = _lab(clean_texture(texture, pts))
+    skin_next = inside & ~band & (cv2.dilate(band.astype(np.uint8), np.ones((4 * band_px + 1,) * 2, np.uint8)) > 0)
+    skin_next &= ~feature_region(texture.shape[:2], pts)
+    middle = float(oval[:, 0].mean())
+    columns = np.arange(texture.shape[1])[None, :].repeat(texture.shape[0], 0)
+
+    def left_minus_right(mask):
+        return float(np.median(cleaned[..., 0][mask & (columns < middle)]) - np.median(cleaned[..., 0][mask & (columns >= middle)]))
+
+    skin_step = left_minus_right(skin_next)
+    assert skin_step < -8  # the shaded left cheek is darker than the lit right one
+    # the fill follows it (a flat fill's step is 0)
+    assert left_minus_right(band) < 0.6 * skin_step
+    # and meets the skin beside it without a rim: within a few L units along the band's inner edge
+    edge = inside & ~band & (cv2.dilate(band.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    rim = cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert abs(float(np.median(cleaned[..., 0][rim & band])) - float(np.median(cleaned[..., 0][edge]))) < 4
