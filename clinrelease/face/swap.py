@@ -11,7 +11,8 @@ surrogate's features survive) and blended with a feathered mask that fades in in
 outline (``reach`` > 0 lets it reach past). Small faces, whose texture says little, get a larger
 shape offset (``small_face_boost``). The ring band between the new face outline and the ring
 (outside both the old and the new outline, so its triangles never fold) carries the patient's own
-pixels warped to meet the new outline, and the eyes with their lids and the lips carry the patient's own
+pixels warped to meet the new outline (the warp's displacement smoothed, so the patient's cheek edge
+bends nowhere), and the eyes with their lids and the lips carry the patient's own
 pixels, each moved whole to where the new geometry puts it, so gaze, blinks and every mouth
 movement survive.
 """
@@ -250,6 +251,8 @@ def eye_lid_outline(mesh: np.ndarray, group: str, share: float = 1.0) -> np.ndar
     return mesh[contour] + share * LID_REACH * (mesh[ring] - mesh[contour])
 
 
+#: smoothing of the patient's warp (Gaussian sigma of its displacement, fraction of the face height)
+SMOOTH_WARP = 0.03
 #: width of the surrogate's fade-in (fraction of the face height)
 FADE = 0.08
 #: scale of the shading field carried over from the patient (Gaussian sigma, fraction of the face
@@ -339,7 +342,7 @@ def plan_face(
     alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
     stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
     inside = maps.inside
-    map_patient = _openings_moved_whole(maps.maps[1], mesh, new_mesh, (x0, y0), openings, 0.025 * face_h)
+    map_patient = _openings_moved_whole(_smooth_map(maps.maps[1], maps.inside, (x0, y0), SMOOTH_WARP * face_h), mesh, new_mesh, (x0, y0), openings, 0.025 * face_h)
     if len(occluders):
         front = np.zeros((h, w), bool)
         for outline in occluders:
@@ -365,6 +368,24 @@ def own_face_statistics(plan: FacePlan, frame: np.ndarray, new_mesh: np.ndarray)
     x0, y0 = plan.region[:2]
     patient = cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return replace(plan, stats=plan.stats & own_face(patient, new_mesh - np.array([x0, y0], np.float32)))
+
+
+def _smooth_map(remap: np.ndarray, inside: np.ndarray, origin: tuple[int, int], sigma: float) -> np.ndarray:
+    """``remap`` (h, w, 2: the frame x, y each pixel of the region at ``origin`` reads) with its
+    displacement smoothed by a Gaussian of ``sigma`` pixels (no displacement outside ``inside``,
+    where nothing moves).
+
+    The piecewise-affine warp bends a straight line at every triangle edge it crosses: the patient's
+    cheek edge, pulled to the new outline through the ring's long thin triangles, came out zigzag."""
+    import cv2
+
+    if sigma < 0.5:
+        return remap
+    h, w = remap.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = np.stack([xx + origin[0], yy + origin[1]], axis=-1)
+    moved = np.where(inside[..., None], remap - grid, 0.0).astype(np.float32)
+    return (grid + cv2.GaussianBlur(moved, (0, 0), sigma)).astype(np.float32)
 
 
 def _openings_moved_whole(

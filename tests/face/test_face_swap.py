@@ -29,6 +29,19 @@ def _anonymize(frames, analysis, patient):
     return list(anonymize_frames(frames, analysis, patient=patient, bystander=get_anonymizer("blur")))
 
 
+def _first_frame_plan(frames, analysis, **options):
+    """The full-shape swap's plan for the patient's face in frame 0: (face, new geometry, state, plan)."""
+    from clinrelease.face.swap import plan_face, swapped_geometry
+
+    swap = _swap()
+    swap.prepare(analysis, analysis.patient.track_id)
+    state = swap._tracks[analysis.patient.track_id]
+    face = analysis.patient.faces[0]
+    new = swapped_geometry(face.landmarks, state.neutral, state.offset, 1.0)
+    rows, columns = frames[0].shape[:2]
+    return face, new, state, plan_face(face.landmarks, new, state.surrogate, rows, columns, **options)
+
+
 def _patient_mask(analysis, index, shape, swap):
     """Pixels inside the warped region: the ring around both the patient's and the new face outline."""
     import cv2
@@ -385,20 +398,12 @@ def test_plan_leaves_occluders_to_the_frame(talking):
     the plan is the one without occluders."""
     import cv2
 
-    from clinrelease.face.swap import plan_face, swapped_geometry
-
     frames, analysis = talking
-    swap = _swap()
-    swap.prepare(analysis, analysis.patient.track_id)
-    state = swap._tracks[analysis.patient.track_id]
-    face = analysis.patient.faces[0]
-    new = swapped_geometry(face.landmarks, state.neutral, state.offset, 1.0)
-    rows, columns = frames[0].shape[:2]
-    plain = plan_face(face.landmarks, new, state.surrogate, rows, columns)
+    face, _, _, plain = _first_frame_plan(frames, analysis)
     x0, y0, x1, y1 = face.box
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     hand = np.array([[cx - 8, cy], [cx + 8, cy], [cx + 8, y1 + 4], [cx - 8, y1 + 4]], np.float32)  # over mouth and chin
-    held = plan_face(face.landmarks, new, state.surrogate, rows, columns, occluders=[hand])
+    *_, held = _first_frame_plan(frames, analysis, occluders=[hand])
     assert held.region == plain.region
     mask = np.zeros(plain.alpha.shape, np.uint8)
     cv2.fillPoly(mask, [np.round(hand - held.region[:2]).astype(np.int32)], 1)
@@ -776,3 +781,37 @@ def test_a_burned_in_label_across_the_forehead_does_not_change_how_the_rest_of_t
         x0, y0, x1, y1 = face.box.astype(int)
         below = slice(y0 + (y1 - y0) // 2, y1), slice(x0, x1)
         assert np.abs(plain[i][below].astype(float) - with_label[i][below]).mean() < 1.5, i
+
+
+def test_the_patients_head_around_the_new_face_is_warped_without_kinks(talking):
+    """Outside the new face outline the frame shows the patient's own head, warped to meet it. The
+    piecewise-affine warp bends at every triangle edge: the patient's cheek edge, pulled in through
+    the ring's long thin triangles, came out zigzag. The warp's displacement is smoothed, so its
+    second differences there are a fraction of the raw warp's."""
+    import cv2
+
+    from clinrelease.face.geometry import warp_maps
+    from clinrelease.face.landmarks import mesh_indices
+    from clinrelease.face.swap import outer_ring
+
+    frames, analysis = talking
+    face, new, state, plan = _first_frame_plan(frames, analysis)
+    rows, columns = frames[0].shape[:2]
+    oval = mesh_indices()["oval"]
+    ring = outer_ring(face.landmarks, new, oval)
+    raw = warp_maps(np.concatenate([new, ring]), [np.concatenate([face.landmarks, ring])], state.surrogate.triangles, rows, columns)
+    assert raw.region == plan.region
+    x0, y0 = plan.region[:2]
+    band = plan.inside.astype(np.uint8)
+    outline = np.zeros_like(band)
+    cv2.fillPoly(outline, [np.round(new[oval] - (x0, y0)).astype(np.int32)], 1)
+    band = cv2.erode(band & (1 - outline), np.ones((3, 3), np.uint8)) > 0  # the head around the new face
+
+    def bend(remap):
+        """99th percentile over the band of the second differences of the source x and y, down and across."""
+        down, across = (np.abs(np.diff(remap, 2, axis=axis)).max(axis=-1) for axis in (0, 1))
+        return max(float(np.percentile(down[band[1:-1, :]], 99)), float(np.percentile(across[band[:, 1:-1]], 99)))
+
+    assert band.sum() > 500
+    smooth, kinked = bend(plan.map_patient), bend(raw.maps[0])
+    assert smooth < 0.3 and kinked > 5 * smooth, (smooth, kinked)
