@@ -9,7 +9,8 @@ nose, proportions) becomes the surrogate's. The surrogate texture is warped onto
 the patient's low-frequency shading field, so skin tone and lighting are the patient's while the
 surrogate's features survive) and blended with a feathered mask that fades in inside the new face
 outline (``reach`` > 0 lets it reach past). Small faces, whose texture says little, get a larger
-shape offset (``small_face_boost``). The ring band between the new face outline and the ring
+shape offset (``small_face_boost``; its local part only, so a narrower surrogate is not stretched
+into a caricature). The ring band between the new face outline and the ring
 (outside both the old and the new outline, so its triangles never fold) carries the patient's own
 pixels warped to meet the new outline (the warp's displacement smoothed, so the patient's cheek edge
 bends nowhere), and the eyes with their lids and the lips carry the patient's own
@@ -116,6 +117,20 @@ def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray, mouth_reac
     for group in expression_groups():
         offset[group] = offset[group].mean(axis=0)
     return offset.astype(np.float32)
+
+
+def exaggerated(offset: np.ndarray, neutral: np.ndarray, gain: float) -> np.ndarray:
+    """``offset`` with its local part scaled by ``gain``: what an affine map of the face does not
+    explain (where the features sit against each other, the curve of the jaw) grows, while the
+    affine part (a longer or narrower face) stays the surrogate's. Exaggerated whole, a surrogate
+    face narrower than the patient's came out gaunt and stretched, a caricature of a face."""
+    if gain == 1.0:
+        return offset
+    points = np.concatenate([np.asarray(neutral, np.float64), np.ones((len(neutral), 1))], axis=1)
+    mesh = slice(0, 468)  # the face points; the irises move with gaze
+    coef, *_ = np.linalg.lstsq(points[mesh], np.asarray(offset, np.float64)[mesh], rcond=None)
+    affine = points @ coef
+    return (offset + (gain - 1.0) * (offset - affine)).astype(np.float32)
 
 
 #: relaxation rounds :func:`unfold_offset` spends at most
@@ -542,8 +557,9 @@ class SwapAnonymizer:
         0 = mean/std colour match only).
     small_face_boost:
         Extra identity offset for small faces: a track whose neutral face is under
-        :data:`SMALL_FACE_PX` tall gets its shape offset scaled up, to ``1 + small_face_boost`` at half
-        that height (small faces carry little texture, so shape must do more of the work).
+        :data:`SMALL_FACE_PX` tall gets the local part of its shape offset scaled up, to
+        ``1 + small_face_boost`` at half that height (small faces carry little texture, so shape must
+        do more of the work; see :func:`exaggerated`).
     mouth_reach:
         How far around the lips (fraction of the face height) the patient's own shape is kept, so
         the surrogate's smiling cheeks do not turn the mouth corners up; 0 keeps only the lips
@@ -617,7 +633,7 @@ class SwapAnonymizer:
             return
         surrogate = self.surrogate_for(track.role, track_id)
         neutral = neutral_shape(meshes)
-        offset = identity_offset(neutral, surrogate.landmarks, self.mouth_reach) * self.offset_gain(neutral)
+        offset = exaggerated(identity_offset(neutral, surrogate.landmarks, self.mouth_reach), neutral, self.offset_gain(neutral))
         mesh_triangles = surrogate.triangles[(surrogate.triangles < len(neutral)).all(axis=1)]
         offset = unfold_offset(neutral, offset, mesh_triangles, surrogate.landmarks)
         self._tracks[track_id] = _TrackState(surrogate, neutral, offset.astype(np.float32))

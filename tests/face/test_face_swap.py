@@ -815,3 +815,27 @@ def test_the_patients_head_around_the_new_face_is_warped_without_kinks(talking):
     assert band.sum() > 500
     smooth, kinked = bend(plan.map_patient), bend(raw.maps[0])
     assert smooth < 0.3 and kinked > 5 * smooth, (smooth, kinked)
+
+
+def test_a_small_faces_boost_grows_where_features_sit_not_how_long_or_narrow_the_face_is(talking):
+    """The boost for small faces scales the part of the identity offset an affine map of the face does
+    not explain: the surrogate's width and length (a narrower, longer face) are drawn as they are,
+    not stretched further into a gaunt caricature, while the features' placement grows."""
+    from clinrelease.face.swap import exaggerated, identity_offset
+
+    frames, analysis = talking
+    swap = _swap()
+    swap.prepare(analysis, analysis.patient.track_id)
+    state = swap._tracks[analysis.patient.track_id]
+    offset = identity_offset(state.neutral, state.surrogate.landmarks)
+    boosted = exaggerated(offset, state.neutral, 1.5)
+    points = np.concatenate([state.neutral, np.ones((len(state.neutral), 1))], axis=1)[:468].astype(np.float64)
+
+    def affine_and_rest(o):
+        coef, *_ = np.linalg.lstsq(points, np.asarray(o, np.float64)[:468], rcond=None)
+        return points @ coef, np.asarray(o, np.float64)[:468] - points @ coef
+
+    (a0, r0), (a1, r1) = affine_and_rest(offset), affine_and_rest(boosted)
+    assert np.abs(a1 - a0).max() < 1e-3  # the face's proportions: the surrogate's, not exaggerated
+    assert np.allclose(r1, 1.5 * r0, atol=1e-3) and np.linalg.norm(r0) > 1.0  # the rest: half as large again
+    assert exaggerated(offset, state.neutral, 1.0) is offset
