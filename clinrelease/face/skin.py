@@ -76,8 +76,9 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return lab
 
 
-def skin_mask(texture: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(h, w) bool: pixels of the face oval that look like the face's own skin (features excluded).
+def skin_mask(texture: np.ndarray, landmarks: np.ndarray, within_oval: bool = True) -> np.ndarray:
+    """(h, w) bool: pixels of the face oval (of the whole picture with ``within_oval`` False) that
+    look like the face's own skin (features excluded).
 
     Shading changes a skin's lightness and, a little, its chroma, but hardly its hue; hair is far
     darker, or of another hue or saturation, or strand-textured where skin is smooth.
@@ -111,7 +112,7 @@ def skin_mask(texture: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     if not grey:
         skin &= (hue_off <= MAX_HUE) & (ratio >= CHROMA_RATIO[0]) & (ratio <= CHROMA_RATIO[1])
     skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
-    return skin & oval & ~features
+    return skin & ~features & (oval if within_oval else True)
 
 
 def own_face(texture: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

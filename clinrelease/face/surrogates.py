@@ -104,6 +104,17 @@ class Surrogate:
         return triangulate(np.concatenate([self.landmarks, self.ring]))
 
     @cached_property
+    def skin(self) -> np.ndarray:
+        """(h, w) float32 on the texture: 1 where it shows the face's skin or features, in the face
+        oval and past it (the forehead up to the hairline), 0 on hair and background."""
+        import cv2
+
+        from clinrelease.face.skin import feature_region, skin_mask
+
+        keep = skin_mask(self.texture, self.landmarks, within_oval=False) | feature_region(self.texture.shape[:2], self.landmarks)
+        return cv2.GaussianBlur(keep.astype(np.float32), (0, 0), 1.5)
+
+    @cached_property
     def _prefiltered(self) -> dict[tuple[int, int, int], Surrogate]:
         return {}
 
@@ -134,7 +145,7 @@ class Surrogate:
             sigma = float(np.hypot(0.5 * np.sqrt(m * m - 1.0), 0.25 * soft * 2.0 ** (texels / 4.0)))
             texture = cv2.GaussianBlur(self.texture, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
             blurred = Surrogate(texture, self.landmarks, self.donor_ids, self.digest)
-            blurred.__dict__.update(ring=self.ring, triangles=self.triangles)
+            blurred.__dict__.update(ring=self.ring, triangles=self.triangles, skin=self.skin)
             self._prefiltered[(level, soft, texels)] = blurred
         return self._prefiltered[(level, soft, texels)]
 

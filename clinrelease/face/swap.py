@@ -354,6 +354,11 @@ def plan_face(
     # eye/mouth openings; colour statistics come from the skin well inside the outline only
     keep_holes = _ramp_inside(~holes, 0.025 * face_h)
     alpha = _ramp_across(face, reach * face_h, FADE * face_h) * keep_holes
+    if reach > 0:
+        # past the outline the surrogate brings its skin (forehead, jaw line), not its hair: the
+        # donors' hair, toned like the patient's skin, drew a dark hood round small faces
+        skin = cv2.remap(surrogate.skin, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        alpha = np.where(face, alpha, alpha * skin)
     alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
     stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
     inside = maps.inside

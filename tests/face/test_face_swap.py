@@ -839,3 +839,25 @@ def test_a_small_faces_boost_grows_where_features_sit_not_how_long_or_narrow_the
     assert np.abs(a1 - a0).max() < 1e-3  # the face's proportions: the surrogate's, not exaggerated
     assert np.allclose(r1, 1.5 * r0, atol=1e-3) and np.linalg.norm(r0) > 1.0  # the rest: half as large again
     assert exaggerated(offset, state.neutral, 1.0) is offset
+
+
+def test_past_the_outline_the_surrogate_brings_its_skin_not_its_hair(talking):
+    """With ``reach`` (the upscaled swap of small faces reaches a quarter face height past the outline)
+    the band outside the new outline takes the surrogate's forehead and jaw skin but leaves its hair
+    to the frame: the donors' hair, toned like the patient's skin, drew a dark hood round the face."""
+    import cv2
+
+    from clinrelease.face.landmarks import mesh_indices
+
+    frames, analysis = talking
+    face, new, state, plan = _first_frame_plan(frames, analysis, reach=0.25)
+    x0, y0 = plan.region[:2]
+    outline = np.zeros(plan.alpha.shape, np.uint8)
+    cv2.fillPoly(outline, [np.round(new[mesh_indices()["oval"]] - (x0, y0)).astype(np.int32)], 1)
+    skin = cv2.remap(state.surrogate.skin, plan.map_surrogate, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    band = plan.inside & (cv2.dilate(outline, np.ones((3, 3), np.uint8)) == 0)  # past the outline, its edge pixel aside
+    hair = band & (skin < 0.05)
+    forehead = band & (skin > 0.95)
+    assert hair.sum() > 30 and forehead.sum() > 30, (hair.sum(), forehead.sum())
+    assert plan.alpha[hair].max() < 0.06
+    assert plan.alpha[forehead].max() > 0.3
