@@ -79,7 +79,9 @@ class GuardedBystanders:
         # without a mesh the swap has nothing to draw on (it would fall back to a flat blur)
         if face.landmarks is None:
             return self.treatment.anonymize_frame(frame, [face])
-        method, out, clear = first_clear(self.methods.guard, FaceReference(original, face), self._renderings(frame, face, first))
+        # a small face is judged as the encoder will leave it too (see clinrelease.face.small.encoded_look)
+        box = face.box if face_size(face) < GUARD_MAX_FACE_PX else None
+        method, out, clear = first_clear(self.methods.guard, FaceReference(original, face), self._renderings(frame, face, first), box=box)
         if method == _TREATMENT and clear:
             return out
         self._swapped.add(face.track_id)

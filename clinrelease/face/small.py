@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,15 +76,17 @@ UPSCALE_PX = 128.0
 #: book.mkv shrunk to a 24 px face, 15 frames, 3 keys (dlib / SFace frames matched of 45, head AP):
 #: plain swap again 5 / 3, book 0 / 0 (head 0.99, 0.89); upscaled, boost 0.5 and reach 0.05: again
 #: 4 / 5; boost 1.5, reach 0.05: again 8 / 1 (book head 0.69); boost 0.5, reach 0.25: 0 / 0 on both
-#: (head 0.98, 0.65). The reach is what carries the new identity; a larger boost only costs keypoints
+#: (head 0.98, 0.65). The reach is what carries the new identity; a larger boost only costs keypoints.
+#: (Measured while the reach drew the donors' hair too; it now brings the surrogate's skin only,
+#: :func:`~clinrelease.face.swap.plan_face`, and the guard takes the frames that lost their margin.)
 UPSCALED_BOOST = 0.5
 UPSCALED_REACH = 0.25
 #: the upscaled swap takes the patient's mean colour but not the patient's shading field: at 24 px
 #: that field is the eye sockets', brows' and mouth's shadows, what a recognizer sees of the face
 #: (eat.mkv at a 24 px face, 15 frames: SFace worst 0.31 -> 0.21 without it, body AP 0.97 -> 0.99)
 UPSCALED_LIGHTING = 0.0
-#: how far (recognizer units) a rendered small face must stay from each threshold, or the guard
-#: takes the next, stronger method (the released file is re-encoded: the margin covers that)
+#: how far (recognizer units) a rendered small face must stay from each threshold, as rendered and
+#: as the encoder will leave it (:func:`encoded_look`), or the guard takes the next, stronger method
 GUARD_MARGIN = 0.05
 #: the light blur over a swapped small face the recognizers still took for the patient (blur sigma
 #: as a fraction of the face radius): the swap has moved the features, the blur takes the fine
@@ -234,31 +236,60 @@ def upscaled_swap(frame: np.ndarray, face: TrackedFace, swap: Anonymizer, width:
     crop[...] = np.clip(alpha * down + (1.0 - alpha) * crop + 0.5, 0, 255).astype(np.uint8)
 
 
-def clearance(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray) -> float:
+def clearance(recognizers: Mapping[str, Any], reference: Any, rendered: np.ndarray, box: Sequence[float] | None = None) -> float:
     """How far (recognizer units) the face in ``rendered`` stays from the nearest recognizer's "same
     person" threshold for the original one (``reference``, a :class:`~clinrelease.verify.reid.
     FaceReference`); negative: a recognizer takes it for the original. Infinite when the original
-    shows no face to compare."""
+    shows no face to compare. With the face's ``box``, the face as the encoder will leave it counts
+    too (:func:`encoded_look`): the nearer of the two."""
     from clinrelease.face.surrogate_choice import headroom
 
     out = math.inf
-    for rec in recognizers.values():
-        cmp = reference.compare(rec, rendered)
-        if cmp is not None:
-            out = min(out, headroom(float(cmp[0]), rec.threshold, rec.higher_is_same))
+    for view in (rendered,) if box is None else (rendered, encoded_look(rendered, box)):
+        for rec in recognizers.values():
+            cmp = reference.compare(rec, view)
+            if cmp is not None:
+                out = min(out, headroom(float(cmp[0]), rec.threshold, rec.higher_is_same))
+    return out
+
+
+#: the softening the released file's encoder leaves on a small face (Gaussian sigma, pixels)
+CODEC_SOFTNESS = 0.7
+
+
+def encoded_look(frame: np.ndarray, box: Sequence[float], sigma: float = CODEC_SOFTNESS) -> np.ndarray:
+    """A copy of ``frame`` with the face in ``box`` (and as much again around it) softened as the
+    encoder softens it. A swap's new identity at 40-60 px is in its finest detail, which the encoder
+    rounds away: rendered 0.22-0.31 from again.mkv's patient at 48 px, SFace put the released face at
+    0.26-0.36 (0.36-0.45 with this softening), so a swap that cleared the guard's margin as rendered
+    was the patient in the released file."""
+    import cv2
+
+    out = frame.copy()
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    a, b = int(max(0, np.floor(x0 - w))), int(max(0, np.floor(y0 - h)))
+    c, d = int(min(frame.shape[1], np.ceil(x1 + w))), int(min(frame.shape[0], np.ceil(y1 + h)))
+    if c > a and d > b:
+        out[b:d, a:c] = cv2.GaussianBlur(frame[b:d, a:c], (0, 0), sigma)
     return out
 
 
 def first_clear(
-    recognizers: Mapping[str, Any], reference: Any, renderings: Iterable[tuple[str, np.ndarray]], margin: float = GUARD_MARGIN
+    recognizers: Mapping[str, Any],
+    reference: Any,
+    renderings: Iterable[tuple[str, np.ndarray]],
+    margin: float = GUARD_MARGIN,
+    box: Sequence[float] | None = None,
 ) -> tuple[str, np.ndarray, bool]:
     """(method, frame, clear): the first of ``renderings`` (method, frame; rendered lazily, weakest
     first) that stays ``margin`` clear of every recognizer's threshold; where none does, the one that
     stays farthest from it (the last of a chain is not always the safest: at 20-50 px a light blur
-    can bring a swap nearer the original for dlib), with ``clear`` False."""
+    can bring a swap nearer the original for dlib), with ``clear`` False. ``box``: the face's, to
+    judge each rendering as encoded too (:func:`clearance`)."""
     best: tuple[float, str, np.ndarray] | None = None
     for method, out in renderings:
-        value = clearance(recognizers, reference, out)
+        value = clearance(recognizers, reference, out, box)
         if value >= margin:
             return method, out, True
         if best is None or value > best[0]:
@@ -339,7 +370,7 @@ class SizeAwareAnonymizer:
         from clinrelease.verify.reid import FaceReference
 
         planned = SWAP if plain else UPSCALED_SWAP
-        method, out, clear = first_clear(self.methods.guard, FaceReference(original, face), self._renderings(frame, face, plain))
+        method, out, clear = first_clear(self.methods.guard, FaceReference(original, face), self._renderings(frame, face, plain), box=face.box)
         if method != planned or not clear:
             self.methods.by_track.setdefault(face.track_id, {})[face.frame_index] = method
             self.methods.guarded.setdefault(face.track_id, []).append(face.frame_index)
