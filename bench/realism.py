@@ -18,10 +18,11 @@ For each shared clip, each profile's swap (its anonymizer settings and face rule
 
 The realism figures are :func:`clinrelease.verify.realism.verify_realism`, the release's own check.
 ``--sheet`` writes one zoomed contact sheet per profile (rows: clips, columns: the original and
-each key, a few frames each) to look at.
+each key, a few frames each) to look at; ``--diagnose`` one face per clip and key taken apart
+(original | patient warp | surrogate | blend weight | release), to see where a flaw comes from.
 
     .venv/bin/python bench/realism.py [--frames 30] [--sample 3] [--keys 5] [--profiles pd_gait,pd_motor,pd_face]
-        [--clips again,book] [--sheet] [--out bench/out]
+        [--clips again,book] [--sheet] [--diagnose] [--out bench/out]
 """
 
 from __future__ import annotations
@@ -105,6 +106,28 @@ def blend_band(swap, frame, face) -> np.ndarray | None:
     return band
 
 
+def diagnosis(swap, frame: np.ndarray, face, released: np.ndarray, size: int = 200) -> np.ndarray | None:
+    """One face taken apart, zoomed: the original | the patient's own pixels as the swap warps them |
+    the surrogate's texture as warped (before its colour match) | the blend weight | the release.
+    What a torn or over-drawn face comes from shows in one of the middle three."""
+    planned, _ = swap.plans(frame, [face])
+    if not planned:
+        return None
+    plan, surrogate = planned[0]
+    x0, y0, x1, y1 = plan.region
+
+    def placed(patch: np.ndarray) -> np.ndarray:
+        out = frame.copy()
+        out[y0:y1, x0:x1][plan.inside] = patch[plan.inside]
+        return out
+
+    patient = cv2.remap(frame, plan.map_patient, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    texture = cv2.remap(surrogate.texture, plan.map_surrogate, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = np.zeros_like(frame)
+    alpha[y0:y1, x0:x1] = (255 * plan.alpha).astype(np.uint8)[..., None]
+    return np.hstack([zoom(f, face.box, size) for f in (frame, placed(patient), placed(texture), alpha, released)])
+
+
 def deidentified(orig: np.ndarray, anon: np.ndarray, box: np.ndarray, ref: dict) -> tuple[bool, bool] | None:
     """(dlib says another person, SFace says another person) for one frame; None without a face."""
     out = []
@@ -152,6 +175,7 @@ def main() -> None:
     ap.add_argument("--clips", default="", help="clip names (default: every shared ASL clip)")
     ap.add_argument("--sheet", action="store_true", help="write zoomed contact sheets per profile")
     ap.add_argument("--sheet-frames", type=int, default=3)
+    ap.add_argument("--diagnose", action="store_true", help="write one face per clip and key taken apart (see diagnosis()) per profile")
     ap.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE", help="a swap setting (float) on top of each profile's")
     ap.add_argument("--pool", default="", help="donor source instead of the profile's: default, openpeople, generator or a folder")
     ap.add_argument("--first", action="store_true", help="judge each key's first surrogate, not the one the release's screening takes")
@@ -165,7 +189,7 @@ def main() -> None:
     if not clips:
         sys.exit(f"no shared clips under {SHARED_MEDIA / 'asl'}")
     profiles = [with_swap(load_profile(p), args.swap, args.pool) for p in args.profiles.split(",")]
-    rows, sheets = [], {p.name: [] for p in profiles}
+    rows, sheets, diagnoses = [], {p.name: [] for p in profiles}, {p.name: [] for p in profiles}
     header = (
         f"{'clip':<8} {'profile':<9} {'key':>3} {'cnt':>3}  {'lift':>6} {'eye r':>6} {'open':>6} {'score':>6} {'mesh':>5} "
         f"{'dE+':>6} {'seam':>5} {'dlib':>5} {'sface':>5} {'flick':>5}"
@@ -235,6 +259,10 @@ def main() -> None:
                     flush=True,
                 )
                 tiles.append([zoom(out[i], boxes[i]) for i in show])
+                if args.diagnose and show:
+                    panel = diagnosis(swap, frames[show[0]], patient.faces[show[0]], out[show[0]])
+                    if panel is not None:
+                        diagnoses[profile.name].append(panel)
             if args.sheet and show:
                 # one row per shown frame: the original, then each key's release
                 sheets[profile.name].append(np.vstack([np.hstack([col[f] for col in tiles]) for f in range(len(show))]))
@@ -252,6 +280,11 @@ def main() -> None:
         if worst:
             print(f"    lowest de-identified fraction of any clip and key: {min(worst):.0%}")
     (args.out / f"realism{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    for name, panels in diagnoses.items():
+        if panels:
+            path = args.out / f"realism_diagnose_{name}{args.tag}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(np.vstack(panels), cv2.COLOR_RGB2BGR))
+            print(f"faces taken apart ({name}; rows: clips x keys; original | patient warp | surrogate | alpha | release): {path}")
     if args.sheet:
         for name, blocks in sheets.items():
             if not blocks:
