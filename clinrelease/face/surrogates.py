@@ -20,7 +20,7 @@ from clinrelease.crypto.kdf import derive
 from clinrelease.errors import ConfigError, MissingModelError
 from clinrelease.face.geometry import WarpMaps, apply_affine, fit_similarity, ring_points, triangulate, warp_maps
 from clinrelease.face.landmarks import frontal_shape, mesh_indices, upright_rotation
-from clinrelease.face.skin import clean_texture, skin_weight, usable_skin
+from clinrelease.face.skin import clean_texture, feature_region, skin_mask, skin_weight, usable_skin
 from clinrelease.face.params import SwapParams
 
 #: side of the square surrogate texture, pixels
@@ -109,8 +109,6 @@ class Surrogate:
         oval and past it (the forehead up to the hairline), 0 on hair and background."""
         import cv2
 
-        from clinrelease.face.skin import feature_region, skin_mask
-
         keep = skin_mask(self.texture, self.landmarks, within_oval=False) | feature_region(self.texture.shape[:2], self.landmarks)
         return cv2.GaussianBlur(keep.astype(np.float32), (0, 0), 1.5)
 
@@ -145,7 +143,7 @@ class Surrogate:
             sigma = float(np.hypot(0.5 * np.sqrt(m * m - 1.0), 0.25 * soft * 2.0 ** (texels / 4.0)))
             texture = cv2.GaussianBlur(self.texture, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
             blurred = Surrogate(texture, self.landmarks, self.donor_ids, self.digest)
-            blurred.__dict__.update(ring=self.ring, triangles=self.triangles, skin=self.skin)
+            blurred.__dict__.update(ring=self.ring, triangles=self.triangles)
             self._prefiltered[(level, soft, texels)] = blurred
         return self._prefiltered[(level, soft, texels)]
 
