@@ -127,8 +127,7 @@ def exaggerated(offset: np.ndarray, neutral: np.ndarray, gain: float) -> np.ndar
     if gain == 1.0:
         return offset
     points = np.concatenate([np.asarray(neutral, np.float64), np.ones((len(neutral), 1))], axis=1)
-    mesh = slice(0, 468)  # the face points; the irises move with gaze
-    coef, *_ = np.linalg.lstsq(points[mesh], np.asarray(offset, np.float64)[mesh], rcond=None)
+    coef, *_ = np.linalg.lstsq(points[FIT_POINTS], np.asarray(offset, np.float64)[FIT_POINTS], rcond=None)
     affine = points @ coef
     return (offset + (gain - 1.0) * (offset - affine)).astype(np.float32)
 
