@@ -52,6 +52,7 @@ class SwapParams:
     lighting: float = _param(0.12, 0.0, what="scale of the patient's shading field put onto the surrogate (face heights)")
     small_face_boost: float = _param(0.5, 0.0, what="extra identity offset for small faces")
     mouth_reach: float = _param(0.0, 0.0, 0.5, what="how far around the lips the patient's own shape is kept (face heights)")
+    detail_reach: float = _param(0.0, 0.0, 0.5, what="neighbourhood over which the surrogate's features are toned to the patient's own (face heights; 0: one gain for the whole face)")
 
 
 #: parameters any anonymizer's profile may carry: what they are (the release reads them, not the anonymizer)

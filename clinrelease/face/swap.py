@@ -307,6 +307,7 @@ def plan_face(
     lighting: float = 0.0,
     occluders: Sequence[np.ndarray] = (),
     lids: dict[str, float] | None = None,
+    detail: float = 0.0,
 ) -> FacePlan | None:
     """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``.
 
@@ -323,6 +324,9 @@ def plan_face(
         its own pixels there and they are left out of the colour statistics.
     lids:
         Share of each eye's lids the frame keeps (:func:`lid_share`, by eye group); all of them when None.
+    detail:
+        Neighbourhood (fraction of the face height) over which the surrogate's detail is toned to
+        the patient's own; 0 tones it by one gain for the whole face.
     """
     import cv2
 
@@ -371,7 +375,7 @@ def plan_face(
         inside = inside & ~front
         alpha = alpha * _ramp_inside(~front, 1.5).astype(np.float32)
         stats &= ~front
-    return FacePlan(maps.region, inside, maps.maps[0], map_patient, alpha, stats, float(lighting * face_h))
+    return FacePlan(maps.region, inside, maps.maps[0], map_patient, alpha, stats, float(lighting * face_h), float(detail * face_h))
 
 
 def own_face_statistics(plan: FacePlan, frame: np.ndarray, new_mesh: np.ndarray) -> FacePlan:
@@ -513,7 +517,13 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
         shade_p = normalized_blur(pat, plan.stats, plan.lighting_sigma, around=mu_p)
         detail_s, detail_p = sur - shade_s, pat - shade_p
         rms = lambda d: float(np.sqrt(np.mean(np.square(d[plan.stats] @ LUMA))))  # noqa: E731
-        sur = shade_p + detail_gain(rms(detail_s), rms(detail_p)) * detail_s
+        gain = detail_gain(rms(detail_s), rms(detail_p))
+        if plan.detail_sigma >= 1.0:
+            # each feature as contrasted as the patient's own in its neighbourhood, never more than
+            # the face's contrast as a whole allows (see SwapAnonymizer's detail_reach)
+            energy = lambda d: np.sqrt(normalized_blur(np.square(d @ LUMA)[..., None], plan.stats, plan.detail_sigma, around=rms(d) ** 2)[..., 0])  # noqa: E731
+            gain = detail_gain(energy(detail_s), energy(detail_p), ceiling=gain)[..., None]
+        sur = shade_p + gain * detail_s
     a = plan.alpha[..., None]
     out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)
     patch = frame[y0:y1, x0:x1]
@@ -564,6 +574,13 @@ class SwapAnonymizer:
         :data:`SMALL_FACE_PX` tall gets the local part of its shape offset scaled up, to
         ``1 + small_face_boost`` at half that height (small faces carry little texture, so shape must
         do more of the work; see :func:`exaggerated`).
+    detail_reach:
+        Neighbourhood (fraction of the face height) over which the surrogate's features (brows, lash
+        lines, nostrils) are toned to the patient's own, so a faint brow on a soft video stays faint;
+        0 (the default) tones the whole face by one gain. Off by default because it costs
+        de-identification margin: on the shared clips at 0.05 SFace matched the patient on some
+        frames of two clips that one gain for the face kept clear (``bench/realism.py --swap
+        detail_reach=0.05``).
     mouth_reach:
         How far around the lips (fraction of the face height) the patient's own shape is kept, so
         the surrogate's smiling cheeks do not turn the mouth corners up; 0 keeps only the lips
@@ -594,6 +611,7 @@ class SwapAnonymizer:
     lighting: float = SwapParams.lighting
     small_face_boost: float = SwapParams.small_face_boost
     mouth_reach: float = SwapParams.mouth_reach
+    detail_reach: float = SwapParams.detail_reach
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -604,6 +622,7 @@ class SwapAnonymizer:
         check_swap_arguments(
             k=self.k, identity_strength=self.identity_strength, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude,
             reach=self.reach, lighting=self.lighting, small_face_boost=self.small_face_boost, mouth_reach=self.mouth_reach,
+            detail_reach=self.detail_reach,
         )  # fmt: skip
         if self.backend not in ("opencv", "torch"):
             raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
@@ -660,7 +679,8 @@ class SwapAnonymizer:
             new = swapped_geometry(face.landmarks, state.neutral, state.offset, float(self.identity_strength))
             lids = {group: lid_share(face.landmarks, state.neutral, group) for group in EYE_LIDS}
             plan = plan_face(
-                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders, lids=lids
+                face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders, lids=lids,
+                detail=self.detail_reach,
             )
             if plan is None:
                 fallback.append(face)

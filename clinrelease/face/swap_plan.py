@@ -24,6 +24,7 @@ class FacePlan:
     alpha: np.ndarray  # (h, w) float32, weight of the surrogate
     stats: np.ndarray  # (h, w) bool, skin pixels used for the colour match
     lighting_sigma: float = 0.0  # pixels; Gaussian scale of the shading field taken from the patient
+    detail_sigma: float = 0.0  # pixels; neighbourhood of the per-pixel detail gain (0: one gain for the face)
 
 
 #: luma weights splitting a colour change into brightness and colour difference (the composites' own)
@@ -51,7 +52,10 @@ def colour_transfer(luma_gain: float, chroma_gain: float) -> np.ndarray:
 DETAIL_GAIN = (0.4, 1.0)
 
 
-def detail_gain(surrogate_rms: float, patient_rms: float) -> float:
+def detail_gain(surrogate_rms, patient_rms, ceiling: float = DETAIL_GAIN[1]):
     """The gain on the surrogate's detail: the patient's detail over the surrogate's (root mean
-    square brightness, less each one's shading field), within :data:`DETAIL_GAIN`."""
-    return float(np.clip(patient_rms / max(surrogate_rms, 1e-3), *DETAIL_GAIN))
+    square brightness, less each one's shading field), within :data:`DETAIL_GAIN` and at most
+    ``ceiling``. Floats give a float; arrays (NumPy or torch) of local energies give a gain per pixel."""
+    if isinstance(surrogate_rms, float | int):
+        return float(np.clip(patient_rms / max(surrogate_rms, 1e-3), DETAIL_GAIN[0], ceiling))
+    return (patient_rms / surrogate_rms.clip(1e-3, None)).clip(DETAIL_GAIN[0], ceiling)

@@ -27,15 +27,15 @@ def _sample(image, coords, torch):
 
 
 def _shading_field(image, weight, taps, around, torch):
-    """Normalized-convolution low-pass of ``image`` (3, h, w) over ``weight`` (h, w), fading towards
-    ``around`` (3,), as :func:`clinrelease.face.skin.normalized_blur` does (zero padding = OpenCV's
+    """Normalized-convolution low-pass of ``image`` (c, h, w) over ``weight`` (h, w), fading towards
+    ``around`` (c,), as :func:`clinrelease.face.skin.normalized_blur` does (zero padding = OpenCV's
     constant border)."""
     k = torch.from_numpy(taps).to(image.device)
     r = len(taps) // 2
-    x = torch.cat([(image - around[:, None, None]) * weight, weight[None]], dim=0)[:, None]  # (4, 1, h, w)
+    x = torch.cat([(image - around[:, None, None]) * weight, weight[None]], dim=0)[:, None]  # (c + 1, 1, h, w)
     x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
     x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))[:, 0]
-    num, den = x[:3], x[3]
+    num, den = x[:-1], x[-1]
     return num / den.clamp(min=FIELD_SUPPORT) + around[:, None, None]
 
 
@@ -103,7 +103,13 @@ def render_batch(
                 shade_s, shade_p = _shading_field(sur[j], w, taps, mu_p[j], torch), _shading_field(pat[j], w, taps, mu_p[j], torch)
                 detail_s, detail_p = sur[j] - shade_s, pat[j] - shade_p
                 rms = lambda d: float(torch.einsum("c,chw->hw", luma, d)[stats[j]].square().mean().sqrt())  # noqa: E731
-                sur[j] = shade_p + detail_gain(rms(detail_s), rms(detail_p)) * detail_s
+                gain = detail_gain(rms(detail_s), rms(detail_p))
+                if plan.detail_sigma >= 1.0:
+                    # per pixel, as render_plan does
+                    near = gaussian_taps(plan.detail_sigma)
+                    energy = lambda d: _shading_field(torch.einsum("c,chw->hw", luma, d).square()[None], w, near, d.new_tensor([rms(d) ** 2]), torch)[0].sqrt()  # noqa: E731
+                    gain = detail_gain(energy(detail_s), energy(detail_p), ceiling=gain)
+                sur[j] = shade_p + gain * detail_s
         a = alpha.unsqueeze(1)
         blended = (a * sur + (1.0 - a) * pat + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for j, (i, (plan, _)) in enumerate(members):
