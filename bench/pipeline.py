@@ -159,7 +159,7 @@ def child_verify(clip: Path, repeat: int, max_frames: int, tmp: Path, detect_eve
         spent, results = {}, {}
         for name in plan_checks(plan, analysis, prefetch=None):
             # the frame endpoints read the realism report of the check run before them
-            fn, sides = plan_checks(plan, analysis, realism=results.get("realism"), prefetch=None)[name]
+            fn, sides, _ = plan_checks(plan, analysis, realism=results.get("realism"), prefetch=None)[name]
             start = time.perf_counter()
             results[name] = fn(*[orig() if side == ORIGINAL else output.frames() for side in sides])
             spent[name] = time.perf_counter() - start

@@ -38,7 +38,7 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     from clinrelease.verify.decision import checks_for, report_figures
     from clinrelease.verify.leaks import scan_bytes
     from clinrelease.verify.ocr import TextScan
-    from clinrelease.verify.walk import ORIGINAL, RELEASED, verify_frames
+    from clinrelease.verify.walk import ORIGINAL, POSE, RECOGNIZERS, RELEASED, verify_frames
 
     item, ctx, record = work.item, work.ctx, work.record
     profile = ctx.profile()
@@ -150,7 +150,8 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     # the patient's frames blurred on purpose carry no swap for the realism check to judge
     skip = methods.blurred_frames(analysis.patient.track_id) if faces_on and analysis.patient else frozenset()
     plan = walk_plan(verify, analysis, info.fps, clean_text, realism_skip=skip)
-    sheet = {"contact_sheet": (lambda o, r: visuals(work, zip(o, r), written.frames, analysis, verify), (ORIGINAL, RELEASED))}
+    # the sheet draws the pose and embeds faces for the gallery
+    sheet = {"contact_sheet": (lambda o, r: visuals(work, zip(o, r), written.frames, analysis, verify), (ORIGINAL, RELEASED), {POSE, RECOGNIZERS})}
     # one decode of each video feeds every check (and the contact sheet's picks)
     walked = time.perf_counter()
     reports, _, _, seconds = verify_frames(source.frames(), output.frames(), analysis, plan, extra=sheet)

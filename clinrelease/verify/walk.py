@@ -3,10 +3,13 @@ from that one walk.
 
 Each check stays the plain function it is (``verify_reid(original_frames, released_frames, ...)``,
 ``scan_text(released_frames, ...)``): the walk runs it on its own thread over views of the walk's
-frames, and hands control to one check at a time, frame by frame. So the checks never run at the
-same moment (the shared models — mediapipe graphs, the recognizers — are not thread-safe, and
-their results stay what a check run alone gives), memory holds a bounded window of frames however
-long the video is, and each video is decoded once, ahead of the checks on a thread of its own.
+frames and hands each frame to every check. A check names the shared models it calls (``uses``:
+the pose graph, the face mesh, the recognizers — none of them thread-safe); checks that share none
+may work on a frame at the same moment (up to ``lanes`` of them, one per core: a check is started
+on the frame as soon as a lane is free and no running check shares its models), checks that share
+one, or that name nothing, never do. Their results stay what a check run alone gives,
+memory holds a bounded window of frames however long the video is, and each video is decoded once,
+ahead of the checks on a thread of its own.
 
 A check that stops reading early (the contact sheet needs the first few picks only) is simply fed
 no more. A check's exception is raised by :meth:`FrameWalk.run` after the walk, or at once when
@@ -16,6 +19,7 @@ walking them alone would raise).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -43,13 +47,21 @@ class _Check:
     fn: Callable[..., Any]
     sides: tuple[str, ...]
     inbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=1))
-    outbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=1))
+    #: where the check reports (the walk's one queue: (check, kind, value))
+    outbox: queue.Queue = field(default_factory=queue.Queue)
     buffers: dict[str, deque] = field(default_factory=lambda: {ORIGINAL: deque(), RELEASED: deque()})
     ended: bool = False
     finished: bool = False
     result: Any = None
     error: BaseException | None = None
+    #: the shared models the check calls; None: it may share anything, so it runs alone
+    uses: frozenset[str] | None = None
+    #: the check's own working time (on its thread, from a frame handed to it to its asking for the next)
     seconds: float = 0.0
+    _since: float = 0.0
+
+    def conflicts(self, other: _Check) -> bool:
+        return self.uses is None or other.uses is None or bool(self.uses & other.uses)
 
     def view(self, side: str) -> Iterable[Any]:
         """The frames of ``side`` as this check's thread sees them."""
@@ -60,8 +72,10 @@ class _Check:
                 continue
             if self.ended:
                 return
-            self.outbox.put(("want", None))
+            self.seconds += time.perf_counter() - self._since
+            self.outbox.put((self, "want", None))
             item = self.inbox.get()
+            self._since = time.perf_counter()
             if item is _END:
                 self.ended = True
                 return
@@ -77,16 +91,16 @@ class _Check:
                 self.buffers[other].clear()
 
     def body(self) -> None:
+        self._since = time.perf_counter()
         try:
-            self.outbox.put(("done", self.fn(*(self.view(side) for side in self.sides))))
+            outcome = ("done", self.fn(*(self.view(side) for side in self.sides)))
         except BaseException as exc:  # noqa: BLE001 - handed to the walk, raised there
-            self.outbox.put(("failed", exc))
+            outcome = ("failed", exc)
+        self.seconds += time.perf_counter() - self._since
+        self.outbox.put((self, *outcome))
 
-    def wait(self) -> None:
-        """Let the check run until it wants the next frame or is done."""
-        start = time.perf_counter()
-        kind, value = self.outbox.get()
-        self.seconds += time.perf_counter() - start
+    def reported(self, kind: str, value: Any) -> None:
+        """The check wants its next frame (``want``), or is ``done`` or ``failed``."""
         if kind == "done":
             self.finished, self.result = True, value
         elif kind == "failed":
@@ -98,24 +112,27 @@ class FrameWalk:
 
     ``original`` and ``released`` are frame iterables (``VideoSource.frames()`` or the source
     itself); a side no check reads is not decoded at all. ``depth`` frames per video are decoded
-    ahead of the checks.
+    ahead of the checks; at most ``lanes`` checks work at one moment (default: the CPU count, up to 4).
     """
 
-    def __init__(self, original: Iterable[Any] | None, released: Iterable[Any] | None, depth: int = 4) -> None:
+    def __init__(self, original: Iterable[Any] | None, released: Iterable[Any] | None, depth: int = 4, lanes: int | None = None) -> None:
         self.original, self.released, self.depth = original, released, depth
+        self.lanes = max(1, lanes if lanes is not None else min(4, os.cpu_count() or 1))
         self._checks: list[_Check] = []
         #: seconds per check (its own work) and waiting for the decoders, after run()
         self.seconds: dict[str, float] = {}
 
-    def add(self, name: str, fn: Callable[..., Any], sides: Iterable[str] = (ORIGINAL, RELEASED)) -> None:
+    def add(self, name: str, fn: Callable[..., Any], sides: Iterable[str] = (ORIGINAL, RELEASED), uses: Iterable[str] | None = None) -> None:
         """``fn`` gets one frame iterable per side, in the order of ``sides``; its return value is
-        the check's result under ``name``."""
+        the check's result under ``name``. ``uses`` names the shared models ``fn`` calls (see the
+        module docstring); a check that names none (``()``) calls only models of its own, and one
+        left at None runs alone."""
         sides = tuple(sides)
         if not sides or any(s not in (ORIGINAL, RELEASED) for s in sides):
             raise ValueError(f"check {name}: sides must be {ORIGINAL!r} and/or {RELEASED!r}, got {sides}")
         if any(c.name == name for c in self._checks):
             raise ValueError(f"check {name} is already registered")
-        self._checks.append(_Check(name, fn, sides))
+        self._checks.append(_Check(name, fn, sides, uses=None if uses is None else frozenset(uses)))
 
     def later(self, name: str) -> Any:
         """A stand-in for check ``name``'s result, for a check registered after it that reads the
@@ -139,9 +156,24 @@ class FrameWalk:
                 if frames is None:
                     raise ValueError(f"a check reads the {side} video, but the walk has none")
                 streams[side] = threaded(frames, depth=self.depth, name=f"decode-{side}")
+        reports: queue.Queue = queue.Queue()
+
+        def wait() -> _Check:
+            """The next check to report, once it has run until it wants a frame or is done."""
+            check, kind, value = reports.get()
+            check.reported(kind, value)
+            return check
+
+        def one_at_a_time(item: Any) -> None:
+            for check in self._checks:
+                if not check.finished:
+                    check.inbox.put(item)
+                    wait()
+
         for check in self._checks:
+            check.outbox = reports
             threading.Thread(target=check.body, name=f"clinrelease-check-{check.name}", daemon=True).start()
-            check.wait()
+            wait()
         decode = 0.0
         try:
             pairs = self._pairs(streams)
@@ -149,18 +181,21 @@ class FrameWalk:
                 start = time.perf_counter()
                 item = next(pairs, _END)
                 decode += time.perf_counter() - start
-                for check in self._checks:
-                    if not check.finished:
-                        check.inbox.put(item)
-                        check.wait()
                 if item is _END:
+                    # in order: a check may read an earlier one's result once its frames have ended (later())
+                    one_at_a_time(item)
                     break
+                pending, running = [c for c in self._checks if not c.finished], []
+                while pending or running:
+                    for check in list(pending):
+                        if len(running) < self.lanes and not any(check.conflicts(r) for r in running):
+                            pending.remove(check)
+                            running.append(check)
+                            check.inbox.put(item)
+                    running.remove(wait())
         except BaseException:
             # the videos differ in length, or a decoder failed: every waiting check stops, this error is raised
-            for check in self._checks:
-                if not check.finished:
-                    check.inbox.put(_Aborted())
-                    check.wait()
+            one_at_a_time(_Aborted())
             raise
         finally:
             for stream in streams.values():
@@ -228,8 +263,15 @@ class WalkPlan:
     text_min_score: float = 0.5
 
 
-def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | None = 0) -> dict[str, tuple[Callable[..., Any], tuple[str, ...]]]:
-    """``plan``'s checks as name -> (function of the frames of ``sides``, sides), in walk order.
+#: the shared models a check calls (:meth:`FrameWalk.add`'s ``uses``)
+POSE, FACE_MESH, RECOGNIZERS = "pose", "face mesh", "recognizers"
+
+Checks = dict[str, tuple[Callable[..., Any], tuple[str, ...], frozenset[str]]]
+
+
+def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | None = 0) -> Checks:
+    """``plan``'s checks as name -> (function of the frames of ``sides``, sides, shared models it
+    calls), in walk order.
 
     ``realism`` is the realism report the frame endpoints read (a walk's :meth:`FrameWalk.later`
     proxy, or the report of a realism check run before); ``prefetch`` is the decode-ahead of the
@@ -238,7 +280,7 @@ def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | N
     """
     from clinrelease.verify.endpoints import ENDPOINTS
 
-    checks: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
+    checks: Checks = {}
     both = (ORIGINAL, RELEASED)
     faces = analysis is not None
     ahead = {} if prefetch is None else {"prefetch": prefetch}
@@ -248,37 +290,48 @@ def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | N
         checks["reid"] = (lambda o, r: verify_reid(
             o, r, analysis, recognizers=list(plan.recognizers), sample_every=plan.sample_every, model_dir=plan.model_dir,
             residual_recognizer=plan.residual_recognizer, **ahead,
-        ), both)  # fmt: skip
+        ), both, frozenset({RECOGNIZERS}))  # fmt: skip
     if faces and plan.residual_faces:
         from clinrelease.face.pipeline import residual_faces
 
-        checks["residual_faces"] = (lambda r: residual_faces(r, analysis, **ahead), (RELEASED,))
+        # its detectors are built per thread (shared_detector)
+        checks["residual_faces"] = (lambda r: residual_faces(r, analysis, **ahead), (RELEASED,), frozenset())
     if plan.keypoints:
         from clinrelease.verify.keypoints import verify_keypoints
 
-        checks["keypoints"] = (lambda o, r: verify_keypoints(o, r, sample_every=plan.sample_every, face=plan.face, person=plan.person), both)
+        checks["keypoints"] = (
+            lambda o, r: verify_keypoints(o, r, sample_every=plan.sample_every, face=plan.face, person=plan.person), both, frozenset({POSE, FACE_MESH})
+        )
     if faces and plan.realism:
         from clinrelease.verify.realism import verify_realism
 
-        checks["realism"] = (lambda o, r: verify_realism(o, r, analysis, sample_every=plan.sample_every, skip=plan.realism_skip), both)
+        checks["realism"] = (
+            lambda o, r: verify_realism(o, r, analysis, sample_every=plan.sample_every, skip=plan.realism_skip), both, frozenset({FACE_MESH})
+        )
     every = plan.endpoint_sample_every or plan.sample_every
     # endpoints from pose and hands read frames; the face endpoints only the realism series, which is
     # complete once the realism check has finished (so a face-only table is measured after the walk)
     if {ENDPOINTS[n].group for n in plan.endpoints if n in ENDPOINTS} - {"face"}:
         from clinrelease.verify.endpoints import verify_endpoints
 
-        checks["endpoints"] = (lambda o, r: verify_endpoints(o, r, plan.fps, plan.endpoints, sample_every=every, realism=realism), both)
+        # hand trackers of its own; the pose graph for gait
+        groups = {ENDPOINTS[n].group for n in plan.endpoints if n in ENDPOINTS}
+        checks["endpoints"] = (
+            lambda o, r: verify_endpoints(o, r, plan.fps, plan.endpoints, sample_every=every, realism=realism), both,
+            frozenset({POSE} if "gait" in groups else ()),
+        )  # fmt: skip
     if plan.text_every:
         from clinrelease.verify.ocr import scan_text
 
-        checks["text"] = (lambda r: scan_text(r, sample_every=plan.text_every, min_score=plan.text_min_score), (RELEASED,))
+        checks["text"] = (lambda r: scan_text(r, sample_every=plan.text_every, min_score=plan.text_min_score), (RELEASED,), frozenset({"ocr"}))
     return checks
 
 
 def verify_frames(original: Iterable[Any], released: Iterable[Any], analysis, plan: WalkPlan, extra: dict[str, tuple] | None = None):
     """Run ``plan``'s checks on one walk of the two videos.
 
-    ``extra`` adds the caller's own checks: name -> (function, sides), as :meth:`FrameWalk.add`.
+    ``extra`` adds the caller's own checks: name -> (function, sides[, shared models]), as
+    :meth:`FrameWalk.add` (without the models named, the check runs alone).
     Returns the :class:`~clinrelease.verify.decision.ItemReports` (leaks and gallery not filled),
     the residual-face frame list (None when that check did not run), the extra checks' results
     and the seconds each check and the decoders took.
@@ -289,8 +342,8 @@ def verify_frames(original: Iterable[Any], released: Iterable[Any], analysis, pl
     realism = analysis is not None and plan.realism
     checks = plan_checks(plan, analysis, walk.later("realism") if realism else None, prefetch=0)
     framed = "endpoints" in checks
-    for name, (fn, sides) in {**checks, **(extra or {})}.items():
-        walk.add(name, fn, sides)
+    for name, (fn, sides, *uses) in {**checks, **(extra or {})}.items():
+        walk.add(name, fn, sides, uses=uses[0] if uses else None)
     results = walk.run()
     if plan.endpoints and not framed:
         from clinrelease.verify.endpoints import verify_endpoints

@@ -122,7 +122,15 @@ def test_a_failing_check_is_raised_after_the_others_finish(pair):
     assert len(finished) == 1  # the other check saw every frame
 
 
-def test_checks_take_turns_never_running_at_once(pair):
+@pytest.mark.parametrize(
+    "uses, lanes",
+    [(({"pose"}, {"pose"}), 2), ((None, ()), 2), (((), None), 2), (({"pose"}, {"recognizers"}), 1)],
+    ids=["one model", "undeclared", "undeclared second", "one lane"],
+)
+def test_checks_that_share_a_model_take_turns(pair, uses, lanes):
+    """mediapipe graphs and the recognizers are not thread-safe: two checks that call one of them,
+    or a check that does not say what it calls, never work at the same moment; with one lane no
+    two checks do."""
     lock = threading.Lock()
     overlaps = []
 
@@ -136,11 +144,36 @@ def test_checks_take_turns_never_running_at_once(pair):
             finally:
                 lock.release()
 
-    walk = FrameWalk(open_video(pair[0]).frames(), open_video(pair[1]).frames())
-    walk.add("a", busy, sides=(ORIGINAL,))
-    walk.add("b", busy, sides=(RELEASED,))
+    walk = FrameWalk(open_video(pair[0]).frames(), open_video(pair[1]).frames(), lanes=lanes)
+    walk.add("a", busy, sides=(ORIGINAL,), uses=uses[0])
+    walk.add("b", busy, sides=(RELEASED,), uses=uses[1])
     walk.run()
     assert overlaps == []
+
+
+def test_checks_of_different_models_work_on_a_frame_at_the_same_moment(pair):
+    """On two cores a verification pass ran one check at a time, one core idle: checks that share
+    no model now work side by side, each still seeing every frame once."""
+    meet = threading.Barrier(2, timeout=20)
+    seen = {}
+
+    def together(name):
+        def check(frames):
+            count = 0
+            for index, _ in enumerate(frames):
+                if index < 3:
+                    meet.wait()  # both checks hold frame ``index`` at once, or this times out
+                count += 1
+            seen[name] = count
+            return count
+        return check
+
+    walk = FrameWalk(open_video(pair[0]).frames(), open_video(pair[1]).frames(), lanes=2)
+    walk.add("pose", together("pose"), sides=(ORIGINAL,), uses={"pose"})
+    walk.add("recognizers", together("recognizers"), sides=(RELEASED,), uses={"recognizers"})
+    walk.add("mesh", lambda o, r: sum(1 for _ in zip(o, r)), uses={"face mesh", "pose"})
+    assert walk.run() == {"pose": FRAMES, "recognizers": FRAMES, "mesh": FRAMES}
+    assert all(walk.seconds[name] > 0 for name in ("pose", "recognizers", "mesh"))
 
 
 def test_walk_holds_a_bounded_window_of_frames_however_long_the_video():
