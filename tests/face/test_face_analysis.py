@@ -229,3 +229,39 @@ def test_the_trace_back_keeps_no_more_frames_than_its_memory_budget_allows(monke
     middle, at = _classroom_middle_row(monkeypatch, budget=3)
     first = min(middle.faces)
     assert 0 < first < 8 and first == 8 - DEFAULT_DETECT_EVERY and at(middle, first)
+
+
+def test_hands_are_searched_beside_the_face_models_with_what_an_inline_search_finds(monkeypatch):
+    """The hand graph took a third of the analysis of a pd_motor clip, run after the face models
+    on every frame. It runs on a thread of its own now, beside them, on the same frames in the
+    same order (its tracker carries state from frame to frame), so it finds the same hands."""
+    import threading
+
+    from _face_helpers import clip_frames
+    from _verify_helpers import require_media
+
+    from clinrelease.face import occlusion
+
+    frames = list(clip_frames(str(require_media("asl/bird.mkv")), 30))[10:]
+    calls = []
+    outlines_of = occlusion.HandFinder.outlines
+
+    def recorded(self, frame):
+        found = outlines_of(self, frame)
+        calls.append((threading.current_thread().name, next(i for i, f in enumerate(frames) if f is frame), found))
+        return found
+
+    monkeypatch.setattr(occlusion.HandFinder, "outlines", recorded)
+    analysis = analyze_faces(frames, patient_rule="largest", min_face_px=32, hands=True, prefetch=0)
+    monkeypatch.setattr(occlusion.HandFinder, "outlines", outlines_of)
+    assert calls and all(name.startswith("clinrelease-hands") for name, _, _ in calls)
+    indices = [i for _, i, _ in calls]
+    assert indices == sorted(set(indices)) == sorted(analysis.patient.faces)
+    inline = occlusion.HandFinder()
+    try:
+        for _, index, found in calls:
+            again = inline.outlines(frames[index])
+            assert len(again) == len(found) and all(np.array_equal(a, b) for a, b in zip(again, found)), index
+    finally:
+        inline.close()
+    assert any(face.occluders for face in analysis.patient.faces.values())
