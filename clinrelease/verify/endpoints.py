@@ -541,9 +541,11 @@ def collect_landmarks(
     need_pose, need_hands = "gait" in groups, bool(groups & {"tapping", "tremor"})
     if need_pose or need_hands:
         from clinrelease.face.occlusion import HandFinder
-        from clinrelease.verify.keypoints import pose_detector
+        from clinrelease.verify.keypoints import PoseDetector
 
-        detect = pose_detector() if need_pose else None
+        # a pose graph of its own (static-image mode: the points the shared one gives), so the
+        # verification walk runs this check beside the keypoint check
+        detect = PoseDetector() if need_pose else None
         # one tracker per series: the hand tracker carries state from frame to frame
         finders = (HandFinder(), HandFinder(), HandFinder()) if need_hands else None
         original.repeat = Landmarks(fps)
@@ -568,6 +570,8 @@ def collect_landmarks(
         finally:
             for finder in finders or ():
                 finder.close()
+            if detect is not None:
+                detect.close()
     if "face" in groups and realism is not None:
         for row in realism.per_frame:
             original.face.append(face_row(row.frame, row.eye_original, row.mouth_original, row.brow_original, row.smile_original))

@@ -112,6 +112,10 @@ class PoseDetector:
         vis = np.where(inside, vis, 0.0)  # points off-frame are guesses, never ground truth
         return Pose(points, vis, float(vis.mean()))
 
+    def close(self) -> None:
+        """Release the mediapipe graph."""
+        self._pose.close()
+
     def in_box(self, frame: np.ndarray, box: np.ndarray) -> Pose | None:
         """The pose of the person in ``box`` (x0, y0, x1, y1): the model run on that crop only and
         its points put back in frame pixels (top-down: one person per crop, as a multi-person

@@ -314,12 +314,10 @@ def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | N
     if {ENDPOINTS[n].group for n in plan.endpoints if n in ENDPOINTS} - {"face"}:
         from clinrelease.verify.endpoints import verify_endpoints
 
-        # hand trackers of its own; the pose graph for gait
-        groups = {ENDPOINTS[n].group for n in plan.endpoints if n in ENDPOINTS}
+        # hand trackers and a pose graph of its own
         checks["endpoints"] = (
-            lambda o, r: verify_endpoints(o, r, plan.fps, plan.endpoints, sample_every=every, realism=realism), both,
-            frozenset({POSE} if "gait" in groups else ()),
-        )  # fmt: skip
+            lambda o, r: verify_endpoints(o, r, plan.fps, plan.endpoints, sample_every=every, realism=realism), both, frozenset()
+        )
     if plan.text_every:
         from clinrelease.verify.ocr import scan_text
 

@@ -444,3 +444,24 @@ def test_walking_towards_the_camera_shows_no_stepping_rhythm_and_is_not_judged()
     for name in ("cadence_steps_per_min", "step_time_s", "step_time_cv", "stride_length_bh"):
         assert again[name].status == NOT_MEASURABLE, again[name]
         assert again[name].reason.startswith("not repeatable on the original: cadence ") and "(needs ±2.5%)" in again[name].reason
+
+
+def test_gait_endpoints_read_the_same_pose_as_the_keypoint_check_from_a_graph_of_their_own() -> None:
+    """The endpoints build their own pose graph, so the verification walk runs them beside the
+    keypoint check (both ran the one shared graph, one after the other: half the walking clip's
+    verification time). In static-image mode every frame is judged on its own: the points are the
+    shared graph's, to the last digit."""
+    from _face_helpers import clip_frames
+    from _verify_helpers import require_media
+
+    from clinrelease.verify.keypoints import pose_detector
+
+    frames = list(clip_frames(str(require_media("asl/again.mkv")), 12))
+    original, released = E.collect_landmarks(frames, frames, 30.0, {"gait"}, sample_every=3)
+    shared = pose_detector()
+    assert original.frames == [0, 3, 6, 9]
+    for index, own in zip(original.frames, original.pose):
+        theirs = shared(frames[index])
+        assert own is not None and theirs is not None
+        assert np.array_equal(own.points, theirs.points) and np.array_equal(own.visibility, theirs.visibility)
+    assert all(np.array_equal(a.points, b.points) for a, b in zip(original.pose, released.pose))
