@@ -210,17 +210,27 @@ class FaceDetector:
                 boxes.append(np.array([rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h], np.float32))
         return boxes
 
-    def detect(self, frame: np.ndarray, turns: Sequence[float] = ()) -> list[Detection]:
+    def detect(self, frame: np.ndarray, turns: Sequence[float] = (), *, turn_if_none: bool = False) -> list[Detection]:
         """Faces in one RGB ``uint8`` frame, merged over detectors, largest first.
 
         ``turns`` (degrees): also look in the frame turned by each angle. The detectors are trained
         on nearly upright faces: a head tilted 45 degrees was found in 4 of 10 frames of book.mkv,
-        and a tilt is found where a turn brings it near upright.
+        and a tilt is found where a turn brings it near upright. ``turn_if_none``: look in the
+        turned frames only when the upright frame shows no face (its proposals are made once and
+        merged with the turned ones, as without the flag).
         """
-        h, w = frame.shape[:2]
         props = self.proposals(frame)
+        if turn_if_none and turns:
+            found = self._merged(frame, props)
+            if found:
+                return found
         for angle in turns:
-            props += self._turned_proposals(frame, angle)
+            props = props + self._turned_proposals(frame, angle)
+        return self._merged(frame, props)
+
+    def _merged(self, frame: np.ndarray, props: list[tuple[np.ndarray, float, str, float | None]]) -> list[Detection]:
+        """The proposals clustered into faces: each cluster kept when its detectors agree or one is sure."""
+        h, w = frame.shape[:2]
         props = [p for p in props if p[1] >= self.min_score]
         props.sort(key=lambda p: -p[1])
         clusters: list[list[tuple[np.ndarray, float, str]]] = []

@@ -270,9 +270,7 @@ def _add_detections(
     """Run the merged detector (on the turned frame too where it finds nothing and no track
     follows a face) and add each face not yet found, meshed where possible."""
     with clock.time("detect"):
-        detections = detector.detect(frame)
-        if not detections and not found.boxes and turns:
-            detections = detector.detect(frame, turns)
+        detections = detector.detect(frame, () if found.boxes else turns, turn_if_none=True)
     for det in detections:
         if found.covers(det.box):
             continue  # already followed by its track's mesh
