@@ -197,8 +197,8 @@ def analyze_faces(
     history: collections.deque[tuple[int, np.ndarray]] | None = None
     finder = HandFinder() if hands else None
     hand_outlines: dict[int, list[np.ndarray]] = {}
-    # the hand graph runs on a thread of its own beside the face models (a third of the analysis
-    # time on pd_motor clips); it sees the same frames in the same order as run inline
+    # the hand graph runs on a thread of its own beside the face models, on the same frames in the
+    # same order as run inline (its tracker carries state from frame to frame)
     hand_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clinrelease-hands") if finder is not None else None
 
     def find_hands(frame: np.ndarray) -> list[np.ndarray]:
