@@ -517,12 +517,13 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
         shade_p = normalized_blur(pat, plan.stats, plan.lighting_sigma, around=mu_p)
         detail_s, detail_p = sur - shade_s, pat - shade_p
         rms = lambda d: float(np.sqrt(np.mean(np.square(d[plan.stats] @ LUMA))))  # noqa: E731
-        gain = detail_gain(rms(detail_s), rms(detail_p))
+        rms_s, rms_p = rms(detail_s), rms(detail_p)
+        gain = detail_gain(rms_s, rms_p)
         if plan.detail_sigma >= 1.0:
             # each feature as contrasted as the patient's own in its neighbourhood, never more than
             # the face's contrast as a whole allows (see SwapAnonymizer's detail_reach)
-            energy = lambda d: np.sqrt(normalized_blur(np.square(d @ LUMA)[..., None], plan.stats, plan.detail_sigma, around=rms(d) ** 2)[..., 0])  # noqa: E731
-            gain = detail_gain(energy(detail_s), energy(detail_p), ceiling=gain)[..., None]
+            energy = lambda d, r: np.sqrt(normalized_blur(np.square(d @ LUMA)[..., None], plan.stats, plan.detail_sigma, around=r**2)[..., 0])  # noqa: E731
+            gain = detail_gain(energy(detail_s, rms_s), energy(detail_p, rms_p), ceiling=gain)[..., None]
         sur = shade_p + gain * detail_s
     a = plan.alpha[..., None]
     out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)

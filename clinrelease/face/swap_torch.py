@@ -103,12 +103,13 @@ def render_batch(
                 shade_s, shade_p = _shading_field(sur[j], w, taps, mu_p[j], torch), _shading_field(pat[j], w, taps, mu_p[j], torch)
                 detail_s, detail_p = sur[j] - shade_s, pat[j] - shade_p
                 rms = lambda d: float(torch.einsum("c,chw->hw", luma, d)[stats[j]].square().mean().sqrt())  # noqa: E731
-                gain = detail_gain(rms(detail_s), rms(detail_p))
+                rms_s, rms_p = rms(detail_s), rms(detail_p)
+                gain = detail_gain(rms_s, rms_p)
                 if plan.detail_sigma >= 1.0:
                     # per pixel, as render_plan does
                     near = gaussian_taps(plan.detail_sigma)
-                    energy = lambda d: _shading_field(torch.einsum("c,chw->hw", luma, d).square()[None], w, near, d.new_tensor([rms(d) ** 2]), torch)[0].sqrt()  # noqa: E731
-                    gain = detail_gain(energy(detail_s), energy(detail_p), ceiling=gain)
+                    energy = lambda d, r: _shading_field(torch.einsum("c,chw->hw", luma, d).square()[None], w, near, d.new_tensor([r**2]), torch)[0].sqrt()  # noqa: E731
+                    gain = detail_gain(energy(detail_s, rms_s), energy(detail_p, rms_p), ceiling=gain)
                 sur[j] = shade_p + gain * detail_s
         a = alpha.unsqueeze(1)
         blended = (a * sur + (1.0 - a) * pat + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
