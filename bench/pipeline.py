@@ -165,7 +165,7 @@ def child_verify(clip: Path, repeat: int, max_frames: int, tmp: Path, detect_eve
             spent[name] = time.perf_counter() - start
         reports = ItemReports(
             reid=results.get("reid"), keypoints=results.get("keypoints"), realism=results.get("realism"),
-            endpoints=results.get("endpoints"), text=results.get("text"), residual_frames=results.get("residual_faces"),
+            endpoints=results.get("endpoints"), text=results.get("text"), residual=results.get("residual_faces"),
         )  # fmt: skip
         return spent, reports
 

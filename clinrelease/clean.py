@@ -10,7 +10,9 @@ overlays) are static, so a frame between two scanned frames is cleaned with the 
 frames' boxes: text that appears or disappears between scans is still covered on the scanned side.
 Cleaning paints the detected quadrilateral, not its axis-aligned hull: the hull of a text line
 tilted by 40 degrees (a shirt print on a tilted body) is a rectangle three times its area that
-reached over the patient's chin.
+reached over the patient's chin. Nor does it paint over a hand: a shirt print is found where the
+hands were not on its scanned frame, and a sign or a tap passes the hands over it in the frames
+between (the paint took the hands away there, and the body keypoint check quarantined the video).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ CLEAN_METHODS = ("textured", "fill", "inpaint")
 def clean_text(
     frame: np.ndarray,
     boxes: Iterable[TextBox],
-    method: str = "fill",
+    method: str = "textured",
     pad: int = 4,
     fill: tuple[int, int, int] = (0, 0, 0),
     keep_out: Sequence[np.ndarray] = (),
@@ -46,10 +48,9 @@ def clean_text(
         hoodie's print took body AP from 0.99 to 0.75 on again.mkv shrunk to a 24 px face; 0.91
         textured). ``"fill"`` paints a solid colour; ``"inpaint"`` fills from the surroundings
         with OpenCV's Telea inpainting (smooth: a flat patch where the text was large). Each removes
-        every stroke. The release still cleans with ``"fill"``: on again.mkv the print's letters lie
-        across a printed skull, and with them cleanly removed the untracked-face check (fail closed)
-        takes the skull for a face left unanonymized (two release tests, frames 17 and 33/43); the
-        black bar had broken it up. Textured cleaning needs that check to tell a printed face first.
+        every stroke. A print's letters cleanly removed can leave a face-like print (again.mkv: a
+        skull under the letters; help.mkv: the hands held over one); the residual-face check tells
+        such a pattern from a face (:func:`clinrelease.face.pipeline.residual_faces`).
     keep_out:
         Outlines ``(m, 2)`` (frame pixels) never painted: the faces of this frame. Regions marked
         ``on_face`` are skipped whole.
@@ -69,10 +70,31 @@ def clean_text(
     full = np.zeros((h, w), np.uint8)
     for ys, xs, mask in regions:
         full[ys, xs][mask] = 255
-    out = cv2.inpaint(out, full, 5, cv2.INPAINT_TELEA)
+    # a face or hand beside the text is no source for the fill (a hand's colour smeared into the
+    # hoodie beside it): those next to a region are filled along with it, then put back
+    kept = _kept_beside(full, regions, keep_out)
+    out = cv2.inpaint(out, full | kept, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     if method == "textured":
         _add_grain(out, frame, regions)
+    if kept.any():
+        out[kept > 0] = frame[kept > 0]
     return out
+
+
+#: pixels around a painted region that :func:`cv2.inpaint` fills it from
+INPAINT_RADIUS = 5
+
+
+def _kept_beside(full: np.ndarray, regions: Sequence[tuple[slice, slice, np.ndarray]], keep_out: Sequence[np.ndarray]) -> np.ndarray:
+    """Mask (255) of the ``keep_out`` outlines that come within the inpainting radius of a region."""
+    kept = np.zeros_like(full)
+    reach = INPAINT_RADIUS + 1
+    for outline in keep_out:
+        pts = np.asarray(outline, np.float64)
+        (x0, y0), (x1, y1) = pts.min(axis=0) - reach, pts.max(axis=0) + reach
+        if any(xs.start < x1 and x0 < xs.stop and ys.start < y1 and y0 < ys.stop for ys, xs, _ in regions):
+            cv2.fillPoly(kept, [np.round(pts).astype(np.int32)], 255)
+    return kept
 
 
 def _add_grain(out: np.ndarray, frame: np.ndarray, regions: Sequence[tuple[slice, slice, np.ndarray]]) -> None:
@@ -91,12 +113,12 @@ def _add_grain(out: np.ndarray, frame: np.ndarray, regions: Sequence[tuple[slice
 FaceOutlines = Callable[[int], Sequence[np.ndarray]]
 
 
-def _cleaned(frame: np.ndarray, index: int, boxes: list[TextBox], method: str, faces: FaceOutlines | None) -> np.ndarray:
+def _cleaned(frame: np.ndarray, index: int, boxes: list[TextBox], method: str, keep: Sequence[FaceOutlines]) -> np.ndarray:
     # most frames carry no text: hand them on untouched rather than copied
     boxes = [b for b in boxes if not b.on_face]
     if not boxes:
         return frame
-    return clean_text(frame, boxes, method, keep_out=faces(index) if faces is not None else ())
+    return clean_text(frame, boxes, method, keep_out=[outline for outlines in keep for outline in outlines(index)])
 
 
 def _scanned(
@@ -111,10 +133,11 @@ def _scanned(
 def clean_video_text(
     frames: Iterable[np.ndarray],
     sample_every: int = 30,
-    method: str = "fill",
+    method: str = "textured",
     scan: TextScan | None = None,
     read: bool = True,
     faces: FaceOutlines | None = None,
+    hands: FaceOutlines | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the frames with burned-in text removed, scanning every Nth frame plus the last.
 
@@ -135,9 +158,14 @@ def clean_video_text(
         ``faces(frame_index)`` gives the outlines (pixels) of the faces in that frame: a region on a
         face on its scanned frame is left whole (it is the face, and it moves with it), and no frame
         is painted inside its own face outlines.
+    hands:
+        ``hands(frame_index)`` gives the outlines (pixels) of the hands in that frame: no frame is
+        painted inside its own hand outlines (text a hand covers is not visible there; text a hand
+        holds, left legible, still fails verification's reading of the released frames).
     """
     check_sampling(sample_every)
     scan = scan if scan is not None else TextScan(sample_every)
+    keep = [outlines for outlines in (faces, hands) if outlines is not None]
     pending: list[tuple[int, np.ndarray]] = []
     prev: list[TextBox] = []
     index = -1
@@ -150,9 +178,9 @@ def clean_video_text(
         scan.frames_scanned.append(index)
         scan.found.extend(cur)
         for held_index, held in pending:
-            yield _cleaned(held, held_index, prev + cur, method, faces)
+            yield _cleaned(held, held_index, prev + cur, method, keep)
         pending.clear()
-        yield _cleaned(frame, index, cur + prev, method, faces)
+        yield _cleaned(frame, index, cur + prev, method, keep)
         prev = cur
     if pending:  # the last frame was not on the grid: scan it too
         last_index, last = pending[-1]
@@ -160,4 +188,4 @@ def clean_video_text(
         scan.frames_scanned.append(last_index)
         scan.found.extend(cur)
         for held_index, held in pending:
-            yield _cleaned(held, held_index, prev + cur, method, faces)
+            yield _cleaned(held, held_index, prev + cur, method, keep)

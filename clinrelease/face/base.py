@@ -62,6 +62,9 @@ class FaceAnalysis:
     tracks: list[FaceTrack] = field(default_factory=list)
     #: frame indices where a detector saw a face that could not be assigned to a track
     unassigned_frames: list[int] = field(default_factory=list)
+    #: outlines ``(m, 2)`` (frame pixels) of the hands found in each frame, where the analysis
+    #: searched for hands (:mod:`clinrelease.face.occlusion`)
+    hands: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
     def faces_in_frame(self, index: int) -> list[TrackedFace]:
         return [t.faces[index] for t in self.tracks if index in t.faces]

@@ -17,8 +17,10 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +38,9 @@ from clinrelease.face.occlusion import HandFinder, overlapping
 from clinrelease.face.small import SWAP_MIN_FACE_PX, FaceMethods, small_faces  # noqa: F401 - the size rule is read from the pipeline too
 from clinrelease.face.track import FaceTracker, assign_roles, fill_gaps, smooth_track
 from clinrelease.pipeline_threads import StageClock, threaded
+
+if TYPE_CHECKING:
+    from clinrelease.verify.ocr import TextBox
 
 #: default for ``detect_every``: the merged detector every 5th frame, the mesh tracks in between
 DEFAULT_DETECT_EVERY = 5
@@ -175,7 +180,8 @@ def analyze_faces(
     hands:
         Also find hands on every frame with a face and give each face the outlines of the hands in
         front of it (``TrackedFace.occluders``), which the swap leaves in place
-        (:mod:`clinrelease.face.occlusion`).
+        (:mod:`clinrelease.face.occlusion`); every hand found is kept (``FaceAnalysis.hands``) for
+        the text cleaner, which leaves it in place too.
     turns:
         Where a full detection finds no face, search the frame turned by these angles (degrees) too
         (:data:`DEFAULT_TURNS`). Every mesh runs on a crop turned upright by the face's tilt (the
@@ -261,7 +267,7 @@ def analyze_faces(
         for index, face in track.faces.items():
             face.occluders = overlapping(hand_outlines.get(index, []), face.box)
     assign_roles(tracks, patient_rule)
-    return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks)
+    return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks, hands=hand_outlines)
 
 
 def _add_detections(
@@ -430,18 +436,38 @@ def face_outlines(analysis: FaceAnalysis, index: int) -> list[np.ndarray]:
     return outlines
 
 
+@dataclass
+class ResidualFaces:
+    """What :func:`residual_faces` found on the anonymized frames."""
+
+    #: frames showing a face that no anonymized track covers
+    frames: list[int] = field(default_factory=list)
+    #: frames where a face-like pattern appeared only where the text cleaner painted a tracked
+    #: person's clothing (see :func:`residual_faces`): named in the report, not counted as a face
+    cleaned_patterns: list[int] = field(default_factory=list)
+
+
 def residual_faces(
     frames: Iterable[np.ndarray],
     analysis: FaceAnalysis,
     *,
+    originals: Iterable[np.ndarray] | None = None,
+    painted: Callable[[int], Sequence[TextBox]] | None = None,
     detectors: Sequence[str] = DEFAULT_DETECTORS,
     margin: float = 0.3,
     model_dir: str | Path | None = None,
     sample_every: int = 1,
     prefetch: int = 4,
-) -> list[int]:
-    """Fail-closed check: indices of anonymized frames where a detector finds a face that no anonymized
+) -> ResidualFaces:
+    """Fail-closed check: the anonymized frames where a detector finds a face that no anonymized
     track covers (its centre outside every track box of that frame, grown by ``margin``).
+
+    With the ``originals`` (in step with ``frames``) and ``painted`` (the regions the text cleaner
+    painted on a frame, :meth:`clinrelease.verify.ocr.TextScan.painted_at`), one kind of face is
+    told apart: a pattern the cleaner made. A shirt's print with its letters painted out, or the
+    hands held over it, can read as a face once the letters are gone; such a face overlaps a
+    painted region, lies on a tracked person's body below their face, and the same detectors find
+    no face at that place in the original frame. Anything else found stays a residual face.
 
     ``sample_every`` checks every n-th frame only (1: every frame); frames are decoded ``prefetch``
     ahead in a thread.
@@ -449,23 +475,55 @@ def residual_faces(
     if sample_every < 1:
         raise InputError(f"sample_every must be at least 1, got {sample_every}")
     detector = shared_detector(detectors, model_dir=model_dir)
-    bad: list[int] = []
-    source = threaded(frames, depth=prefetch, name="decode") if prefetch > 0 else iter(frames)
+    found = ResidualFaces()
+    pairs = zip(originals, frames) if originals is not None and painted is not None else ((None, f) for f in frames)
+    source = threaded(pairs, depth=prefetch, name="decode") if prefetch > 0 else iter(pairs)
     try:
-        for index, frame in enumerate(source):
+        for index, (original, frame) in enumerate(source):
             if index % sample_every:
                 continue
-            covered = []
-            for face in analysis.faces_in_frame(index):
-                b = face.box if face.landmarks is None else _mesh_box(face.landmarks)
-                gx, gy = margin * (b[2] - b[0]), margin * (b[3] - b[1])
-                covered.append((b[0] - gx, b[1] - gy, b[2] + gx, b[3] + gy))
+            tracked = analysis.faces_in_frame(index)
+            covered = [face.box if face.landmarks is None else _mesh_box(face.landmarks) for face in tracked]
+            in_original: list[np.ndarray] | None = None
+            pattern = False
             for det in detector.detect(frame):
-                cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
-                if not any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in covered):
-                    bad.append(index)
-                    break
+                if any(_centre_in(det.box, b, margin) for b in covered):
+                    continue
+                if original is not None and _on_painted_clothing(det.box, painted(index), tracked, analysis):
+                    if in_original is None:
+                        in_original = [d.box for d in detector.detect(original)]
+                    if not any(_centre_in(d, det.box, margin) for d in in_original):
+                        pattern = True
+                        continue
+                found.frames.append(index)
+                break
+            else:
+                if pattern:
+                    found.cleaned_patterns.append(index)
     finally:
         if hasattr(source, "close"):
             source.close()
-    return bad
+    return found
+
+
+def _centre_in(box: np.ndarray, around: np.ndarray, margin: float) -> bool:
+    """Whether ``box``'s centre lies in ``around`` grown by ``margin`` of its size on each side."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    gx, gy = margin * (around[2] - around[0]), margin * (around[3] - around[1])
+    return around[0] - gx <= cx <= around[2] + gx and around[1] - gy <= cy <= around[3] + gy
+
+
+def _on_painted_clothing(box: np.ndarray, painted: Sequence[TextBox], tracked: Sequence[TrackedFace], analysis: FaceAnalysis) -> bool:
+    """Whether a found face ``box`` overlaps a painted region and has its centre on the body of a
+    person tracked in the frame, below their face (:func:`clinrelease.verify.keypoints.body_box`)."""
+    from clinrelease.verify.keypoints import body_box
+
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not any(tb.box[0] < x1 and x0 < tb.box[2] and tb.box[1] < y1 and y0 < tb.box[3] for tb in painted):
+        return False
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    for face in tracked:
+        bx0, _, bx1, by1 = body_box(face.box, analysis.rows, analysis.columns)
+        if bx0 <= cx <= bx1 and face.box[3] < cy <= by1:
+            return True
+    return False

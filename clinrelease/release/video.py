@@ -102,7 +102,8 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
         from clinrelease.face.pipeline import face_outlines
 
         faces = partial(face_outlines, analysis) if analysis is not None else None
-        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces)
+        hands = (lambda index: analysis.hands.get(index, ())) if analysis is not None else None
+        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces, hands=hands)
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
@@ -149,7 +150,7 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
         figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
     # the patient's frames blurred on purpose carry no swap for the realism check to judge
     skip = methods.blurred_frames(analysis.patient.track_id) if faces_on and analysis.patient else frozenset()
-    plan = walk_plan(verify, analysis, info.fps, clean_text, realism_skip=skip)
+    plan = walk_plan(verify, analysis, info.fps, clean_text, realism_skip=skip, painted=burned_in.painted_at if clean_text else None)
     # the sheet draws the pose and embeds faces for the gallery
     sheet = {"contact_sheet": (lambda o, r: visuals(work, zip(o, r), written.frames, analysis, verify), (ORIGINAL, RELEASED), {POSE, RECOGNIZERS})}
     # one decode of each video feeds every check (and the contact sheet's picks)
@@ -177,9 +178,10 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     record.stage_seconds = {k: round(v, 3) for k, v in stages.items()}
 
 
-def walk_plan(verify, analysis, fps: float, text: bool, realism_skip: frozenset[int] = frozenset()):
+def walk_plan(verify, analysis, fps: float, text: bool, realism_skip: frozenset[int] = frozenset(), painted=None):
     """The verification pass a release runs under the profile's ``verify`` settings (``text``: the
-    burned-in text check, when the pixels were cleaned), as :class:`clinrelease.verify.walk.WalkPlan`."""
+    burned-in text check, when the pixels were cleaned; ``painted``: where the cleaner painted each
+    frame), as :class:`clinrelease.verify.walk.WalkPlan`."""
     from clinrelease.verify.reid import profile_recognizers
     from clinrelease.verify.walk import WalkPlan
 
@@ -192,7 +194,7 @@ def walk_plan(verify, analysis, fps: float, text: bool, realism_skip: frozenset[
     recognizers = profile_recognizers(verify)
     return WalkPlan(
         sample_every=verify.sample_every, recognizers=tuple(recognizers.values()), residual_recognizer=recognizers.get("sface", "sface"),
-        residual_faces=bool(verify.residual_faces), keypoints=keypoints, face=face, person=person,
+        residual_faces=bool(verify.residual_faces), painted=painted, keypoints=keypoints, face=face, person=person,
         realism=verify.face_realism is not None, endpoints=endpoints, realism_skip=realism_skip,
         endpoint_sample_every=verify.endpoints.sample_every if endpoints else None, fps=fps,
         text_every=verify.ocr.sample_every if text else None,

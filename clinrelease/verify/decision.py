@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinrelease.verify.endpoints import ENDPOINTS, EndpointReport, endpoint_reasons
 from clinrelease.verify.keypoints import KeypointReport
@@ -30,6 +30,9 @@ from clinrelease.verify.leaks import Leak, describe_leaks, leak_details
 from clinrelease.verify.ocr import TextScan
 from clinrelease.verify.realism import RealismReport
 from clinrelease.verify.reid import ReidReport
+
+if TYPE_CHECKING:
+    from clinrelease.face.pipeline import ResidualFaces
 
 __all__ = [
     "Check",
@@ -106,8 +109,13 @@ class ItemReports:
     endpoints: EndpointReport | None = None
     #: residual-PHI findings of the released header (:func:`clinrelease.dicom.residual.residual_phi`)
     header: list[Any] | None = None
-    #: frames where a face no anonymized track covers is visible (:func:`clinrelease.face.pipeline.residual_faces`)
-    residual_frames: list[int] | None = None
+    #: what the residual-face check found (:func:`clinrelease.face.pipeline.residual_faces`)
+    residual: ResidualFaces | None = None
+
+    @property
+    def residual_frames(self) -> list[int] | None:
+        """Frames where a face no anonymized track covers is visible (None: the check did not run)."""
+        return None if self.residual is None else self.residual.frames
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -221,8 +229,11 @@ def report_figures(reports: ItemReports) -> dict[str, Any]:
             figures[f"{name}_frames_matched"] = res.frames_matched
             figures[f"{name}_worst"] = res.worst_similarity
         figures["residual_recognizable_faces"] = len(reports.reid.residual_faces)
-    if reports.residual_frames is not None:
-        figures["residual_face_frames"] = len(reports.residual_frames)
+    if reports.residual is not None:
+        figures["residual_face_frames"] = len(reports.residual.frames)
+        if reports.residual.cleaned_patterns:
+            figures["cleaned_face_patterns"] = len(reports.residual.cleaned_patterns)
+            figures["cleaned_face_patterns_at"] = _frames(reports.residual.cleaned_patterns, 20)
     if reports.keypoints is not None:
         for part, value in reports.keypoints.part_ap().items():
             figures[f"{part}_ap"] = value

@@ -25,6 +25,7 @@ fails closed.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -243,6 +244,13 @@ class TextScan:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
         return asdict(self)
+
+    def painted_at(self, index: int) -> list[TextBox]:
+        """The regions :func:`clinrelease.clean.clean_video_text` painted on frame ``index`` (those
+        of the first scan at or after it and of the scan before that), less those left on a face."""
+        k = bisect.bisect_left(self.frames_scanned, index)
+        scans = set(self.frames_scanned[max(k - 1, 0) : k + 1])
+        return [tb for tb in self.found if tb.frame in scans and not tb.on_face]
 
     def where(self, on_face: bool = False, limit: int = 8) -> str:
         """Where the regions were (``on_face``: those left on a face), without what they say (the

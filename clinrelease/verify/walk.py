@@ -246,6 +246,9 @@ class WalkPlan:
     model_dir: str | None = None
     #: faces on released frames that no anonymized track covers (needs the face analysis)
     residual_faces: bool = False
+    #: where the text cleaner painted each frame (:meth:`clinrelease.verify.ocr.TextScan.painted_at`),
+    #: so that the residual-face check tells a face-like pattern the paint made from a face
+    painted: Callable[[int], Any] | None = None
     #: body keypoints; ``face``: face landmarks too; ``person``: the patient's body box per frame
     keypoints: bool = False
     face: bool = True
@@ -295,7 +298,10 @@ def plan_checks(plan: WalkPlan, analysis, realism: Any = None, prefetch: int | N
         from clinrelease.face.pipeline import residual_faces
 
         # its detectors are built per thread (shared_detector)
-        checks["residual_faces"] = (lambda r: residual_faces(r, analysis, **ahead), (RELEASED,), frozenset())
+        if plan.painted is None:
+            checks["residual_faces"] = (lambda r: residual_faces(r, analysis, **ahead), (RELEASED,), frozenset())
+        else:
+            checks["residual_faces"] = (lambda o, r: residual_faces(r, analysis, originals=o, painted=plan.painted, **ahead), both, frozenset())
     if plan.keypoints:
         from clinrelease.verify.keypoints import verify_keypoints
 
@@ -350,6 +356,6 @@ def verify_frames(original: Iterable[Any], released: Iterable[Any], analysis, pl
         results["endpoints"] = verify_endpoints([], [], plan.fps, plan.endpoints, sample_every=every, realism=results.get("realism"))
     reports = ItemReports(
         reid=results.get("reid"), keypoints=results.get("keypoints"), realism=results.get("realism"),
-        endpoints=results.get("endpoints"), text=results.get("text"), residual_frames=results.get("residual_faces"),
+        endpoints=results.get("endpoints"), text=results.get("text"), residual=results.get("residual_faces"),
     )  # fmt: skip
-    return reports, results.get("residual_faces"), {k: results[k] for k in extra or {}}, walk.seconds
+    return reports, reports.residual_frames, {k: results[k] for k in extra or {}}, walk.seconds

@@ -129,12 +129,12 @@ def test_torch_renderer_matches_opencv(talking):
 def test_swapped_video_has_no_residual_faces_unanonymized_one_does(talking):
     frames, analysis = talking
     out = _anonymize(frames[:4], analysis, _swap())
-    assert residual_faces(out, analysis) == []
+    assert residual_faces(out, analysis).frames == []
     # the same frames with the analysis of a faceless video: every face is a residual
     from clinrelease.face.base import FaceAnalysis
 
     empty = FaceAnalysis(frames=4, rows=144, columns=176)
-    assert residual_faces(frames[:4], empty) == [0, 1, 2, 3]
+    assert residual_faces(frames[:4], empty).frames == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("name", ["blur", "pixelate", "mask"])
@@ -200,7 +200,7 @@ def test_signing_clip_patient_is_swapped_sface_and_dlib_defeated():
     recognizers = {name: (rec, rec.threshold) for name in ("dlib", "sface") for rec in [get_recognizer(name)]}
     decision = screen(patient_samples(frames, analysis), lambda c: _swap(counter=c), patient.track_id, analysis, recognizers)
     out = _anonymize(frames, analysis, _swap(counter=decision.counter))
-    assert residual_faces(out, analysis) == []
+    assert residual_faces(out, analysis).frames == []
     for i, (a, b) in enumerate(zip(frames, out)):
         box = patient.faces[i].box
         for name in ("dlib", "sface"):

@@ -65,8 +65,8 @@ def test_every_face_frame_is_anonymized_with_sparse_detection(talking):
     assert len(out) == 10
     assert all(np.array_equal(out[i], frames[i]) for i in range(3))  # nothing to hide: untouched
     assert all(np.abs(out[i].astype(int) - frames[i]).max() > 20 for i in range(3, 10))
-    assert residual_faces(out, analysis) == []
-    assert residual_faces(frames, analysis.__class__(frames=10, rows=144, columns=176), sample_every=3) == [3, 6, 9]
+    assert residual_faces(out, analysis).frames == []
+    assert residual_faces(frames, analysis.__class__(frames=10, rows=144, columns=176), sample_every=3).frames == [3, 6, 9]
 
 
 def test_models_are_built_once_per_thread_and_reused(talking):

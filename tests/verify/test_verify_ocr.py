@@ -69,6 +69,27 @@ def test_video_scan_cleans_text_that_appears_between_scans(portrait):
     assert judge(ItemReports(text=after), TEXT_ONLY).released
 
 
+def test_the_scan_says_where_each_frame_was_painted(portrait):
+    """``TextScan.painted_at`` gives the regions the cleaner painted on each frame (what the
+    residual-face check reads): every changed pixel lies in them, and each of them was changed."""
+    small = cv2.resize(portrait, (256, 256))
+    frames = [plant(small, "ID 98765", (10, 30)) if 4 <= i <= 7 else small.copy() for i in range(8)]
+    frames[1] = plant(frames[1], "MRN 4711", (10, 200))  # between scans, found on neither
+    scan = TextScan(sample_every=6)
+    cleaned = list(clean_video_text(frames, sample_every=6, scan=scan, read=False))
+    for i, (out, frame) in enumerate(zip(cleaned, frames)):
+        painted = scan.painted_at(i)
+        # a scanned frame takes its own scan and the one before; frames between two scans take both
+        assert {b.frame for b in painted} == (set() if i == 0 else {6} if i <= 6 else {6, 7})  # the scan at 0 found nothing
+        inside = np.zeros(frame.shape[:2], bool)
+        for b in painted:
+            x0, y0, x1, y1 = b.box
+            inside[max(0, y0 - 4) : y1 + 4, max(0, x0 - 4) : x1 + 4] = True
+        changed = (out != frame).any(axis=-1)
+        assert not (changed & ~inside).any()
+        assert changed.any() == bool(painted)
+
+
 def test_bad_method_and_sampling_are_config_errors(portrait):
     with pytest.raises(ConfigError, match="unknown text cleaning method"):
         clean_text(portrait, [], method="smudge")
@@ -94,7 +115,7 @@ def test_cleaning_blanks_every_detected_region_without_reading(portrait):
     quads = detect_text(frames[0])
     assert len(quads) >= 1 and quads.shape[1:] == (4, 2)
     scan = TextScan(sample_every=2)
-    cleaned = list(clean_video_text(frames, sample_every=2, scan=scan, read=False))
+    cleaned = list(clean_video_text(frames, sample_every=2, method="fill", scan=scan, read=False))
     assert scan.frames_scanned == [0, 2, 3]
     assert scan.found and all(b.text == "" and b.score == 0.0 for b in scan.found)  # nothing was read
     for frame, out in zip(frames, cleaned):
@@ -240,3 +261,56 @@ def test_a_shirt_print_is_cleaned_with_texture_not_a_black_box_and_the_body_keyp
     assert not [b.text for b in find_text(textured[0]) if "MIS" in b.text.upper()]
     body = verify_keypoints(frames, textured, sample_every=1, face=False).body_ap
     assert body is not None and body >= 0.95, body
+
+
+def _outline_pixels(outlines, shape) -> np.ndarray:
+    inside = np.zeros(shape[:2], np.uint8)
+    for outline in outlines:
+        cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
+    return inside.astype(bool)
+
+
+def test_hands_passing_over_a_shirt_print_between_scans_are_not_painted():
+    """help.mkv: the print is found on a scan with the hands down, and the sign then brings the hands
+    over it; the frames between two scans are cleaned with both scans' regions. With the analysis's
+    hands kept out no hand pixel is painted (without, hundreds a frame were: the keypoint check saw
+    the hands vanish), and the print is still cleaned on every frame."""
+    from functools import partial
+
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.face.pipeline import analyze_faces, face_outlines
+
+    path = SHARED_MEDIA / "asl" / "help.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 7, 5)]
+    analysis = analyze_faces(frames, min_face_px=16, hands=True, prefetch=0)
+    assert analysis.hands
+    faces = partial(face_outlines, analysis)
+    painted_hands = []
+    for hands in (None, lambda i: analysis.hands.get(i, ())):
+        cleaned = list(clean_video_text(frames, sample_every=6, faces=faces, hands=hands, read=False))
+        changed = [(out != frame).any(axis=-1) for out, frame in zip(cleaned, frames)]
+        assert all(c.sum() > 3000 for c in changed)  # the print, on every frame
+        painted_hands.append([int((c & _outline_pixels(analysis.hands.get(i, ()), c.shape)).sum()) for i, c in enumerate(changed)])
+    assert max(painted_hands[0]) > 400
+    assert painted_hands[1] == [0] * len(frames)
+
+
+def test_a_kept_region_beside_the_text_gives_the_fill_none_of_its_colour(portrait):
+    """A hand (here an orange patch) just beside the cleaned text: the inpainting fills the region
+    from the shirt around it, not from the hand (its colour smeared into the shirt)."""
+    grey = np.full((120, 240, 3), 60, np.uint8)
+    frame = plant(grey, "MRN 123456", (10, 60))
+    boxes = find_text(frame)
+    x0, y0, x1, y1 = max((b.box for b in boxes), key=lambda b: b[2] - b[0])
+    hand = np.array([(x1 + 5, y0 - 10), (x1 + 40, y0 - 10), (x1 + 40, y1 + 10), (x1 + 5, y1 + 10)], np.float32)
+    frame[y0 - 10 : y1 + 11, x1 + 5 : x1 + 41] = (230, 140, 90)
+    out = clean_text(frame, boxes, method="inpaint", keep_out=[hand])
+    kept = _outline_pixels([hand], frame.shape)
+    assert np.array_equal(out[kept], frame[kept])
+    beside = np.zeros(frame.shape[:2], bool)
+    beside[y0:y1, x1 - 8 : x1 + 4] = True
+    beside &= ~kept
+    redness = out[beside][:, 0].astype(int) - out[beside][:, 2].astype(int)
+    assert abs(redness.mean()) < 5, redness.mean()

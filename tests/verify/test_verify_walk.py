@@ -46,7 +46,7 @@ def test_each_check_in_the_walk_reports_what_it_reports_alone(pair):
     alone_reid = verify_reid(original.frames(), released.frames(), analysis, recognizers=["dlib", "sface"], sample_every=4)
     assert reports.reid.to_dict() == alone_reid.to_dict()
     assert reports.reid.results["dlib"].frames_checked > 0
-    assert residual == residual_faces(released.frames(), analysis)
+    assert residual == residual_faces(released.frames(), analysis).frames
     assert reports.keypoints.to_dict() == verify_keypoints(original.frames(), released.frames(), sample_every=4).to_dict()
     assert reports.realism.to_dict() == verify_realism(original.frames(), released.frames(), analysis, sample_every=4).to_dict()
     assert reports.text.to_dict() == scan_text(released.frames(), sample_every=5).to_dict()
