@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from clinrelease.errors import ConfigError
-from clinrelease.verify.ocr import TextBox, TextScan, check_sampling, mark_on_face, polygon, region_mask, text_regions
+from clinrelease.verify.ocr import TextBox, TextScan, check_sampling, legible, mark_on_face, polygon, region_mask, text_regions
 
 
 #: how :func:`clean_text` may blank a region
@@ -121,12 +121,50 @@ def _cleaned(frame: np.ndarray, index: int, boxes: list[TextBox], method: str, k
     return clean_text(frame, boxes, method, keep_out=[outline for outlines in keep for outline in outlines(index)])
 
 
+#: looks at a scanned frame: the first, and again at the frame as cleaned while that finds more
+SCAN_LOOKS = 3
+#: a region a later look finds with this share of its box on regions already found is not new
+LOOK_PAINTED_SHARE = 0.1
+#: the reading score from which a later look's region counts (verification's is
+#: :data:`~clinrelease.verify.ocr.TEXT_MIN_SCORE`: the cleaner is the stricter of the two)
+LOOK_MIN_SCORE = 0.5
+
+
+def _painted_share(box: tuple[int, int, int, int], found: Sequence[TextBox], pad: int = 4) -> float:
+    """Share of ``box``'s area on the boxes of ``found`` (grown by ``pad``, as painted)."""
+    x0, y0, x1, y1 = box
+    area = max((x1 - x0) * (y1 - y0), 1)
+    on = 0
+    for tb in found:
+        a0, b0, a1, b1 = tb.box[0] - pad, tb.box[1] - pad, tb.box[2] + pad, tb.box[3] + pad
+        on += max(0, min(x1, a1) - max(x0, a0)) * max(0, min(y1, b1) - max(y0, b0))
+    return min(on / area, 1.0)
+
+
 def _scanned(
-    frame: np.ndarray, index: int, previous: list[TextBox], read: bool, faces: FaceOutlines | None
+    frame: np.ndarray, index: int, previous: list[TextBox], read: bool, faces: FaceOutlines | None, method: str, keep: Sequence[FaceOutlines]
 ) -> list[TextBox]:
-    found = text_regions(frame, index, previous, read)
-    if faces is not None:
-        mark_on_face(found, faces(index), *frame.shape[:2])
+    # large bold text hides smaller text from the detector: with a scanner's caption in the frame it
+    # missed a shirt's print that it found, and verification read, once the caption was cleaned
+    found: list[TextBox] = []
+    for _ in range(SCAN_LOOKS):
+        if not found:
+            new = text_regions(frame, index, previous, read)
+        else:
+            # the frame as it will be released, read as verification reads it (more leniently): the
+            # first look painted every region, legible or not; what a later look finds counts only
+            # where it reads as text (over the paint's grain the detector joined a printed skull and
+            # the face above it into one "line", again.mkv), and what lies on the paint is its edge
+            seen = _cleaned(frame, index, found, method, keep)
+            new = [
+                b for b in text_regions(seen, index, previous, read=True)
+                if legible(b, LOOK_MIN_SCORE) and _painted_share(b.box, found) < LOOK_PAINTED_SHARE
+            ]  # fmt: skip
+        if faces is not None:
+            mark_on_face(new, faces(index), *frame.shape[:2])
+        found.extend(new)
+        if not any(not b.on_face for b in new):
+            break
     return found
 
 
@@ -174,7 +212,7 @@ def clean_video_text(
         if index % sample_every:
             pending.append((index, frame))
             continue
-        cur = _scanned(frame, index, prev, read, faces)
+        cur = _scanned(frame, index, prev, read, faces, method, keep)
         scan.frames_scanned.append(index)
         scan.found.extend(cur)
         for held_index, held in pending:
@@ -184,7 +222,7 @@ def clean_video_text(
         prev = cur
     if pending:  # the last frame was not on the grid: scan it too
         last_index, last = pending[-1]
-        cur = _scanned(last, last_index, prev, read, faces)
+        cur = _scanned(last, last_index, prev, read, faces, method, keep)
         scan.frames_scanned.append(last_index)
         scan.found.extend(cur)
         for held_index, held in pending:

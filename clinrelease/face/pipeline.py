@@ -447,6 +447,17 @@ class ResidualFaces:
     cleaned_patterns: list[int] = field(default_factory=list)
 
 
+#: frames before and after a frame whose hands are kept out of its cleaning too: the hand model
+#: loses a hand for a frame or two (crossed or fast hands), and a hand it lost was painted over
+HAND_HOLD = 2
+
+
+def hand_outlines(analysis: FaceAnalysis, index: int, hold: int = HAND_HOLD) -> list[np.ndarray]:
+    """Outlines ``(m, 2)`` (frame pixels) of the hands found in frame ``index`` and in the ``hold``
+    frames on either side of it."""
+    return [outline for j in range(index - hold, index + hold + 1) for outline in analysis.hands.get(j, ())]
+
+
 def residual_faces(
     frames: Iterable[np.ndarray],
     analysis: FaceAnalysis,

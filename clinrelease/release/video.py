@@ -99,10 +99,10 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     if clean_text:
         from functools import partial
 
-        from clinrelease.face.pipeline import face_outlines
+        from clinrelease.face.pipeline import face_outlines, hand_outlines
 
         faces = partial(face_outlines, analysis) if analysis is not None else None
-        hands = (lambda index: analysis.hands.get(index, ())) if analysis is not None else None
+        hands = partial(hand_outlines, analysis) if analysis is not None else None
         frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces, hands=hands)
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"

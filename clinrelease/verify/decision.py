@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from clinrelease.verify.endpoints import ENDPOINTS, EndpointReport, endpoint_reasons
 from clinrelease.verify.keypoints import KeypointReport
 from clinrelease.verify.leaks import Leak, describe_leaks, leak_details
-from clinrelease.verify.ocr import TextScan
+from clinrelease.verify.ocr import TextScan, legible
 from clinrelease.verify.realism import RealismReport
 from clinrelease.verify.reid import ReidReport
 
@@ -52,12 +52,6 @@ __all__ = [
 
 #: how a detail with a value in it is marked wherever it is written (quarantine copy, site log)
 SITE_ONLY = "site copy only: "
-
-#: a text box counts when the OCR reads it with at least this score (clothing prints score lower) ...
-TEXT_MIN_SCORE = 0.7
-#: ... and it reads at least this many letters or digits: a lone glyph (the OCR model reading "百"
-#: in skin texture) carries no identifying text, while names, IDs and dates have several
-TEXT_MIN_CHARS = 2
 
 #: body parts with an AP limit in the profile (``verify.keypoints.PART_ap_min``)
 KEYPOINT_PARTS = ("body", "head", "arms", "legs")
@@ -213,7 +207,7 @@ def gallery_check(profile: Any) -> Check | None:
 
 def remaining_text(scan: TextScan) -> list:
     """The text boxes of a scan that count against the text check."""
-    return [b for b in scan.found if b.score >= TEXT_MIN_SCORE and sum(c.isalnum() for c in b.text) >= TEXT_MIN_CHARS]
+    return [b for b in scan.found if legible(b)]
 
 
 def report_figures(reports: ItemReports) -> dict[str, Any]:

@@ -26,6 +26,7 @@ fails closed.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -41,6 +42,13 @@ DET_MAX_SIDE = 960
 #: frames whose longest side is shorter are upscaled to it first: at native size the detector misses
 #: the 8-pixel captions of a 176x144 clip entirely (the burned-in name and MRN survived a release)
 DET_MIN_SIDE = 640
+#: the detector's score below which a box is dropped: on the released frames as judged (RapidOCR's
+#: own default) and, lower, for cleaning, which must find what the judging scan can find once the
+#: frames are encoded: help.mkv turned by 30 degrees, its print scored under 0.5 on the frame the
+#: cleaner saw and over it on the encoded release (the release was quarantined for it); at 0.4 the
+#: cleaner finds it, and finds nothing more on the other shared clips
+CHECK_BOX_THRESH = 0.5
+CLEAN_BOX_THRESH = 0.4
 #: intersection over union above which a region is "the same place" as one of the previous scan
 SAME_REGION_IOU = 0.9
 #: a region is taken for part of a face when this fraction of its own area, or of a face outline's
@@ -63,11 +71,29 @@ class TextBox:
     on_face: bool = False
 
 
+#: a text box counts against a release when the OCR reads it with at least this score (clothing
+#: prints score lower) ...
+TEXT_MIN_SCORE = 0.7
+#: ... and it reads at least this many letters or digits: a lone glyph (the OCR model reading "百"
+#: in skin texture) carries no identifying text, while names, IDs and dates have several
+TEXT_MIN_CHARS = 2
+
+
+def legible(box: TextBox, min_score: float = TEXT_MIN_SCORE) -> bool:
+    """Whether a read region counts as text (:data:`TEXT_MIN_SCORE`, :data:`TEXT_MIN_CHARS`)."""
+    return box.score >= min_score and sum(c.isalnum() for c in box.text) >= TEXT_MIN_CHARS
+
+
 @lru_cache(maxsize=1)
 def _engine() -> Any:
     from rapidocr_onnxruntime import RapidOCR
 
     return RapidOCR(det_limit_side_len=DET_MAX_SIDE, det_limit_type="max")
+
+
+# RapidOCR keeps a call's box threshold on the engine for the calls after it: every call names its
+# own, under this lock
+_ENGINE_LOCK = threading.Lock()
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
@@ -104,7 +130,8 @@ def find_text(frame: np.ndarray, min_score: float = 0.5, frame_index: int | None
         Stored on each box, for reports.
     """
     image, scale = _detector_input(frame)
-    result, _ = _engine()(image)
+    with _ENGINE_LOCK:
+        result, _ = _engine()(image, box_thresh=CHECK_BOX_THRESH)
     return [
         TextBox(_hull(q), str(text), float(score), frame_index, _quad(q))
         for q, text, score in ((np.asarray(quad, np.float64) / scale, text, score) for quad, text, score in result or [])
@@ -112,14 +139,15 @@ def find_text(frame: np.ndarray, min_score: float = 0.5, frame_index: int | None
     ]
 
 
-def detect_text(frame: np.ndarray) -> np.ndarray:
+def detect_text(frame: np.ndarray, box_thresh: float = CLEAN_BOX_THRESH) -> np.ndarray:
     """Quadrilaterals ``(n, 4, 2)`` of every text region the detector finds in an RGB frame.
 
     Detection only: nothing is read, so a region counts whatever it says (or whether it can be read
-    at all). This is what cleaning blanks.
+    at all). This is what cleaning blanks (at :data:`CLEAN_BOX_THRESH`).
     """
     image, scale = _detector_input(frame)
-    quads, _ = _engine()(image, use_det=True, use_cls=False, use_rec=False)
+    with _ENGINE_LOCK:
+        quads, _ = _engine()(image, use_det=True, use_cls=False, use_rec=False, box_thresh=box_thresh)
     if not quads:
         return np.zeros((0, 4, 2), np.float32)
     return np.asarray(quads, np.float32).reshape(-1, 4, 2) / np.float32(scale)
@@ -140,7 +168,8 @@ def _quad(points: np.ndarray) -> tuple[tuple[float, float], ...]:
     return tuple((round(float(x), 1), round(float(y), 1)) for x, y in points)
 
 
-def _iou(a: Sequence[int], b: Sequence[int]) -> float:
+def box_overlap(a: Sequence[int], b: Sequence[int]) -> float:
+    """Intersection over union of two boxes ``(x0, y0, x1, y1)``."""
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -165,7 +194,7 @@ def text_regions(
     boxes = [TextBox(_hull(q), "", 0.0, frame_index, _quad(q)) for q in quads]
     fresh = []
     for i, tb in enumerate(boxes):
-        same = next((p for p in previous if p.text and _iou(p.box, tb.box) >= SAME_REGION_IOU), None)
+        same = next((p for p in previous if p.text and box_overlap(p.box, tb.box) >= SAME_REGION_IOU), None)
         if same is not None:
             tb.text, tb.score = same.text, same.score
         else:
@@ -259,7 +288,7 @@ class TextScan:
         for tb in self.found:
             if tb.on_face != on_face:
                 continue
-            at = next((i for i, (box, _) in enumerate(places) if _iou(box, tb.box) >= 0.5), None)
+            at = next((i for i, (box, _) in enumerate(places) if box_overlap(box, tb.box) >= 0.5), None)
             if at is None:
                 places.append((tb.box, 1))
             else:

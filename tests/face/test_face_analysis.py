@@ -293,3 +293,16 @@ def test_hands_are_searched_beside_the_face_models_with_what_an_inline_search_fi
     finally:
         inline.close()
     assert any(face.occluders for face in analysis.patient.faces.values())
+
+
+def test_hands_are_kept_out_of_cleaning_for_a_few_frames_past_where_the_hand_model_lost_them():
+    from clinrelease.face.base import FaceAnalysis
+    from clinrelease.face.pipeline import HAND_HOLD, hand_outlines
+
+    left, right = np.zeros((4, 2), np.float32), np.ones((4, 2), np.float32)
+    analysis = FaceAnalysis(frames=12, rows=10, columns=10, hands={2: [left, right], 3: [left], 6: [right]})
+    assert HAND_HOLD == 2
+    # frame 4: the right hand was lost after frame 2 and found again at 6
+    assert [o[0, 0] for o in hand_outlines(analysis, 4)] == [0.0, 1.0, 0.0, 1.0]
+    assert hand_outlines(analysis, 4, hold=0) == []
+    assert hand_outlines(analysis, 10) == []

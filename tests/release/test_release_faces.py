@@ -246,7 +246,9 @@ def test_a_phone_video_on_its_side_is_released_upright_with_its_face_swapped(key
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
 
 
-@pytest.mark.parametrize(("clip", "degrees", "patient_id"), [("again", 30.0, None), ("again", 45.0, None), ("brother", 45.0, "MRN-brother")])
+@pytest.mark.parametrize(
+    ("clip", "degrees", "patient_id"), [("again", 30.0, None), ("again", 45.0, None), ("brother", 45.0, "MRN-brother"), ("help", 30.0, "MRN-help")]
+)
 def test_tilted_head_exam_is_swapped_verified_and_released(keys: Path, tmp_path: Path, clip: str, degrees: float, patient_id: str | None) -> None:
     """again.mkv turned in-plane (a neck or head exam with the head tilted): pd_motor as shipped
     releases it. Judged as it was, a tilted face failed verification: at 45 degrees YuNet confirmed
@@ -257,7 +259,10 @@ def test_tilted_head_exam_is_swapped_verified_and_released(keys: Path, tmp_path:
     issue 16's key rule, not the tilt.) The release's gallery attack embeds the faces as re-id aligns
     them: embedded as they lay, brother.mkv's tilted faces gave dlib vectors near each other whoever
     they showed, and the attack withdrew a patient the per-frame check had found 0.72 away (this
-    patient ID under this key, as bench/hard_video.py found it)."""
+    patient ID under this key, as bench/hard_video.py found it). help.mkv turned by 30 degrees: with
+    the scanner's caption in the frame the text detector missed the hoodie's print, and on the
+    encoded release it read it (quarantined); the cleaner looks again at the frame as cleaned, and
+    with a lower box threshold than the judging scan's."""
     import itertools
 
     from _verify_helpers import require_media

@@ -314,3 +314,26 @@ def test_a_kept_region_beside_the_text_gives_the_fill_none_of_its_colour(portrai
     beside &= ~kept
     redness = out[beside][:, 0].astype(int) - out[beside][:, 2].astype(int)
     assert abs(redness.mean()) < 5, redness.mean()
+
+
+def test_a_print_a_scanners_caption_hid_from_the_detector_is_found_on_a_second_look(tmp_path):
+    """help.mkv turned by 30 degrees, with a scanner's burned-in name and MRN: the detector boxes the
+    two caption lines and misses the hoodie's print beside them; on the frame with the caption
+    cleaned it finds the print, and the cleaner paints it too."""
+    import itertools
+
+    from _verify_helpers import require_media
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import Identity, build_dicom_fixture, rotated, write_mp4
+    from clinrelease.verify.ocr import text_regions
+
+    source = open_video(require_media("asl/help.mkv"))
+    write_mp4(tmp_path / "tilted.mp4", rotated(itertools.islice(source.frames(), 1), 30.0), source.info.fps, {})
+    build_dicom_fixture(tmp_path / "exam.dcm", tmp_path / "tilted.mp4", "h264", None, identity=Identity(), burn_text=True)
+    frame = next(iter(open_video(tmp_path / "exam.dcm").frames()))
+    first = text_regions(frame, 0, read=False)
+    assert first and all(b.box[3] < 70 for b in first)  # the caption's lines only
+    scan = TextScan(1)
+    cleaned = next(clean_video_text([frame], sample_every=1, scan=scan, read=False))
+    assert any(b.box[1] > 150 for b in scan.found)  # the print, on the chest
+    assert not [b.text for b in find_text(cleaned) if "MIS" in b.text.upper()]
