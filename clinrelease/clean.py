@@ -52,8 +52,9 @@ def clean_text(
         skull under the letters; help.mkv: the hands held over one); the residual-face check tells
         such a pattern from a face (:func:`clinrelease.face.pipeline.residual_faces`).
     keep_out:
-        Outlines ``(m, 2)`` (frame pixels) never painted: the faces of this frame. Regions marked
-        ``on_face`` are skipped whole.
+        Outlines ``(m, 2)`` (frame pixels) never painted, nor used as a source for the inpainting of
+        a region beside them: the faces and hands of this frame. Regions marked ``on_face`` are
+        skipped whole.
     """
     if method not in CLEAN_METHODS:
         raise ConfigError(f"unknown text cleaning method {method!r}; use one of {', '.join(CLEAN_METHODS)}")
