@@ -168,8 +168,7 @@ def _quad(points: np.ndarray) -> tuple[tuple[float, float], ...]:
     return tuple((round(float(x), 1), round(float(y), 1)) for x, y in points)
 
 
-def box_overlap(a: Sequence[int], b: Sequence[int]) -> float:
-    """Intersection over union of two boxes ``(x0, y0, x1, y1)``."""
+def _iou(a: Sequence[int], b: Sequence[int]) -> float:
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -194,7 +193,7 @@ def text_regions(
     boxes = [TextBox(_hull(q), "", 0.0, frame_index, _quad(q)) for q in quads]
     fresh = []
     for i, tb in enumerate(boxes):
-        same = next((p for p in previous if p.text and box_overlap(p.box, tb.box) >= SAME_REGION_IOU), None)
+        same = next((p for p in previous if p.text and _iou(p.box, tb.box) >= SAME_REGION_IOU), None)
         if same is not None:
             tb.text, tb.score = same.text, same.score
         else:
@@ -288,7 +287,7 @@ class TextScan:
         for tb in self.found:
             if tb.on_face != on_face:
                 continue
-            at = next((i for i, (box, _) in enumerate(places) if box_overlap(box, tb.box) >= 0.5), None)
+            at = next((i for i, (box, _) in enumerate(places) if _iou(box, tb.box) >= 0.5), None)
             if at is None:
                 places.append((tb.box, 1))
             else:

@@ -237,7 +237,8 @@ def verify_realism(
     # bird.mkv's signer holds a hand at the mouth: under it the original's mesh narrowed the eyes by
     # 0.06 in one frame, the only movement of a still series, and the check took that for a lost blink
     report.hand_frames = [r.frame for r in rows if patient.faces[r.frame].occluders]
-    meshed = [r for r in rows if r.mesh_released and r.frame in measurable and not patient.faces[r.frame].occluders]
+    judged = measurable.difference(report.hand_frames)
+    meshed = [r for r in rows if r.mesh_released and r.frame in judged]
     report.eye_correlation, report.eye_deviation = series_agreement([r.eye_original for r in meshed], [r.eye_released for r in meshed])
     report.mouth_correlation, report.mouth_deviation = series_agreement(
         [r.mouth_original for r in meshed], [r.mouth_released for r in meshed]
