@@ -35,10 +35,17 @@ CHOICES_FILE = "surrogate-choices.json"
 MARGIN = 0.1
 #: frames of the patient's face the candidates are tried on
 SCREEN_FRAMES = 4
-#: candidates tried before the farthest one is taken. With the surrogate's detail toned down to
-#: the video's (:data:`~clinrelease.face.swap_plan.DETAIL_GAIN`) fewer candidates clear the margin:
-#: on the six shared clips under three keys, 8 left one patient matched, 16 none (bench/surrogate_keys.py)
+#: candidates of the sequence drawn with the profile's own swap settings. With the surrogate's detail
+#: toned down to the video's (:data:`~clinrelease.face.swap_plan.DETAIL_GAIN`) fewer candidates clear
+#: the margin: on the six shared clips under three keys, 8 left one patient matched, 16 none
+#: (bench/surrogate_keys.py)
 MAX_CANDIDATES = 16
+#: what the counters from :data:`MAX_CANDIDATES` on change in the swap: the face shape all the
+#: surrogate's (profiles that keep some of the patient's shape for realism give that up for a patient
+#: none of whose first candidates clears the margin; SFace still saw the patient through the shape)
+STRONGER_SWAP = {"identity_strength": 1.0}
+#: candidates of that stronger stage, tried only when no earlier one clears the margin
+STRONGER_CANDIDATES = 8
 #: share of the margin a candidate that cleared the screening frames must also keep on the wider
 #: frames (:data:`RANK_FRAMES`) before it is taken
 CONFIRM_SHARE = 0.5
@@ -79,6 +86,9 @@ class SurrogateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"counter": self.counter, "decided": self.decided, "margin": self.margin, "tried": [c.to_dict() for c in self.tried]}
+        if swap_settings(self.counter):
+            # the auditor's answer to "why does this patient's face differ from the profile's swap"
+            doc["swap"] = swap_settings(self.counter)
         if self.frames is not None:
             doc["frames"] = self.frames
         return doc if self.attempt is None else {**doc, "attempt": self.attempt}
@@ -92,6 +102,14 @@ class SurrogateDecision:
         attempt = None if doc.get("attempt") is None else int(doc["attempt"])
         frames = None if doc.get("frames") is None else int(doc["frames"])
         return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt, frames)
+
+
+def swap_settings(counter: int) -> dict[str, float]:
+    """The swap settings the ``counter``-th surrogate of the sequence is drawn with, on top of the
+    profile's: :data:`STRONGER_SWAP` from :data:`MAX_CANDIDATES` on, none before."""
+    if counter < 0:
+        raise ConfigError(f"the surrogate counter must not be negative, got {counter}")
+    return dict(STRONGER_SWAP) if counter >= MAX_CANDIDATES else {}
 
 
 def headroom(value: float, threshold: float, higher_is_same: bool) -> float:
@@ -112,12 +130,13 @@ def screen(
     analysis,
     recognizers: Mapping[str, tuple[Any, float]],
     margin: float = MARGIN,
-    max_candidates: int = MAX_CANDIDATES,
+    max_candidates: int = MAX_CANDIDATES + STRONGER_CANDIDATES,
     more_samples: Sequence[tuple[np.ndarray, Any]] = (),
 ) -> SurrogateDecision:
     """Try counters 0, 1, ... on ``samples`` (original frame, the patient's tracked face there).
 
-    ``anonymizer_for(counter)`` gives the patient's anonymizer drawing that counter's surrogate;
+    ``anonymizer_for(counter)`` gives the patient's anonymizer drawing that counter's surrogate (with
+    :func:`swap_settings` of that counter: the stronger stage follows the plain one);
     ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
     no recognizer finds within ``margin`` of its threshold on any sample, and within
     ``CONFIRM_SHARE * margin`` on any of ``more_samples`` (more of the patient's frames; faces

@@ -10,19 +10,24 @@ from clinrelease.release.work import ItemContext
 
 def build_anonymizers(profile, key: bytes, pseudonym: str, counter: int = 0, pool=None):
     """The profile's patient and bystander anonymizers, keyed to this patient; the built-in swap
-    gives the patient the ``counter``-th surrogate of the key's sequence (from ``pool`` instead of
-    the profile's pool where given)."""
+    gives the patient the ``counter``-th surrogate of the key's sequence, with that counter's swap
+    settings (:func:`~clinrelease.face.surrogate_choice.swap_settings`), from ``pool`` instead of
+    the profile's pool where given."""
     from clinrelease.face.params import BASELINE_ANONYMIZERS, anonymizer_arguments
     from clinrelease.face.registry import get_anonymizer
+    from clinrelease.face.surrogate_choice import swap_settings
 
     settings = profile.anonymizer
     params = settings.params if pool is None else {**settings.params, "pool": pool}
 
-    def arguments(name: str, **keyed: Any) -> dict[str, Any]:
+    def arguments(name: str, params: dict[str, Any], **keyed: Any) -> dict[str, Any]:
         return {} if name in BASELINE_ANONYMIZERS else {**anonymizer_arguments(name, params), "key": key, "pseudonym": pseudonym, **keyed}
 
-    patient = get_anonymizer(settings.name, **arguments(settings.name, **({"counter": counter} if settings.name == "swap" else {})))
-    bystander = get_anonymizer(settings.bystander, **arguments(settings.bystander))
+    if settings.name == "swap":
+        patient = get_anonymizer("swap", **arguments("swap", {**params, **swap_settings(counter)}, counter=counter))
+    else:
+        patient = get_anonymizer(settings.name, **arguments(settings.name, params))
+    bystander = get_anonymizer(settings.bystander, **arguments(settings.bystander, params))
     return patient, bystander
 
 

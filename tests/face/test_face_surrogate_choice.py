@@ -13,10 +13,22 @@ from _face_helpers import KEY_A, KEY_B
 from clinrelease.dicom.video import open_video
 from clinrelease.errors import ConfigError
 from clinrelease.face.pipeline import analyze_faces
-from clinrelease.face.surrogate_choice import CHOICES_FILE, MARGIN, ChoiceStore, patient_samples, screen, too_close
+from clinrelease.face.surrogate_choice import (
+    CHOICES_FILE,
+    MARGIN,
+    MAX_CANDIDATES,
+    STRONGER_SWAP,
+    ChoiceStore,
+    SurrogateDecision,
+    patient_samples,
+    screen,
+    too_close,
+)
 from clinrelease.face.surrogates import Donor, choose_surrogate, composite, default_pool, surrogate_seed
 from clinrelease.face.swap import SwapAnonymizer
 from clinrelease.fixtures import carphone_path
+from clinrelease.profiles import load_profile
+from clinrelease.release import build_anonymizers
 from clinrelease.verify.reid import get_recognizer
 
 
@@ -130,6 +142,31 @@ def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recogni
     room = {c.counter: min(c.closest["dlib"] - 0.6, 0.363 - c.closest["sface"]) for c in ranked.tried}
     assert ranked.counter == max(room, key=room.get)
     assert type(ranked).from_dict(ranked.to_dict(), "stored").frames == ranked.frames
+
+
+def test_past_the_plain_candidates_the_sequence_takes_the_whole_face_shape_from_the_surrogate(clip, recognizers, tmp_path: Path) -> None:
+    frames, analysis = clip
+    samples = patient_samples(frames, analysis)[:1]
+    profile = load_profile("pd_motor")  # keeps a fifth of the patient's face shape
+    drawn: dict[int, float] = {}
+
+    def anonymizer_for(counter: int):
+        patient = build_anonymizers(profile, KEY_A, "patient-1", counter=counter)[0]
+        drawn[counter] = patient.identity_strength
+        return patient
+
+    # a margin nothing clears: the plain candidates, then the stronger stage, then the farthest of all
+    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, margin=2.0, max_candidates=MAX_CANDIDATES + 2)
+    assert [c.counter for c in decision.tried] == list(range(MAX_CANDIDATES + 2))
+    assert {drawn[c] for c in range(MAX_CANDIDATES)} == {profile.anonymizer.identity_strength} == {0.8}
+    assert drawn[MAX_CANDIDATES] == drawn[MAX_CANDIDATES + 1] == STRONGER_SWAP["identity_strength"] == 1.0
+    # a stored decision in the stronger stage draws it again, and its record says how the swap differs
+    store = ChoiceStore(tmp_path, KEY_A)
+    store.decide("patient-1", lambda: SurrogateDecision(MAX_CANDIDATES + 1, "measured", MARGIN, decision.tried))
+    stored = store.stored("patient-1")
+    assert build_anonymizers(profile, KEY_A, "patient-1", counter=stored.counter)[0].identity_strength == 1.0
+    assert stored.to_dict()["swap"] == STRONGER_SWAP
+    assert "swap" not in SurrogateDecision(MAX_CANDIDATES - 1, "measured", MARGIN).to_dict()
 
 
 def test_a_counter_that_cannot_make_a_surrogate_is_passed_over_and_recorded(clip, recognizers, tmp_path: Path) -> None:
