@@ -13,7 +13,7 @@ verification are not run: they do not depend on the key's surrogate choice.
 video with a burned-in name, every check of the profile, the key's surrogate decided afresh) and
 prints its status and reasons: what "released under any key" means end to end.
 
-    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--seed N] [--release]
+    .venv/bin/python bench/surrogate_keys.py [--keys 10] [--frames 30] [--profile pd_motor] [--seed N] [--release] [--clips a,b]
 """
 
 from __future__ import annotations
@@ -52,11 +52,14 @@ def main() -> None:
     ap.add_argument("--profile", default="pd_motor")
     ap.add_argument("--seed", type=int, default=None, help="draw the keys from this seed (default: os random)")
     ap.add_argument("--release", action="store_true", help="also run the whole release of every (clip, key)")
+    ap.add_argument("--clips", default="", help="clip names (default: every shared ASL clip)")
     args = ap.parse_args()
     profile = load_profile(args.profile)
     rng = random.Random(args.seed) if args.seed is not None else random.SystemRandom()
     keys = [bytes(rng.getrandbits(8) for _ in range(32)) for _ in range(args.keys)]
     clips = sorted((SHARED_MEDIA / "asl").glob("*.mkv"))
+    if args.clips:
+        clips = [c for c in clips if c.stem in args.clips.split(",")]
     before = after = runs = released = 0
     print(f"profile {profile.name}, {len(clips)} clips x {len(keys)} keys, {args.frames} frames, margin {MARGIN}")
     print(f"{'clip':10} {'key':8} {'before (matched frames, worst)':40} {'counter':7} after")
