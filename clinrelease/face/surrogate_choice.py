@@ -49,9 +49,10 @@ STRONGER_CANDIDATES = 8
 #: share of the margin a candidate that cleared the screening frames must also keep on the wider
 #: frames (:data:`RANK_FRAMES`) before it is taken
 CONFIRM_SHARE = 0.5
-#: frames the candidates are ranked on when none clears the margin: the farthest on a few frames
-#: was often not the farthest on the frames verification samples (carphone under random keys)
-RANK_FRAMES = 12
+#: frames the candidates are confirmed and ranked on, on re-id's sampling grid: the farthest on a few
+#: frames was often not the farthest on the frames verification samples (carphone under random keys),
+#: and a candidate confirmed between the grid's frames was matched on one of them (SFace)
+RANK_FRAMES = 16
 
 
 @dataclass
@@ -224,12 +225,15 @@ def spread(samples: list, count: int = SCREEN_FRAMES) -> list:
     return [samples[i] for i in sorted({int(round(v)) for v in np.linspace(0, len(samples) - 1, count)})]
 
 
-def patient_samples(frames: Iterable[np.ndarray], analysis, count: int = SCREEN_FRAMES) -> list[tuple[np.ndarray, Any]]:
-    """Up to ``count`` frames spread over the patient's track where the face has a mesh, with the face."""
+def patient_samples(frames: Iterable[np.ndarray], analysis, count: int = SCREEN_FRAMES, every: int = 1) -> list[tuple[np.ndarray, Any]]:
+    """Up to ``count`` frames spread over the patient's track where the face has a mesh, with the face;
+    only frames on the grid of every ``every``-th frame (where re-identification samples) while the
+    track has any there."""
     patient = analysis.patient
     if patient is None:
         return []
     usable = [i for i in patient.frame_indices if patient.faces[i].landmarks is not None]
+    usable = [i for i in usable if i % every == 0] or usable
     if not usable:
         return []
     wanted = sorted({usable[int(i)] for i in np.linspace(0, len(usable) - 1, min(count, len(usable)))})

@@ -52,8 +52,8 @@ def measure_surrogate(profile, key: bytes, pseudonym: str, analysis, frames, met
     from clinrelease.face.surrogate_choice import RANK_FRAMES, patient_samples, screen, spread
     from clinrelease.verify.reid import profile_recognizers
 
-    # the frames to rank on when no candidate clears the margin, screened on a few of them
-    wider = patient_samples(frames, analysis, count=RANK_FRAMES)
+    # the frames to confirm and rank on, where re-id will sample; screened on a few of them
+    wider = patient_samples(frames, analysis, count=RANK_FRAMES, every=profile.verify.sample_every)
     samples = spread(wider)
     if not samples:
         return None  # no patient face to measure on: the first surrogate, nothing decided

@@ -253,3 +253,21 @@ def test_the_merge_adopts_a_shards_decision_once_and_reports_a_different_one(tmp
         {"input": "d.dcm", "pseudonym": "patient-2", "faces": {}},
     ]
     assert split_decisions(records) == {"patient-1": {1: ["a.dcm"], 2: ["b.dcm"]}}
+
+
+def test_the_patient_is_screened_on_the_frames_re_id_will_sample(clip) -> None:
+    """Verification compares every ``sample_every``-th frame; a candidate confirmed on frames between
+    those was matched on one of them (brother.mkv under a random key: SFace 0.381 on frame 20, which
+    the screening had not looked at). The screening's frames lie on that grid, spread over it when
+    there are more than asked for."""
+    frames, analysis = clip
+    patient = analysis.patient
+    meshed = [i for i in patient.frame_indices if patient.faces[i].landmarks is not None]
+    grid = [i for i in meshed if i % 3 == 0]
+    assert len(grid) >= 3 and len(meshed) > len(grid)
+    wider = patient_samples(frames, analysis, count=16, every=3)
+    assert [face.frame_index for _, face in wider] == grid
+    assert all(np.array_equal(frame, frames[face.frame_index]) for frame, face in wider)
+    ends = patient_samples(frames, analysis, count=2, every=3)
+    assert [face.frame_index for _, face in ends] == [grid[0], grid[-1]]
+    assert [face.frame_index for _, face in patient_samples(frames, analysis, count=16)] == meshed
