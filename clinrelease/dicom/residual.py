@@ -27,7 +27,7 @@ from clinrelease.dicom.phi_strings import date_forms, identifying_strings, phi_p
 if TYPE_CHECKING:
     from clinrelease.dicom.deid import DeidResult
 
-__all__ = ["Finding", "identifying_strings", "residual_phi"]
+__all__ = ["Finding", "element_paths", "identifying_strings", "residual_phi"]
 
 #: actions whose original value must be gone (C may keep clean text by design)
 _REMOVING_ACTIONS = frozenset({"X", "Z", "D", "U"})
@@ -43,7 +43,6 @@ _BINARY_VRS = frozenset({"OB", "OW", "UN"})
 MIN_BINARY_LENGTH = 5
 #: shortest original value worth searching for
 MIN_VALUE_LENGTH = 4
-_PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\])?")
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,12 @@ def _elements(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement]
                 yield from _elements(item, f"{path}[{i}].")
 
 
+def element_paths(ds: Dataset) -> dict[str, DataElement]:
+    """Every element of ``ds`` at any depth by its path, as :class:`~clinrelease.dicom.deid.HeaderChange`
+    names it (``"(0008,1140)[0].(0008,1155)"``)."""
+    return dict(_elements(ds))
+
+
 def _texts(elem: DataElement) -> list[str]:
     """The element's value as text pieces (each value of a multi-valued one, bytes as latin-1)."""
     value = elem.value
@@ -87,34 +92,16 @@ def _texts(elem: DataElement) -> list[str]:
     return [str(v) for v in values if v is not None and str(v) != ""]
 
 
-def _value_at(ds: Dataset, path: str) -> DataElement | None:
-    """The element at a :class:`HeaderChange` path, or None if the path does not resolve."""
-    current: Dataset = ds
-    elem = None
-    for m in _PATH_STEP.finditer(path):
-        tag = int(m.group(1) + m.group(2), 16)
-        if tag not in current:
-            return None
-        elem = current[tag]
-        if m.group(3) is not None:
-            try:
-                current = elem.value[int(m.group(3))]
-            except (IndexError, TypeError):
-                return None
-    return elem
-
-
-def _kept_values(original: Dataset, changed: set[str], prefix: str = "") -> Iterator[str]:
-    """Values of the original's elements that the profile kept unchanged (not under a change)."""
-    for elem in original:
-        path = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
-        if path in changed:
-            continue
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value or ()):
-                yield from _kept_values(item, changed, f"{path}[{i}].")
-        else:
-            yield from (t.strip(" \x00") for t in _texts(elem))
+def _under(path: str, changed: set[str]) -> bool:
+    """Whether ``path`` or a sequence it sits in is one of ``changed``."""
+    if path in changed:
+        return True
+    at = path.find("[")
+    while at != -1:
+        if path[:at] in changed:
+            return True
+        at = path.find("[", at + 1)
+    return False
 
 
 def _is_trivial(text: str, dummies: frozenset[str]) -> bool:
@@ -159,11 +146,13 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
     from clinrelease.dicom.deid import DUMMY_VALUES
 
     dummies = frozenset(str(v) for v in DUMMY_VALUES.values()) | {result.pseudonym}
+    # the original walked once: the changes' paths are looked up in it, the rest is what was kept
+    elements = element_paths(original)
     removed: dict[str, str] = {}  # original value -> where it came from
     for change in result.changes:
         if change.action not in _REMOVING_ACTIONS:
             continue
-        elem = _value_at(original, change.path)
+        elem = elements.get(change.path)
         if elem is None or elem.tag in _PIXEL_TAGS:
             continue
         for text in _texts(elem):
@@ -171,7 +160,8 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
                 removed.setdefault(text.strip(" \x00"), change.path)
     # a value that an attribute kept by the profile also holds (a private copy of Body Part
     # Examined, a Segment Label equal to its Code Meaning) is released on purpose, not a leak
-    kept = set(_kept_values(original, {c.path for c in result.changes}))
+    changed = {c.path for c in result.changes}
+    kept = {t.strip(" \x00") for path, elem in elements.items() if not _under(path, changed) for t in _texts(elem)}
     for text in kept:
         removed.pop(text, None)
     # longest first: at one position the longest value is the one reported

@@ -17,7 +17,7 @@ import pytest
 
 from _deid_helpers import KEY, UNREADABLE, CorpusFile, dciodvfy_errors, deid_data_files, pydicom_image_files
 from clinrelease.dicom.deid import BURNED_IN_REASON, DeidResult, Deidentifier, output_relpath, write_deidentified
-from clinrelease.dicom.residual import Finding, _value_at, residual_phi
+from clinrelease.dicom.residual import Finding, element_paths, residual_phi
 from clinrelease.errors import VerificationError
 
 CORPUS = deid_data_files() + pydicom_image_files()
@@ -89,11 +89,11 @@ def test_burned_in_files_are_quarantined(corpus):
 def test_uids_one_to_one_and_references_intact(corpus):
     mapping: dict[str, str] = {}
     for item in corpus:
+        before_at, after_at = element_paths(item.original), element_paths(item.result.dataset)
         for change in item.result.changes:
             if change.action != "U":
                 continue
-            before = _value_at(item.original, change.path)
-            after = _value_at(item.result.dataset, change.path)
+            before, after = before_at[change.path], after_at[change.path]
             olds = list(before.value) if before.VM > 1 else [before.value]
             news = list(after.value) if after.VM > 1 else [after.value]
             for old, new in zip([o for o in olds if str(o).strip()], news):
