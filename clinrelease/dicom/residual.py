@@ -161,7 +161,12 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
     # a value that an attribute kept by the profile also holds (a private copy of Body Part
     # Examined, a Segment Label equal to its Code Meaning) is released on purpose, not a leak
     changed = {c.path for c in result.changes}
-    kept = {t.strip(" \x00") for path, elem in elements.items() if not _under(path, changed) for t in _texts(elem)}
+    kept = {
+        t.strip(" \x00")
+        for path, elem in elements.items()
+        if elem.tag not in _PIXEL_TAGS and not _under(path, changed)
+        for t in _texts(elem)
+    }
     for text in kept:
         removed.pop(text, None)
     # longest first: at one position the longest value is the one reported
