@@ -15,10 +15,11 @@ Findings name where and what kind of value leaked, never the value itself (they 
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
@@ -65,20 +66,37 @@ class Finding:
     source: str
 
 
-def _elements(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement]]:
-    """(path, element) for every element at any depth, sequences included."""
-    for elem in ds:
-        path = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
-        yield path, elem
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value or ()):
-                yield from _elements(item, f"{path}[{i}].")
+def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, Dataset, int]]:
+    """(path, the dataset holding it, tag) for every element at any depth, sequences included.
+
+    Elements are left as read (raw) where they are not sequences: converting every value through
+    pydicom costs more than the check itself.
+    """
+    for tag in sorted(ds._dict):
+        path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        yield path, ds, tag
+        vr = ds.get_item(tag).VR
+        if vr == "SQ" or vr is None:  # implicit VR: the dictionary says whether it is a sequence
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for i, item in enumerate(elem.value or ()):
+                    yield from _walk(item, f"{path}[{i}].")
 
 
 def element_paths(ds: Dataset) -> dict[str, DataElement]:
     """Every element of ``ds`` at any depth by its path, as :class:`~clinrelease.dicom.deid.HeaderChange`
     names it (``"(0008,1140)[0].(0008,1155)"``)."""
-    return dict(_elements(ds))
+    return {path: parent[tag] for path, parent, tag in _walk(ds)}
+
+
+#: VRs read as text in the default character set, several values split at backslashes
+_DEFAULT_MULTI = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+#: VRs read as text in the data set's character set, several values split at backslashes
+_CHARSET_MULTI = frozenset({"LO", "SH", "UC", "PN"})
+#: VRs read as text in the data set's character set, one value
+_CHARSET_SINGLE = frozenset({"LT", "ST", "UT"})
+_STRUCT = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_BYTES_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV"})
 
 
 def _texts(elem: DataElement) -> list[str]:
@@ -90,6 +108,70 @@ def _texts(elem: DataElement) -> list[str]:
         return [bytes(value).decode("latin-1")]
     values = list(value) if elem.VM > 1 else [value]
     return [str(v) for v in values if v is not None and str(v) != ""]
+
+
+def _raw_texts(raw, charset: str | None) -> list[str] | None:
+    """:func:`_texts` of a raw element read straight from its bytes, as pydicom would convert it;
+    ``None`` where only pydicom's conversion says (no VR, UN, AT, ambiguous VRs, an unusual
+    character set or bytes it does not decode)."""
+    vr, value = raw.VR, raw.value
+    if value is None:
+        return []
+    try:
+        if vr in _DEFAULT_MULTI:
+            texts = value.decode("iso8859").split("\\")
+        elif vr in _CHARSET_MULTI and charset is not None:
+            texts = value.decode(charset).split("\\")
+        elif vr in _CHARSET_SINGLE and charset is not None:
+            texts = [value.decode(charset)]
+        elif vr == "UR":
+            texts = [value.decode("iso8859")]
+        elif vr in _BYTES_VRS:
+            return [value.decode("latin-1")]
+        elif vr in _STRUCT:
+            size = struct.calcsize("<" + _STRUCT[vr])
+            if len(value) % size:
+                return None
+            endian = "<" if raw.is_little_endian else ">"
+            return [str(v) for v in struct.unpack(f"{endian}{len(value) // size}{_STRUCT[vr]}", value)]
+        else:
+            return None
+    except UnicodeDecodeError:
+        return None
+    return [t for t in texts if t.strip(" \x00")]
+
+
+def _single_charset(ds: Dataset) -> str | None:
+    """The data set's one character set as a Python codec, ``None`` for code extensions (ISO 2022)."""
+    encodings = ds._character_set
+    if isinstance(encodings, str):
+        encodings = [encodings]
+    if len(encodings) != 1 or encodings[0].startswith("iso2022"):
+        return None
+    return encodings[0]
+
+
+def _element_texts(ds: Dataset) -> Iterator[tuple[str, int, str, list[str]]]:
+    """(path, tag, VR, texts) for every element of ``ds`` at any depth but sequences themselves and
+    the pixel data (the pixel stage's business)."""
+    charsets: dict[int, str | None] = {}
+    for path, parent, tag in _walk(ds):
+        raw = parent.get_item(tag)
+        if raw.VR == "SQ" or tag in _PIXEL_TAGS:
+            continue
+        texts = None
+        if isinstance(raw, RawDataElement):
+            key = id(parent)
+            if key not in charsets:
+                charsets[key] = _single_charset(parent)
+            texts = _raw_texts(raw, charsets[key])
+        if texts is None:
+            elem = parent[tag]
+            if elem.VR == "SQ":
+                continue
+            yield path, tag, elem.VR, _texts(elem)
+        else:
+            yield path, tag, raw.VR, texts
 
 
 def _under(path: str, changed: set[str]) -> bool:
@@ -147,26 +229,18 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
 
     dummies = frozenset(str(v) for v in DUMMY_VALUES.values()) | {result.pseudonym}
     # the original walked once: the changes' paths are looked up in it, the rest is what was kept
-    elements = element_paths(original)
+    texts = {path: pieces for path, _, _, pieces in _element_texts(original)}
     removed: dict[str, str] = {}  # original value -> where it came from
     for change in result.changes:
         if change.action not in _REMOVING_ACTIONS:
             continue
-        elem = elements.get(change.path)
-        if elem is None or elem.tag in _PIXEL_TAGS:
-            continue
-        for text in _texts(elem):
+        for text in texts.get(change.path, ()):
             if not _is_trivial(text, dummies):
                 removed.setdefault(text.strip(" \x00"), change.path)
     # a value that an attribute kept by the profile also holds (a private copy of Body Part
     # Examined, a Segment Label equal to its Code Meaning) is released on purpose, not a leak
     changed = {c.path for c in result.changes}
-    kept = {
-        t.strip(" \x00")
-        for path, elem in elements.items()
-        if elem.tag not in _PIXEL_TAGS and not _under(path, changed)
-        for t in _texts(elem)
-    }
+    kept = {t.strip(" \x00") for path, pieces in texts.items() if not _under(path, changed) for t in pieces}
     for text in kept:
         removed.pop(text, None)
     # longest first: at one position the longest value is the one reported
@@ -181,30 +255,28 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
     binary_pattern = re.compile("|".join(map(re.escape, binary)), re.IGNORECASE) if binary else None
 
     findings: list[Finding] = []
-    for path, elem in _elements(deidentified):
-        if elem.tag in _PIXEL_TAGS or elem.VR == "SQ":
-            continue
-        for text in _texts(elem):
+    for path, tag, vr, pieces in _element_texts(deidentified):
+        for text in pieces:
             stripped = text.strip(" \x00")
             if stripped in removed:
                 findings.append(Finding("residual-value", path, removed[stripped]))
                 continue
             if (
                 long_removed
-                and elem.VR not in _NUMERIC_VRS
+                and vr not in _NUMERIC_VRS
                 and stripped not in kept  # a kept value may contain a removed one by design
                 and (inside := _first_inside(text, long_removed)) is not None
             ):
                 findings.append(Finding("residual-value", path, removed[inside]))
                 continue
-            if binary_pattern is not None and elem.VR in _BINARY_VRS and binary_pattern.search(text):
+            if binary_pattern is not None and vr in _BINARY_VRS and binary_pattern.search(text):
                 findings.append(Finding("identifying-string", path, "patient identifying string"))
                 continue
             if (
                 pattern is not None
-                and elem.VR not in _NUMERIC_VRS
-                and elem.VR != "CS"
-                and elem.tag not in _VOCABULARY_TAGS
+                and vr not in _NUMERIC_VRS
+                and vr != "CS"
+                and tag not in _VOCABULARY_TAGS
                 and pattern.search(text)
             ):
                 findings.append(Finding("identifying-string", path, "patient identifying string"))
