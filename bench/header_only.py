@@ -9,10 +9,16 @@ which a loaded machine disturbs less):
 
 - ``floor``: ``python -c`` that reads and writes every file with pydicom (dcmread + dcmwrite);
 - ``clinrelease``: ``clinrelease run --profile basic`` (discovery, de-identification, residual
-  check, leak scan, records, audit chain, manifests, report, signing) into a fresh output folder.
+  check, leak scan, records, audit chain, manifests, report, signing) into a fresh output folder;
+- ``dicognito`` (``python -m dicognito -o OUT IN``) and ``dicom-anonymizer`` (``dicom-anonymizer IN
+  OUT``; it reads one folder without recursing, so it gets the same files linked into one flat
+  folder), whole commands from the peers' own environment (``bench/.venv-peers``, made by
+  ``bench/deid.py``'s pins when missing; ``--no-peers`` leaves them out).
 
-dicognito and dicom-anonymizer are not in the project's environment (bench/deid.py measures them,
-on the de-identification step alone, from an environment of their own). ``--profile-top N`` then
+Every run must leave one output file per object (clinrelease: the released DICOM files under
+``data/``), or the bench stops: a tool that fails quietly would look fast.
+
+``--profile-top N`` then
 runs the release once more in this process under cProfile and prints the N functions with the most
 cumulative time, which says where the remaining time goes. ``--code DIR`` runs another checkout's
 package (a snapshot before a change) for before/after from one session.
@@ -97,6 +103,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--code", type=Path, default=ROOT)
     parser.add_argument("--profile-top", type=int, default=0)
+    parser.add_argument("--no-peers", action="store_true")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONWARNINGS="ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,19 +111,41 @@ def main() -> None:
         build_objects(tmp / "in", args.objects, args.patients)
         keys = tmp / "keys"
         subprocess.run([sys.executable, "-m", "clinrelease", "keys", "init", str(keys)], check=True, env=env, capture_output=True, cwd=args.code)
-        floor, release = [], []
+        tools: dict[str, list[str]] = {
+            "pydicom read+write floor": [sys.executable, "-c", FLOOR, str(tmp / "in")],
+            "clinrelease run --profile basic": [sys.executable, "-m", "clinrelease", "run", "--profile", "basic",
+                                                "--input", str(tmp / "in"), "--keys", str(keys), "--output"],
+        }  # fmt: skip
+        if not args.no_peers:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from deid import ensure_peers
+
+            peer = ensure_peers()
+            tools["dicognito (whole command)"] = [str(peer), "-m", "dicognito", "--quiet", str(tmp / "in"), "-o"]
+            flat = tmp / "flat"
+            flat.mkdir()
+            for path in sorted((tmp / "in").rglob("*.dcm")):
+                os.link(path, flat / path.name)
+            tools["dicom-anonymizer (whole command)"] = [str(peer.parent / "dicom-anonymizer"), str(flat)]
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
         for i in range(args.repeat):
-            floor.append(timed([sys.executable, "-c", FLOOR, str(tmp / "in"), str(tmp / f"floor{i}")], env, args.code))
-            release.append(timed([sys.executable, "-m", "clinrelease", "run", "--profile", "basic", "--input", str(tmp / "in"),
-                                  "--output", str(tmp / f"rel{i}"), "--keys", str(keys)], env, args.code))  # fmt: skip
-            print(f"run {i + 1}: floor {floor[-1][0]:.2f} s, clinrelease {release[-1][0]:.2f} s", file=sys.stderr)
-        f, r = statistics.median(w for w, _ in floor), statistics.median(w for w, _ in release)
-        fc, rc = statistics.median(c for _, c in floor), statistics.median(c for _, c in release)
+            for n, (name, cmd) in enumerate(tools.items()):
+                out = tmp / f"out{n}-{i}"
+                if "dicom-anonymizer" in name:
+                    out.mkdir()  # it refuses an output folder that is not there
+                times[name].append(timed([*cmd, str(out)], env, args.code))
+                written = sum(1 for p in (out / "data" if (out / "data").is_dir() else out).rglob("*") if p.is_file())
+                if written != args.objects:
+                    raise SystemExit(f"{name} wrote {written} files for {args.objects} objects")
+            print(f"run {i + 1}: " + ", ".join(f"{name.split()[0]} {t[-1][0]:.2f} s" for name, t in times.items()), file=sys.stderr)
+        f = statistics.median(w for w, _ in times["pydicom read+write floor"])
+        fc = statistics.median(c for _, c in times["pydicom read+write floor"])
         print(f"\n## {args.objects} objects, {args.patients} patients x 3 studies (CT_small), whole command, median of {args.repeat}\n")
         print("| tool | wall s | cpu s | objects/s (wall) | x floor (wall) | x floor (cpu) |")
         print("|---|---|---|---|---|---|")
-        print(f"| pydicom read+write floor | {f:.2f} | {fc:.2f} | {args.objects / f:.0f} | 1.00 | 1.00 |")
-        print(f"| clinrelease run --profile basic | {r:.2f} | {rc:.2f} | {args.objects / r:.0f} | {r / f:.2f} | {rc / fc:.2f} |")
+        for name, runs in times.items():
+            w, c = statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs)
+            print(f"| {name} | {w:.2f} | {c:.2f} | {args.objects / w:.0f} | {w / f:.2f} | {c / fc:.2f} |")
         print(f"\nmachine: {os.cpu_count()} cpus, load {os.getloadavg()}; code: {args.code}")
         if args.profile_top:
             sys.path.insert(0, str(args.code))

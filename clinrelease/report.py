@@ -12,6 +12,7 @@ a release writes a byte-identical report.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -585,11 +586,7 @@ def _item_section(n: int, item: ItemVisuals) -> str:
     if charts:
         parts.append('<h3>Per-frame checks</h3><div class="charts">' + "".join(charts) + "</div>")
     if item.header_changes:
-        rows = "".join(
-            f"<tr><td><code>{_e(tag)}</code></td><td>{_e(name)}</td><td>{_e(action)}</td>"
-            f"<td>{_e(ACTION_WORDS.get(str(action), ''))}</td></tr>"
-            for tag, name, action in item.header_changes
-        )
+        rows = "".join(_header_change_row(str(tag), str(name), str(action)) for tag, name, action in item.header_changes)
         parts.append(
             f"<details><summary>Header changes ({len(item.header_changes)} attributes; values are never shown)"
             "</summary><table><tr><th>tag</th><th>attribute</th><th>action</th><th>meaning</th></tr>"
@@ -597,6 +594,15 @@ def _item_section(n: int, item: ItemVisuals) -> str:
         )
     parts.append("</section>")
     return "".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_change_row(tag: str, name: str, action: str) -> str:
+    """One row of an item's header-change table (the same rows recur in every item of a batch)."""
+    return (
+        f"<tr><td><code>{_e(tag)}</code></td><td>{_e(name)}</td><td>{_e(action)}</td>"
+        f"<td>{_e(ACTION_WORDS.get(action, ''))}</td></tr>"
+    )
 
 
 def render_report(summary: Mapping[str, Any], items: Sequence[ItemVisuals]) -> str:

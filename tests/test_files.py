@@ -27,3 +27,18 @@ def test_a_whole_write_replaces_the_file_with_the_permissions_asked_for(tmp_path
     with atomic_file(target, mode=0o640) as fh:
         fh.write(b"checkpoint")
     assert target.read_bytes() == b"checkpoint" and stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_working_state_is_written_whole_without_a_disk_flush_and_a_crash_emptied_record_reads_as_missing(tmp_path, monkeypatch):
+    import os
+
+    from clinrelease.release.record import load_json
+
+    flushed = []
+    monkeypatch.setattr(os, "fsync", flushed.append)
+    target = write_json_atomic(tmp_path / "item.json", {"status": "released"}, durable=False)
+    assert flushed == [] and load_json(target) == {"status": "released"}
+    write_atomic(tmp_path / "log.jsonl", "{}\n")
+    assert len(flushed) == 1  # the default flushes
+    target.write_bytes(b"")  # what a crash can leave of a file renamed before its bytes reached the disk
+    assert load_json(target) is None

@@ -82,7 +82,10 @@ class _ChainFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def append(self, record_type: str, fields: Mapping[str, Any], sign_with: ed25519.Ed25519PrivateKey | None) -> dict[str, Any]:
+    def append(
+        self, entries: Sequence[tuple[str, Mapping[str, Any]]], sign_with: ed25519.Ed25519PrivateKey | None
+    ) -> list[dict[str, Any]]:
+        """Chain ``entries`` (record type, fields) onto the file under one lock, flushed to disk once."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -96,17 +99,22 @@ class _ChainFile:
                         seq, prev = int(previous["seq"]) + 1, record_digest(previous)
                     except (ValueError, KeyError, TypeError):
                         raise InputError("the last audit record is not valid; refusing to extend the log", self.path) from None
-                record: dict[str, Any] = {"type": record_type, "seq": seq, "prev": prev, "time": utc_now()}
-                record.update(to_plain(dict(fields)))
-                if sign_with is not None:
-                    record = sign_record(record, sign_with)
+                records, lines = [], []
+                for record_type, fields in entries:
+                    record: dict[str, Any] = {"type": record_type, "seq": seq, "prev": prev, "time": utc_now()}
+                    record.update(to_plain(dict(fields)))
+                    if sign_with is not None:
+                        record = sign_record(record, sign_with)
+                    records.append(record)
+                    lines.append(canonical_bytes(record) + b"\n")
+                    seq, prev = seq + 1, record_digest(record)
                 fh.seek(0, os.SEEK_END)
-                fh.write(canonical_bytes(record) + b"\n")
+                fh.write(b"".join(lines))
                 fh.flush()
                 os.fsync(fh.fileno())
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-        return record
+        return records
 
 
 class AuditLog:
@@ -158,6 +166,30 @@ class AuditLog:
         sign_with:
             When given, each copy of the record is signed on its own (``sig`` field).
         """
+        return self.extend([(record_type, fields, internal_only_fields)], sign_with=sign_with)[0]
+
+    def extend(
+        self,
+        entries: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]],
+        *,
+        sign_with: ed25519.Ed25519PrivateKey | None = None,
+    ) -> list[dict[str, Any]]:
+        """Append several records (record type, fields, internal-only fields; as :meth:`append`) to
+        both logs, each log written and flushed to disk once; returns the internal records."""
+        internal, released = [], []
+        for record_type, fields, internal_only_fields in entries:
+            shared, internal_only = self._fields(record_type, fields, internal_only_fields)
+            internal.append((record_type, {**shared, **internal_only}))
+            released.append((record_type, shared))
+        internal_records = self._internal.append(internal, sign_with)
+        if self._released is not None:
+            self._released.append(released, sign_with)
+        return internal_records
+
+    def _fields(
+        self, record_type: str, fields: Mapping[str, Any], internal_only_fields: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(fields both copies carry, fields only the internal copy carries), checked."""
         if record_type not in RECORD_TYPES:
             raise ValueError(f"unknown audit record type {record_type!r}; use one of {', '.join(RECORD_TYPES)}")
         internal_only = dict(internal_only_fields or {})
@@ -171,11 +203,7 @@ class AuditLog:
             if self.commitment_key is None:
                 raise ValueError("an original digest needs the release key (commitment_key) for its commitment")
             shared[COMMITMENT_FIELD] = commitment(self.commitment_key, str(internal_only[ORIGINAL_DIGEST_FIELD]))
-        internal_record = self._internal.append(record_type, {**shared, **internal_only}, sign_with)
-        if self._released is not None:
-            self._released.append(record_type, shared, sign_with)
-        return internal_record
-
+        return shared, internal_only
 
 
 def record_reversal(log_path: str | Path, result: Any, signing_key: ed25519.Ed25519PrivateKey, operator: str | None = None, reason: str = "") -> dict[str, Any]:

@@ -138,24 +138,24 @@ def finalize_release(
                 covered.add(rel)
         elif record.get("type") == ARTIFACT:
             covered.add(str(record.get("path")))
-    for rel, digest in released:
-        if rel not in covered:
-            log.append(ARTIFACT, {"path": rel, "sha256": digest, "kind": rel.split("/", 1)[0] if "/" in rel else "file"})
+    artifacts = [
+        (ARTIFACT, {"path": rel, "sha256": digest, "kind": rel.split("/", 1)[0] if "/" in rel else "file"}, None)
+        for rel, digest in released
+        if rel not in covered
+    ]
     root = merkle_root(released)
-    log.append(
-        RELEASE_END,
-        {
-            "ended": utc_now(),
-            "counts": {
-                "items": sum(verdicts.values()),
-                "released": verdicts.get("released", 0),
-                "quarantined": verdicts.get("quarantined", 0),
-                "files": len(released),
-            },
-            "merkle_root": root,
-            **dict(end_fields or {}),
+    end = {
+        "ended": utc_now(),
+        "counts": {
+            "items": sum(verdicts.values()),
+            "released": verdicts.get("released", 0),
+            "quarantined": verdicts.get("quarantined", 0),
+            "files": len(released),
         },
-    )
+        "merkle_root": root,
+        **dict(end_fields or {}),
+    }
+    log.extend([*artifacts, (RELEASE_END, end, None)])
     audit_dir = out / AUDIT_DIR
     audit_dir.mkdir(exist_ok=True)
     log_bytes = log.released_path.read_bytes()

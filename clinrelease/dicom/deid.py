@@ -862,11 +862,16 @@ def read_dataset(path: str | Path, *, stop_before_pixels: bool = False) -> Datas
         raise
     except Exception as exc:  # pydicom raises many types for broken files
         raise InputError(f"not a readable DICOM file: it is truncated or corrupt ({type(exc).__name__}: {exc})", path) from None
+    refuse_media_directory(ds, path)
+    return ds
+
+
+def refuse_media_directory(ds: Dataset, path: str | Path) -> None:
+    """Raise :class:`InputError` when ``ds`` (read from ``path``) is a DICOMDIR: nothing to release."""
     if str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS or (
         "DirectoryRecordSequence" in ds
     ):
         raise InputError("is a DICOMDIR (a media index), not an image: nothing to release", path)
-    return ds
 
 
 def write_deidentified(ds: Dataset, path: str | Path) -> Path:

@@ -330,8 +330,9 @@ def is_dicom_file(path: Path) -> bool:
         return handle.read(4) == b"DICM"
 
 
-def read_dicom_header(path: str | Path) -> Dataset:
-    """Read a DICOM file's header (file meta included) without its pixel data.
+def read_dicom_header(path: str | Path, *, whole: bool = False) -> Dataset:
+    """Read a DICOM file's header (file meta included) without its pixel data (``whole``: with
+    it, so that a caller that carries the pixels over needs no second read).
 
     Raises
     ------
@@ -342,12 +343,12 @@ def read_dicom_header(path: str | Path) -> Dataset:
     if not path.is_file():
         raise InputError("no such file", path)
     with open(path, "rb") as handle:
-        return _read_header(handle, path)
+        return _read_header(handle, path, whole=whole)
 
 
-def _read_header(handle, path: Path) -> Dataset:
+def _read_header(handle, path: Path, *, whole: bool = False) -> Dataset:
     try:
-        ds = read_checked(handle, path, stop_before_pixels=True)
+        ds = read_checked(handle, path, stop_before_pixels=not whole)
     except InputError:
         raise
     except InvalidDicomError as exc:

@@ -23,6 +23,9 @@ from clinrelease.release.paths import ReleasePaths
 from clinrelease.release.record import ItemRecord, Status, load_record, write_json
 from clinrelease.release.work import ItemContext, ItemWork, identifying_strings, resume_digest
 
+#: DICOM objects up to this size are read once, pixels and all (a larger one is most likely a video)
+WHOLE_READ_BYTES = 8 << 20
+
 
 def process_item(item: InputItem, ctx: ItemContext) -> ItemRecord:
     """Run one item through every stage; return its (unsigned) record.
@@ -134,7 +137,7 @@ def _record_still_valid(record: ItemRecord, paths: ReleasePaths) -> bool:
 
 
 def _run_stages(work: ItemWork) -> None:
-    from clinrelease.dicom.deid import Deidentifier, read_dataset
+    from clinrelease.dicom.deid import Deidentifier, read_dataset, refuse_media_directory
     from clinrelease.dicom.phi_strings import identifying_sources
     from clinrelease.dicom.plain_video import container_header
     from clinrelease.dicom.sop_classes import AUDIO_REASON, audio_object, is_mpeg, is_photographic, is_video
@@ -143,12 +146,16 @@ def _run_stages(work: ItemWork) -> None:
     item, ctx, record = work.item, work.ctx, work.record
     profile = ctx.profile()
     source = None
+    whole = False
     if item.kind == "container":
         source = open_video(item.path)
         header = container_header(item.metadata, record.input_sha256)
         record.container_metadata_keys = sorted(source.info.container_metadata)
     else:
-        header = read_dicom_header(item.path)
+        # a small object is read whole once: if it takes the header-only route its pixels are
+        # carried over from this read, and a video's pixel data is read by the video route
+        whole = item.path.stat().st_size <= WHOLE_READ_BYTES
+        header = read_dicom_header(item.path, whole=whole)
         if audio_object(header):
             raise VerificationError(f"{AUDIO_REASON}: the file is a {audio_object(header)} object")
     header_phi = identifying_sources(header)
@@ -171,7 +178,12 @@ def _run_stages(work: ItemWork) -> None:
     if video and source is None:
         source = open_video(item.path)
     if not video:
-        header = read_dataset(item.path)
+        if whole:
+            refuse_media_directory(header, item.path)
+        else:
+            header = read_dataset(item.path)
+    elif whole:
+        header = read_dicom_header(item.path)  # the video route works from the header alone
     if not faces_on and "clean_recognizable_visual_features" in options:
         if is_photographic(header):
             raise VerificationError(

@@ -10,7 +10,6 @@ previous signed release exactly as it was, and no temporary file is ever written
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -171,7 +170,7 @@ def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records
     # every released text passes the leak scan before anything of it is written or signed
     guard.check({
         "report/summary.json": summary,
-        "report/index.html": [dataclasses.asdict(v) for v in released_visuals],
+        "report/index.html": released_visuals,
         "clinical/clinical.csv": [table.columns, table.rows] if table else [],
         "audit/log.jsonl": [start, *(fields for fields, _ in audit_items)],
     })  # fmt: skip
@@ -186,9 +185,7 @@ def _build_release(root: Path, paths: ReleasePaths, meta, keys, profile, records
     internal.unlink(missing_ok=True)
     released_log.unlink(missing_ok=True)
     log = AuditLog(internal, released_log, commitment_key=keys.release_key)
-    log.append("release_start", start)
-    for fields, internal_only in audit_items:
-        log.append("item", fields, internal_only_fields=internal_only)
+    log.extend([("release_start", start, None), *(("item", fields, internal_only) for fields, internal_only in audit_items)])
     finalize_release(log, root, keys.signing_key, end_fields={"gallery": gallery} if gallery else None)
     return report
 

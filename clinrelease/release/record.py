@@ -113,9 +113,10 @@ class ItemRecord:
         return cls(**values, extra={k: v for k, v in data.items() if k not in known and k != "resumed"})
 
     def save(self, path: Path) -> None:
-        # the item record is the site's working state, read back by the merge: compact JSON is written
-        # several times faster (a header-only batch spent a tenth of its time indenting records)
-        write_json(path, self.to_dict(), indent=None)
+        # the item record is the site's working state, read back by the merge: compact JSON, and no
+        # flush to disk (a record a crash has emptied reads as missing and its item is redone; the
+        # released file it names is checked against its digest before anything is reused)
+        write_json(path, self.to_dict(), indent=None, durable=False)
 
     def as_released(self) -> list[str]:
         """The reasons as the release shows them (after the merge's released-text scan).
@@ -176,8 +177,8 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    write_json_atomic(path, obj, default=plain, indent=indent)
+def write_json(path: Path, obj: Any, indent: int | None = 2, durable: bool = True) -> None:
+    write_json_atomic(path, obj, default=plain, indent=indent, durable=durable)
 
 
 def load_json(path: Path) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ before signing, named by document and kind, never by value.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +25,16 @@ WITHHELD_REASON = "reason withheld: it quoted identifying data (the site's quara
 
 
 def released_strings(document: Any) -> Iterator[str]:
-    """Every string value of a JSON-like document, depth first.
+    """Every string value of a JSON-like document (dataclasses by their fields), depth first.
 
     Mapping keys are the release's own field names, figure names and the profile's column names,
     never data: a patient named Pool must not stop a release whose summary has a ``pool`` field.
     """
     if isinstance(document, str):
         yield document
+    elif dataclasses.is_dataclass(document) and not isinstance(document, type):
+        for f in dataclasses.fields(document):
+            yield from released_strings(getattr(document, f.name))
     elif isinstance(document, Mapping):
         for value in document.values():
             yield from released_strings(value)
@@ -45,6 +49,8 @@ class TextGuard:
 
     phi: Iterable[str]
     _scan: Any = field(init=False, repr=False)
+    #: a release's texts repeat (attribute names, actions, figure names): each is scanned once
+    _seen: dict[str, list[Leak]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.phi = sorted({s.strip() for s in self.phi if s and s.strip()})
@@ -52,7 +58,10 @@ class TextGuard:
 
     def leaks(self, text: str) -> list[Leak]:
         """Occurrences of an identifying string in ``text``."""
-        return self._scan(text)
+        found = self._seen.get(text)
+        if found is None:
+            found = self._seen[text] = self._scan(text)
+        return found
 
     def clean(self, texts: Iterable[str], replacement: str = WITHHELD_REASON) -> list[str]:
         """``texts`` with every one that quotes an identifying string replaced by ``replacement``."""

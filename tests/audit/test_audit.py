@@ -154,6 +154,38 @@ def test_finalize_refuses_unlisted_files_and_unknown_outputs(tmp_path: Path) -> 
         log.append("item", {"original_sha256": "1" * 64})
 
 
+def test_a_batch_of_records_chains_like_single_appends_and_flushes_each_log_once(tmp_path: Path, monkeypatch) -> None:
+    keys = init_keys(tmp_path / "keys")
+    start = {"release_id": "r", "tool": {"name": "clinrelease", "version": "t"},
+             "profile": {"name": "basic", "sha256": "0" * 64}, "thresholds": {}}  # fmt: skip
+    items = [{"output": {"path": f"data/{n}.dcm", "sha256": str(n) * 64}, "verdict": "released", "reasons": [], "checks": []}
+             for n in range(3)]  # fmt: skip
+    one = AuditLog(tmp_path / "one" / "internal.jsonl", tmp_path / "one" / "released.jsonl", keys.release_key)
+    one.append("release_start", start)
+    for n, fields in enumerate(items):
+        one.append("item", fields, internal_only_fields={"original_sha256": f"{n:064d}"})
+    flushed = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real_fsync(fd)))
+    batch = AuditLog(tmp_path / "batch" / "internal.jsonl", tmp_path / "batch" / "released.jsonl", keys.release_key)
+    batch.extend([("release_start", start, None),
+                  *(("item", fields, {"original_sha256": f"{n:064d}"}) for n, fields in enumerate(items))])  # fmt: skip
+    assert len(flushed) == 2  # the internal log and the released one, once each
+    for name in ("internal.jsonl", "released.jsonl"):
+        singles = [json.loads(line) for line in (tmp_path / "one" / name).read_text().splitlines()]
+        batched = [json.loads(line) for line in (tmp_path / "batch" / name).read_text().splitlines()]
+        assert [r["seq"] for r in batched] == [0, 1, 2, 3]
+        # the same records, chained the same way (only the times differ)
+        assert [{k: v for k, v in r.items() if k not in ("time", "prev")} for r in batched] == [
+            {k: v for k, v in r.items() if k not in ("time", "prev")} for r in singles
+        ]
+        assert all(b["prev"] == hashlib.sha256(canonical_bytes(a)).hexdigest() for a, b in zip(batched, batched[1:]))
+    # a batch continues an existing log
+    batch.extend([("item", items[0], None)])
+    last = json.loads((tmp_path / "batch" / "released.jsonl").read_text().splitlines()[-1])
+    assert last["seq"] == 4
+
+
 # ---------------------------------------------------------------- tampering
 
 

@@ -7,6 +7,7 @@ must produce byte-identical data files with the same key.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -329,6 +330,37 @@ def test_duplicate_sop_instance_is_quarantined_not_overwritten(keys: Path, tmp_p
     original = pydicom.dcmread(folder / "ctbrain1.dcm")
     assert released.PixelData == original.PixelData
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+
+
+def test_a_small_object_is_read_once_and_a_larger_one_again_for_its_pixels(keys: Path, tmp_path: Path, monkeypatch) -> None:
+    from _release_helpers import deid_data_dir
+    from clinrelease.dicom import truncation, video
+    from clinrelease.release import item as item_stage
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(deid_data_dir() / "humans" / "ctbrain1.dcm", folder / "ct.dcm")
+    reads: list[bool] = []
+    real = truncation.read_checked
+
+    def counted(handle, path, *, stop_before_pixels):
+        if Path(path).name == "ct.dcm":
+            reads.append(stop_before_pixels)
+        return real(handle, path, stop_before_pixels=stop_before_pixels)
+
+    monkeypatch.setattr(truncation, "read_checked", counted)
+    monkeypatch.setattr(video, "read_checked", counted)
+    released = {}
+    for label, limit in (("small", item_stage.WHOLE_READ_BYTES), ("large", 0)):
+        monkeypatch.setattr(item_stage, "WHOLE_READ_BYTES", limit)
+        reads.clear()
+        out = tmp_path / label
+        result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+        assert result.exit_code == 0, result.output
+        assert reads == ([False] if label == "small" else [True, False])  # the header, then the whole file
+        released[label] = (out / json_result(result)["items"][0]["output"]).read_bytes()
+    assert released["small"] == released["large"]
+    assert pydicom.dcmread(io.BytesIO(released["small"])).PixelData == pydicom.dcmread(folder / "ct.dcm").PixelData
 
 
 def test_run_without_keys_says_how_to_create_them(built: ReleaseInput, tmp_path: Path) -> None:

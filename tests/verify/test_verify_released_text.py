@@ -32,3 +32,18 @@ def test_batch_strings_take_every_item_and_its_input_name():
     assert {"SMITH^JOHN", "deid/Smith_John.dcm", "Smith_John.dcm", "b.dcm"} <= set(strings)
     assert list(released_strings({"Pool": ["a", {"b": 1, "c": "d"}]})) == ["a", "d"]  # keys are field names
 
+
+def test_a_dataclass_in_a_released_document_is_scanned_by_its_fields():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Shown:
+        input: str
+        reasons: list[str] = field(default_factory=list)
+        changes: tuple = ()
+
+    shown = Shown("item 3", ["face found on frame 2"], (("(0010,0010)", "Whitmore^Ada", "Z"),))
+    assert list(released_strings([shown])) == ["item 3", "face found on frame 2", "(0010,0010)", "Whitmore^Ada", "Z"]
+    with pytest.raises(VerificationError, match="report/index.html: name"):
+        TextGuard(["WHITMORE^ADA"]).check({"report/index.html": [shown]})
+
