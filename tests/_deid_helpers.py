@@ -201,3 +201,16 @@ def nest(depth: int) -> Dataset:
         item = outer
     ds.ReferencedImageSequence = Sequence([item])
     return ds
+
+
+def element_paths(ds: pydicom.Dataset, prefix: str = "") -> dict[str, pydicom.DataElement]:
+    """Every element of ``ds`` at any depth by its path, as :class:`~clinrelease.dicom.deid.HeaderChange`
+    names it (``"(0008,1140)[0].(0008,1155)"``)."""
+    paths: dict[str, pydicom.DataElement] = {}
+    for elem in ds:
+        path = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
+        paths[path] = elem
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value or ()):
+                paths.update(element_paths(item, f"{path}[{i}]."))
+    return paths

@@ -28,7 +28,7 @@ from clinrelease.dicom.phi_strings import date_forms, identifying_strings, phi_p
 if TYPE_CHECKING:
     from clinrelease.dicom.deid import DeidResult
 
-__all__ = ["Finding", "element_paths", "identifying_strings", "residual_phi"]
+__all__ = ["Finding", "identifying_strings", "residual_phi"]
 
 #: actions whose original value must be gone (C may keep clean text by design)
 _REMOVING_ACTIONS = frozenset({"X", "Z", "D", "U"})
@@ -66,29 +66,6 @@ class Finding:
     source: str
 
 
-def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, Dataset, int]]:
-    """(path, the dataset holding it, tag) for every element at any depth, sequences included.
-
-    Elements are left as read (raw) where they are not sequences: converting every value through
-    pydicom costs more than the check itself.
-    """
-    for tag in sorted(ds._dict):
-        path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
-        yield path, ds, tag
-        vr = ds.get_item(tag).VR
-        if vr == "SQ" or vr is None:  # implicit VR: the dictionary says whether it is a sequence
-            elem = ds[tag]
-            if elem.VR == "SQ":
-                for i, item in enumerate(elem.value or ()):
-                    yield from _walk(item, f"{path}[{i}].")
-
-
-def element_paths(ds: Dataset) -> dict[str, DataElement]:
-    """Every element of ``ds`` at any depth by its path, as :class:`~clinrelease.dicom.deid.HeaderChange`
-    names it (``"(0008,1140)[0].(0008,1155)"``)."""
-    return {path: parent[tag] for path, parent, tag in _walk(ds)}
-
-
 #: VRs read as text in the default character set, several values split at backslashes
 _DEFAULT_MULTI = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 #: VRs read as text in the data set's character set, several values split at backslashes
@@ -96,6 +73,7 @@ _CHARSET_MULTI = frozenset({"LO", "SH", "UC", "PN"})
 #: VRs read as text in the data set's character set, one value
 _CHARSET_SINGLE = frozenset({"LT", "ST", "UT"})
 _STRUCT = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_STRUCT_SIZE = {vr: struct.calcsize("<" + code) for vr, code in _STRUCT.items()}
 _BYTES_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV"})
 
 
@@ -129,7 +107,7 @@ def _raw_texts(raw, charset: str | None) -> list[str] | None:
         elif vr in _BYTES_VRS:
             return [value.decode("latin-1")]
         elif vr in _STRUCT:
-            size = struct.calcsize("<" + _STRUCT[vr])
+            size = _STRUCT_SIZE[vr]
             if len(value) % size:
                 return None
             endian = "<" if raw.is_little_endian else ">"
@@ -151,27 +129,33 @@ def _single_charset(ds: Dataset) -> str | None:
     return encodings[0]
 
 
-def _element_texts(ds: Dataset) -> Iterator[tuple[str, int, str, list[str]]]:
-    """(path, tag, VR, texts) for every element of ``ds`` at any depth but sequences themselves and
-    the pixel data (the pixel stage's business)."""
-    charsets: dict[int, str | None] = {}
-    for path, parent, tag in _walk(ds):
-        raw = parent.get_item(tag)
-        if raw.VR == "SQ" or tag in _PIXEL_TAGS:
-            continue
-        texts = None
-        if isinstance(raw, RawDataElement):
-            key = id(parent)
-            if key not in charsets:
-                charsets[key] = _single_charset(parent)
-            texts = _raw_texts(raw, charsets[key])
-        if texts is None:
-            elem = parent[tag]
-            if elem.VR == "SQ":
+def _element_texts(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, int, str, list[str]]]:
+    """(path, tag, VR, texts) for every element of ``ds`` at any depth, as
+    :class:`~clinrelease.dicom.deid.HeaderChange` names paths (``"(0008,1140)[0].(0008,1155)"``),
+    but sequences themselves and the pixel data (the pixel stage's business).
+
+    Values are read as read (raw) where :func:`_raw_texts` can: converting every value through
+    pydicom costs more than the check itself.
+    """
+    charset = _single_charset(ds)
+    for tag in sorted(ds._dict):
+        elem = ds.get_item(tag)
+        vr = elem.VR
+        if vr is None or vr == "SQ" or vr == "UN":  # pydicom's dictionary says whether it is a sequence
+            elem = ds[tag]
+            vr = elem.VR
+            if vr == "SQ":
+                path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+                for i, item in enumerate(elem.value or ()):
+                    yield from _element_texts(item, f"{path}[{i}].")
                 continue
-            yield path, tag, elem.VR, _texts(elem)
-        else:
-            yield path, tag, raw.VR, texts
+        if tag in _PIXEL_TAGS:
+            continue
+        texts = _raw_texts(elem, charset) if isinstance(elem, RawDataElement) else None
+        if texts is None:
+            elem = ds[tag]
+            vr, texts = elem.VR, _texts(elem)
+        yield f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})", tag, vr, texts
 
 
 def _under(path: str, changed: set[str]) -> bool:

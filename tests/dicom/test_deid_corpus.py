@@ -15,9 +15,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from _deid_helpers import KEY, UNREADABLE, CorpusFile, dciodvfy_errors, deid_data_files, pydicom_image_files
+from _deid_helpers import KEY, UNREADABLE, CorpusFile, dciodvfy_errors, deid_data_files, element_paths, pydicom_image_files
 from clinrelease.dicom.deid import BURNED_IN_REASON, DeidResult, Deidentifier, output_relpath, write_deidentified
-from clinrelease.dicom.residual import Finding, element_paths, residual_phi
+from clinrelease.dicom.residual import Finding, residual_phi
 from clinrelease.errors import VerificationError
 
 CORPUS = deid_data_files() + pydicom_image_files()
