@@ -9,7 +9,8 @@ which a loaded machine disturbs less):
 
 - ``floor``: ``python -c`` that reads and writes every file with pydicom (dcmread + dcmwrite);
 - ``clinrelease``: ``clinrelease run --profile basic`` (discovery, de-identification, residual
-  check, leak scan, records, audit chain, manifests, report, signing) into a fresh output folder;
+  check, leak scan, records, audit chain, manifests, report, signing) into a fresh output folder,
+  and the same with ``--workers 2`` (``--workers``: how many; 1 leaves the row out);
 - ``dicognito`` (``python -m dicognito -o OUT IN``) and ``dicom-anonymizer`` (``dicom-anonymizer IN
   OUT``; it reads one folder without recursing, so it gets the same files linked into one flat
   folder), whole commands from the peers' own environment (``bench/.venv-peers``, made by
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=ROOT)
     parser.add_argument("--profile-top", type=int, default=0)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="also time clinrelease with this many worker processes (1: not)")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONWARNINGS="ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +118,9 @@ def main() -> None:
             "clinrelease run --profile basic": [sys.executable, "-m", "clinrelease", "run", "--profile", "basic",
                                                 "--input", str(tmp / "in"), "--keys", str(keys), "--output"],
         }  # fmt: skip
+        if args.workers > 1:
+            tools[f"clinrelease run --profile basic --workers {args.workers}"] = [
+                *tools["clinrelease run --profile basic"][:-1], "--workers", str(args.workers), "--output"]  # fmt: skip
         if not args.no_peers:
             sys.path.insert(0, str(ROOT / "bench"))
             from deid import ensure_peers

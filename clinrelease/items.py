@@ -201,13 +201,22 @@ def _identity_key(item: InputItem) -> str | None:
         from clinrelease.crypto.digest import sha256_file
 
         return "file:" + sha256_file(item.path)
-    from pydicom import dcmread
+    from pydicom.filereader import read_partial
 
     try:
-        uid = dcmread(item.path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID")
+        with open(item.path, "rb") as fh:
+            # the header is parsed up to SOP Instance UID (0008,0018) only, not to the pixel data
+            uid = read_partial(fh, stop_when=_past_sop_instance_uid, specific_tags=[_SOP_INSTANCE_UID]).get("SOPInstanceUID")
     except Exception:  # an unreadable file is reported by the pipeline, with the reason
         return None
     return f"uid:{uid}" if uid else None
+
+
+_SOP_INSTANCE_UID = 0x00080018
+
+
+def _past_sop_instance_uid(tag, vr, length) -> bool:
+    return tag > _SOP_INSTANCE_UID
 
 
 def _mark_duplicates(items: list[InputItem]) -> list[InputItem]:
