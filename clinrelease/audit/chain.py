@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from clinrelease.audit.records import GENESIS, RECORD_TYPES, RESERVED, canonical_bytes, record_digest, to_plain, utc_now
+from clinrelease.audit.records import GENESIS, RECORD_TYPES, RESERVED, canonical_bytes, canonical_digest, record_digest, to_plain, utc_now
 from clinrelease.crypto.kdf import derive_hex
 from clinrelease.crypto.keys import key_id
 from clinrelease.errors import InputError
@@ -105,9 +105,10 @@ class _ChainFile:
                     record.update(to_plain(dict(fields)))
                     if sign_with is not None:
                         record = sign_record(record, sign_with)
+                    data = canonical_bytes(record)
                     records.append(record)
-                    lines.append(canonical_bytes(record) + b"\n")
-                    seq, prev = seq + 1, record_digest(record)
+                    lines.append(data + b"\n")
+                    seq, prev = seq + 1, canonical_digest(data)
                 fh.seek(0, os.SEEK_END)
                 fh.write(b"".join(lines))
                 fh.flush()

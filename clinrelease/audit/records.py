@@ -92,7 +92,12 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
 
 def record_digest(record: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of a record's canonical bytes: what the next record's ``prev`` holds."""
-    return hashlib.sha256(canonical_bytes(record)).hexdigest()
+    return canonical_digest(canonical_bytes(record))
+
+
+def canonical_digest(canonical: bytes) -> str:
+    """:func:`record_digest` of the record whose :func:`canonical_bytes` are ``canonical``."""
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def make_check(name: str, value: float | int | bool | str, op: str, threshold: float | int | bool | str) -> dict[str, Any]:

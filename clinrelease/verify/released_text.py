@@ -37,10 +37,16 @@ def released_strings(document: Any) -> Iterator[str]:
             yield from released_strings(getattr(document, f.name))
     elif isinstance(document, Mapping):
         for value in document.values():
-            yield from released_strings(value)
+            if isinstance(value, str):
+                yield value
+            else:
+                yield from released_strings(value)
     elif isinstance(document, (list, tuple, set, frozenset)):
         for value in document:
-            yield from released_strings(value)
+            if isinstance(value, str):
+                yield value
+            else:
+                yield from released_strings(value)
 
 
 @dataclass
