@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -110,7 +111,38 @@ def require_model_file(folder: Path | None, filename: str, purpose: str) -> Path
     return path
 
 
-@lru_cache(maxsize=None)
+_digests: dict[Path, str] = {}
+_digest_lock = threading.Lock()
+
+
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a model file, for the audit log."""
-    return sha256_file(path)
+    """SHA-256 of a model file, for the audit log (hashed once a process; a caller that asks while
+    another thread hashes it waits for that result)."""
+    key = Path(path)
+    with _digest_lock:
+        if key not in _digests:
+            _digests[key] = sha256_file(key)
+        return _digests[key]
+
+
+def model_inventory() -> list[dict[str, str]]:
+    """Name, file name and SHA-256 of every packaged model installed here (samples left out), as a
+    release's start record lists them."""
+    inventory = []
+    for name in MODELS:
+        if name.startswith("sample_"):
+            continue
+        try:
+            path = model_path(name)
+        except MissingModelError:
+            continue
+        inventory.append({"name": name, "file": path.name, "sha256": file_digest(path)})
+    return inventory
+
+
+def prefetch_model_inventory() -> threading.Thread:
+    """Start hashing the installed models on a thread of their own: a release's items keep one core
+    busy, and hashing every model file is a fixed cost a header-only release would otherwise wait for."""
+    thread = threading.Thread(target=model_inventory, name="clinrelease-model-digests", daemon=True)
+    thread.start()
+    return thread

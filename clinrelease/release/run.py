@@ -93,6 +93,9 @@ def run_release(
 
 
 def _run_locked(opts, paths: ReleasePaths, profile, keys, items: list[InputItem], on_start, on_item) -> ReleaseSummary:
+    from clinrelease.models import prefetch_model_inventory
+
+    prefetch_model_inventory()  # the start record's model digests, hashed beside the items
     paths.make()
     release_meta = paths.work / "release.json"
     previous = load_json(release_meta)

@@ -11,7 +11,6 @@ from typing import Any
 
 from clinrelease import __version__
 from clinrelease.crypto.kdf import derive_hex
-from clinrelease.errors import ClinReleaseError
 from clinrelease.release.paths import ReleasePaths
 from clinrelease.release.record import ItemRecord, Status, count_statuses
 
@@ -127,17 +126,10 @@ def release_summary(meta, profile, records: list[ItemRecord], gallery, clinical,
 def start_record(meta: dict[str, Any], profile) -> dict[str, Any]:
     from clinrelease.dicom.annex_e import EDITION
     from clinrelease.dicom.deid_options import BASIC_PROFILE_CODE, OPTION_CODES
-    from clinrelease.models import MODELS, file_digest, model_path
+    from clinrelease.models import model_inventory
     from clinrelease.verify.decision import checks_for
 
-    models = []
-    for name in MODELS:
-        if name.startswith("sample_"):
-            continue
-        try:
-            models.append({"name": name, "file": model_path(name).name, "sha256": file_digest(model_path(name))})
-        except ClinReleaseError:
-            continue
+    models = model_inventory()
     return {
         "release_id": meta["release_id"],
         "nonce": meta.get("nonce", ""),
