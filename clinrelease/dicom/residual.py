@@ -176,7 +176,7 @@ def _is_trivial(text: str, dummies: frozenset[str]) -> bool:
         len(stripped) < MIN_VALUE_LENGTH
         or stripped in dummies
         or stripped in UID_dictionary
-        or sum(c.isalnum() for c in stripped) < MIN_VALUE_LENGTH
+        or sum(map(str.isalnum, stripped)) < MIN_VALUE_LENGTH
     )
 
 

@@ -170,19 +170,25 @@ def phi_variants(phi_strings: Iterable[str]) -> dict[str, tuple[str, str]]:
         value = str(raw).strip()
         if not value:
             continue
-        d = parse_date(value)
-        if d is not None:
-            # as given too: an ID such as 123456 also reads as a date (1234-05-06)
-            forms, kind = [*date_variants(d), value], "date"
-        elif any(ch.isdigit() for ch in value) and sum(w.isalpha() for w in value.split()) >= 2:
-            forms, kind = [value, " ".join(value.split())], "text"  # an address or free text
-        elif any(ch.isdigit() for ch in value):
-            forms, kind = id_variants(value) + [value], "id"
-        else:
-            forms, kind = name_variants(value), "name"
+        forms, kind = _variants_of(value)
         for form in forms:
             out.setdefault(form, (value, kind))
     return out
+
+
+@lru_cache(maxsize=4096)
+def _variants_of(value: str) -> tuple[tuple[str, ...], str]:
+    """The written forms of one identifying string and its kind (see :func:`phi_variants`); the
+    objects of one patient repeat the same strings."""
+    d = parse_date(value)
+    if d is not None:
+        # as given too: an ID such as 123456 also reads as a date (1234-05-06)
+        return (*date_variants(d), value), "date"
+    if any(ch.isdigit() for ch in value) and sum(w.isalpha() for w in value.split()) >= 2:
+        return (value, " ".join(value.split())), "text"  # an address or free text
+    if any(ch.isdigit() for ch in value):
+        return (*id_variants(value), value), "id"
+    return tuple(name_variants(value)), "name"
 
 
 @dataclass(frozen=True)
