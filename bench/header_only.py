@@ -16,7 +16,7 @@ which a loaded machine disturbs less):
   folder), whole commands from the peers' own environment (``bench/.venv-peers``, made by
   ``bench/deid.py``'s pins when missing; ``--no-peers`` leaves them out).
 
-Every run must leave one output file per object (clinrelease: the released DICOM files under
+Writes bench/out/header_only.json (every run's wall and CPU seconds). Every run must leave one output file per object (clinrelease: the released DICOM files under
 ``data/``), or the bench stops: a tool that fails quietly would look fast.
 
 ``--profile-top N`` then
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import resource
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--profile-top", type=int, default=0)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="also time clinrelease with this many worker processes (1: not)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONWARNINGS="ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +153,13 @@ def main() -> None:
         for name, runs in times.items():
             w, c = statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs)
             print(f"| {name} | {w:.2f} | {c:.2f} | {args.objects / w:.0f} | {w / f:.2f} | {c / fc:.2f} |")
+        machine = {"cpus": os.cpu_count(), "load_avg": os.getloadavg(), "code": str(args.code)}
         print(f"\nmachine: {os.cpu_count()} cpus, load {os.getloadavg()}; code: {args.code}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "header_only.json").write_text(json.dumps({
+            "machine": machine, "objects": args.objects, "patients": args.patients, "repeat": args.repeat,
+            "runs": {name: [{"wall_s": w, "cpu_s": c} for w, c in runs] for name, runs in times.items()},
+        }, indent=2))  # fmt: skip
         if args.profile_top:
             sys.path.insert(0, str(args.code))
             from clinrelease.cli import app
