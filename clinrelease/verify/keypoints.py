@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import cv2
 import numpy as np
 
 from clinrelease.errors import ConfigError
@@ -153,6 +152,8 @@ class FaceMeshDetector:
 
     def __call__(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """Face-mesh landmarks ``(478, 2)`` in frame pixels for the face inside ``box``, or None."""
+        import cv2
+
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(frame.shape[1], x1), min(frame.shape[0], y1)

