@@ -5,6 +5,7 @@ the QA report (the site's, with contact sheets; the released one, without)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,24 +40,17 @@ def released_texts(records: list[ItemRecord], table, key: bytes):
     from clinrelease.verify.released_text import TextGuard, batch_identifying_strings
 
     guard = TextGuard(batch_identifying_strings((r.to_dict() for r in records), table.identifying_strings if table else ()))
-    # the same attribute names recur in every item of a batch: each is keyed and scanned once
-    shown: dict[str, str] = {}
-
-    def released_name(name: str) -> str:
-        if name not in shown:
-            shown[name] = guard.clean([_released_attribute_name(name, key)], "(name withheld)")[0]
-        return shown[name]
-
     for record in records:
         changes = record.header_changes or []
         record.released_reasons = guard.clean(record.reasons)
-        names = [released_name(c.get("name", "")) for c in changes]
+        names = guard.clean((_released_attribute_name(c.get("name", ""), key) for c in changes), "(name withheld)")
         record.released_header_changes = [
             (c.get("tag", ""), name, c.get("action", "")) for c, name in zip(changes, names)
         ]
     return guard
 
 
+@functools.lru_cache(maxsize=4096)  # the same names recur in every item of a batch
 def _released_attribute_name(name: str, key: bytes) -> str:
     """An attribute's name as the release shows it: private creators replaced by a keyed id."""
     if not name.startswith("Private "):
