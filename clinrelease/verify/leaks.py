@@ -198,6 +198,8 @@ class _Needle:
 
     #: the form's bytes, lower-cased (ASCII, as ``re.IGNORECASE`` folds bytes) unless ``exact``
     text: bytes
+    #: "utf-8", "utf-16-le", "utf-16-be", or :data:`_UTF16_BOTH`: ``text`` is then what the form's
+    #: LE and BE bytes share (see :func:`_utf16_core`), and each hit is told apart by its neighbours
     encoding: str
     #: encoder text: matched case-sensitively
     exact: bool
@@ -205,28 +207,57 @@ class _Needle:
     bounded: bool
     #: (variant, original, kind, attribute) of the leak it reports
     found: tuple[str, str, str, str]
+    #: the byte the LE form ends with and the BE form starts with, lower-cased (:data:`_UTF16_BOTH` only)
+    pad: int = 0
 
 
-_Patterns = list[_Needle]
+_Patterns = tuple[_Needle, ...]
+#: the encodings the identifying strings are searched in
+_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be")
+_UTF16_BOTH = "utf-16"
+
+
+def _utf16_core(form: str) -> tuple[bytes, int] | None:
+    """The bytes a form's UTF-16-LE and -BE encodings share, and the byte each adds, where they
+    share all but one: every character then has the same high byte (0 for ASCII), and LE is
+    ``core + pad`` while BE is ``pad + core``. One search then finds both (a third of the scan)."""
+    le, be = form.encode("utf-16-le", errors="ignore").lower(), form.encode("utf-16-be", errors="ignore").lower()
+    if len(le) < 2 or le[:-1] != be[1:] or le[-1] != be[0]:
+        return None
+    return le[:-1], le[-1]
+
+
+@lru_cache(maxsize=64)
+def _patterns(phi: tuple[tuple[str, str], ...], encoder_text: bool) -> _Patterns:
+    """The needles of one set of identifying strings (each with where it came from): the objects of
+    one patient repeat the same strings, so the needles are built once per patient."""
+    sources = dict(phi)
+    return _compile(phi_variants(sources), _ENCODINGS, encoder_text, sources)
 
 
 def _compile(
     forms: dict[str, tuple[str, str]], encodings: Iterable[str], encoder_text: bool, sources: Mapping[str, str] | None = None
 ) -> _Patterns:
     """The needles for the written forms: one-word names on letter boundaries, the rest anywhere."""
-    needles: _Patterns = []
+    needles: list[_Needle] = []
     bounded = {f for f in forms if forms[f][1] == "name" and _is_single_word(f)}
+    encodings = tuple(encodings)
+    both = {"utf-16-le", "utf-16-be"} <= set(encodings)
     for enc in encodings if forms else ():
         seen: set[tuple[bytes, bool]] = set()
         for form in sorted(forms, key=len, reverse=True):
-            text = form.encode(enc, errors="ignore").lower()
+            core = _utf16_core(form) if both and enc.startswith("utf-16") else None
+            if core is not None and enc == "utf-16-be":
+                continue  # searched with its LE form
+            text, name = (core[0], _UTF16_BOTH) if core is not None else (form.encode(enc, errors="ignore").lower(), enc)
             if text and (text, form in bounded) not in seen:
                 seen.add((text, form in bounded))
                 original, kind = forms[form]
-                needles.append(_Needle(text, enc, False, form in bounded, (form, original, kind, (sources or {}).get(original, ""))))
+                found = (form, original, kind, (sources or {}).get(original, ""))
+                needles.append(_Needle(text, name, False, form in bounded, found, core[1] if core is not None else 0))
     if encoder_text:
         needles += [_Needle(m.encode(), "utf-8", True, False, (m, m, "encoder", "")) for m in ENCODER_MARKERS]
-    return needles
+    return tuple(needles)
 
 
 def _is_letter_at(buf: bytes, pos: int, encoding: str) -> bool:
@@ -249,15 +280,24 @@ def _find(buf: bytes, patterns: _Patterns, base: int, start: int, limit: int) ->
     folded = buf.lower()
     for needle in patterns:
         haystack = buf if needle.exact else folded
-        width = 2 if needle.encoding.startswith("utf-16") else 1
-        pos = haystack.find(needle.text, start, limit + len(needle.text) - 1)
+        size = len(needle.text)
+        pos = haystack.find(needle.text, start, limit + size - 1)
         while pos != -1:
-            end = pos + len(needle.text)
-            if not (needle.bounded and (_is_letter_at(buf, pos - width, needle.encoding) or _is_letter_at(buf, end, needle.encoding))):
-                variant, original, kind, attribute = needle.found
-                context = buf[max(0, pos - _CONTEXT) : end + _CONTEXT]
-                hits.append((base + pos, base + end, Leak(original, variant, base + pos, _printable(context), needle.encoding, kind, attribute)))
-            pos = haystack.find(needle.text, pos + 1, limit + len(needle.text) - 1)
+            end = pos + size
+            if needle.encoding != _UTF16_BOTH:
+                spans = ((pos, end, needle.encoding),)
+            else:
+                spans = tuple(
+                    span for span, ok in (((pos, end + 1, "utf-16-le"), end < len(buf) and folded[end] == needle.pad),
+                                          ((pos - 1, end, "utf-16-be"), pos > 0 and folded[pos - 1] == needle.pad)) if ok
+                )  # fmt: skip
+            for first, last, encoding in spans:
+                width = 2 if encoding.startswith("utf-16") else 1
+                if not (needle.bounded and (_is_letter_at(buf, first - width, encoding) or _is_letter_at(buf, last, encoding))):
+                    variant, original, kind, attribute = needle.found
+                    context = buf[max(0, first - _CONTEXT) : last + _CONTEXT]
+                    hits.append((base + first, base + last, Leak(original, variant, base + first, _printable(context), encoding, kind, attribute)))
+            pos = haystack.find(needle.text, pos + 1, limit + size - 1)
     return hits
 
 
@@ -301,12 +341,13 @@ def scan_bytes(
     path = Path(path)
     if sources is None and isinstance(phi_strings, Mapping):
         sources = phi_strings
-    patterns = _compile(phi_variants(phi_strings), ("utf-8", "utf-16-le", "utf-16-be"), encoder_text, sources)
+    patterns = _patterns(tuple((str(s), (sources or {}).get(s, "")) for s in phi_strings), encoder_text)
     if not patterns:
         return []
     longest = max(len(n.text) for n in patterns)
-    # two more bytes: the look-behind and look-ahead of a bounded match need their neighbours
-    overlap = max(longest + 2, _CONTEXT)
+    # three more bytes: a UTF-16 core's pad byte, and the look-behind and look-ahead of a bounded
+    # match need their neighbours
+    overlap = max(longest + 3, _CONTEXT)
     hits: list[tuple[int, int, Leak]] = []
     try:
         fh = open(path, "rb")

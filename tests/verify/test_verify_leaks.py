@@ -237,3 +237,17 @@ def test_a_leak_records_the_attribute_its_value_came_from_and_the_reason_names_i
     assert "the values of PatientID, PatientName;" in reason and "MARCHETTI" not in reason.upper()
     # strings given without their sources are still found, with no attribute to name
     assert [leak.attribute for leak in scan_bytes(out, list(sources))] == ["" for _ in leaks]
+
+
+def test_utf16_names_of_any_script_are_found_in_both_byte_orders_across_chunk_borders(tmp_path):
+    # an ASCII or Cyrillic name's two byte orders share all but one byte and are searched as one;
+    # a name mixing scripts (Greek and Latin high bytes) is searched in each byte order on its own
+    names = ["Ivanova^Olga", "Иванова^Ольга", "Ωmega^Zoë"]
+    pieces = [name.encode(enc) for name in names for enc in ("utf-16-le", "utf-16-be")]
+    path, offsets = _file_with(tmp_path, pieces)
+    for chunk in (8, 31, 64, 97, 1 << 20):
+        leaks = scan_bytes(path, names, encoder_text=False, chunk_size=chunk)
+        assert [(leak.offset, leak.encoding) for leak in leaks] == [
+            (offset, enc) for offset, enc in zip(offsets, ["utf-16-le", "utf-16-be"] * 3)
+        ], chunk
+        assert [leak.string for leak in leaks] == [name for name in names for _ in range(2)], chunk
