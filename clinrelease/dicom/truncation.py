@@ -68,8 +68,8 @@ def truncation(ds: Dataset, size: int, position: int, warned: list[str]) -> str 
         return f"the file is truncated: it ends after its file meta information ({size} bytes): the data set is missing"
     last_end: int | None = 0
     last_tag = None
-    for tag in ds.keys():
-        raw = ds.get_item(tag)
+    # the elements as read (raw, unconverted); get_item per tag cost a lookup and checks for each
+    for tag, raw in ds.items():
         tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
         if tell is None or length is None or length == _UNDEFINED:
             last_end = None  # an undefined-length sequence: a cut inside it was warned about above

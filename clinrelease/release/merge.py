@@ -19,7 +19,7 @@ from clinrelease.errors import ConfigError, InputError
 from clinrelease.release.clinical_table import clinical_summary, clinical_table, write_clinical
 from clinrelease.release.gallery import release_gallery_attack, released_embeddings, surrogate_check
 from clinrelease.release.paths import RELEASE_NAMES, ReleasePaths, check_release_key, not_started, storage_errors
-from clinrelease.release.record import ItemRecord, ReleaseSummary, Status, load_json, load_records, write_json
+from clinrelease.release.record import ItemRecord, ReleaseSummary, Status, load_json, load_records, of_last_input, write_json
 from clinrelease.release.summary import item_audit_fields, release_summary, released_texts, report_visuals, start_record, write_reports
 
 
@@ -90,10 +90,11 @@ def merge_locked(paths: ReleasePaths, keys_dir: Path) -> ReleaseSummary:
     keys = load_keys(keys_dir, need_signing=True)
     check_release_key(meta, keys.release_key, paths)
     profile = load_profile(meta["profile_source"])
-    records = load_records(paths)
+    every = load_records(paths, every=True)
+    records = of_last_input(paths, every)
     if not records:
         raise ConfigError("no item records to merge; run `clinrelease run` (or its shards) first", paths.records)
-    refuse_strays(paths, load_records(paths, every=True))
+    refuse_strays(paths, every)
     _refuse_split_surrogates(records, keys, paths)
 
     embeddings = released_embeddings(paths, records)

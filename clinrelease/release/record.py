@@ -200,9 +200,14 @@ def load_records(paths: ReleasePaths, every: bool = False) -> list[ItemRecord]:
     A record whose input is no longer there (a withdrawn patient's video) is left out, so the next
     merge drops it from data/, the report and the signed log; ``every`` returns them all.
     """
-    records = [r for p in sorted(paths.records.glob("*.json")) if (r := load_record(p))]
-    wanted = None if every else load_json(paths.work / "inputs.json")
-    if wanted is not None:
-        ids = set(wanted.get("items", []))
-        records = [r for r in records if r.item_id in ids]
-    return sorted(records, key=lambda r: r.input)
+    records = sorted((r for p in sorted(paths.records.glob("*.json")) if (r := load_record(p))), key=lambda r: r.input)
+    return records if every else of_last_input(paths, records)
+
+
+def of_last_input(paths: ReleasePaths, records: list[ItemRecord]) -> list[ItemRecord]:
+    """Those of ``records`` whose items are in the last run's input (``WORK/inputs.json``; all of them without one)."""
+    wanted = load_json(paths.work / "inputs.json")
+    if wanted is None:
+        return records
+    ids = set(wanted.get("items", []))
+    return [r for r in records if r.item_id in ids]
