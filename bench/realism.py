@@ -5,7 +5,8 @@ For each shared clip, each profile's swap (its anonymizer settings and face rule
 
 * expression kept: median mouth-corner lift change (eye distances; target |lift| <= 0.02), eye
   aspect-ratio series correlation with the original (target >= 0.9; "-" where the original's eyes
-  hardly move), mouth opening change (> 0: a closed mouth released parted);
+  hardly move), mouth opening change (> 0: a closed mouth released parted), brow turn (median
+  degrees the brows turned against the eyes: a worried or angry brow the patient does not make);
 * reads as a face: YuNet score ratio (released / original) and face-mesh presence (target >= 0.95);
 * skin: median CIEDE2000 between the cheeks and the neck below the chin, released minus original
   (target <= 3);
@@ -191,7 +192,7 @@ def main() -> None:
     profiles = [with_swap(load_profile(p), args.swap, args.pool) for p in args.profiles.split(",")]
     rows, sheets, diagnoses = [], {p.name: [] for p in profiles}, {p.name: [] for p in profiles}
     header = (
-        f"{'clip':<8} {'profile':<9} {'key':>3} {'cnt':>3}  {'lift':>6} {'eye r':>6} {'open':>6} {'score':>6} {'mesh':>5} "
+        f"{'clip':<8} {'profile':<9} {'key':>3} {'cnt':>3}  {'lift':>6} {'eye r':>6} {'open':>6} {'brow':>5} {'score':>6} {'mesh':>5} "
         f"{'dE+':>6} {'seam':>5} {'dlib':>5} {'sface':>5} {'flick':>5}"
     )
     print(header)
@@ -242,6 +243,7 @@ def main() -> None:
                     "eye_deviation": real.eye_deviation,
                     "mouth_correlation": real.mouth_correlation,
                     "mouth_opening_change": real.mouth_opening_change,
+                    "brow_turn": real.brow_turn,
                     "face_score_ratio": real.face_score_ratio,
                     "mesh_presence": real.mesh_presence,
                     "cheek_neck_de_change": float(np.median(de)) if de else None,
@@ -253,7 +255,7 @@ def main() -> None:
                 rows.append(row)
                 print(
                     f"{clip.stem:<8} {profile.name:<9} {k:>3} {counter:>3}  {fmt(row['corner_lift'], '+.3f'):>6} {fmt(row['eye_correlation'], '.2f'):>6} "
-                    f"{fmt(row['mouth_opening_change'], '+.3f'):>6} {fmt(row['face_score_ratio']):>6} {fmt(row['mesh_presence'], '.0%'):>5} "
+                    f"{fmt(row['mouth_opening_change'], '+.3f'):>6} {fmt(row['brow_turn'], '.1f'):>5} {fmt(row['face_score_ratio']):>6} {fmt(row['mesh_presence'], '.0%'):>5} "
                     f"{fmt(row['cheek_neck_de_change'], '+.1f'):>6} {fmt(row['seam_gradient_ratio'], '.2f'):>5} "
                     f"{fmt(row['dlib_deidentified'], '.0%'):>5} {fmt(row['sface_deidentified'], '.0%'):>5} {fmt(flick, '.2f'):>5}",
                     flush=True,
@@ -271,7 +273,7 @@ def main() -> None:
     for profile in profiles:
         mine = [r for r in rows if r["profile"] == profile.name]
         cells = []
-        for name in ("corner_lift", "eye_correlation", "mouth_opening_change", "face_score_ratio", "mesh_presence", "cheek_neck_de_change",
+        for name in ("corner_lift", "eye_correlation", "mouth_opening_change", "brow_turn", "face_score_ratio", "mesh_presence", "cheek_neck_de_change",
                      "seam_gradient_ratio", "dlib_deidentified", "sface_deidentified", "flicker_ratio"):
             values = [r[name] for r in mine if r[name] is not None]
             cells.append(f"{name} {np.median(values):.3f}" if values else f"{name} -")

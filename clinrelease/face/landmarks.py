@@ -41,6 +41,43 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def brow_groups() -> tuple[np.ndarray, np.ndarray]:
+    """Mesh points of each eyebrow (its upper and lower edge)."""
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    return tuple(np.array(sorted({i for edge in edges for i in edge}), np.int32) for edges in (fmc.FACEMESH_RIGHT_EYEBROW, fmc.FACEMESH_LEFT_EYEBROW))
+
+
+#: the outer corners of the two eyes, the line each brow's angle is measured against
+OUTER_EYE_CORNERS = (33, 263)
+
+
+def brow_directions(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each brow's direction from its outer towards its inner end (unit vectors, one row a brow, as
+    :func:`brow_groups`), the unit line from one outer eye corner to the other, and the face's up
+    (image pixels: y grows downwards)."""
+    m = np.asarray(mesh, np.float64)[:, :2]
+    right, left = m[OUTER_EYE_CORNERS[0]], m[OUTER_EYE_CORNERS[1]]
+    axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-9)
+    up = np.array([axis[1], -axis[0]])
+    centre = (left + right) / 2
+    directions = []
+    for group in brow_groups():
+        points = m[group]
+        mean = points.mean(axis=0)
+        direction = np.linalg.svd(points - mean, full_matrices=False)[2][0]
+        directions.append(direction if np.dot(centre - mean, direction) >= 0 else -direction)
+    return np.array(directions), axis, up
+
+
+def brow_angles(mesh: np.ndarray) -> np.ndarray:
+    """Each eyebrow's angle against the line through the outer eye corners (radians, right then
+    left): > 0 where the inner end sits higher than the outer (a worried face), < 0 lower (a frown)."""
+    directions, axis, up = brow_directions(mesh)
+    return np.arctan2(directions @ up, np.abs(directions @ axis))
+
+
+@lru_cache(maxsize=1)
 def mesh_indices() -> dict[str, np.ndarray]:
     """Ordered point indices of the mesh's outlines: face oval, lips, eyes, brows (closed polygons)."""
     from mediapipe.python.solutions import face_mesh_connections as fmc

@@ -41,9 +41,10 @@ SCREEN_FRAMES = 4
 #: (bench/surrogate_keys.py)
 MAX_CANDIDATES = 16
 #: what the counters from :data:`MAX_CANDIDATES` on change in the swap: the face shape all the
-#: surrogate's (profiles that keep some of the patient's shape for realism give that up for a patient
-#: none of whose first candidates clears the margin; SFace still saw the patient through the shape)
-STRONGER_SWAP = {"identity_strength": 1.0}
+#: surrogate's, brows at the surrogate's own angle included (profiles that keep some of the patient's
+#: shape for realism give that up for a patient none of whose first candidates clears the margin;
+#: SFace still saw the patient through the shape)
+STRONGER_SWAP = {"identity_strength": 1.0, "brow_turn": 90.0}
 #: candidates of that stronger stage, tried only when no earlier one clears the margin
 STRONGER_CANDIDATES = 8
 #: share of the margin a candidate that cleared the screening frames must also keep on the wider

@@ -37,7 +37,7 @@ from clinrelease.face.geometry import (
     fit_similarity,
     warp_maps,
 )
-from clinrelease.face.landmarks import mesh_indices
+from clinrelease.face.landmarks import brow_angles, brow_directions, brow_groups, mesh_indices
 from clinrelease.face.params import SwapParams, check_swap_arguments
 from clinrelease.face.pools import load_pool
 from clinrelease.face.skin import normalized_blur, own_face
@@ -117,6 +117,33 @@ def identity_offset(neutral: np.ndarray, surrogate_shape: np.ndarray, mouth_reac
     for group in expression_groups():
         offset[group] = offset[group].mean(axis=0)
     return offset.astype(np.float32)
+
+
+def level_brows(neutral: np.ndarray, offset: np.ndarray, max_turn: float) -> np.ndarray:
+    """``offset`` with each eyebrow turned back about its own centre until its angle against the eyes
+    (:func:`~clinrelease.face.landmarks.brow_angles`) is within ``max_turn`` radians of the patient's;
+    where the brow sits, its length and its arch stay the surrogate's.
+
+    A brow's angle is expression as much as identity: a surrogate whose inner brows sat a few degrees
+    higher than the patient's drew a worried face over a smile, a few degrees lower an angry one
+    (issue 17), and the small-face boost (:func:`exaggerated`) turned them further.
+    """
+    out = np.asarray(offset, np.float32).copy()
+    new = np.asarray(neutral, np.float64)[:, :2] + out[:, :2]
+    turns = brow_angles(new) - brow_angles(neutral)
+    directions, axis, _ = brow_directions(new)
+    for group, turn, direction in zip(brow_groups(), turns, directions):
+        back = float(turn - np.clip(turn, -max_turn, max_turn))
+        if back == 0.0:
+            continue
+        # in image pixels (y down) a turn by +r raises the inner end of a brow that points along the
+        # eye line's direction and lowers it on the other side
+        r = back if np.dot(direction, axis) > 0 else -back
+        c, s = np.cos(r), np.sin(r)
+        centre = new[group].mean(axis=0)
+        turned = (new[group] - centre) @ np.array([[c, s], [-s, c]]) + centre
+        out[group, :2] = (turned - np.asarray(neutral, np.float64)[group, :2]).astype(np.float32)
+    return out
 
 
 def exaggerated(offset: np.ndarray, neutral: np.ndarray, gain: float) -> np.ndarray:
@@ -590,6 +617,13 @@ class SwapAnonymizer:
         shared clips (+0.096 before); with identity_strength 0.5, 0.15 takes it to +0.008 and the lip
         shape error to 0.025. It costs de-identification margin, so profiles where the face is the
         signal (pd_face) turn it on and the others leave it off.
+    brow_turn:
+        The most each eyebrow may turn from the patient's own angle against the eyes (degrees; see
+        :func:`level_brows`): the surrogate's brows keep their place, length and arch, the patient's
+        brows their tilt, so a relaxed patient is not drawn worried or angry. 90 takes the
+        surrogate's angle. It costs de-identification margin (a few more candidates screened on the
+        shared clips), and the screening's stronger stage gives it up
+        (:data:`~clinrelease.face.surrogate_choice.STRONGER_SWAP`).
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -613,6 +647,7 @@ class SwapAnonymizer:
     small_face_boost: float = SwapParams.small_face_boost
     mouth_reach: float = SwapParams.mouth_reach
     detail_reach: float = SwapParams.detail_reach
+    brow_turn: float = SwapParams.brow_turn
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -623,7 +658,7 @@ class SwapAnonymizer:
         check_swap_arguments(
             k=self.k, identity_strength=self.identity_strength, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude,
             reach=self.reach, lighting=self.lighting, small_face_boost=self.small_face_boost, mouth_reach=self.mouth_reach,
-            detail_reach=self.detail_reach,
+            detail_reach=self.detail_reach, brow_turn=self.brow_turn,
         )  # fmt: skip
         if self.backend not in ("opencv", "torch"):
             raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
@@ -658,6 +693,7 @@ class SwapAnonymizer:
         surrogate = self.surrogate_for(track.role, track_id)
         neutral = neutral_shape(meshes)
         offset = exaggerated(identity_offset(neutral, surrogate.landmarks, self.mouth_reach), neutral, self.offset_gain(neutral))
+        offset = level_brows(neutral, offset, np.radians(float(self.brow_turn)))
         mesh_triangles = surrogate.triangles[(surrogate.triangles < len(neutral)).all(axis=1)]
         offset = unfold_offset(neutral, offset, mesh_triangles, surrogate.landmarks)
         self._tracks[track_id] = _TrackState(surrogate, neutral, offset.astype(np.float32))

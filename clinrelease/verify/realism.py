@@ -30,6 +30,7 @@ import numpy as np
 
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import FaceAnalysis, iter_pairs
+from clinrelease.face.landmarks import brow_angles
 
 #: mesh points of each eye for the EAR: outer corner, two upper lid points, inner corner, two lower
 #: lid points (Soukupova and Cech's p1..p6 on mediapipe's mesh)
@@ -122,6 +123,9 @@ class FrameRealism:
     brow_released: float | None = None
     smile_original: float | None = None
     smile_released: float | None = None
+    #: how far the released brows turned from the original's against the eyes (degrees, the mean of
+    #: both brows' absolute change; :func:`~clinrelease.face.landmarks.brow_angles`)
+    brow_turn: float | None = None
 
 
 @dataclass
@@ -148,6 +152,8 @@ class RealismReport:
     mouth_opening_change: float | None = None
     #: median mouth-corner lift change in outer-eye distances (> 0: the released face smiles more)
     corner_lift: float | None = None
+    #: median turn of the brows against the eyes (degrees; a worried or angry brow the patient does not make)
+    brow_turn: float | None = None
     #: sampled frames left out of the expression series (eye and mouth opening, corner lift): a hand
     #: was in front of the face, which pulls the mesh's points in both videos
     hand_frames: list[int] = field(default_factory=list)
@@ -225,6 +231,7 @@ def verify_realism(
             row.eye_released, row.mouth_released = eye_aspect_ratio(pred), mouth_opening(pred)
             row.brow_released, row.smile_released = brow_height(pred), mouth_width(pred)
             row.corner_lift = mouth_change(gt, pred).corner_lift
+            row.brow_turn = float(np.degrees(np.abs(brow_angles(pred) - brow_angles(gt)).mean()))
         report.per_frame.append(row)
     rows = report.per_frame
     report.frames_checked = len(rows)
@@ -246,4 +253,5 @@ def verify_realism(
     if meshed:
         report.mouth_opening_change = float(np.median([r.mouth_released - r.mouth_original for r in meshed]))
         report.corner_lift = float(np.median([r.corner_lift for r in meshed]))
+        report.brow_turn = float(np.median([r.brow_turn for r in meshed]))
     return report

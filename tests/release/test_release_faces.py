@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from _release_helpers import invoke, json_result, make_keys, release_clip_with_plugin, released_header, summary
+from clinrelease.face.surrogate_choice import STRONGER_SWAP
 from clinrelease.fixtures import Identity, build_dicom_fixture, build_mp4_fixture, carphone_path
 
 FRAMES = 12
@@ -493,7 +494,7 @@ def test_the_profiles_sface_threshold_decides_and_the_record_and_audit_log_agree
     loose, strict = seen[order[0]], seen[order[1]]
     # the same surrogate (decided once, kept with the key) and so the same faces under both profiles
     assert strict[2] == loose[2] and strict[3] == loose[3] >= 16 and 0.12 <= strict[2] < 0.50
-    assert strict[5] == loose[5] == {"identity_strength": 1.0}
+    assert strict[5] == loose[5] == STRONGER_SWAP == {"identity_strength": 1.0, "brow_turn": 90.0}
     assert strict[:2] == ("quarantined", 1) and loose[:2] == ("released", 0), (strict, loose)
     assert any(r.startswith("re-id (sface):") and "same person at >= 0.12" in r for r in strict[4])
     assert loose[4] == []
