@@ -211,7 +211,42 @@ class _Needle:
     pad: int = 0
 
 
-_Patterns = tuple[_Needle, ...]
+@dataclass(frozen=True)
+class _Anchored:
+    """Needles that hold the same anchor: one ``find`` of the anchor, then each needle compared
+    where its anchor would sit (``offset`` bytes into it). The forms of one value share most of
+    their letters and digits (a birth date's year, an ID's digits), so a scan does a few finds
+    where it did one per form and encoding."""
+
+    anchor: bytes
+    exact: bool
+    #: (where the anchor starts in the needle, the needle)
+    needles: tuple[tuple[int, _Needle], ...]
+
+
+_Patterns = tuple[_Anchored, ...]
+#: bytes an anchor is made of: ASCII letters and digits (lower-cased), and the zero high bytes of
+#: their UTF-16 forms
+_ANCHOR_BYTES = re.compile(rb"[a-z0-9\x00]+")
+#: shortest anchor searched (bytes); a needle without one is its own anchor
+MIN_ANCHOR = 4
+
+
+def _anchor(needle: _Needle) -> bytes:
+    """The longest run of letters and digits in the needle's bytes (for UTF-16, with their zero
+    high bytes inside the run); the needle itself when that run is short."""
+    text = needle.text if needle.exact else needle.text.lower()
+    runs = [m.group().strip(b"\x00") for m in _ANCHOR_BYTES.finditer(text)]
+    best = max(runs, key=len, default=b"")
+    return best if len(best) >= MIN_ANCHOR and b"\x00\x00" not in best else needle.text
+
+
+def _anchored(needles: Iterable[_Needle]) -> _Patterns:
+    groups: dict[tuple[bytes, bool], list[tuple[int, _Needle]]] = {}
+    for needle in needles:
+        anchor = _anchor(needle)
+        groups.setdefault((anchor, needle.exact), []).append((needle.text.find(anchor), needle))
+    return tuple(_Anchored(anchor, exact, tuple(members)) for (anchor, exact), members in groups.items())
 #: the encodings the identifying strings are searched in
 _ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be")
 _UTF16_BOTH = "utf-16"
@@ -232,12 +267,12 @@ def _patterns(phi: tuple[tuple[str, str], ...], encoder_text: bool) -> _Patterns
     """The needles of one set of identifying strings (each with where it came from): the objects of
     one patient repeat the same strings, so the needles are built once per patient."""
     sources = dict(phi)
-    return _compile(phi_variants(sources), _ENCODINGS, encoder_text, sources)
+    return _anchored(_compile(phi_variants(sources), _ENCODINGS, encoder_text, sources))
 
 
 def _compile(
     forms: dict[str, tuple[str, str]], encodings: Iterable[str], encoder_text: bool, sources: Mapping[str, str] | None = None
-) -> _Patterns:
+) -> tuple[_Needle, ...]:
     """The needles for the written forms: one-word names on letter boundaries, the rest anywhere."""
     needles: list[_Needle] = []
     bounded = {f for f in forms if forms[f][1] == "name" and _is_single_word(f)}
@@ -278,26 +313,39 @@ def _find(buf: bytes, patterns: _Patterns, base: int, start: int, limit: int) ->
     """Matches starting in ``buf[start:limit]`` (``buf`` starts at file offset ``base``)."""
     hits = []
     folded = buf.lower()
-    for needle in patterns:
-        haystack = buf if needle.exact else folded
-        size = len(needle.text)
-        pos = haystack.find(needle.text, start, limit + size - 1)
-        while pos != -1:
-            end = pos + size
-            if needle.encoding != _UTF16_BOTH:
-                spans = ((pos, end, needle.encoding),)
-            else:
-                spans = tuple(
-                    span for span, ok in (((pos, end + 1, "utf-16-le"), end < len(buf) and folded[end] == needle.pad),
-                                          ((pos - 1, end, "utf-16-be"), pos > 0 and folded[pos - 1] == needle.pad)) if ok
-                )  # fmt: skip
-            for first, last, encoding in spans:
-                width = 2 if encoding.startswith("utf-16") else 1
-                if not (needle.bounded and (_is_letter_at(buf, first - width, encoding) or _is_letter_at(buf, last, encoding))):
-                    variant, original, kind, attribute = needle.found
-                    context = buf[max(0, first - _CONTEXT) : last + _CONTEXT]
-                    hits.append((base + first, base + last, Leak(original, variant, base + first, _printable(context), encoding, kind, attribute)))
-            pos = haystack.find(needle.text, pos + 1, limit + size - 1)
+    for group in patterns:
+        haystack = buf if group.exact else folded
+        reach = max(offset for offset, _ in group.needles)
+        # an anchor at q belongs to a needle starting at q - offset: anchors up to ``reach`` bytes
+        # past ``limit`` may still start a needle before it
+        q = haystack.find(group.anchor, start, limit + reach + len(group.anchor) - 1)
+        while q != -1:
+            for offset, needle in group.needles:
+                pos = q - offset
+                if start <= pos < limit and haystack.startswith(needle.text, pos):
+                    hits += _hits(buf, folded, needle, pos, base)
+            q = haystack.find(group.anchor, q + 1, limit + reach + len(group.anchor) - 1)
+    return hits
+
+
+def _hits(buf: bytes, folded: bytes, needle: _Needle, pos: int, base: int) -> list[tuple[int, int, Leak]]:
+    """The leaks of ``needle`` found at ``pos`` of ``buf``: one, or for a UTF-16 core each byte
+    order its neighbours complete, unless a letter touches a bounded name."""
+    end = pos + len(needle.text)
+    if needle.encoding != _UTF16_BOTH:
+        spans = ((pos, end, needle.encoding),)
+    else:
+        spans = tuple(
+            span for span, ok in (((pos, end + 1, "utf-16-le"), end < len(buf) and folded[end] == needle.pad),
+                                  ((pos - 1, end, "utf-16-be"), pos > 0 and folded[pos - 1] == needle.pad)) if ok
+        )  # fmt: skip
+    hits = []
+    for first, last, encoding in spans:
+        width = 2 if encoding.startswith("utf-16") else 1
+        if not (needle.bounded and (_is_letter_at(buf, first - width, encoding) or _is_letter_at(buf, last, encoding))):
+            variant, original, kind, attribute = needle.found
+            context = buf[max(0, first - _CONTEXT) : last + _CONTEXT]
+            hits.append((base + first, base + last, Leak(original, variant, base + first, _printable(context), encoding, kind, attribute)))
     return hits
 
 
@@ -344,7 +392,7 @@ def scan_bytes(
     patterns = _patterns(tuple((str(s), (sources or {}).get(s, "")) for s in phi_strings), encoder_text)
     if not patterns:
         return []
-    longest = max(len(n.text) for n in patterns)
+    longest = max(len(needle.text) for group in patterns for _, needle in group.needles)
     # three more bytes: a UTF-16 core's pad byte, and the look-behind and look-ahead of a bounded
     # match need their neighbours
     overlap = max(longest + 3, _CONTEXT)
@@ -456,15 +504,15 @@ def _is_token_char(char: str) -> bool:
 
 
 def _without_overlaps(hits: list[tuple[int, int, Leak]]) -> list[Leak]:
-    # one string read in another encoding (UTF-16-LE seen shifted as -BE) is still one leak
+    # one string read in another encoding (UTF-16-LE seen shifted as -BE) is still one leak. Only a
+    # leak kept ends the stretch it covers: a dropped shifted reading reaches one byte past the string
+    # it shadows, and had swallowed a second string written right after the first
     leaks: list[Leak] = []
     end = -1
     for start, stop, leak in sorted(hits, key=lambda h: (h[0], -(h[1] - h[0]))):
         if start >= end:
             leaks.append(leak)
             end = stop
-        else:
-            end = max(end, stop)
     return leaks
 
 

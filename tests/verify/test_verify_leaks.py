@@ -251,3 +251,36 @@ def test_utf16_names_of_any_script_are_found_in_both_byte_orders_across_chunk_bo
             (offset, enc) for offset, enc in zip(offsets, ["utf-16-le", "utf-16-be"] * 3)
         ], chunk
         assert [leak.string for leak in leaks] == [name for name in names for _ in range(2)], chunk
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_scan_finds_every_written_form_a_plain_search_finds(tmp_path, seed):
+    # the scan searches a shared anchor (a date's year, an ID's digits) and compares each form around
+    # it; a plain case-insensitive search of every form in every encoding is the reference
+    rng = np.random.default_rng(seed)
+    phi = ["19500312", "MRN 123456", "221B Baker Street", "ACC-7781"]
+    forms = list(phi_variants(phi))
+    data = b""
+    for _ in range(40):
+        data += rng.integers(0, 256, int(rng.integers(0, 80)), dtype=np.uint8).tobytes()
+        form = forms[int(rng.integers(len(forms)))]
+        piece = form.encode(["utf-8", "utf-16-le", "utf-16-be"][int(rng.integers(3))])
+        data += piece.upper() if rng.random() < 0.5 else piece
+    path = tmp_path / "out.bin"
+    path.write_bytes(data)
+    folded = data.lower()
+    expected = []
+    for form in forms:
+        for enc in ("utf-8", "utf-16-le", "utf-16-be"):
+            needle = form.encode(enc).lower()
+            at = folded.find(needle)
+            while at != -1:
+                expected.append((at, at + len(needle)))
+                at = folded.find(needle, at + 1)
+    for chunk in (16, 37, 1 << 20):
+        leaks = scan_bytes(path, phi, encoder_text=False, chunk_size=chunk)
+        spans = [(leak.offset, leak.offset + len(leak.variant.encode(leak.encoding))) for leak in leaks]
+        # every occurrence is reported (overlapping ones as one leak), and every leak is an occurrence
+        assert all(any(a < e and s < b for a, b in spans) for s, e in expected), chunk
+        assert all(folded[a:b] == leak.variant.encode(leak.encoding).lower() for (a, b), leak in zip(spans, leaks)), chunk
+        assert len(leaks) >= 40 // 4
