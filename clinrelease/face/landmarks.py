@@ -295,6 +295,48 @@ class LandmarkModel:
         self._mesh.close()
 
 
+#: the most the smoothing may move a face's place (a fraction of its size) or change its size (log
+#: scale); beyond it the frame's own place and size are kept (see :func:`smooth_shapes`)
+MAX_PLACE_SMOOTHING = 0.02
+
+
+def smooth_shapes(points: np.ndarray, reference: np.ndarray, window: int = 7, order: int = 2) -> np.ndarray:
+    """Savitzky-Golay smoothing of a face's meshes over time, its shape and its place apart from its
+    turn: each mesh of ``points`` ``(T, P, 2)`` is centred on its face points' centroid, turned and
+    scaled onto ``reference`` (fitted on the 468 face points); the aligned shapes, the centroids and
+    the scales are smoothed (:func:`smooth_sequence`), the turn is not; each smoothed shape goes back
+    by its frame's own turn to its smoothed place and size.
+
+    Smoothing the points themselves averaged a turning head's meshes with their neighbours': a point
+    on a head tilting 13 degrees a frame follows an arc, which a quadratic over seven frames misses
+    by degrees, and the swap drew the surrogate's eyes on the forehead and its mouth over the
+    patient's grin. Smoothing the turn's angle lags the same way where the head turns back. The turn
+    fitted on 468 points is steady frame to frame; the shape and the place carry the mesh's jitter.
+    """
+    from clinrelease.face.geometry import fit_similarity
+
+    data = np.asarray(points, np.float64)[:, :, :2]
+    ref = np.asarray(reference, np.float64)[:468, :2]
+    ref = ref - ref.mean(axis=0)
+    centres = data[:, :468].mean(axis=1)  # (T, 2)
+    centred = data - centres[:, None, :]
+    fits = np.stack([fit_similarity(mesh[:468], ref)[:, :2] for mesh in centred])  # (T, 2, 2): scale x turn
+    scales = np.sqrt(np.abs(np.linalg.det(fits)))
+    turns = fits / scales[:, None, None]
+    aligned = np.einsum("tpk,tjk->tpj", centred, turns) * scales[:, None, None]
+    shapes = smooth_sequence(aligned.astype(np.float32), window, order).astype(np.float64)
+    raw = np.concatenate([centres, np.log(scales)[:, None]], axis=1)  # (T, 3)
+    place = smooth_sequence(raw[:, None, :], window, order).astype(np.float64)[:, 0] if len(raw) > order else raw
+    # where the filter moves the face more than its jitter (a fast turn, a sudden step), the frame
+    # keeps its own place and size: a quadratic over the window cannot follow it there
+    sizes = np.sqrt((ref**2).sum(axis=1).mean()) / scales  # each frame's face size: the reference's over its scale
+    moved = np.maximum(np.linalg.norm(place[:, :2] - raw[:, :2], axis=1) / sizes, np.abs(place[:, 2] - raw[:, 2]))
+    place = np.where((moved > MAX_PLACE_SMOOTHING)[:, None], raw, place)
+    centres, scales = place[:, :2], np.exp(place[:, 2])
+    # a turn's inverse is its transpose
+    return (np.einsum("tpk,tkj->tpj", shapes / scales[:, None, None], turns) + centres[:, None, :]).astype(np.float32)
+
+
 @lru_cache(maxsize=16)
 def _savgol_projection(window: int, order: int) -> np.ndarray:
     """``(window, window)`` matrix: row ``i`` gives the fitted value at window position ``i``.

@@ -10,7 +10,7 @@ import numpy as np
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import BYSTANDER, PATIENT, FaceTrack, TrackedFace
 from clinrelease.face.detect import box_iou
-from clinrelease.face.landmarks import smooth_sequence
+from clinrelease.face.landmarks import smooth_shapes
 
 PATIENT_RULES: tuple[str, ...] = ("largest", "most_present", "all")
 
@@ -167,7 +167,8 @@ def _fill_missing_landmarks(track: FaceTrack) -> None:
 
 
 def smooth_track(track: FaceTrack, window: int = 7, block: int = 256) -> None:
-    """Smooth landmarks over time within each run of consecutive frames (Savitzky-Golay), in place.
+    """Smooth the face's shape over time within each run of consecutive frames (Savitzky-Golay on
+    meshes aligned to the run's first, :func:`~clinrelease.face.landmarks.smooth_shapes`), in place.
 
     A run is smoothed ``block`` frames at a time and written back into the existing arrays one block
     late (the next block still reads the unsmoothed values it overlaps), so a long video needs no
@@ -183,13 +184,14 @@ def smooth_track(track: FaceTrack, window: int = 7, block: int = 256) -> None:
             runs.append([i])
     for run in runs:
         n = len(run)
+        reference = track.faces[run[0]].landmarks.copy()
         pending: list[tuple[list[int], np.ndarray]] = []
         for lo in range(0, n, block):
             hi = min(n, lo + block)
             a, b = max(0, lo - half), min(n, hi + half)
             seq = np.stack([track.faces[i].landmarks for i in run[a:b]])
             # a shorter run keeps the window smooth_sequence would choose for the whole run
-            smooth = smooth_sequence(seq, window if n >= window else n)[lo - a : hi - a]
+            smooth = smooth_shapes(seq, reference, window if n >= window else n)[lo - a : hi - a]
             for frames, values in pending:
                 _write_back(track, frames, values)
             pending = [(run[lo:hi], smooth)]

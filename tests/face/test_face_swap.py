@@ -236,7 +236,7 @@ def test_surrogate_reaches_past_the_face_outline_only_with_reach(talking):
     cv2.fillPoly(oval, [np.round(new[mesh_indices()["oval"]] - [x0, y0]).astype(np.int32)], 1)
     outside = cv2.dilate(oval, np.ones((3, 3), np.uint8)) == 0
     assert near.alpha[outside].max() == 0.0
-    assert far.alpha[outside].max() > 0.4
+    assert far.alpha[outside].max() > 0.3  # weighted by the surrogate's skin map: 0.33-0.46 over the frames
     # full surrogate weight reaches the outline, and the colour statistics stay on the skin inside it
     assert far.alpha[oval > 0].mean() > near.alpha[oval > 0].mean() + 0.05
     assert np.array_equal(near.stats, far.stats) and not far.stats[outside].any()
@@ -959,3 +959,19 @@ def test_the_released_brows_turn_less_with_the_patients_brow_angle_kept():
     }
     assert verify_realism(frames, frames, analysis, sample_every=2).brow_turn == 0.0
     assert turned[90.0] >= 8.0 and turned[1.0] <= 0.75 * turned[90.0], turned
+
+
+def test_a_head_tilting_fast_keeps_its_swapped_face_on_it_and_its_grin():
+    """eat.mkv turned to sweep from -40 to 40 degrees and back in twelve frames (the hard-video
+    bench's sweep): with the mesh points smoothed over time, each frame's mesh lagged its face by
+    degrees, the swap drew the surrogate's eyes on the forehead and its closed mouth over the
+    signer's grin, and the release passed every check (mouth opening -0.11 to -0.16 against the
+    original). Smoothing the face's shape, not its turn, keeps the grin."""
+    from clinrelease.fixtures import rotated, sweep
+    from clinrelease.verify.realism import verify_realism
+
+    frames = list(rotated(clip_frames(str(SHARED_MEDIA / "asl/eat.mkv"), 12, 1), sweep(12)))
+    analysis = analyze_faces(frames)
+    report = verify_realism(frames, _anonymize(frames, analysis, _swap(counter=19)), analysis, sample_every=1)
+    assert report.frames_checked >= 10 and report.mesh_presence == 1.0
+    assert report.mouth_opening_change > -0.07, [(r.mouth_original, r.mouth_released) for r in report.per_frame]
