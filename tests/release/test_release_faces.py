@@ -517,7 +517,9 @@ def test_a_signer_whose_hands_cross_a_shirt_print_is_released_with_hands_and_no_
     assert figures["keypoints"]["body_ap"] >= 0.9 and figures["keypoints"]["hands_ap"] >= 0.85, figures["keypoints"]
     original = list(open_video(exam).frames())
     released = list(open_video(tmp_path / "release" / item["output"]).frames())
-    assert sum(int(flat_filled(a, b)[120:].sum()) for a, b in zip(original, released)) < 200  # no box below the caption
+    # no box below the caption: a painted box there is thousands of flat pixels a frame; the swap's and
+    # the cleaner's own flat specks are 0-10
+    assert max(int(flat_filled(a, b)[120:].sum()) for a, b in zip(original, released)) <= 20
 
 
 def _release_shared_clip(tmp_path: Path, keys: Path, clip: str, profile: str, frames: int = 45) -> tuple[Path, dict]:
