@@ -326,7 +326,7 @@ def smooth_shapes(points: np.ndarray, reference: np.ndarray, window: int = 7, or
     aligned = np.einsum("tpk,tjk->tpj", centred, turns) * scales[:, None, None]
     shapes = smooth_sequence(aligned.astype(np.float32), window, order).astype(np.float64)
     raw = np.concatenate([centres, np.log(scales)[:, None]], axis=1)  # (T, 3)
-    place = smooth_sequence(raw[:, None, :], window, order).astype(np.float64)[:, 0] if len(raw) > order else raw
+    place = smooth_sequence(raw[:, None, :], window, order)[:, 0].astype(np.float64)
     # where the filter moves the face more than its jitter (a fast turn, a sudden step), the frame
     # keeps its own place and size: a quadratic over the window cannot follow it there
     sizes = np.sqrt((ref**2).sum(axis=1).mean()) / scales  # each frame's face size: the reference's over its scale

@@ -222,6 +222,8 @@ class _Anchored:
     exact: bool
     #: (where the anchor starts in the needle, the needle)
     needles: tuple[tuple[int, _Needle], ...]
+    #: the farthest into a needle its anchor starts
+    reach: int
 
 
 _Patterns = tuple[_Anchored, ...]
@@ -235,8 +237,7 @@ MIN_ANCHOR = 4
 def _anchor(needle: _Needle) -> bytes:
     """The longest run of letters and digits in the needle's bytes (for UTF-16, with their zero
     high bytes inside the run); the needle itself when that run is short."""
-    text = needle.text if needle.exact else needle.text.lower()
-    runs = [m.group().strip(b"\x00") for m in _ANCHOR_BYTES.finditer(text)]
+    runs = [m.group().strip(b"\x00") for m in _ANCHOR_BYTES.finditer(needle.text)]
     best = max(runs, key=len, default=b"")
     return best if len(best) >= MIN_ANCHOR and b"\x00\x00" not in best else needle.text
 
@@ -246,7 +247,9 @@ def _anchored(needles: Iterable[_Needle]) -> _Patterns:
     for needle in needles:
         anchor = _anchor(needle)
         groups.setdefault((anchor, needle.exact), []).append((needle.text.find(anchor), needle))
-    return tuple(_Anchored(anchor, exact, tuple(members)) for (anchor, exact), members in groups.items())
+    return tuple(_Anchored(anchor, exact, tuple(members), max(o for o, _ in members)) for (anchor, exact), members in groups.items())
+
+
 #: the encodings the identifying strings are searched in
 _ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be")
 _UTF16_BOTH = "utf-16"
@@ -315,16 +318,16 @@ def _find(buf: bytes, patterns: _Patterns, base: int, start: int, limit: int) ->
     folded = buf.lower()
     for group in patterns:
         haystack = buf if group.exact else folded
-        reach = max(offset for offset, _ in group.needles)
         # an anchor at q belongs to a needle starting at q - offset: anchors up to ``reach`` bytes
         # past ``limit`` may still start a needle before it
-        q = haystack.find(group.anchor, start, limit + reach + len(group.anchor) - 1)
+        stop = limit + group.reach + len(group.anchor) - 1
+        q = haystack.find(group.anchor, start, stop)
         while q != -1:
             for offset, needle in group.needles:
                 pos = q - offset
                 if start <= pos < limit and haystack.startswith(needle.text, pos):
                     hits += _hits(buf, folded, needle, pos, base)
-            q = haystack.find(group.anchor, q + 1, limit + reach + len(group.anchor) - 1)
+            q = haystack.find(group.anchor, q + 1, stop)
     return hits
 
 
