@@ -236,9 +236,11 @@ def read_orientation(path: Path, stream_metadata: dict[str, str]) -> Orientation
             stream.thread_type = "NONE"
             stream.codec_context.thread_count = 1
             for frame in container.decode(stream):
-                for side in frame.side_data:
-                    if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-                        matrix, counter_clockwise = np.frombuffer(bytes(side), dtype="<i4"), frame.rotation
+                # looked up by type: iterating the side data gives the entries in PyAV 18.1.0 and
+                # their types from 18.1.1 on
+                side = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+                if side is not None:
+                    matrix, counter_clockwise = np.frombuffer(bytes(side), dtype="<i4"), frame.rotation
                 break
     except av.error.FFmpegError:
         return Orientation()
