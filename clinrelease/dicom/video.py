@@ -299,7 +299,9 @@ def _decode_with_pyav(open_container, info: VideoInfo, declared: int | None) -> 
                         f"corrupt video bitstream near frame {count + 1}: {_log_text(logs)}", info.path
                     )
                 count += 1
-                yield frame.to_ndarray(format="rgb24")
+                # PyAV 18.1.1 hands back a view of the decoder's padded rows; dlib (and whatever
+                # copies a frame by its buffer) needs the rows packed
+                yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
             if logs:
                 raise InputError(f"corrupt video bitstream after frame {count}: {_log_text(logs)}", info.path)
     except av.error.FFmpegError as exc:
