@@ -240,6 +240,12 @@ def _row(variant: Variant, record: dict, seconds: float, checks: dict) -> dict:
         "bystander_treatment": figures.get("bystander_treatment"),
         "bystander_swap_frames": figures.get("faces_bystander_swap_frames"),
         "keypoints_person": figures.get("keypoints_person"),
+        # does the released face still read as the patient's face with the patient's expression
+        "face_score_ratio": figures.get("face_score_ratio"),
+        "face_mesh_presence": figures.get("face_mesh_presence"),
+        "mouth_opening_change": figures.get("mouth_opening_change"),
+        "eye_deviation": figures.get("eye_deviation"),
+        "corner_lift": figures.get("corner_lift"),
         **checks,
         "frames": len(variant.frames),
         "seconds": round(seconds, 1),
@@ -286,6 +292,7 @@ def main() -> None:
                 f"{row['variant']:<22} {row['profile']:<8} {row['size']:>8} {row['status']:<11} "
                 f"dlib {row['dlib_deid_pct']}% ({_f(row['dlib_worst'])}) sface {row['sface_deid_pct']}% ({_f(row['sface_worst'])}) "
                 f"body AP {_f(row['body_ap'])} "
+                f"face {_f(row['face_score_ratio'])} mouth {_f(row['mouth_opening_change'])} eye {_f(row['eye_deviation'])} "
                 f"unanon {row.get('unanonymized_frames')} flat {row.get('flat_fill_frames')} "
                 f"text-on-face {row['text_on_face']} small {row['small_face_frames']} (upscaled {row['upscaled_swap_frames']}, "
                 f"swap+blur {row['blurred_swap_frames']}, blurred {row['textured_blur_frames']}, turned {row['profile_view_frames']}, "

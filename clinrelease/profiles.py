@@ -153,6 +153,7 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                                 "eye_deviation_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                                 "corner_lift_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                                 "mouth_correlation_min": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
+                                "mouth_opening_change_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
                             }
                         ),
                     ]
@@ -325,6 +326,9 @@ class FaceRealismCheck:
     corner_lift_max: float | None = 0.06
     #: mouth-opening series correlation, judged where the original's mouth moves (speech)
     mouth_correlation_min: float | None = None
+    #: |median mouth-opening change| (inner-lip gap over mouth width): the surrogate's closed mouth
+    #: drawn over the patient's open one, or parted lips over a closed one
+    mouth_opening_change_max: float | None = 0.05
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,27 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 30, metadata: di
     return path
 
 
+def close_mouth(frame: np.ndarray, face) -> np.ndarray:
+    """``frame`` with the tracked face's open mouth drawn closed: the lower lip and chin pulled up
+    until the lower lip meets the upper one, as a surrogate whose own closed mouth wins over the
+    patient's looks (the face still reads as a face; only its expression changed). As it is where
+    the face has no mesh."""
+    if face is None or face.landmarks is None:
+        return frame
+    frame = frame.copy()
+    m = face.landmarks
+    upper, lower, chin = float(m[13, 1]), float(m[14, 1]), float(m[152, 1])
+    left, right = sorted((float(m[61, 0]), float(m[291, 0])))
+    pad = 0.3 * (right - left)
+    x0, x1 = int(left - 2 * pad), int(right + 2 * pad) + 1
+    y0, y1 = int(upper), int(chin) + 1
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    across = np.clip(np.minimum(xx - (left - 2 * pad), (right + 2 * pad) - xx) / pad, 0.0, 1.0)
+    down = np.clip(1.0 - (yy - upper) / max(chin - upper, 1.0), 0.0, 1.0)
+    frame[y0:y1, x0:x1] = cv2.remap(frame, xx, yy + (lower - upper) * across * down, cv2.INTER_LINEAR)
+    return frame
+
+
 def mask_faces(frames: list[np.ndarray], analysis: FaceAnalysis, grow: float = 0.35) -> list[np.ndarray]:
     """Black out every tracked face (box grown by ``grow`` on each side): the bluntest anonymization."""
     out = []

@@ -26,6 +26,7 @@ REALISM_FIGURES = (
     "mouth_opening_change",
     "corner_lift",
     "corner_lift_abs",
+    "mouth_opening_change_abs",
 )
 
 

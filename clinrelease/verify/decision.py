@@ -57,8 +57,9 @@ SITE_ONLY = "site copy only: "
 KEYPOINT_PARTS = ("body", "head", "arms", "legs")
 
 #: face-realism figures, how they compare, the profile limit and how they read in a sentence:
-#: label, and the format of the value (corner_lift is judged as a magnitude: a lost smile is as much
-#: a change as a new grin, but the sentence shows its sign)
+#: label, and the format of the value (corner lift and mouth opening are judged as magnitudes: a lost
+#: smile is as much a change as a new grin, a closed mouth released over an open one as much as
+#: parted lips over a closed one; the sentence shows the sign, :data:`SIGNED_FIGURES`)
 REALISM_CHECKS = (
     ("face_score_ratio", ">=", "score_ratio_min", "face score (YuNet, released / original)", "{:.3f}"),
     ("face_mesh_presence", ">=", "mesh_presence_min", "face mesh found on the released face in", "{:.0%} of the frames"),
@@ -66,7 +67,10 @@ REALISM_CHECKS = (
     ("eye_deviation", "<=", "eye_deviation_max", "eye-opening deviation from the original", "{:.3f}"),
     ("corner_lift_abs", "<=", "corner_lift_max", "mouth-corner lift change (eye distances)", "{:+.3f}"),
     ("mouth_correlation", ">=", "mouth_correlation_min", "mouth-opening series correlation with the original", "{:.3f}"),
+    ("mouth_opening_change_abs", "<=", "mouth_opening_change_max", "mouth-opening change (inner-lip gap over mouth width)", "{:+.3f}"),
 )
+#: a figure judged as a magnitude -> the signed figure its sentence shows
+SIGNED_FIGURES = {"corner_lift_abs": "corner_lift", "mouth_opening_change_abs": "mouth_opening_change"}
 
 
 @dataclass(frozen=True)
@@ -240,8 +244,8 @@ def report_figures(reports: ItemReports) -> dict[str, Any]:
             "face_mesh_presence": r.mesh_presence, "eye_correlation": r.eye_correlation,
             "eye_deviation": r.eye_deviation, "mouth_correlation": r.mouth_correlation,
             "mouth_opening_change": r.mouth_opening_change, "corner_lift": r.corner_lift,
-            "corner_lift_abs": None if r.corner_lift is None else abs(r.corner_lift),
         })  # fmt: skip
+        figures.update({name: None if figures[signed] is None else abs(figures[signed]) for name, signed in SIGNED_FIGURES.items()})
     if reports.endpoints is not None:
         for r in reports.endpoints.results:
             # None where it could not be compared (not measurable, or lost: endpoints_lost counts those)
@@ -382,8 +386,8 @@ def _realism_sentence(check: Check, value: Any, figures: Mapping[str, Any], repo
         return "face realism: no sampled frame shows the patient's face in the original, face realism unverified"
     shown = next(fmt for name, *_, fmt in REALISM_CHECKS if name == check.name)
     is_min = check.op == ">="
-    if check.name == "corner_lift_abs":
-        value = figures.get("corner_lift", value)
+    if check.name in SIGNED_FIGURES:
+        value = figures.get(SIGNED_FIGURES[check.name], value)
     where = ""
     if reports.realism is not None and check.name in ("face_score_ratio", "face_mesh_presence") and not any(_NO_FACE in r for r in said):
         lost = [r.frame for r in reports.realism.per_frame if not r.mesh_released or r.score_released < 0.5 * r.score_original]

@@ -11,7 +11,8 @@ released video on the same sampled frames, at the track's box:
   mouth opening (inner-lip gap over mouth width) as series over the sampled frames, correlated with
   the original's (blinks and speech survive), the mouth-corner lift of
   :func:`clinrelease.verify.keypoints.mouth_change` (a grin the patient does not make) and the
-  median change of the mouth opening (a closed mouth released parted; reported, not yet judged).
+  median change of the mouth opening (an open mouth released closed or pressed into a grimace, a
+  closed one released parted).
 
 A series whose original hardly moves (no blink in a short clip) carries no correlation worth
 judging: the correlation is None then and its deviation (the released series less its constant
@@ -24,13 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clinrelease.errors import ConfigError
 from clinrelease.face.base import FaceAnalysis, iter_pairs
 from clinrelease.face.landmarks import brow_angles
+
+if TYPE_CHECKING:
+    from clinrelease.verify.reid import FaceReference
 
 #: mesh points of each eye for the EAR: outer corner, two upper lid points, inner corner, two lower
 #: lid points (Soukupova and Cech's p1..p6 on mediapipe's mesh)
@@ -172,6 +176,37 @@ def _mesh_box(box: np.ndarray, grow: float = 0.5) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
+class MouthReference:
+    """The patient's mouth opening on one original frame, read by the face mesh once, to compare
+    renderings of the same frame with (the surrogate screening's candidates), where and as
+    :func:`verify_realism` reads it: the head turned upright, the same crop; a face too small to
+    measure, or with a hand in front of it, has no opening (None)."""
+
+    def __init__(self, reference: FaceReference) -> None:
+        from clinrelease.verify.keypoints import face_mesh_detector
+
+        self._reference = reference
+        face = reference.face
+        self._crop = _mesh_box(face.box)
+        self.opening: float | None = None
+        if _face_px(face.box) >= EXPRESSION_MIN_PX and not face.occluders:
+            mesh = face_mesh_detector()(reference.original, self._crop)
+            self.opening = None if mesh is None else mouth_opening(mesh)
+
+    def change(self, anonymized: np.ndarray) -> float | None:
+        """The rendering's mouth opening less the original's; None where either has none."""
+        from clinrelease.verify.keypoints import face_mesh_detector
+
+        if self.opening is None:
+            return None
+        mesh = face_mesh_detector()(self._reference.upright(anonymized), self._crop)
+        return None if mesh is None else mouth_opening(mesh) - self.opening
+
+
+def _face_px(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
 def verify_realism(
     original_frames: Iterable[np.ndarray],
     anonymized_frames: Iterable[np.ndarray],
@@ -240,7 +275,7 @@ def verify_realism(
     report.face_score_ratio = sum(r.score_released for r in rows) / sum(r.score_original for r in rows)
     report.face_score_ratio_worst = min(r.score_released / r.score_original for r in rows)
     report.mesh_presence = sum(r.mesh_released for r in rows) / len(rows)
-    measurable = {i for i, f in patient.faces.items() if max(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= EXPRESSION_MIN_PX}
+    measurable = {i for i, f in patient.faces.items() if _face_px(f.box) >= EXPRESSION_MIN_PX}
     # bird.mkv's signer holds a hand at the mouth: under it the original's mesh narrowed the eyes by
     # 0.06 in one frame, the only movement of a still series, and the check took that for a lost blink
     report.hand_frames = [r.frame for r in rows if patient.faces[r.frame].occluders]

@@ -444,6 +444,18 @@ class FaceReference:
         self._embedded: dict[str, np.ndarray | None] = {}
         self._anonymized: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def original(self) -> np.ndarray:
+        """The original frame as compared: turned so the face stands upright."""
+        return self._original
+
+    def upright(self, anonymized: np.ndarray) -> np.ndarray:
+        """An anonymized version of the frame turned as the original was."""
+        # the recognizers of one comparison share the anonymized frame: turn it once
+        if self._anonymized is None or self._anonymized[0] is not anonymized:
+            self._anonymized = (anonymized, _turned_frame(anonymized, self._turn))
+        return self._anonymized[1]
+
     @functools.cached_property
     def points(self) -> np.ndarray | None:
         """YuNet's five points of the face in the (upright) original; None when YuNet does not confirm it."""
@@ -452,12 +464,6 @@ class FaceReference:
     @property
     def confirmed(self) -> bool:
         return self.points is not None
-
-    def _upright(self, anonymized: np.ndarray) -> np.ndarray:
-        # the recognizers of one comparison share the anonymized frame: turn it once
-        if self._anonymized is None or self._anonymized[0] is not anonymized:
-            self._anonymized = (anonymized, _turned_frame(anonymized, self._turn))
-        return self._anonymized[1]
 
     def embeddings(self, recognizer: Recognizer, anonymized: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool] | None:
         """The original face's embedding and the anonymized face's, and whether the detector lost
@@ -470,7 +476,7 @@ class FaceReference:
         ref = self._embedded[recognizer.name]
         if ref is None:
             return None
-        frame = self._upright(anonymized)
+        frame = self.upright(anonymized)
         probe = recognizer.embed(frame, box=self.face.box)
         fallback = probe is None
         if fallback:

@@ -67,9 +67,11 @@ def test_face_swap_release_reports_per_recognizer_and_keypoint_figures(keys: Pat
     # the swapped face still reads as a face with the patient's mouth (pd_gait's face_realism, inherited)
     realism = figures["face_realism"]
     assert realism["face_realism_frames"] >= 1 and realism["face_score_ratio"] >= 0.9 and realism["face_mesh_presence"] >= 0.95
-    assert realism["corner_lift_abs"] <= 0.06
+    assert realism["corner_lift_abs"] <= 0.06 and realism["mouth_opening_change_abs"] <= 0.05
+    assert realism["mouth_opening_change_abs"] == abs(realism["mouth_opening_change"])
     record = json.loads(next((tmp_path / "release.work").rglob("records/*.json")).read_text())
-    assert {"face_score_ratio", "face_mesh_presence", "corner_lift_abs"} <= {c["name"] for c in record["audit_checks"]}
+    judged = {"face_score_ratio", "face_mesh_presence", "corner_lift_abs", "mouth_opening_change_abs"}
+    assert judged <= {c["name"] for c in record["audit_checks"]}
     header = released_header(out, item["output"])
     assert header.RecognizableVisualFeatures == "NO" and header.BurnedInAnnotation == "NO"
     assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0

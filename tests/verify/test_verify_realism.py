@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from _face_helpers import KEY_A
-from _verify_helpers import profile_checks, read_frames, require_media, write_clip
+from _verify_helpers import close_mouth, profile_checks, read_frames, require_media, write_clip
 from clinrelease.face.base import FaceAnalysis
 from clinrelease.face.pipeline import analyze_faces, anonymize_frames
 from clinrelease.profiles import load_profile
@@ -116,6 +116,26 @@ def test_a_frozen_face_loses_the_patients_eye_and_mouth_movement():
     verdict = judge(ItemReports(realism=still), _thresholds("pd_face"))
     assert any(r.startswith("face realism: mouth-opening series correlation with the original") and "below 0.5" in r for r in verdict.reasons)
     assert judge(ItemReports(realism=kept), _thresholds("pd_face")).released
+
+
+def test_a_closed_mouth_released_over_the_patients_open_smile_is_quarantined():
+    """eat.mkv's signer smiles open-mouthed. A swap whose surrogate closed that mouth (on the swept
+    clip, the screening's stronger stage drew a pressed grimace over the smile: mouth opening 0.19 ->
+    0.00) still reads as a face, so only the mouth-opening change can tell; it is judged in every
+    release profile, as a magnitude, with its sign in the reason."""
+    frames = read_frames(require_media("asl/eat.mkv"), 18)
+    swapped, analysis = _swap(frames, "pd_motor")
+    kept = verify_realism(frames, swapped, analysis, sample_every=3)
+    assert abs(kept.mouth_opening_change) < 0.03
+    assert judge(ItemReports(realism=kept), _thresholds("pd_motor")).released
+    closed = verify_realism(frames, [close_mouth(f, analysis.patient.faces.get(i)) for i, f in enumerate(swapped)], analysis, sample_every=3)
+    assert closed.face_score_ratio > 0.95 and closed.mesh_presence == 1.0  # still a face
+    assert closed.mouth_opening_change < -0.1
+    for profile in ("pd_motor", "pd_gait", "pd_face"):
+        verdict = judge(ItemReports(realism=closed), _thresholds(profile))
+        assert not verdict.released
+        reason = next(r for r in verdict.reasons if r.startswith("face realism: mouth-opening change"))
+        assert re.search(r"change \(inner-lip gap over mouth width\) -0\.\d{3} above 0\.05$", reason), reason
 
 
 def test_eye_and_mouth_opening_follow_the_mesh():
