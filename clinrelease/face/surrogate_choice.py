@@ -50,6 +50,11 @@ STRONGER_CANDIDATES = 8
 #: share of the margin a candidate that cleared the screening frames must also keep on the wider
 #: frames (:data:`RANK_FRAMES`) before it is taken
 CONFIRM_SHARE = 0.5
+#: share of the profile's mouth-opening limit (``face_realism.mouth_opening_change_max``) a candidate's
+#: rendered faces may change the patient's mouth by: the screening renders without the release's
+#: encoder, and the candidates that drew a pressed grimace over eat.mkv's open smile changed it by
+#: 0.10-0.14 where the others kept it within 0.03
+EXPRESSION_SHARE = 0.8
 #: frames the candidates are confirmed and ranked on, on re-id's sampling grid: the farthest on a few
 #: frames was often not the farthest on the frames verification samples (carphone under random keys),
 #: and a candidate confirmed between the grid's frames was matched on one of them (SFace)
@@ -58,17 +63,39 @@ RANK_FRAMES = 16
 
 @dataclass
 class Candidate:
-    """One surrogate of the sequence, tried on the patient: each recognizer's closest value."""
+    """One surrogate of the sequence, tried on the patient: each recognizer's closest value, and
+    how the rendered face changed the patient's mouth opening."""
 
     counter: int
     closest: dict[str, float]
     too_close: bool
     #: why this counter has no surrogate (a generator that vetted no face for it), else None
     refused: str | None = None
+    #: median change of the mouth opening over the frames it was rendered on (None: not measured)
+    mouth_change: float | None = None
+    #: the rendered face did not keep the patient's mouth (:data:`EXPRESSION_SHARE` of the profile's limit)
+    expression_changed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {"counter": self.counter, "closest": self.closest, "too_close": self.too_close}
+        doc: dict[str, Any] = {"counter": self.counter, "closest": self.closest, "too_close": self.too_close}
+        if self.mouth_change is not None:
+            doc["mouth_opening_change"] = self.mouth_change
+        if self.expression_changed:
+            doc["expression_changed"] = True
         return doc if self.refused is None else {**doc, "refused": self.refused}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Candidate:
+        change = doc.get("mouth_opening_change")
+        return cls(
+            int(doc["counter"]), {k: float(v) for k, v in doc["closest"].items()}, bool(doc["too_close"]), doc.get("refused"),
+            None if change is None else float(change), bool(doc.get("expression_changed", False)),
+        )  # fmt: skip
+
+    @property
+    def usable(self) -> bool:
+        """Clear of every recognizer's margin and keeping the patient's mouth."""
+        return self.refused is None and not self.too_close and not self.expression_changed
 
 
 @dataclass
@@ -97,10 +124,7 @@ class SurrogateDecision:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], decided: str) -> SurrogateDecision:
-        tried = [
-            Candidate(int(c["counter"]), {k: float(v) for k, v in c["closest"].items()}, bool(c["too_close"]), c.get("refused"))
-            for c in doc["tried"]
-        ]
+        tried = [Candidate.from_dict(c) for c in doc["tried"]]
         attempt = None if doc.get("attempt") is None else int(doc["attempt"])
         frames = None if doc.get("frames") is None else int(doc["frames"])
         return cls(int(doc["counter"]), decided, float(doc["margin"]), tried, attempt, frames)
@@ -134,6 +158,7 @@ def screen(
     margin: float = MARGIN,
     max_candidates: int = MAX_CANDIDATES + STRONGER_CANDIDATES,
     more_samples: Sequence[tuple[np.ndarray, Any]] = (),
+    mouth_limit: float | None = None,
 ) -> SurrogateDecision:
     """Try counters 0, 1, ... on ``samples`` (original frame, the patient's tracked face there).
 
@@ -142,28 +167,35 @@ def screen(
     ``recognizers`` maps a name to (recognizer, the profile's threshold). The first candidate that
     no recognizer finds within ``margin`` of its threshold on any sample, and within
     ``CONFIRM_SHARE * margin`` on any of ``more_samples`` (more of the patient's frames; faces
-    already in ``samples`` are not compared twice), is taken. When none of ``max_candidates`` is,
-    every candidate is compared on all of them and the one farthest from its thresholds is taken
-    (verification still judges it). A counter that has no surrogate (a generator that vetted no face
-    for it) is passed over.
+    already in ``samples`` are not compared twice), is taken, unless its rendered faces change the
+    patient's mouth opening (median over those frames) by more than ``EXPRESSION_SHARE *
+    mouth_limit`` (the profile's face-realism limit; None: not measured). When none of
+    ``max_candidates`` is, every candidate is compared on all of them and the one farthest from its
+    thresholds is taken, among those that keep the mouth and that no recognizer matched where there
+    are any (verification still judges it). A counter that has no surrogate (a generator that
+    vetted no face for it) is passed over.
 
     Raises
     ------
     ConfigError
         When no counter of ``max_candidates`` has a surrogate.
     """
-    from clinrelease.verify.reid import FaceReference
-
     tried: list[Candidate] = []
     anonymizers: dict[int, Any] = {}
+    measures: dict[int, _Measured] = {}
     seen = {face.frame_index for _, face in samples}
-    # every candidate is compared with the same original faces: embed those once
-    extra = [(frame, face, FaceReference(frame, face)) for frame, face in more_samples if face.frame_index not in seen]
-    samples = [(frame, face, FaceReference(frame, face)) for frame, face in samples]
+    # every candidate is compared with the same original faces: embed and mesh those once
+    extra = _references([(frame, face) for frame, face in more_samples if face.frame_index not in seen], mouth_limit is not None)
+    samples = _references(samples, mouth_limit is not None)
     widened: set[int] = set()
 
     def close_to(closest: Mapping[str, float], share: float = 1.0) -> bool:
         return any(too_close(v, recognizers[n][1], recognizers[n][0].higher_is_same, share * margin) for n, v in closest.items())
+
+    def judged(candidate: Candidate) -> Candidate:
+        if mouth_limit is not None and candidate.mouth_change is not None:
+            candidate.expression_changed = abs(candidate.mouth_change) > EXPRESSION_SHARE * mouth_limit
+        return candidate
 
     for counter in range(max_candidates):
         try:
@@ -175,17 +207,19 @@ def screen(
             tried.append(Candidate(counter, {}, True, refused=exc.message))
             continue
         anonymizers[counter] = anonymizer
-        closest = _closest(anonymizer, samples, recognizers)
-        close = close_to(closest)
+        measured = _measure(anonymizer, samples, recognizers)
+        close = close_to(measured.closest)
         if not close and extra:
             # the screening frames are few: a surrogate that clears them may still be the patient on
             # another frame (book.mkv tilting -40..40 degrees: dlib 0.578 on a frame between two
             # screened ones that cleared the margin)
-            closest = _closest(anonymizer, extra, recognizers, closest)
+            measured = _measure(anonymizer, extra, recognizers, measured)
             widened.add(counter)
-            close = close_to(closest, CONFIRM_SHARE)
-        tried.append(Candidate(counter, closest, close))
-        if not close:
+            close = close_to(measured.closest, CONFIRM_SHARE)
+        measures[counter] = measured
+        candidate = judged(Candidate(counter, measured.closest, close, mouth_change=measured.mouth_change))
+        tried.append(candidate)
+        if candidate.usable:
             return SurrogateDecision(counter, "measured", margin, tried, frames=len(samples) + len(extra) if extra else None)
     if not anonymizers:
         raise ConfigError(f"none of the first {max_candidates} surrogates of the key's sequence could be made: {tried[-1].refused}")
@@ -194,23 +228,64 @@ def screen(
         frames = len(samples) + len(extra)
         for candidate in tried:
             if candidate.refused is None and candidate.counter not in widened:
-                candidate.closest = _closest(anonymizers[candidate.counter], extra, recognizers, candidate.closest)
-    best = max((c for c in tried if c.refused is None), key=lambda c: _headroom(c, recognizers))
+                measured = _measure(anonymizers[candidate.counter], extra, recognizers, measures[candidate.counter])
+                candidate.closest, candidate.mouth_change = measured.closest, measured.mouth_change
+                judged(candidate)
+    made = [c for c in tried if c.refused is None]
+    kept = [c for c in made if not c.expression_changed and _headroom(c, recognizers) > 0]
+    best = max(kept or made, key=lambda c: _headroom(c, recognizers))
     return SurrogateDecision(best.counter, "measured", margin, tried, frames=frames)
 
 
-def _closest(anonymizer, samples, recognizers: Mapping[str, tuple[Any, float]], start: Mapping[str, float] = ()) -> dict[str, float]:
-    """Each recognizer's value closest to "same person" between the original and ``anonymizer``'s
-    result on ``samples``, starting from ``start``."""
-    closest = dict(start)
-    for frame, face, reference in samples:
-        out = anonymizer.anonymize_frame(np.array(frame, copy=True), [face])
+@dataclass
+class _Sample:
+    frame: np.ndarray
+    face: Any
+    reference: Any
+    #: the patient's mouth opening there (:class:`~clinrelease.verify.realism.MouthReference`), when measured
+    mouth: Any = None
+
+
+def _references(pairs: Iterable[tuple[np.ndarray, Any]], mouth: bool) -> list[_Sample]:
+    from clinrelease.verify.realism import MouthReference
+    from clinrelease.verify.reid import FaceReference
+
+    out = []
+    for frame, face in pairs:
+        reference = FaceReference(frame, face)
+        out.append(_Sample(frame, face, reference, MouthReference(reference) if mouth else None))
+    return out
+
+
+@dataclass
+class _Measured:
+    """What one candidate's renderings gave so far: each recognizer's value closest to "same
+    person", and the mouth-opening changes."""
+
+    closest: dict[str, float] = field(default_factory=dict)
+    changes: list[float] = field(default_factory=list)
+
+    @property
+    def mouth_change(self) -> float | None:
+        # rounded as the recognizers' values are: the decision is stored and read back as JSON
+        return round(float(np.median(self.changes)), 4) if self.changes else None
+
+
+def _measure(anonymizer, samples: list[_Sample], recognizers: Mapping[str, tuple[Any, float]], start: _Measured | None = None) -> _Measured:
+    """``start`` extended with ``anonymizer``'s renderings of ``samples``."""
+    measured = _Measured() if start is None else _Measured(dict(start.closest), list(start.changes))
+    closest = measured.closest
+    for sample in samples:
+        out = anonymizer.anonymize_frame(np.array(sample.frame, copy=True), [sample.face])
         for name, (rec, _) in recognizers.items():
-            cmp = reference.compare(rec, out)
+            cmp = sample.reference.compare(rec, out)
             if cmp is not None:
                 sim = round(float(cmp[0]), 4)
                 closest[name] = sim if name not in closest else rec.more_similar(closest[name], sim)
-    return closest
+        change = None if sample.mouth is None else sample.mouth.change(out)
+        if change is not None:
+            measured.changes.append(change)
+    return measured
 
 
 def _headroom(candidate: Candidate, recognizers: Mapping[str, tuple[Any, float]]) -> float:

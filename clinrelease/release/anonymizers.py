@@ -66,7 +66,10 @@ def measure_surrogate(profile, key: bytes, pseudonym: str, analysis, frames, met
         pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
     # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
     anonymizer_for = lambda c: size_aware(build_anonymizers(profile, key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
-    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider)
+    # a surrogate that redraws the patient's mouth would be quarantined by the face-realism check: pass it over
+    realism = profile.verify.face_realism
+    mouth_limit = None if realism is None else realism.mouth_opening_change_max
+    decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider, mouth_limit=mouth_limit)
     if pool is not None:
         from clinrelease.face.surrogates import sequence_member
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from _face_helpers import KEY_A, KEY_B
+from _verify_helpers import close_mouth, read_frames, require_media
 from clinrelease.dicom.video import open_video
 from clinrelease.errors import ConfigError
 from clinrelease.face.pipeline import analyze_faces
@@ -142,6 +143,59 @@ def test_when_no_candidate_clears_the_margin_the_farthest_is_taken(clip, recogni
     room = {c.counter: min(c.closest["dlib"] - 0.6, 0.363 - c.closest["sface"]) for c in ranked.tried}
     assert ranked.counter == max(room, key=room.get)
     assert type(ranked).from_dict(ranked.to_dict(), "stored").frames == ranked.frames
+
+
+class ClosesTheMouth:
+    """A candidate's swap whose rendering closes the patient's open mouth (as the stronger stage drew
+    a pressed grimace over eat.mkv's open smile on its swept variant)."""
+
+    def __init__(self, swap: SwapAnonymizer) -> None:
+        self.swap = swap
+
+    def prepare(self, analysis, track_id) -> None:
+        self.swap.prepare(analysis, track_id)
+
+    def anonymize_frame(self, frame, faces):
+        return close_mouth(self.swap.anonymize_frame(frame, faces), faces[0])
+
+
+def test_a_surrogate_that_redraws_the_patients_mouth_is_passed_over_and_recorded(recognizers) -> None:
+    """eat.mkv's signer smiles open-mouthed; a candidate whose rendered faces close that mouth would be
+    quarantined by the face-realism check. With the profile's mouth limit the screening measures each
+    candidate's mouth on the frames it renders, passes that one over with the reason in its record,
+    and takes the next; when no candidate clears the margin, the farthest of those that keep the
+    mouth and that no recognizer matched is taken."""
+    frames = read_frames(require_media("asl/eat.mkv"), 12)
+    analysis = analyze_faces(frames, patient_rule="largest", prefetch=0)
+    samples = patient_samples(frames, analysis)
+    track = analysis.patient.track_id
+
+    def plain(counter: int) -> SwapAnonymizer:
+        return SwapAnonymizer(key=KEY_A, pseudonym="patient-1", counter=counter)
+
+    def closing(which: int):
+        return lambda c: ClosesTheMouth(plain(c)) if c == which else plain(c)
+
+    # no recognizer: only the mouth decides (the plain swaps change it by 0.01-0.05 here, the closed one by ~0.2)
+    unjudged = screen(samples, closing(0), track, analysis, {})
+    assert unjudged.counter == 0 and unjudged.tried[0].mouth_change is None  # no limit: not measured
+    judged = screen(samples, closing(0), track, analysis, {}, mouth_limit=0.1)
+    assert judged.tried[0].expression_changed and judged.tried[0].mouth_change < -0.1 and not judged.tried[0].too_close
+    assert judged.counter == 1 and not judged.tried[1].expression_changed and abs(judged.tried[1].mouth_change) < 0.08
+    doc = json.loads(json.dumps(judged.to_dict()))
+    assert doc["tried"][0]["expression_changed"] is True and doc["tried"][0]["mouth_opening_change"] < -0.1
+    assert "expression_changed" not in doc["tried"][1]
+    assert SurrogateDecision.from_dict(doc, "stored").tried == judged.tried
+    # a margin nothing clears: the candidate with the most room is not taken when it redraws the mouth
+    ranked = screen(samples, plain, track, analysis, recognizers, margin=2.0, max_candidates=8)
+    kept = screen(samples, closing(ranked.counter), track, analysis, recognizers, margin=2.0, max_candidates=8, mouth_limit=0.1)
+
+    def room(c) -> float:
+        return min(c.closest["dlib"] - 0.6, 0.363 - c.closest["sface"])
+
+    assert kept.tried[ranked.counter].expression_changed
+    unmatched = [c for c in kept.tried if not c.expression_changed and room(c) > 0]
+    assert unmatched and kept.counter == max(unmatched, key=room).counter != ranked.counter
 
 
 def test_past_the_plain_candidates_the_sequence_takes_the_whole_face_shape_from_the_surrogate(clip, recognizers, tmp_path: Path) -> None:
