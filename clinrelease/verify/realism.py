@@ -54,6 +54,11 @@ STILL_RANGE = 0.08
 #: re-encoded, nothing swapped: eye-opening correlation 0.29 against the limit 0.3; 0.52 at 32 px).
 #: Those frames still count for "still a face" (face score, mesh presence)
 EXPRESSION_MIN_PX = 30.0
+#: face size (pixels, as :data:`EXPRESSION_MIN_PX`) below which the mouth opening's change is not
+#: judged: the mesh's reading of a small open mouth moves with the encoder alone (eat.mkv's open
+#: smile shrunk and only re-encoded, x264 CRF 18: -0.077 at a 48 px face, -0.042 at 32 px, -0.014 at
+#: 64 px, -0.013 at full size; the limit in the profiles is 0.05)
+MOUTH_MIN_PX = 64.0
 #: YuNet score below which the original's face is too faint to judge its release by (re-id, which
 #: needs alignment points, confirms at 0.8; judging more frames here only makes the check stricter)
 CONFIRM_SCORE = 0.5
@@ -152,7 +157,8 @@ class RealismReport:
     #: the same for the mouth opening
     mouth_correlation: float | None = None
     mouth_deviation: float | None = None
-    #: median change of the mouth opening (> 0: a closed mouth released parted, the donors' teeth)
+    #: median change of the mouth opening (> 0: a closed mouth released parted, the donors' teeth;
+    #: None where no judged face is :data:`MOUTH_MIN_PX` or larger)
     mouth_opening_change: float | None = None
     #: median mouth-corner lift change in outer-eye distances (> 0: the released face smiles more)
     corner_lift: float | None = None
@@ -179,8 +185,8 @@ def _mesh_box(box: np.ndarray, grow: float = 0.5) -> np.ndarray:
 class MouthReference:
     """The patient's mouth opening on one original frame, read by the face mesh once, to compare
     renderings of the same frame with (the surrogate screening's candidates), where and as
-    :func:`verify_realism` reads it: the head turned upright, the same crop; a face too small to
-    measure, or with a hand in front of it, has no opening (None)."""
+    :func:`verify_realism` reads it: the head turned upright, the same crop; a face under
+    :data:`MOUTH_MIN_PX`, or with a hand in front of it, has no opening (None)."""
 
     def __init__(self, reference: FaceReference) -> None:
         from clinrelease.verify.keypoints import face_mesh_detector
@@ -189,7 +195,7 @@ class MouthReference:
         face = reference.face
         self._crop = _mesh_box(face.box)
         self.opening: float | None = None
-        if _face_px(face.box) >= EXPRESSION_MIN_PX and not face.occluders:
+        if _face_px(face.box) >= MOUTH_MIN_PX and not face.occluders:
             mesh = face_mesh_detector()(reference.original, self._crop)
             self.opening = None if mesh is None else mouth_opening(mesh)
 
@@ -285,8 +291,10 @@ def verify_realism(
     report.mouth_correlation, report.mouth_deviation = series_agreement(
         [r.mouth_original for r in meshed], [r.mouth_released for r in meshed]
     )
+    mouths = [r.mouth_released - r.mouth_original for r in meshed if _face_px(patient.faces[r.frame].box) >= MOUTH_MIN_PX]
+    if mouths:
+        report.mouth_opening_change = float(np.median(mouths))
     if meshed:
-        report.mouth_opening_change = float(np.median([r.mouth_released - r.mouth_original for r in meshed]))
         report.corner_lift = float(np.median([r.corner_lift for r in meshed]))
         report.brow_turn = float(np.median([r.brow_turn for r in meshed]))
     return report

@@ -138,6 +138,26 @@ def test_a_closed_mouth_released_over_the_patients_open_smile_is_quarantined():
         assert re.search(r"change \(inner-lip gap over mouth width\) -0\.\d{3} above 0\.05$", reason), reason
 
 
+def test_a_small_open_mouth_is_not_judged_where_the_encoder_alone_moves_its_reading(tmp_path):
+    """eat.mkv's open smile shrunk to a 48 px face and only re-encoded (x264, as the fixtures and a
+    release write): the mesh reads the encoded mouth several hundredths narrower than the original's,
+    past the profiles' 0.05 in some frames, so the mouth opening is judged from MOUTH_MIN_PX up only;
+    the face score and mesh presence are still judged there."""
+    from _face_helpers import shrunk_asl_clip
+    from clinrelease.fixtures import write_mp4
+    from clinrelease.verify.realism import MOUTH_MIN_PX
+
+    small = shrunk_asl_clip("eat", 48.0, 12, 1)
+    encoded = read_frames(tmp_path / "small.mp4", 12) if write_mp4(tmp_path / "small.mp4", small, 30.0, {}) else []
+    analysis = analyze_faces(small, patient_rule="largest", min_face_px=16, prefetch=0)
+    assert analysis.patient.median_size < MOUTH_MIN_PX
+    report = verify_realism(small, encoded, analysis, sample_every=1)
+    changes = [r.mouth_released - r.mouth_original for r in report.per_frame if r.mouth_released is not None]
+    assert max(abs(c) for c in changes) > 0.05  # the encoder alone, nothing swapped
+    assert report.mouth_opening_change is None and report.face_score_ratio > 0.95
+    assert judge(ItemReports(realism=report), _thresholds("pd_motor")).released
+
+
 def test_eye_and_mouth_opening_follow_the_mesh():
     """On a real mesh: lids pulled together lower the EAR; lips pulled apart raise the opening."""
     from clinrelease.verify.keypoints import face_mesh_detector
