@@ -54,6 +54,7 @@ class SwapParams:
     mouth_reach: float = _param(0.0, 0.0, 0.5, what="how far around the lips the patient's own shape is kept (face heights)")
     detail_reach: float = _param(0.0, 0.0, 0.5, what="neighbourhood over which the surrogate's features are toned to the patient's own (face heights; 0: one gain for the whole face)")
     brow_turn: float = _param(1.0, 0.0, 90.0, what="the most each eyebrow may turn from the patient's own angle against the eyes (degrees; 90: the surrogate's angle)")
+    blend_levels: int = _param(0, 0, 6, what="coarser bands of the blend past the face's edge (Laplacian pyramid levels; 0: one alpha blend)")
 
 
 #: parameters any anonymizer's profile may carry: what they are (the release reads them, not the anonymizer)

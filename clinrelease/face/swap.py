@@ -55,6 +55,7 @@ from clinrelease.face.swap_plan import (
     LUMA,
     LUMA_GAIN,
     FacePlan,
+    blend_weights,
     colour_transfer,
     detail_gain,
 )
@@ -335,6 +336,7 @@ def plan_face(
     occluders: Sequence[np.ndarray] = (),
     lids: dict[str, float] | None = None,
     detail: float = 0.0,
+    blend_levels: int = 0,
 ) -> FacePlan | None:
     """Warp maps and blend masks that put ``surrogate`` on the face at ``mesh`` with geometry ``new_mesh``.
 
@@ -354,6 +356,8 @@ def plan_face(
     detail:
         Neighbourhood (fraction of the face height) over which the surrogate's detail is toned to
         the patient's own; 0 tones it by one gain for the whole face.
+    blend_levels:
+        Coarser bands of the blend past the face's edge (:func:`~clinrelease.face.swap_plan.blend_weights`).
     """
     import cv2
 
@@ -383,13 +387,14 @@ def plan_face(
     # the surrogate fades in across the outline (reaching ``reach`` past it) and out around the
     # eye/mouth openings; colour statistics come from the skin well inside the outline only
     keep_holes = _ramp_inside(~holes, 0.025 * face_h)
-    alpha = _ramp_across(face, reach * face_h, FADE * face_h) * keep_holes
+    edge = _ramp_across(face, reach * face_h, FADE * face_h)
     if reach > 0:
         # past the outline the surrogate brings its skin (forehead, jaw line), not its hair: the
         # donors' hair, toned like the patient's skin, drew a dark hood round small faces
         skin = cv2.remap(surrogate.skin, maps.maps[0], None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = np.where(face, alpha, alpha * skin)
-    alpha = np.where(maps.inside, alpha, 0.0).astype(np.float32)
+        edge = np.where(face, edge, edge * skin)
+    edge = np.where(maps.inside, edge, 0.0).astype(np.float32)
+    kept = keep_holes.astype(np.float32)
     stats = maps.inside & (_ramp_inside(face, FADE * face_h) * keep_holes > 0.5)
     inside = maps.inside
     map_patient = _openings_moved_whole(_smooth_map(maps.maps[1], maps.inside, (x0, y0), SMOOTH_WARP * face_h), mesh, new_mesh, (x0, y0), openings, 0.025 * face_h)
@@ -400,9 +405,12 @@ def plan_face(
         # the frame's own pixels stay under the outline (not the patient's warped ones: they would
         # bend the fingers with the face), with a pixel-wide feather of the swap towards it
         inside = inside & ~front
-        alpha = alpha * _ramp_inside(~front, 1.5).astype(np.float32)
+        kept = kept * _ramp_inside(~front, 1.5).astype(np.float32)
         stats &= ~front
-    return FacePlan(maps.region, inside, maps.maps[0], map_patient, alpha, stats, float(lighting * face_h), float(detail * face_h))
+    blend = blend_weights(edge, blend_levels) if blend_levels > 0 else ()
+    return FacePlan(
+        maps.region, inside, maps.maps[0], map_patient, edge * kept, stats, float(lighting * face_h), float(detail * face_h), blend, kept if blend else None
+    )
 
 
 def own_face_statistics(plan: FacePlan, frame: np.ndarray, new_mesh: np.ndarray) -> FacePlan:
@@ -528,6 +536,28 @@ def video_softness(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> fl
     return SOFTNESS_STEPS[-1]
 
 
+def _blend(sur: np.ndarray, pat: np.ndarray, plan: FacePlan) -> np.ndarray:
+    """The surrogate over the patient by the plan's alpha, or band by band across the outline where
+    the plan has blend weights (then the patient's eyes, mouth and hands by ``kept``)."""
+    import cv2
+
+    if not plan.blend:
+        a = plan.alpha[..., None]
+        return a * sur + (1.0 - a) * pat
+    kept, patient = plan.kept[..., None], pat
+    bands = []
+    for weight in plan.blend[:-1]:
+        down_s, down_p = cv2.pyrDown(sur), cv2.pyrDown(pat)
+        size = (sur.shape[1], sur.shape[0])
+        detail_s, detail_p = sur - cv2.pyrUp(down_s, dstsize=size), pat - cv2.pyrUp(down_p, dstsize=size)
+        bands.append(weight[..., None] * detail_s + (1.0 - weight[..., None]) * detail_p)
+        sur, pat = down_s, down_p
+    out = plan.blend[-1][..., None] * sur + (1.0 - plan.blend[-1][..., None]) * pat
+    for band in reversed(bands):
+        out = cv2.pyrUp(out, dstsize=(band.shape[1], band.shape[0])) + band
+    return kept * out + (1.0 - kept) * patient
+
+
 def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
     """Render one planned face into ``frame`` (RGB uint8, modified in place) with OpenCV."""
     import cv2
@@ -552,8 +582,7 @@ def render_plan(frame: np.ndarray, texture: np.ndarray, plan: FacePlan) -> None:
             energy = lambda d, r: np.sqrt(normalized_blur(np.square(d @ LUMA)[..., None], plan.stats, plan.detail_sigma, around=r**2)[..., 0])  # noqa: E731
             gain = detail_gain(energy(detail_s, rms_s), energy(detail_p, rms_p), ceiling=gain)[..., None]
         sur = shade_p + gain * detail_s
-    a = plan.alpha[..., None]
-    out = np.clip(a * sur + (1.0 - a) * pat + 0.5, 0, 255).astype(np.uint8)
+    out = np.clip(_blend(sur, pat, plan) + 0.5, 0, 255).astype(np.uint8)
     patch = frame[y0:y1, x0:x1]
     patch[plan.inside] = out[plan.inside]
 
@@ -624,6 +653,14 @@ class SwapAnonymizer:
         surrogate's angle. It costs de-identification margin (a few more candidates screened on the
         shared clips), and the screening's stronger stage gives it up
         (:data:`~clinrelease.face.surrogate_choice.STRONGER_SWAP`).
+    blend_levels:
+        Coarser bands of the blend past the face's edge (:func:`~clinrelease.face.swap_plan.blend_weights`):
+        the broad step between the surrogate's skin and the patient's eases out over a band twice as
+        wide with each level, while texture and edges keep the plan's narrow fade. 0 (the default)
+        blends the whole picture with one alpha. Off by default because it costs de-identification
+        margin: the coarse bands carry some of the patient's outline into the face's rim, and the
+        screening then needs later surrogates for some patients (``bench/surrogate_keys.py``;
+        ``bench/realism.py --swap blend_levels=3`` shows the seam it removes).
     backend:
         "opencv" (frame by frame) or "torch" (see :mod:`clinrelease.face.swap_torch`).
     device:
@@ -648,6 +685,7 @@ class SwapAnonymizer:
     mouth_reach: float = SwapParams.mouth_reach
     detail_reach: float = SwapParams.detail_reach
     brow_turn: float = SwapParams.brow_turn
+    blend_levels: int = SwapParams.blend_levels
     backend: str = "opencv"
     device: str = "cpu"
     name: str = "swap"
@@ -658,7 +696,7 @@ class SwapAnonymizer:
         check_swap_arguments(
             k=self.k, identity_strength=self.identity_strength, distinctiveness=self.distinctiveness, mode_amplitude=self.mode_amplitude,
             reach=self.reach, lighting=self.lighting, small_face_boost=self.small_face_boost, mouth_reach=self.mouth_reach,
-            detail_reach=self.detail_reach, brow_turn=self.brow_turn,
+            detail_reach=self.detail_reach, brow_turn=self.brow_turn, blend_levels=self.blend_levels,
         )  # fmt: skip
         if self.backend not in ("opencv", "torch"):
             raise ConfigError(f"unknown swap backend {self.backend!r}; use 'opencv' or 'torch'")
@@ -717,7 +755,7 @@ class SwapAnonymizer:
             lids = {group: lid_share(face.landmarks, state.neutral, group) for group in EYE_LIDS}
             plan = plan_face(
                 face.landmarks, new, state.surrogate, rows, columns, reach=self.reach, lighting=self.lighting, occluders=face.occluders, lids=lids,
-                detail=self.detail_reach,
+                detail=self.detail_reach, blend_levels=int(self.blend_levels),
             )
             if plan is None:
                 fallback.append(face)

@@ -10,7 +10,7 @@ import numpy as np
 
 from clinrelease.face.surrogates import LUMA as surrogate_luma
 
-__all__ = ["CHROMA_GAIN", "DETAIL_GAIN", "LUMA", "LUMA_GAIN", "FacePlan", "colour_transfer", "detail_gain"]
+__all__ = ["CHROMA_GAIN", "DETAIL_GAIN", "LUMA", "LUMA_GAIN", "FacePlan", "blend_weights", "colour_transfer", "detail_gain"]
 
 
 @dataclass
@@ -25,6 +25,11 @@ class FacePlan:
     stats: np.ndarray  # (h, w) bool, skin pixels used for the colour match
     lighting_sigma: float = 0.0  # pixels; Gaussian scale of the shading field taken from the patient
     detail_sigma: float = 0.0  # pixels; neighbourhood of the per-pixel detail gain (0: one gain for the face)
+    #: the surrogate's weight in each band of a Laplacian-pyramid blend across the outline, finest
+    #: first (:func:`blend_weights`), and what the patient keeps of that blend (0 in the eyes, the
+    #: mouth, under a hand; ``alpha`` is the finest weight times ``kept``); empty: one alpha blend
+    blend: tuple[np.ndarray, ...] = ()
+    kept: np.ndarray | None = None
 
 
 #: luma weights splitting a colour change into brightness and colour difference (the composites' own)
@@ -59,3 +64,31 @@ def detail_gain(surrogate_rms, patient_rms, ceiling: float = DETAIL_GAIN[1]):
     if isinstance(surrogate_rms, float | int):
         return float(np.clip(patient_rms / max(surrogate_rms, 1e-3), DETAIL_GAIN[0], ceiling))
     return (patient_rms / surrogate_rms.clip(1e-3, None)).clip(DETAIL_GAIN[0], ceiling)
+
+
+#: the smallest side (pixels) of a blend band: a small face's region has fewer levels
+MIN_BAND_PX = 3
+
+
+def blend_weights(edge: np.ndarray, levels: int) -> tuple[np.ndarray, ...]:
+    """The surrogate's weight in each band of a Laplacian-pyramid blend across the face's outline,
+    with ``levels`` coarser bands (finest first, each half the size of the one before, as
+    ``cv2.pyrDown`` makes them).
+
+    The finest band's weight is ``edge``, the surrogate's fade across the outline; each coarser one
+    is the band before smoothed down the pyramid, but never below ``edge`` sampled there: outside
+    the face the coarse bands (broad shading, the step between two skins) ease in over a wider band
+    than the fine ones (texture, edges), while inside it every band stays the surrogate's. One alpha
+    for all bands left a visible edge at the jaw and temples where the surrogate's skin met the
+    patient's (issue 17's seam). The eyes, the mouth and a hand are left to the plan's ``kept``.
+    """
+    import cv2
+
+    weights = [np.asarray(edge, np.float32)]
+    for level in range(1, levels + 1):
+        if min(weights[-1].shape) < 2 * MIN_BAND_PX:
+            break
+        smooth = cv2.pyrDown(weights[-1])
+        step, (h, w) = 2**level, smooth.shape
+        weights.append(np.maximum(smooth, weights[0][::step, ::step][:h, :w]))
+    return tuple(weights)

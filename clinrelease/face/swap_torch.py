@@ -39,6 +39,45 @@ def _shading_field(image, weight, taps, around, torch):
     return num / den.clamp(min=FIELD_SUPPORT) + around[:, None, None]
 
 
+#: the 5-tap binomial kernel of OpenCV's pyrDown and pyrUp
+_PYRAMID_TAPS = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
+
+
+def _binomial(x, torch):
+    """``x`` (c, h, w) convolved with the 5x5 binomial kernel, reflected at the border (OpenCV's default)."""
+    k = torch.from_numpy(_PYRAMID_TAPS).to(x.device)
+    y = torch.nn.functional.pad(x[None], (2, 2, 2, 2), mode="reflect")[0][:, None]
+    y = torch.nn.functional.conv2d(y, k.view(1, 1, 1, -1))
+    return torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1))[:, 0]
+
+
+def _pyr_down(x, torch):
+    return _binomial(x, torch)[:, ::2, ::2]
+
+
+def _pyr_up(x, size, torch):
+    c, h, w = x.shape
+    z = x.new_zeros((c, 2 * h, 2 * w))
+    z[:, ::2, ::2] = x
+    return 4.0 * _binomial(z, torch)[:, : size[0], : size[1]]
+
+
+def _blend_bands(sur, pat, weights, torch):
+    """The surrogate over the patient band by band across the outline, as :func:`clinrelease.face.swap._blend` does."""
+    bands = []
+    for weight in weights[:-1]:
+        down_s, down_p = _pyr_down(sur, torch), _pyr_down(pat, torch)
+        size = sur.shape[1:]
+        wt = torch.from_numpy(weight).to(sur.device)[None]
+        bands.append(wt * (sur - _pyr_up(down_s, size, torch)) + (1.0 - wt) * (pat - _pyr_up(down_p, size, torch)))
+        sur, pat = down_s, down_p
+    wt = torch.from_numpy(weights[-1]).to(sur.device)[None]
+    out = wt * sur + (1.0 - wt) * pat
+    for band in reversed(bands):
+        out = _pyr_up(out, band.shape[1:], torch) + band
+    return out
+
+
 def render_batch(
     frames: list[np.ndarray], planned: list[list[tuple[FacePlan, Surrogate]]], *, device: str = "cpu"
 ) -> list[np.ndarray]:
@@ -112,7 +151,14 @@ def render_batch(
                     gain = detail_gain(energy(detail_s, rms_s), energy(detail_p, rms_p), ceiling=gain)
                 sur[j] = shade_p + gain * detail_s
         a = alpha.unsqueeze(1)
-        blended = (a * sur + (1.0 - a) * pat + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        mixed = a * sur + (1.0 - a) * pat
+        for j, (_, (plan, _)) in enumerate(members):
+            if plan.blend:
+                h, w = plan.alpha.shape
+                kept = torch.from_numpy(plan.kept).to(dev)[None]
+                across = _blend_bands(sur[j, :, :h, :w], pat[j, :, :h, :w], plan.blend, torch)
+                mixed[j, :, :h, :w] = kept * across + (1.0 - kept) * pat[j, :, :h, :w]
+        blended = (mixed + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for j, (i, (plan, _)) in enumerate(members):
             x0, y0, x1, y1 = plan.region
             h, w = plan.alpha.shape

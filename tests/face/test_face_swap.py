@@ -102,12 +102,78 @@ def test_identity_strength_moves_the_face_shape(talking):
     assert np.abs(a[0].astype(int) - b[0]).max() > 20
 
 
+def test_the_surrogates_edge_eases_out_wider_than_its_texture_and_its_face_is_left_as_it_was():
+    """book.mkv: one alpha for the whole picture left a visible edge at the cheek and a bright band at
+    the ear, where the surrogate's skin met the patient's (gradient energy in the fade band about
+    1.2-1.4x the original's). The coarse bands of a pyramid blend ease out over a wider band past the
+    face's edge; inside the face every band is the surrogate's, so its pixels move by a grey level
+    or so on average (the coarse bands' reach from the edge), not more."""
+    import cv2
+
+    frames = [f.copy() for f in clip_frames(str(SHARED_MEDIA / "asl" / "book.mkv"), 3, 8)]
+    analysis = analyze_faces(frames, prefetch=0)
+
+    def released(levels: int) -> list[np.ndarray]:
+        return _anonymize(frames, analysis, _swap(blend_levels=levels))
+
+    def energy(frame, band) -> float:
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float((cv2.Sobel(grey, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(grey, cv2.CV_32F, 0, 1) ** 2)[band].mean())
+
+    plain, banded = released(0), released(3)
+    swap = _swap(blend_levels=3)
+    swap.prepare(analysis, analysis.patient.track_id)
+    ratios = {0: [], 3: []}
+    for i, frame in enumerate(frames):
+        (plan, _), = swap.plans(frame, analysis.faces_in_frame(i))[0]
+        x0, y0, x1, y1 = plan.region
+        band = np.zeros(frame.shape[:2], bool)
+        band[y0:y1, x0:x1] = plan.inside & (plan.alpha > 0.02) & (plan.alpha < 0.98)
+        for levels, out in ((0, plain), (3, banded)):
+            ratios[levels].append(energy(out[i], band) / energy(frame, band))
+        face = np.zeros(frame.shape[:2], bool)
+        face[y0:y1, x0:x1] = plan.inside & (plan.alpha >= 0.999)
+        diff = np.abs(plain[i].astype(int) - banded[i])[face]
+        assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 10, (diff.mean(), np.percentile(diff, 99))
+    assert np.median(ratios[3]) < 0.85 * np.median(ratios[0]), ratios
+
+
+def test_blend_weights_keep_the_surrogate_inside_and_reach_further_out_at_coarser_levels():
+    from clinrelease.face.swap import _blend
+    from clinrelease.face.swap_plan import FacePlan, blend_weights
+
+    edge = np.zeros((64, 80), np.float32)
+    edge[16:48, 20:60] = 1.0
+    weights = blend_weights(edge, 3)
+    assert [w.shape for w in weights] == [(64, 80), (32, 40), (16, 20), (8, 10)] and np.array_equal(weights[0], edge)
+    for level, w in enumerate(weights):
+        step = 2**level
+        assert (w >= edge[::step, ::step] - 1e-6).all()  # never less surrogate than the outline's own fade
+    assert (weights[2] > 0).sum() * 16 > (edge > 0).sum() * 1.2  # coarse bands reach past the edge
+    assert len(blend_weights(np.ones((10, 10), np.float32), 6)) == 2  # no band under 3 px
+    rng = np.random.default_rng(0)
+    sur, pat = rng.uniform(0, 255, (2, 64, 80, 3)).astype(np.float32)
+    kept = np.ones_like(edge)
+    kept[28:36, 32:48] = 0.0  # a mouth
+
+    def plan(blend):
+        return FacePlan((0, 0, 80, 64), np.ones((64, 80), bool), None, None, edge * kept, None, blend=blend, kept=kept)
+
+    ones = tuple(np.ones_like(w) for w in weights)
+    zeros = tuple(np.zeros_like(w) for w in weights)
+    with_mouth = np.where(kept[..., None] > 0, sur, pat)
+    assert np.abs(_blend(sur.copy(), pat.copy(), plan(ones)) - with_mouth).max() < 1e-3  # the bands add back up
+    assert np.abs(_blend(sur.copy(), pat.copy(), plan(zeros)) - pat).max() < 1e-3
+    alpha = (edge * kept)[..., None]
+    assert np.array_equal(_blend(sur, pat, plan(())), alpha * sur + (1 - alpha) * pat)
+
+
 def test_torch_renderer_matches_opencv(talking):
     from clinrelease.face.swap import LIGHTING_SIGMA, render_plan
     from clinrelease.face.swap_torch import render_batch
 
     frames, analysis = talking
-    swap = _swap(lighting=LIGHTING_SIGMA)  # the optional shading field must match in both renderers
+    swap = _swap(lighting=LIGHTING_SIGMA, blend_levels=3)  # the optional shading field and band blend must match in both renderers
     swap.prepare(analysis, analysis.patient.track_id)
     plans = [swap.plans(f, analysis.faces_in_frame(i))[0] for i, f in enumerate(frames)]
     assert all(len(p) == 1 for p in plans)
@@ -117,6 +183,7 @@ def test_torch_renderer_matches_opencv(talking):
         for plan, surrogate in planned:
             render_plan(frame, surrogate.texture, plan)
         reference.append(frame)
+    assert all(p.blend for planned in plans for p, _ in planned)
     batched = render_batch(frames, plans, device="cpu")
     diff = np.abs(np.stack(reference).astype(int) - np.stack(batched))
     # cv2.remap interpolates in 1/32-pixel fixed point, grid_sample in float: a level or two apart,
