@@ -224,6 +224,20 @@ def parse_tag(tag: int | str) -> int:
     text = tag.strip()
     if m := re.fullmatch(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?", text):
         return int(m.group(1) + m.group(2), 16)
+class PatientSources(NamedTuple):
+    """A dataset's :func:`identifying_sources` and the sequences decoded on the way (id of the raw
+    element -> decoded element), which the de-identifier's walk of that dataset then reuses."""
+
+    strings: dict[str, str]
+    sequences: dict[int, DataElement]
+
+
+def patient_sources(ds: Dataset) -> PatientSources:
+    """:class:`PatientSources` of ``ds`` (the original, as read)."""
+    sequences: dict[int, DataElement] = {}
+    return PatientSources(identifying_sources(ds, decoded=sequences), sequences)
+
+
     found = tag_for_keyword(text)
     if found is None:
         raise ConfigError(f"{tag!r} is neither a DICOM keyword nor a (gggg,eeee) tag")
@@ -362,7 +376,8 @@ class Deidentifier:
     # ------------------------------------------------------------------ public API
 
     def deidentify(
-        self, ds: Dataset, *, pixels_cleaned: bool = False, faces_anonymized: bool = False
+        self, ds: Dataset, *, pixels_cleaned: bool = False, faces_anonymized: bool = False,
+        sources: PatientSources | None = None,
     ) -> DeidResult:
         """De-identify one dataset; the input is not modified.
 
@@ -382,6 +397,8 @@ class Deidentifier:
 
         Raises
         ------
+        sources:
+            :func:`patient_sources` of this very ``ds``, when the caller already needed them.
         InputError
             A DICOMDIR, or a dataset without any value to derive a pseudonym from.
         VerificationError
@@ -395,9 +412,8 @@ class Deidentifier:
         if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and "clean_pixel_data" not in self.options:
             raise VerificationError(BURNED_IN_REASON, source)
         pid = patient_key(ds)
-        sequences: dict[int, DataElement] = {}  # sequences decoded once, shared by both walks
-        sources = identifying_sources(ds, decoded=sequences)
-        phi = list(sources)
+        known, sequences = sources or patient_sources(ds)
+        phi = list(known)
         ts = _transfer_syntax(ds)
         target = (ts.is_implicit_VR, ts.is_little_endian)
         walk = _Walk(self.key, keyed.date_shift_days(self.key, pid), phi, target, sop_class,
@@ -411,7 +427,7 @@ class Deidentifier:
         if walk.decoded:  # decoded implicit-VR elements may carry "OB or OW" and the like
             correct_ambiguous_vr(out, ts.is_little_endian)
         out.file_meta = _file_meta(out, ts)
-        return DeidResult(out, walk.changes, name, walk.shift, phi, self.options, original_phi_sources=sources)
+        return DeidResult(out, walk.changes, name, walk.shift, phi, self.options, original_phi_sources=known)
 
     def action_for(self, tag: int) -> str | None:
         """The applied action for a tag that Table E.1-1 lists (None if it lists none)."""

@@ -137,8 +137,7 @@ def _record_still_valid(record: ItemRecord, paths: ReleasePaths) -> bool:
 
 
 def _run_stages(work: ItemWork) -> None:
-    from clinrelease.dicom.deid import Deidentifier, read_dataset, refuse_media_directory
-    from clinrelease.dicom.phi_strings import identifying_sources
+    from clinrelease.dicom.deid import Deidentifier, patient_sources, read_dataset, refuse_media_directory
     from clinrelease.dicom.plain_video import container_header
     from clinrelease.dicom.sop_classes import AUDIO_REASON, audio_object, is_mpeg, is_photographic, is_video
     from clinrelease.dicom.video import open_video, read_dicom_header
@@ -158,7 +157,8 @@ def _run_stages(work: ItemWork) -> None:
         header = read_dicom_header(item.path, whole=whole)
         if audio_object(header):
             raise VerificationError(f"{AUDIO_REASON}: the file is a {audio_object(header)} object")
-    header_phi = identifying_sources(header)
+    sources = patient_sources(header)
+    header_phi = sources.strings
     work.patient_phi = list(header_phi)
     work.phi = identifying_strings(header_phi, item, source)
     video = is_video(header, container=item.kind == "container")
@@ -177,6 +177,7 @@ def _run_stages(work: ItemWork) -> None:
     video = item.kind == "container" or faces_on or (video and ("clean_pixel_data" in options or face_checks or audio))
     if video and source is None:
         source = open_video(item.path)
+    read = header
     if not video:
         if whole:
             refuse_media_directory(header, item.path)
@@ -194,7 +195,11 @@ def _run_stages(work: ItemWork) -> None:
         options.remove("clean_pixel_data")
     record.deid_options = options
     deidentifier = Deidentifier(options, ctx.release_key, keep=profile.deid.keep, safe_private_extra=profile.deid.safe_private_extra)
-    result = deidentifier.deidentify(header, pixels_cleaned="clean_pixel_data" in options, faces_anonymized=faces_on)
+    result = deidentifier.deidentify(
+        header, pixels_cleaned="clean_pixel_data" in options, faces_anonymized=faces_on,
+        # found on the dataset read above: a header read again is a new dataset, searched again
+        sources=sources if header is read else None,
+    )
     record.pseudonym = result.pseudonym
     record.header_changes = [{"tag": c.tag, "name": c.name, "action": c.action, "path": c.path, "reason": c.reason} for c in result.changes]
     if video:

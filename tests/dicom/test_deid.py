@@ -28,6 +28,7 @@ from clinrelease.dicom.deid import (
     DUMMY_VALUES,
     Deidentifier,
     deidentify_file,
+    patient_sources,
     output_relpath,
     read_dataset,
     write_deidentified,
@@ -440,3 +441,16 @@ def test_a_removed_value_inside_another_text_is_found_with_its_source():
     leaked.add_new(0x00091012, "LO", "moved from GAITLAB2 today")  # the removed Station Name inside a text
     findings = residual_phi(ds, leaked, result)
     assert ("residual-value", "(0009,1012)", "(0008,1010)") in {(f.kind, f.path, f.source) for f in findings}
+
+
+def test_sources_found_by_the_caller_are_not_searched_for_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinrelease.dicom import deid
+
+    ds = make_dataset()
+    expected = BASIC.deidentify(ds)
+    sources = patient_sources(ds)
+    monkeypatch.setattr(deid, "identifying_sources", lambda *a, **k: pytest.fail("searched again"))
+    result = BASIC.deidentify(ds, sources=sources)
+    assert result.original_phi_sources == expected.original_phi_sources == sources.strings
+    assert result.changes == expected.changes
+    assert _bytes(result.dataset) == _bytes(expected.dataset)

@@ -334,7 +334,7 @@ def test_duplicate_sop_instance_is_quarantined_not_overwritten(keys: Path, tmp_p
 
 def test_a_small_object_is_read_once_and_a_larger_one_again_for_its_pixels(keys: Path, tmp_path: Path, monkeypatch) -> None:
     from _release_helpers import deid_data_dir
-    from clinrelease.dicom import truncation, video
+    from clinrelease.dicom import deid, phi_strings, truncation, video
     from clinrelease.release import item as item_stage
 
     folder = tmp_path / "in"
@@ -350,14 +350,26 @@ def test_a_small_object_is_read_once_and_a_larger_one_again_for_its_pixels(keys:
 
     monkeypatch.setattr(truncation, "read_checked", counted)
     monkeypatch.setattr(video, "read_checked", counted)
+    searches: list[int] = []
+    real_sources = deid.identifying_sources
+
+    def counted_sources(ds, **kwargs):
+        searches.append(id(ds))
+        return real_sources(ds, **kwargs)
+
+    monkeypatch.setattr(deid, "identifying_sources", counted_sources)
+    monkeypatch.setattr(phi_strings, "identifying_sources", counted_sources)
     released = {}
     for label, limit in (("small", item_stage.WHOLE_READ_BYTES), ("large", 0)):
         monkeypatch.setattr(item_stage, "WHOLE_READ_BYTES", limit)
         reads.clear()
+        searches.clear()
         out = tmp_path / label
         result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
         assert result.exit_code == 0, result.output
         assert reads == ([False] if label == "small" else [True, False])  # the header, then the whole file
+        # the identifying strings are searched for once in each dataset read
+        assert len(searches) == (1 if label == "small" else 2) and len(set(searches)) == len(searches)
         released[label] = (out / json_result(result)["items"][0]["output"]).read_bytes()
     assert released["small"] == released["large"]
     assert pydicom.dcmread(io.BytesIO(released["small"])).PixelData == pydicom.dcmread(folder / "ct.dcm").PixelData
