@@ -43,7 +43,14 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import correct_ambiguous_vr, write_dataset
+from pydicom.charset import default_encoding
+from pydicom.filewriter import (
+    EXPLICIT_VR_LENGTH_32,
+    correct_ambiguous_vr,
+    write_data_element,
+    write_dataset,
+    write_file_meta_info,
+)
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, UID_dictionary
@@ -217,13 +224,6 @@ def _safe_private_entry(entry: SafePrivate | dict | str) -> SafePrivate:
         ) from None
 
 
-def parse_tag(tag: int | str) -> int:
-    """Accept ``0x00100010``, ``"(0010,0010)"``, ``"00100010"`` or a keyword; return the int tag."""
-    if isinstance(tag, int):
-        return tag
-    text = tag.strip()
-    if m := re.fullmatch(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?", text):
-        return int(m.group(1) + m.group(2), 16)
 class PatientSources(NamedTuple):
     """A dataset's :func:`identifying_sources` and the sequences decoded on the way (id of the raw
     element -> decoded element), which the de-identifier's walk of that dataset then reuses."""
@@ -238,6 +238,13 @@ def patient_sources(ds: Dataset) -> PatientSources:
     return PatientSources(identifying_sources(ds, decoded=sequences), sequences)
 
 
+def parse_tag(tag: int | str) -> int:
+    """Accept ``0x00100010``, ``"(0010,0010)"``, ``"00100010"`` or a keyword; return the int tag."""
+    if isinstance(tag, int):
+        return tag
+    text = tag.strip()
+    if m := re.fullmatch(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?", text):
+        return int(m.group(1) + m.group(2), 16)
     found = tag_for_keyword(text)
     if found is None:
         raise ConfigError(f"{tag!r} is neither a DICOM keyword nor a (gggg,eeee) tag")
@@ -390,6 +397,8 @@ class Deidentifier:
             Annotation becomes NO and overlay/curve bitmaps may stay under Clean Graphics.
         faces_anonymized:
             The face anonymizer ran: Recognizable Visual Features becomes NO.
+        sources:
+            :func:`patient_sources` of this very ``ds``, when the caller already needed them.
 
         Returns
         -------
@@ -397,8 +406,6 @@ class Deidentifier:
 
         Raises
         ------
-        sources:
-            :func:`patient_sources` of this very ``ds``, when the caller already needed them.
         InputError
             A DICOMDIR, or a dataset without any value to derive a pseudonym from.
         VerificationError
@@ -891,7 +898,7 @@ def refuse_media_directory(ds: Dataset, path: str | Path) -> None:
 
 
 def write_deidentified(ds: Dataset, path: str | Path) -> Path:
-    """Write a de-identified dataset as a DICOM file: new file meta, empty (zero) preamble.
+    """Write a de-identified dataset as a DICOM file (:func:`encode_deidentified`).
 
     For non-video objects; the video writer encodes its own pixel data.
 
@@ -904,11 +911,54 @@ def write_deidentified(ds: Dataset, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_deidentified(ds))
+    return path
+
+
+def encode_deidentified(ds: Dataset) -> bytes:
+    """A de-identified dataset as the bytes of a DICOM file: new file meta, empty (zero) preamble;
+    byte for byte what ``pydicom.dcmwrite(..., enforce_file_format=True)`` writes."""
     ts = UID(ds.file_meta.TransferSyntaxUID) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else _transfer_syntax(ds)
     ds.file_meta = _file_meta(ds, ts)
     ds.preamble = b"\x00" * 128
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return path
+    if ts != pydicom.uid.ExplicitVRLittleEndian or ds.original_encoding != (False, True) or (
+        ds.original_character_set != ds._character_set
+    ) or any(tag >> 16 in (0, 2) for tag in ds._dict):  # pydicom's writer converts, or refuses
+        buffer = DicomBytesIO()
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+        return buffer.getvalue()
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    fp.write(ds.preamble + b"DICM")
+    # a copy: the group length it gains is the file's, not the dataset's
+    write_file_meta_info(fp, FileMetaDataset(dict(ds.file_meta._dict)), enforce_standard=True)
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    for tag in sorted(ds._dict, key=int):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are never written
+        elem = ds.get_item(tag)
+        header = _raw_header(elem)
+        if header is None:
+            write_data_element(fp, elem, charset)
+        else:
+            fp.write(header + elem.value)
+    return fp.getvalue()
+
+
+def _raw_header(elem: RawDataElement | DataElement) -> bytes | None:
+    """Tag, VR and length of a raw explicit VR little endian element written as read; ``None``
+    where pydicom's writer has more to do (converted values, undefined lengths, a value too long
+    for its VR). Writing these directly costs a tenth of pydicom's writer, per element."""
+    if not isinstance(elem, RawDataElement) or elem.is_implicit_VR or not elem.is_little_endian:
+        return None
+    vr, value = elem.VR, elem.value
+    if not isinstance(value, bytes) or elem.length == 0xFFFFFFFF or not isinstance(vr, str) or len(vr) != 2:
+        return None
+    if vr in EXPLICIT_VR_LENGTH_32:
+        return struct.pack("<HH2sHL", elem.tag >> 16, elem.tag & 0xFFFF, vr.encode(), 0, len(value))
+    if len(value) > 0xFFFF:
+        return None
+    return struct.pack("<HH2sH", elem.tag >> 16, elem.tag & 0xFFFF, vr.encode(), len(value))
 
 
 def output_relpath(ds: Dataset) -> str:
