@@ -10,6 +10,7 @@ or error), never the run.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
@@ -214,7 +215,7 @@ def _release_header_only(work: ItemWork, original, result) -> None:
     """A still or non-image object: the de-identified header with the pixels as they are."""
     from pydicom import dcmread
 
-    from clinrelease.dicom.deid import output_relpath, write_deidentified
+    from clinrelease.dicom.deid import encode_deidentified, output_relpath
     from clinrelease.dicom.residual import residual_phi
     from clinrelease.verify.decision import ItemReports, checks_for, report_figures
     from clinrelease.verify.leaks import scan_bytes
@@ -222,12 +223,18 @@ def _release_header_only(work: ItemWork, original, result) -> None:
     item, ctx, record = work.item, work.ctx, work.record
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
-    write_deidentified(result.dataset, staged)
+    # encoded once: the bytes written are the bytes every check below judges
+    data = encode_deidentified(result.dataset)
+    staged.write_bytes(data)
     record.output = "data/" + output_relpath(result.dataset)
     record.output_uid = str(result.dataset.get("SOPInstanceUID", ""))
-    reports = ItemReports(header=residual_phi(original, dcmread(staged), result))
+    reports = ItemReports()
     if ctx.profile().verify.leak_scan:
-        reports.leaks = scan_bytes(staged, identifying_strings(result.original_phi_sources, item, None) or work.phi, encoder_text=False)
+        reports.leaks = scan_bytes(data, identifying_strings(result.original_phi_sources, item, None) or work.phi, encoder_text=False)
+    # a large object is parsed from the file it went to (the same bytes): memory holds it once
+    released = io.BytesIO(data) if len(data) <= WHOLE_READ_BYTES else staged
+    del data
+    reports.header = residual_phi(original, dcmread(released), result)
     figures = report_figures(reports)
     # the pixels are carried over untouched: only the header and the file's bytes are judged
     work.decide(figures, [c for c in checks_for(ctx.profile()) if c.group in ("header", "leaks")], reports)

@@ -375,6 +375,36 @@ def test_a_small_object_is_read_once_and_a_larger_one_again_for_its_pixels(keys:
     assert pydicom.dcmread(io.BytesIO(released["small"])).PixelData == pydicom.dcmread(folder / "ct.dcm").PixelData
 
 
+def test_the_residual_check_and_leak_scan_judge_the_bytes_written(keys: Path, tmp_path: Path, monkeypatch) -> None:
+    """A name planted in the encoded bytes, after de-identification, is found by both checks and is
+    in the quarantined copy: the checks read the bytes that were written, not another encoding."""
+    from _release_helpers import deid_data_dir
+    from clinrelease.dicom import deid
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ds = pydicom.dcmread(deid_data_dir() / "humans" / "ctbrain1.dcm")
+    ds.PatientName, ds.InstitutionName = "QUILLFEATHER^ZENOBIA", "General Hospital"
+    ds.save_as(folder / "ct.dcm")
+    real = deid.encode_deidentified
+
+    def planted(dataset) -> bytes:
+        data = real(dataset)
+        assert b"DEIDENTIFIED" in data  # the Institution Name's dummy
+        return data.replace(b"DEIDENTIFIED", b"QUILLFEATHER", 1)
+
+    monkeypatch.setattr(deid, "encode_deidentified", planted)
+    out = tmp_path / "out"
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert result.exit_code == 1, result.output
+    item = json_result(result)["items"][0]
+    assert item["status"] == "quarantined"
+    assert any("header" in r.lower() or "residual" in r.lower() for r in item["reasons"]), item["reasons"]
+    assert any(r.startswith("PHI leak scan:") for r in item["reasons"]), item["reasons"]
+    [quarantined] = out.with_name("out.quarantine").glob("*/anonymized.dcm")
+    assert b"QUILLFEATHER" in quarantined.read_bytes()
+
+
 def test_run_without_keys_says_how_to_create_them(built: ReleaseInput, tmp_path: Path) -> None:
     result = invoke(["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(tmp_path / "nokeys")])
     assert result.exit_code == 2
