@@ -49,7 +49,6 @@ from pydicom.filewriter import (
     correct_ambiguous_vr,
     write_data_element,
     write_dataset,
-    write_file_meta_info,
 )
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -921,7 +920,8 @@ def encode_deidentified(ds: Dataset) -> bytes:
     ts = UID(ds.file_meta.TransferSyntaxUID) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else _transfer_syntax(ds)
     ds.file_meta = _file_meta(ds, ts)
     ds.preamble = b"\x00" * 128
-    if ts != pydicom.uid.ExplicitVRLittleEndian or ds.original_encoding != (False, True) or (
+    meta = _encoded_meta(ds.file_meta)
+    if meta is None or ts != pydicom.uid.ExplicitVRLittleEndian or ds.original_encoding != (False, True) or (
         ds.original_character_set != ds._character_set
     ) or any(tag >> 16 in (0, 2) for tag in ds._dict):  # pydicom's writer converts, or refuses
         buffer = DicomBytesIO()
@@ -929,9 +929,7 @@ def encode_deidentified(ds: Dataset) -> bytes:
         return buffer.getvalue()
     fp = DicomBytesIO()
     fp.is_implicit_VR, fp.is_little_endian = False, True
-    fp.write(ds.preamble + b"DICM")
-    # a copy: the group length it gains is the file's, not the dataset's
-    write_file_meta_info(fp, FileMetaDataset(dict(ds.file_meta._dict)), enforce_standard=True)
+    fp.write(ds.preamble + b"DICM" + meta)
     charset = ds.get("SpecificCharacterSet", default_encoding)
     for tag in sorted(ds._dict, key=int):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
@@ -943,6 +941,25 @@ def encode_deidentified(ds: Dataset) -> bytes:
         else:
             fp.write(header + elem.value)
     return fp.getvalue()
+
+
+#: the file meta elements pydicom's writer refuses to leave empty
+_REQUIRED_META = (0x00020002, 0x00020003, 0x00020010)
+
+
+def _encoded_meta(meta: FileMetaDataset) -> bytes | None:
+    """The file meta (:func:`_file_meta`'s raw elements) with its group length, as pydicom writes
+    it; ``None`` where pydicom's writer has more to do or refuses (an empty required UID)."""
+    if any(not getattr(meta.get_item(tag), "value", None) for tag in _REQUIRED_META):
+        return None
+    body = b""
+    for tag in sorted(meta._dict, key=int):
+        elem = meta.get_item(tag)
+        header = _raw_header(elem)
+        if header is None or tag == 0x00020000:
+            return None
+        body += header + elem.value
+    return struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body)) + body
 
 
 def _raw_header(elem: RawDataElement | DataElement) -> bytes | None:

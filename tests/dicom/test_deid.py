@@ -454,3 +454,14 @@ def test_sources_found_by_the_caller_are_not_searched_for_again(monkeypatch: pyt
     assert result.original_phi_sources == expected.original_phi_sources == sources.strings
     assert result.changes == expected.changes
     assert _bytes(result.dataset) == _bytes(expected.dataset)
+
+
+def test_a_file_meta_pydicom_refuses_is_refused_by_the_encoder_too() -> None:
+    from clinrelease.dicom.deid import encode_deidentified
+
+    ds = make_dataset()
+    del ds.SOPClassUID
+    del ds.file_meta.MediaStorageSOPClassUID
+    out = BASIC.deidentify(ds).dataset
+    with pytest.raises(AttributeError, match="Media Storage SOP Class UID"):  # as pydicom.dcmwrite
+        encode_deidentified(out)
