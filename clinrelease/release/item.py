@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from clinrelease.crypto.digest import sha256_file
 from clinrelease.crypto.kdf import derive_hex
@@ -53,9 +54,11 @@ def process_item(item: InputItem, ctx: ItemContext) -> ItemRecord:
     if previous and previous.resume_digest == digest and previous.identifying_strings is not None and _record_still_valid(previous, paths):
         previous.resumed = True
         return previous
-    # a killed run may have left this item's staged output behind (never in OUT)
-    for stale in paths.staging.glob(f"*{item.item_id}*"):
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    # a killed run may have left this item's staged output behind (never in OUT); names are matched
+    # as text, since a glob pattern is a regex compiled for each item
+    for stale in os.scandir(paths.staging):
+        if item.item_id in stale.name:
+            shutil.rmtree(stale.path) if stale.is_dir() else Path(stale.path).unlink(missing_ok=True)
 
     started = time.perf_counter()
     record = ItemRecord(

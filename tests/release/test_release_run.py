@@ -405,6 +405,29 @@ def test_the_residual_check_and_leak_scan_judge_the_bytes_written(keys: Path, tm
     assert b"QUILLFEATHER" in quarantined.read_bytes()
 
 
+def test_a_redone_item_clears_only_its_own_stale_staged_output(keys: Path, tmp_path: Path) -> None:
+    from _release_helpers import deid_data_dir
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(deid_data_dir() / "humans" / "ctbrain1.dcm", folder / "ct.dcm")
+    out = tmp_path / "out"
+    args = ["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"]
+    invoke(args)
+    [record] = (out.with_name("out.work") / "records").glob("*.json")
+    item_id = record.stem
+    work = out.with_name("out.work")
+    (work / "records" / f"{item_id}.json").unlink()  # the item is redone
+    staging = work / "staging"
+    (staging / f".{item_id}.dcm.partial").write_bytes(b"cut short")
+    (staging / f"{item_id}-frames").mkdir()
+    (staging / f"{item_id}-frames" / "0.png").write_bytes(b"x")
+    (staging / "0123456789abcdef.dcm").write_bytes(b"another item's")
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in staging.iterdir()) == ["0123456789abcdef.dcm"]
+
+
 def test_run_without_keys_says_how_to_create_them(built: ReleaseInput, tmp_path: Path) -> None:
     result = invoke(["run", "-p", "basic", "-i", str(built.deid_data[0]), "-o", str(tmp_path / "r"), "-k", str(tmp_path / "nokeys")])
     assert result.exit_code == 2
