@@ -1,6 +1,6 @@
 """Header-only release, whole command: many small objects against the pydicom read+write floor.
 
-    .venv/bin/python bench/header_only.py [--objects 600] [--patients 7] [--repeat 3] [--code DIR] [--profile-top 25]
+    .venv/bin/python bench/header_only.py [--objects 600] [--patients 7] [--repeat 3] [--code DIR] [--before DIR] [--profile-top 25]
 
 Builds ``--objects`` distinct objects from pydicom's CT_small.dcm (``--patients`` patients, three
 studies each, new UIDs, names and IDs per object) in a temp folder, then times, alternating, median
@@ -22,7 +22,9 @@ Writes bench/out/header_only.json (every run's wall and CPU seconds). Every run 
 ``--profile-top N`` then
 runs the release once more in this process under cProfile and prints the N functions with the most
 cumulative time, which says where the remaining time goes. ``--code DIR`` runs another checkout's
-package (a snapshot before a change) for before/after from one session.
+package (a snapshot before a change) for before/after from one session; ``--before DIR`` adds that
+checkout's ``clinrelease run`` as one more row of the same run (alternating with the others), which is
+how a before/after is compared on a loaded machine.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--code", type=Path, default=ROOT)
     parser.add_argument("--profile-top", type=int, default=0)
+    parser.add_argument("--before", type=Path, default=None, help="another checkout timed in the same run, as a row of its own")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="also time clinrelease with this many worker processes (1: not)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
@@ -120,6 +123,10 @@ def main() -> None:
             "clinrelease run --profile basic": [sys.executable, "-m", "clinrelease", "run", "--profile", "basic",
                                                 "--input", str(tmp / "in"), "--keys", str(keys), "--output"],
         }  # fmt: skip
+        code_of = {}
+        if args.before is not None:
+            before = f"clinrelease run --profile basic (before: {args.before})"
+            tools[before], code_of[before] = tools["clinrelease run --profile basic"], args.before
         if args.workers > 1:
             tools[f"clinrelease run --profile basic --workers {args.workers}"] = [
                 *tools["clinrelease run --profile basic"][:-1], "--workers", str(args.workers), "--output"]  # fmt: skip
@@ -140,7 +147,8 @@ def main() -> None:
                 out = tmp / f"out{n}-{i}"
                 if "dicom-anonymizer" in name:
                     out.mkdir()  # it refuses an output folder that is not there
-                times[name].append(timed([*cmd, str(out)], env, args.code))
+                code = code_of.get(name, args.code)
+                times[name].append(timed([*cmd, str(out)], dict(env, PYTHONPATH=str(code)), code))
                 written = sum(1 for p in (out / "data" if (out / "data").is_dir() else out).rglob("*") if p.is_file())
                 if written != args.objects:
                     raise SystemExit(f"{name} wrote {written} files for {args.objects} objects")
