@@ -465,3 +465,15 @@ def test_a_file_meta_pydicom_refuses_is_refused_by_the_encoder_too() -> None:
     out = BASIC.deidentify(ds).dataset
     with pytest.raises(AttributeError, match="Media Storage SOP Class UID"):  # as pydicom.dcmwrite
         encode_deidentified(out)
+
+
+def test_a_removed_value_planted_in_a_nested_item_is_found_at_its_path():
+    ds = make_dataset()
+    result = BASIC.deidentify(ds)
+    inner = Dataset()
+    inner.StationName = "GAITLAB2"  # the removed Station Name, two sequences down
+    outer = Dataset()
+    outer.ReferencedSeriesSequence = Sequence([Dataset(), inner])
+    result.dataset.ReferencedStudySequence = Sequence([outer])
+    findings = residual_phi(ds, result.dataset, result)
+    assert ("residual-value", "(0008,1110)[0].(0008,1115)[1].(0008,1010)") in {(f.kind, f.path) for f in findings}
