@@ -250,9 +250,16 @@ def parse_tag(tag: int | str) -> int:
     return found
 
 
+_TAG_TEXTS: dict[int, str] = {}
+
+
 def tag_text(tag: int) -> str:
-    """``0x00100010`` -> ``"(0010,0010)"``."""
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    """``0x00100010`` -> ``"(0010,0010)"``, formatted once per tag: every change and every element
+    the residual check walks is named by it."""
+    text = _TAG_TEXTS.get(tag)
+    if text is None:
+        text = _TAG_TEXTS[tag] = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    return text
 
 
 def patient_key(ds: Dataset) -> str:

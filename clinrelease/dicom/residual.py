@@ -23,6 +23,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
+from clinrelease.dicom.deid import tag_text
 from clinrelease.dicom.phi_strings import date_forms, identifying_strings, phi_pattern
 
 if TYPE_CHECKING:
@@ -129,17 +130,6 @@ def _single_charset(ds: Dataset) -> str | None:
     return encodings[0]
 
 
-_TAG_TEXTS: dict[int, str] = {}
-
-
-def _tag_text(tag: int) -> str:
-    """``"(gggg,eeee)"``, formatted once per tag: both walks name every element."""
-    text = _TAG_TEXTS.get(tag)
-    if text is None:
-        text = _TAG_TEXTS[tag] = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-    return text
-
-
 def _element_texts(ds: Dataset, prefix: str = "", out: list | None = None) -> list[tuple[str, int, str, list[str]]]:
     """(path, tag, VR, texts) for every element of ``ds`` at any depth, as
     :class:`~clinrelease.dicom.deid.HeaderChange` names paths (``"(0008,1140)[0].(0008,1155)"``),
@@ -159,7 +149,7 @@ def _element_texts(ds: Dataset, prefix: str = "", out: list | None = None) -> li
             elem = ds[tag]
             vr = elem.VR
             if vr == "SQ":
-                path = prefix + _tag_text(tag)
+                path = prefix + tag_text(tag)
                 for i, item in enumerate(elem.value or ()):
                     _element_texts(item, f"{path}[{i}].", out)
                 continue
@@ -169,7 +159,7 @@ def _element_texts(ds: Dataset, prefix: str = "", out: list | None = None) -> li
         if texts is None:
             elem = ds[tag]
             vr, texts = elem.VR, _texts(elem)
-        out.append((prefix + _tag_text(tag), tag, vr, texts))
+        out.append((prefix + tag_text(tag), tag, vr, texts))
     return out
 
 
