@@ -256,6 +256,7 @@ _TAG_TEXTS: dict[int, str] = {}
 def tag_text(tag: int) -> str:
     """``0x00100010`` -> ``"(0010,0010)"``, formatted once per tag: every change and every element
     the residual check walks is named by it."""
+    tag = int(tag)  # a BaseTag key compares through a Python method
     text = _TAG_TEXTS.get(tag)
     if text is None:
         text = _TAG_TEXTS[tag] = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
