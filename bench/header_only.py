@@ -16,6 +16,10 @@ which a loaded machine disturbs less):
   folder), whole commands from the peers' own environment (``bench/.venv-peers``, made by
   ``bench/deid.py``'s pins when missing; ``--no-peers`` leaves them out).
 
+Each timed checkout's package is byte-compiled first, as ``pip install`` leaves an installed one (the
+peers' and pydicom's are): with ``PYTHONDONTWRITEBYTECODE`` set, a source checkout is otherwise
+compiled again by every run.
+
 Writes bench/out/header_only.json (every run's wall and CPU seconds). Every run must leave one output file per object (clinrelease: the released DICOM files under
 ``data/``), or the bench stops: a tool that fails quietly would look fast.
 
@@ -30,6 +34,7 @@ how a before/after is compared on a loaded machine.
 from __future__ import annotations
 
 import argparse
+import compileall
 import cProfile
 import io
 import json
@@ -113,6 +118,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONWARNINGS="ignore")
+    for code in {args.code, args.before} - {None}:
+        compileall.compile_dir(str(code / "clinrelease"), quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_objects(tmp / "in", args.objects, args.patients)
