@@ -1,6 +1,6 @@
 """Header-only release, whole command: many small objects against the pydicom read+write floor.
 
-    .venv/bin/python bench/header_only.py [--objects 600] [--patients 7] [--repeat 3] [--code DIR] [--profile-top 25]
+    .venv/bin/python bench/header_only.py [--objects 600] [--patients 7] [--repeat 3] [--code DIR] [--before DIR] [--profile-top 25]
 
 Builds ``--objects`` distinct objects from pydicom's CT_small.dcm (``--patients`` patients, three
 studies each, new UIDs, names and IDs per object) in a temp folder, then times, alternating, median
@@ -16,18 +16,25 @@ which a loaded machine disturbs less):
   folder), whole commands from the peers' own environment (``bench/.venv-peers``, made by
   ``bench/deid.py``'s pins when missing; ``--no-peers`` leaves them out).
 
+Each timed checkout's package is byte-compiled first, as ``pip install`` leaves an installed one (the
+peers' and pydicom's are): with ``PYTHONDONTWRITEBYTECODE`` set, a source checkout is otherwise
+compiled again by every run.
+
 Writes bench/out/header_only.json (every run's wall and CPU seconds). Every run must leave one output file per object (clinrelease: the released DICOM files under
 ``data/``), or the bench stops: a tool that fails quietly would look fast.
 
 ``--profile-top N`` then
 runs the release once more in this process under cProfile and prints the N functions with the most
 cumulative time, which says where the remaining time goes. ``--code DIR`` runs another checkout's
-package (a snapshot before a change) for before/after from one session.
+package (a snapshot before a change) for before/after from one session; ``--before DIR`` adds that
+checkout's ``clinrelease run`` as one more row of the same run (alternating with the others), which is
+how a before/after is compared on a loaded machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import cProfile
 import io
 import json
@@ -105,11 +112,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--code", type=Path, default=ROOT)
     parser.add_argument("--profile-top", type=int, default=0)
+    parser.add_argument("--before", type=Path, default=None, help="another checkout timed in the same run, as a row of its own")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="also time clinrelease with this many worker processes (1: not)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONWARNINGS="ignore")
+    for code in {args.code, args.before} - {None}:
+        compileall.compile_dir(str(code / "clinrelease"), quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_objects(tmp / "in", args.objects, args.patients)
@@ -120,6 +130,10 @@ def main() -> None:
             "clinrelease run --profile basic": [sys.executable, "-m", "clinrelease", "run", "--profile", "basic",
                                                 "--input", str(tmp / "in"), "--keys", str(keys), "--output"],
         }  # fmt: skip
+        code_of = {}
+        if args.before is not None:
+            before = f"clinrelease run --profile basic (before: {args.before})"
+            tools[before], code_of[before] = tools["clinrelease run --profile basic"], args.before
         if args.workers > 1:
             tools[f"clinrelease run --profile basic --workers {args.workers}"] = [
                 *tools["clinrelease run --profile basic"][:-1], "--workers", str(args.workers), "--output"]  # fmt: skip
@@ -140,7 +154,8 @@ def main() -> None:
                 out = tmp / f"out{n}-{i}"
                 if "dicom-anonymizer" in name:
                     out.mkdir()  # it refuses an output folder that is not there
-                times[name].append(timed([*cmd, str(out)], env, args.code))
+                code = code_of.get(name, args.code)
+                times[name].append(timed([*cmd, str(out)], dict(env, PYTHONPATH=str(code)), code))
                 written = sum(1 for p in (out / "data" if (out / "data").is_dir() else out).rglob("*") if p.is_file())
                 if written != args.objects:
                     raise SystemExit(f"{name} wrote {written} files for {args.objects} objects")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import secrets
+import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -201,18 +202,101 @@ def _identity_key(item: InputItem) -> str | None:
         from clinrelease.crypto.digest import sha256_file
 
         return "file:" + sha256_file(item.path)
-    from pydicom.filereader import read_partial
-
     try:
-        with open(item.path, "rb") as fh:
-            # the header is parsed up to SOP Instance UID (0008,0018) only, not to the pixel data
-            uid = read_partial(fh, stop_when=_past_sop_instance_uid, specific_tags=[_SOP_INSTANCE_UID]).get("SOPInstanceUID")
+        uid = _sop_instance_uid(item.path)
     except Exception:  # an unreadable file is reported by the pipeline, with the reason
         return None
     return f"uid:{uid}" if uid else None
 
 
 _SOP_INSTANCE_UID = 0x00080018
+#: the first bytes of a file, where its file meta and SOP Instance UID almost always are
+_HEAD_BYTES = 1 << 14
+#: "not found in the first bytes, or in an encoding the scan leaves to pydicom"
+_UNSURE = object()
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+
+
+def _sop_instance_uid(path: Path):
+    """The SOP Instance UID as ``pydicom.filereader.read_partial`` reads it (the header up to that
+    element only), scanned from the file's first bytes where their encoding is a plain one: a parse
+    per file by pydicom cost as much as the rest of discovery."""
+    with open(path, "rb") as fh:
+        uid = _scanned_sop_instance_uid(fh.read(_HEAD_BYTES))
+        if uid is not _UNSURE:
+            return uid
+        from pydicom.filereader import read_partial
+
+        fh.seek(0)
+        return read_partial(fh, stop_when=_past_sop_instance_uid, specific_tags=[_SOP_INSTANCE_UID]).get("SOPInstanceUID")
+
+
+def _scanned_sop_instance_uid(head: bytes):
+    """:func:`_sop_instance_uid` from the first bytes of a Part 10 file in implicit or explicit VR
+    little endian (file meta included): the UID, ``None`` when the data set has none, or
+    :data:`_UNSURE` (anything else: pydicom reads it)."""
+    from pydicom.uid import UID
+    from pydicom.values import convert_UI
+
+    if head[128:132] != b"DICM":
+        return _UNSURE
+    ts, start = None, 132
+    for tag, vr, at, length in _elements(head, 132, implicit=False):
+        if tag >> 16 != 0x0002:
+            break
+        if tag == 0x00020010:
+            ts = convert_UI(head[at : at + length], True)
+        start = at + length
+    else:
+        return _UNSURE  # the file meta runs past the first bytes
+    if not isinstance(ts, UID) or not ts.is_transfer_syntax or ts.is_deflated or not ts.is_little_endian or start >= len(head):
+        return _UNSURE
+    implicit = ts.is_implicit_VR
+    if _looks_explicit(head, start) == implicit:
+        return _UNSURE  # pydicom follows what the first element looks like, not the syntax
+    for tag, vr, at, length in _elements(head, start, implicit):
+        if tag >> 16 == 0 or length == 0xFFFFFFFF or (vr is not None and vr not in _VRS):
+            return _UNSURE  # a command set, a sequence of undefined length, bytes that are no element
+        if tag > _SOP_INSTANCE_UID:
+            return None
+        if tag == _SOP_INSTANCE_UID:
+            value = head[at : at + length]
+            if (vr not in (None, b"UI")) or len(value) != length or b"\\" in value:
+                return _UNSURE
+            return convert_UI(value, True) or None
+    return _UNSURE
+
+
+_VRS = frozenset(
+    vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF",
+                          "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN",
+                          "UR", "US", "UT", "UV")
+)  # fmt: skip
+
+
+def _looks_explicit(head: bytes, at: int) -> bool:
+    return head[at + 4 : at + 6] in _VRS
+
+
+def _elements(head: bytes, at: int, implicit: bool):
+    """(tag, VR or None, value offset, value length) of the elements from ``at``, as far as their
+    headers lie within ``head``."""
+    while at + 8 <= len(head):
+        group, element = struct.unpack_from("<HH", head, at)
+        if implicit:
+            vr, length, value = None, struct.unpack_from("<L", head, at + 4)[0], at + 8
+        else:
+            vr = head[at + 4 : at + 6]
+            if vr in _LONG_VRS:
+                if at + 12 > len(head):
+                    return
+                length, value = struct.unpack_from("<L", head, at + 8)[0], at + 12
+            else:
+                length, value = struct.unpack_from("<H", head, at + 6)[0], at + 8
+        yield (group << 16) | element, vr, value, length
+        if length == 0xFFFFFFFF:
+            return
+        at = value + length
 
 
 def _past_sop_instance_uid(tag, vr, length) -> bool:

@@ -154,3 +154,51 @@ def test_item_ids_are_keyed_by_the_release_key_not_a_hash_of_the_name(tmp_path: 
     # the old id, an unkeyed hash of the name, was found by hashing guessed names
     assert first.item_id != hashlib.sha256(b"Smith_John_visit.dcm").hexdigest()[:16]
     assert len(first.item_id) == 16
+
+
+def _read_partial_uid(path: Path):
+    from pydicom.filereader import read_partial
+
+    from clinrelease.items import _past_sop_instance_uid
+
+    try:
+        with open(path, "rb") as fh:
+            return read_partial(fh, stop_when=_past_sop_instance_uid, specific_tags=[0x00080018]).get("SOPInstanceUID")
+    except Exception as exc:
+        return type(exc)
+
+
+def test_the_scanned_sop_instance_uid_is_what_pydicom_reads(tmp_path: Path) -> None:
+    """Duplicates are found by SOP Instance UID, scanned from a file's first bytes where their
+    encoding is plain: the same value as pydicom's read on every corpus file (every syntax, files
+    cut short, without meta) and where the UID lies past the scanned bytes."""
+    import warnings
+
+    from _deid_helpers import deid_data_files, pydicom_image_files
+    from clinrelease import items
+
+    files = [Path(cf.materialize(tmp_path / "corpus")) for cf in deid_data_files() + pydicom_image_files()]
+    ds = pydicom.dcmread(deid_data_dir() / "humans" / "ctbrain1.dcm")
+    ds.ImageType = ["DERIVED"] * 3000  # (0008,0008): the UID after it lies past the first bytes
+    ds.save_as(tmp_path / "long.dcm")
+    ds = pydicom.dcmread(deid_data_dir() / "humans" / "ctbrain1.dcm")
+    del ds.SOPInstanceUID
+    ds.save_as(tmp_path / "none.dcm")
+    files += [tmp_path / "long.dcm", tmp_path / "none.dcm"]
+    scanned = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in files:
+            with open(path, "rb") as fh:
+                quick = items._scanned_sop_instance_uid(fh.read(items._HEAD_BYTES))
+            expected = _read_partial_uid(path)
+            if quick is not items._UNSURE:
+                scanned += 1
+                assert quick == expected, path
+            try:
+                assert items._sop_instance_uid(path) == expected, path
+            except Exception as exc:
+                assert type(exc) is expected, path
+    assert scanned >= len(files) // 2
+    with open(tmp_path / "long.dcm", "rb") as fh:
+        assert items._scanned_sop_instance_uid(fh.read(items._HEAD_BYTES)) is items._UNSURE

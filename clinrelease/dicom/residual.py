@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 
+from clinrelease.dicom.deid import tag_text
 from clinrelease.dicom.phi_strings import date_forms, identifying_strings, phi_pattern
 
 if TYPE_CHECKING:
@@ -129,25 +130,28 @@ def _single_charset(ds: Dataset) -> str | None:
     return encodings[0]
 
 
-def _element_texts(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, int, str, list[str]]]:
+def _element_texts(ds: Dataset, prefix: str = "", out: list | None = None) -> list[tuple[str, int, str, list[str]]]:
     """(path, tag, VR, texts) for every element of ``ds`` at any depth, as
     :class:`~clinrelease.dicom.deid.HeaderChange` names paths (``"(0008,1140)[0].(0008,1155)"``),
-    but sequences themselves and the pixel data (the pixel stage's business).
+    but sequences themselves and the pixel data (the pixel stage's business); appended to ``out``.
 
     Values are read as read (raw) where :func:`_raw_texts` can: converting every value through
-    pydicom costs more than the check itself.
+    pydicom costs more than the check itself. A list, not a generator: both walks of every item
+    take every element.
     """
+    out = [] if out is None else out
     charset = _single_charset(ds)
-    for tag in sorted(ds._dict):
-        elem = ds.get_item(tag)
+    get_item = ds.get_item
+    for tag in sorted(ds._dict, key=int):  # plain ints compare in C; BaseTag's comparisons are Python methods
+        elem = get_item(tag)
         vr = elem.VR
         if vr is None or vr == "SQ" or vr == "UN":  # pydicom's dictionary says whether it is a sequence
             elem = ds[tag]
             vr = elem.VR
             if vr == "SQ":
-                path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+                path = prefix + tag_text(tag)
                 for i, item in enumerate(elem.value or ()):
-                    yield from _element_texts(item, f"{path}[{i}].")
+                    _element_texts(item, f"{path}[{i}].", out)
                 continue
         if tag in _PIXEL_TAGS:
             continue
@@ -155,7 +159,8 @@ def _element_texts(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, int, st
         if texts is None:
             elem = ds[tag]
             vr, texts = elem.VR, _texts(elem)
-        yield f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})", tag, vr, texts
+        out.append((prefix + tag_text(tag), tag, vr, texts))
+    return out
 
 
 def _under(path: str, changed: set[str]) -> bool:

@@ -10,10 +10,12 @@ or error), never the run.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from clinrelease.crypto.digest import sha256_file
 from clinrelease.crypto.kdf import derive_hex
@@ -52,9 +54,11 @@ def process_item(item: InputItem, ctx: ItemContext) -> ItemRecord:
     if previous and previous.resume_digest == digest and previous.identifying_strings is not None and _record_still_valid(previous, paths):
         previous.resumed = True
         return previous
-    # a killed run may have left this item's staged output behind (never in OUT)
-    for stale in paths.staging.glob(f"*{item.item_id}*"):
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    # a killed run may have left this item's staged output behind (never in OUT); names are matched
+    # as text, since a glob pattern is a regex compiled for each item
+    for stale in os.scandir(paths.staging):
+        if item.item_id in stale.name:
+            shutil.rmtree(stale.path) if stale.is_dir() else Path(stale.path).unlink(missing_ok=True)
 
     started = time.perf_counter()
     record = ItemRecord(
@@ -137,8 +141,7 @@ def _record_still_valid(record: ItemRecord, paths: ReleasePaths) -> bool:
 
 
 def _run_stages(work: ItemWork) -> None:
-    from clinrelease.dicom.deid import Deidentifier, read_dataset, refuse_media_directory
-    from clinrelease.dicom.phi_strings import identifying_sources
+    from clinrelease.dicom.deid import Deidentifier, patient_sources, read_dataset, refuse_media_directory
     from clinrelease.dicom.plain_video import container_header
     from clinrelease.dicom.sop_classes import AUDIO_REASON, audio_object, is_mpeg, is_photographic, is_video
     from clinrelease.dicom.video import open_video, read_dicom_header
@@ -158,7 +161,8 @@ def _run_stages(work: ItemWork) -> None:
         header = read_dicom_header(item.path, whole=whole)
         if audio_object(header):
             raise VerificationError(f"{AUDIO_REASON}: the file is a {audio_object(header)} object")
-    header_phi = identifying_sources(header)
+    sources = patient_sources(header)
+    header_phi = sources.strings
     work.patient_phi = list(header_phi)
     work.phi = identifying_strings(header_phi, item, source)
     video = is_video(header, container=item.kind == "container")
@@ -177,6 +181,7 @@ def _run_stages(work: ItemWork) -> None:
     video = item.kind == "container" or faces_on or (video and ("clean_pixel_data" in options or face_checks or audio))
     if video and source is None:
         source = open_video(item.path)
+    read = header
     if not video:
         if whole:
             refuse_media_directory(header, item.path)
@@ -194,7 +199,11 @@ def _run_stages(work: ItemWork) -> None:
         options.remove("clean_pixel_data")
     record.deid_options = options
     deidentifier = Deidentifier(options, ctx.release_key, keep=profile.deid.keep, safe_private_extra=profile.deid.safe_private_extra)
-    result = deidentifier.deidentify(header, pixels_cleaned="clean_pixel_data" in options, faces_anonymized=faces_on)
+    result = deidentifier.deidentify(
+        header, pixels_cleaned="clean_pixel_data" in options, faces_anonymized=faces_on,
+        # found on the dataset read above: a header read again is a new dataset, searched again
+        sources=sources if header is read else None,
+    )
     record.pseudonym = result.pseudonym
     record.header_changes = [{"tag": c.tag, "name": c.name, "action": c.action, "path": c.path, "reason": c.reason} for c in result.changes]
     if video:
@@ -209,7 +218,7 @@ def _release_header_only(work: ItemWork, original, result) -> None:
     """A still or non-image object: the de-identified header with the pixels as they are."""
     from pydicom import dcmread
 
-    from clinrelease.dicom.deid import output_relpath, write_deidentified
+    from clinrelease.dicom.deid import encode_deidentified, output_relpath
     from clinrelease.dicom.residual import residual_phi
     from clinrelease.verify.decision import ItemReports, checks_for, report_figures
     from clinrelease.verify.leaks import scan_bytes
@@ -217,12 +226,18 @@ def _release_header_only(work: ItemWork, original, result) -> None:
     item, ctx, record = work.item, work.ctx, work.record
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
-    write_deidentified(result.dataset, staged)
+    # encoded once: the bytes written are the bytes every check below judges
+    data = encode_deidentified(result.dataset)
+    staged.write_bytes(data)
     record.output = "data/" + output_relpath(result.dataset)
     record.output_uid = str(result.dataset.get("SOPInstanceUID", ""))
-    reports = ItemReports(header=residual_phi(original, dcmread(staged), result))
+    reports = ItemReports()
     if ctx.profile().verify.leak_scan:
-        reports.leaks = scan_bytes(staged, identifying_strings(result.original_phi_sources, item, None) or work.phi, encoder_text=False)
+        reports.leaks = scan_bytes(data, identifying_strings(result.original_phi_sources, item, None) or work.phi, encoder_text=False)
+    # a large object is parsed from the file it went to (the same bytes): memory holds it once
+    released = io.BytesIO(data) if len(data) <= WHOLE_READ_BYTES else staged
+    del data
+    reports.header = residual_phi(original, dcmread(released), result)
     figures = report_figures(reports)
     # the pixels are carried over untouched: only the header and the file's bytes are judged
     work.decide(figures, [c for c in checks_for(ctx.profile()) if c.group in ("header", "leaks")], reports)

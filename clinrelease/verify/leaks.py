@@ -17,13 +17,14 @@ audit records, clinical tables), where identifiers match on token boundaries too
 from __future__ import annotations
 
 import bisect
+import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from clinrelease.errors import InputError
 
@@ -356,8 +357,18 @@ def _printable(data: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 else "." for b in data)
 
 
+def _open(source: str | Path | bytes) -> BinaryIO:
+    """The bytes to scan as a file: a file's, or bytes about to be written (the very bytes checked)."""
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    try:
+        return open(source, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read the file for the PHI leak scan: {exc.strerror}", Path(source)) from exc
+
+
 def scan_bytes(
-    path: str | Path,
+    path: str | Path | bytes,
     phi_strings: Iterable[str],
     encoder_text: bool = True,
     chunk_size: int = 1 << 22,
@@ -368,7 +379,7 @@ def scan_bytes(
     Parameters
     ----------
     path:
-        The output file (DICOM, MP4, CSV, anything).
+        The output file (DICOM, MP4, CSV, anything), or its bytes.
     phi_strings:
         Identifying values from the input: names, IDs, dates, addresses.
     encoder_text:
@@ -389,7 +400,6 @@ def scan_bytes(
     InputError
         When the file cannot be read.
     """
-    path = Path(path)
     if sources is None and isinstance(phi_strings, Mapping):
         sources = phi_strings
     patterns = _patterns(tuple((str(s), (sources or {}).get(s, "")) for s in phi_strings), encoder_text)
@@ -400,11 +410,7 @@ def scan_bytes(
     # match need their neighbours
     overlap = max(longest + 3, _CONTEXT)
     hits: list[tuple[int, int, Leak]] = []
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"cannot read the file for the PHI leak scan: {exc.strerror}", path) from exc
-    with fh:
+    with _open(path) as fh:
         tail = b""
         base = 0  # file offset of buf[0]
         start = 0  # where this round's matches may start: the bytes before are a look-behind's only

@@ -30,23 +30,21 @@ def released_strings(document: Any) -> Iterator[str]:
     Mapping keys are the release's own field names, figure names and the profile's column names,
     never data: a patient named Pool must not stop a release whose summary has a ``pool`` field.
     """
-    if isinstance(document, str):
-        yield document
-    elif dataclasses.is_dataclass(document) and not isinstance(document, type):
-        for f in dataclasses.fields(document):
-            yield from released_strings(getattr(document, f.name))
-    elif isinstance(document, Mapping):
-        for value in document.values():
-            if isinstance(value, str):
-                yield value
-            else:
-                yield from released_strings(value)
-    elif isinstance(document, (list, tuple, set, frozenset)):
-        for value in document:
-            if isinstance(value, str):
-                yield value
-            else:
-                yield from released_strings(value)
+    # a stack, not recursion: a release's summary holds hundreds of thousands of strings, and a
+    # generator per nesting level cost more than the scan of them
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, Mapping):
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, (list, tuple)):
+            stack.extend(reversed(node))
+        elif isinstance(node, (set, frozenset)):
+            stack.extend(reversed(list(node)))
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            stack.extend(reversed([getattr(node, f.name) for f in dataclasses.fields(node)]))
 
 
 @dataclass

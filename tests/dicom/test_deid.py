@@ -28,6 +28,7 @@ from clinrelease.dicom.deid import (
     DUMMY_VALUES,
     Deidentifier,
     deidentify_file,
+    patient_sources,
     output_relpath,
     read_dataset,
     write_deidentified,
@@ -440,3 +441,39 @@ def test_a_removed_value_inside_another_text_is_found_with_its_source():
     leaked.add_new(0x00091012, "LO", "moved from GAITLAB2 today")  # the removed Station Name inside a text
     findings = residual_phi(ds, leaked, result)
     assert ("residual-value", "(0009,1012)", "(0008,1010)") in {(f.kind, f.path, f.source) for f in findings}
+
+
+def test_sources_found_by_the_caller_are_not_searched_for_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinrelease.dicom import deid
+
+    ds = make_dataset()
+    expected = BASIC.deidentify(ds)
+    sources = patient_sources(ds)
+    monkeypatch.setattr(deid, "identifying_sources", lambda *a, **k: pytest.fail("searched again"))
+    result = BASIC.deidentify(ds, sources=sources)
+    assert result.original_phi_sources == expected.original_phi_sources == sources.strings
+    assert result.changes == expected.changes
+    assert _bytes(result.dataset) == _bytes(expected.dataset)
+
+
+def test_a_file_meta_pydicom_refuses_is_refused_by_the_encoder_too() -> None:
+    from clinrelease.dicom.deid import encode_deidentified
+
+    ds = make_dataset()
+    del ds.SOPClassUID
+    del ds.file_meta.MediaStorageSOPClassUID
+    out = BASIC.deidentify(ds).dataset
+    with pytest.raises(AttributeError, match="Media Storage SOP Class UID"):  # as pydicom.dcmwrite
+        encode_deidentified(out)
+
+
+def test_a_removed_value_planted_in_a_nested_item_is_found_at_its_path():
+    ds = make_dataset()
+    result = BASIC.deidentify(ds)
+    inner = Dataset()
+    inner.StationName = "GAITLAB2"  # the removed Station Name, two sequences down
+    outer = Dataset()
+    outer.ReferencedSeriesSequence = Sequence([Dataset(), inner])
+    result.dataset.ReferencedStudySequence = Sequence([outer])
+    findings = residual_phi(ds, result.dataset, result)
+    assert ("residual-value", "(0008,1110)[0].(0008,1115)[1].(0008,1010)") in {(f.kind, f.path) for f in findings}

@@ -334,7 +334,7 @@ def test_duplicate_sop_instance_is_quarantined_not_overwritten(keys: Path, tmp_p
 
 def test_a_small_object_is_read_once_and_a_larger_one_again_for_its_pixels(keys: Path, tmp_path: Path, monkeypatch) -> None:
     from _release_helpers import deid_data_dir
-    from clinrelease.dicom import truncation, video
+    from clinrelease.dicom import deid, phi_strings, truncation, video
     from clinrelease.release import item as item_stage
 
     folder = tmp_path / "in"
@@ -350,17 +350,82 @@ def test_a_small_object_is_read_once_and_a_larger_one_again_for_its_pixels(keys:
 
     monkeypatch.setattr(truncation, "read_checked", counted)
     monkeypatch.setattr(video, "read_checked", counted)
+    searches: list[int] = []
+    real_sources = deid.identifying_sources
+
+    def counted_sources(ds, **kwargs):
+        searches.append(id(ds))
+        return real_sources(ds, **kwargs)
+
+    monkeypatch.setattr(deid, "identifying_sources", counted_sources)
+    monkeypatch.setattr(phi_strings, "identifying_sources", counted_sources)
     released = {}
     for label, limit in (("small", item_stage.WHOLE_READ_BYTES), ("large", 0)):
         monkeypatch.setattr(item_stage, "WHOLE_READ_BYTES", limit)
         reads.clear()
+        searches.clear()
         out = tmp_path / label
         result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
         assert result.exit_code == 0, result.output
         assert reads == ([False] if label == "small" else [True, False])  # the header, then the whole file
+        # the identifying strings are searched for once in each dataset read
+        assert len(searches) == (1 if label == "small" else 2) and len(set(searches)) == len(searches)
         released[label] = (out / json_result(result)["items"][0]["output"]).read_bytes()
     assert released["small"] == released["large"]
     assert pydicom.dcmread(io.BytesIO(released["small"])).PixelData == pydicom.dcmread(folder / "ct.dcm").PixelData
+
+
+def test_the_residual_check_and_leak_scan_judge_the_bytes_written(keys: Path, tmp_path: Path, monkeypatch) -> None:
+    """A name planted in the encoded bytes, after de-identification, is found by both checks and is
+    in the quarantined copy: the checks read the bytes that were written, not another encoding."""
+    from _release_helpers import deid_data_dir
+    from clinrelease.dicom import deid
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ds = pydicom.dcmread(deid_data_dir() / "humans" / "ctbrain1.dcm")
+    ds.PatientName, ds.InstitutionName = "QUILLFEATHER^ZENOBIA", "General Hospital"
+    ds.save_as(folder / "ct.dcm")
+    real = deid.encode_deidentified
+
+    def planted(dataset) -> bytes:
+        data = real(dataset)
+        assert b"DEIDENTIFIED" in data  # the Institution Name's dummy
+        return data.replace(b"DEIDENTIFIED", b"QUILLFEATHER", 1)
+
+    monkeypatch.setattr(deid, "encode_deidentified", planted)
+    out = tmp_path / "out"
+    result = invoke(["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    assert result.exit_code == 1, result.output
+    item = json_result(result)["items"][0]
+    assert item["status"] == "quarantined"
+    assert any("header" in r.lower() or "residual" in r.lower() for r in item["reasons"]), item["reasons"]
+    assert any(r.startswith("PHI leak scan:") for r in item["reasons"]), item["reasons"]
+    [quarantined] = out.with_name("out.quarantine").glob("*/anonymized.dcm")
+    assert b"QUILLFEATHER" in quarantined.read_bytes()
+
+
+def test_a_redone_item_clears_only_its_own_stale_staged_output(keys: Path, tmp_path: Path) -> None:
+    from _release_helpers import deid_data_dir
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(deid_data_dir() / "humans" / "ctbrain1.dcm", folder / "ct.dcm")
+    out = tmp_path / "out"
+    args = ["run", "-p", "basic", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"]
+    invoke(args)
+    [record] = (out.with_name("out.work") / "records").glob("*.json")
+    item_id = record.stem
+    work = out.with_name("out.work")
+    (work / "records" / f"{item_id}.json").unlink()  # the item is redone
+    staging = work / "staging"
+    (staging / f".{item_id}.dcm.partial").write_bytes(b"cut short")
+    (staging / f"{item_id}-frames").mkdir()
+    (staging / f"{item_id}-frames" / "0.png").write_bytes(b"x")
+    (staging / "0123456789abcdef.dcm").write_bytes(b"another item's")
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in staging.iterdir()) == ["0123456789abcdef.dcm"]
 
 
 def test_run_without_keys_says_how_to_create_them(built: ReleaseInput, tmp_path: Path) -> None:

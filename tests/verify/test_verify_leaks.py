@@ -56,6 +56,13 @@ def test_planted_phi_is_found_in_every_form_and_encoding(tmp_path, chunk_size):
     assert verdict.reasons and verdict.reasons[0].startswith("PHI leak scan: 12 occurrence(s)")
 
 
+def test_bytes_about_to_be_written_are_scanned_like_the_file(tmp_path):
+    path, offsets = _file_with(tmp_path, [b"DOE^JOHN", "Doe, John".encode("utf-16-le"), b"MRN123456"])
+    leaks = scan_bytes(path.read_bytes(), PHI, chunk_size=64)
+    assert [leak.offset for leak in leaks] == offsets
+    assert leaks == scan_bytes(path, PHI, chunk_size=64)
+
+
 def test_clean_file_has_no_leaks(tmp_path):
     path, _ = _file_with(tmp_path, [b"nothing to see"])
     assert scan_bytes(path, PHI) == []

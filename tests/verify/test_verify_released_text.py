@@ -47,3 +47,12 @@ def test_a_dataclass_in_a_released_document_is_scanned_by_its_fields():
     with pytest.raises(VerificationError, match="report/index.html: name"):
         TextGuard(["WHITMORE^ADA"]).check({"report/index.html": [shown]})
 
+
+
+def test_released_strings_walks_any_depth_in_document_order() -> None:
+    deep: list = ["last"]
+    for depth in range(5000):  # deeper than Python's recursion limit
+        deep = [f"s{depth}", deep]
+    strings = list(released_strings(deep))
+    assert len(strings) == 5001 and strings[0] == "s4999" and strings[-1] == "last"
+    assert list(released_strings(({"a": ["b", ("c",)]}, frozenset({"d"}), 7, None))) == ["b", "c", "d"]
