@@ -6,6 +6,8 @@ Builds each variant as a DICOM video with burned-in PHI, releases it with the pr
 * released or quarantined (and the first reason);
 * dlib and SFace: the share of checked frames where the released face is NOT matched to the patient;
 * body AP (the release's own keypoint check);
+* face realism (the release's own): the released faces' YuNet score over the original's, the
+  mouth opening's change and the eye opening's deviation;
 * faces left unanonymized: an independent detector (dlib's HOG, not one the release uses) run on
   the released frames turned upright; a face it finds whose pixels are within ``UNCHANGED`` grey
   levels of the original's is counted;
