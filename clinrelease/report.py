@@ -586,14 +586,20 @@ def _item_section(n: int, item: ItemVisuals) -> str:
     if charts:
         parts.append('<h3>Per-frame checks</h3><div class="charts">' + "".join(charts) + "</div>")
     if item.header_changes:
-        rows = "".join(_header_change_row(str(tag), str(name), str(action)) for tag, name, action in item.header_changes)
-        parts.append(
-            f"<details><summary>Header changes ({len(item.header_changes)} attributes; values are never shown)"
-            "</summary><table><tr><th>tag</th><th>attribute</th><th>action</th><th>meaning</th></tr>"
-            f"{rows}</table></details>"
-        )
+        parts.append(_header_changes_table(tuple(map(tuple, item.header_changes))))
     parts.append("</section>")
     return "".join(parts)
+
+
+@functools.lru_cache(maxsize=256)  # the items of one series share their whole list of changes
+def _header_changes_table(changes: tuple[tuple[str, str, str], ...]) -> str:
+    """An item's header-change table, folded under its count."""
+    rows = "".join(_header_change_row(str(tag), str(name), str(action)) for tag, name, action in changes)
+    return (
+        f"<details><summary>Header changes ({len(changes)} attributes; values are never shown)"
+        "</summary><table><tr><th>tag</th><th>attribute</th><th>action</th><th>meaning</th></tr>"
+        f"{rows}</table></details>"
+    )
 
 
 @functools.lru_cache(maxsize=4096)

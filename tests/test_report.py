@@ -180,6 +180,16 @@ def _has_colour(image_bgr: np.ndarray, hex_rgb: str, tolerance: int = 6) -> bool
     return bool((np.abs(image_bgr[..., ::-1].astype(int) - rgb).max(axis=-1) <= tolerance).any())
 
 
+def test_each_item_shows_its_own_header_changes_when_items_share_them() -> None:
+    shared = [("(0010,0010)", "PatientName", "Z"), ("(0008,1010)", "StationName", "X")]
+    other = [*shared[:1], ("(0008,1010)", "Private block 1a2b3c4d", "X")]  # one name differs
+    items = [ItemVisuals(input=f"item {n}", status="released", header_changes=changes)
+             for n, changes in enumerate((shared, list(shared), other))]
+    html = render_report(SUMMARY, items)
+    assert html.count("<td>StationName</td>") == 2 and html.count("<td>Private block 1a2b3c4d</td>") == 1
+    assert html.count("Header changes (2 attributes") == 3
+
+
 @pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install -y chromium)")
 def test_report_renders_in_headless_chromium(tmp_path: Path, carphone_item: ItemVisuals) -> None:
     released = ItemVisuals(input="exam/header_only.dcm", status="released", header_changes=carphone_item.header_changes)

@@ -120,6 +120,32 @@ def _raw_texts(raw, charset: str | None) -> list[str] | None:
     return [t for t in texts if t.strip(" \x00")]
 
 
+#: (VR, value, character set, little endian) -> texts of short raw values: the series of a release
+#: repeat most attributes (acquisition settings, codes, the study's dates and UIDs)
+_TEXTS_CACHE: dict[tuple, tuple[str, ...] | None] = {}
+#: longest value kept in the cache, and how many entries it holds before it is emptied
+_CACHED_VALUE_BYTES = 64
+_CACHE_ENTRIES = 1 << 14
+
+
+def _cached_raw_texts(raw, charset: str | None) -> tuple[str, ...] | None:
+    """:func:`_raw_texts` as a tuple, remembered for short values."""
+    value = raw.value
+    if value is None or len(value) > _CACHED_VALUE_BYTES:
+        texts = _raw_texts(raw, charset)
+        return None if texts is None else tuple(texts)
+    key = (raw.VR, value, charset, raw.is_little_endian)
+    try:
+        return _TEXTS_CACHE[key]
+    except KeyError:
+        pass
+    texts = _raw_texts(raw, charset)
+    if len(_TEXTS_CACHE) >= _CACHE_ENTRIES:
+        _TEXTS_CACHE.clear()
+    found = _TEXTS_CACHE[key] = None if texts is None else tuple(texts)
+    return found
+
+
 def _single_charset(ds: Dataset) -> str | None:
     """The data set's one character set as a Python codec, ``None`` for code extensions (ISO 2022)."""
     encodings = ds._character_set
@@ -141,12 +167,13 @@ def _element_texts(ds: Dataset, prefix: str = "", out: list | None = None) -> li
     """
     out = [] if out is None else out
     charset = _single_charset(ds)
-    get_item = ds.get_item
-    for tag in sorted(ds._dict, key=int):  # plain ints compare in C; BaseTag's comparisons are Python methods
-        elem = get_item(tag)
+    elements = ds._dict
+    # (plain int, element) pairs sort in C (tags are unique); BaseTag's comparisons, and Tag() in
+    # get_item, are Python calls for each of the few hundred elements of every object
+    for tag, elem in sorted(zip(map(int, elements), elements.values())):
         vr = elem.VR
-        if vr is None or vr == "SQ" or vr == "UN":  # pydicom's dictionary says whether it is a sequence
-            elem = ds[tag]
+        if vr is None or vr == "SQ" or vr == "UN" or elem.value is None:
+            elem = ds[tag]  # pydicom's dictionary says whether it is a sequence; reads a deferred value
             vr = elem.VR
             if vr == "SQ":
                 path = prefix + tag_text(tag)
@@ -155,7 +182,7 @@ def _element_texts(ds: Dataset, prefix: str = "", out: list | None = None) -> li
                 continue
         if tag in _PIXEL_TAGS:
             continue
-        texts = _raw_texts(elem, charset) if isinstance(elem, RawDataElement) else None
+        texts = _cached_raw_texts(elem, charset) if isinstance(elem, RawDataElement) else None
         if texts is None:
             elem = ds[tag]
             vr, texts = elem.VR, _texts(elem)
@@ -224,7 +251,7 @@ def residual_phi(original: Dataset, deidentified: Dataset, result: DeidResult) -
         if change.action not in _REMOVING_ACTIONS:
             continue
         for text in texts.get(change.path, ()):
-            if not _is_trivial(text, dummies):
+            if len(text) >= MIN_VALUE_LENGTH and not _is_trivial(text, dummies):  # most are short numbers
                 removed.setdefault(text.strip(" \x00"), change.path)
     # a value that an attribute kept by the profile also holds (a private copy of Body Part
     # Examined, a Segment Label equal to its Code Meaning) is released on purpose, not a leak

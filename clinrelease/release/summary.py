@@ -41,14 +41,21 @@ def released_texts(records: list[ItemRecord], table, key: bytes):
     from clinrelease.verify.released_text import TextGuard, batch_identifying_strings
 
     guard = TextGuard(batch_identifying_strings((r.to_dict() for r in records), table.identifying_strings if table else ()))
+    released: dict[tuple[str, str, str], tuple[str, str, str]] = {}  # a batch's items repeat the same rows
     for record in records:
-        changes = record.header_changes or []
         record.released_reasons = guard.clean(record.reasons)
-        names = guard.clean((_released_attribute_name(c.get("name", ""), key) for c in changes), "(name withheld)")
-        record.released_header_changes = [
-            (c.get("tag", ""), name, c.get("action", "")) for c, name in zip(changes, names)
-        ]
+        record.released_header_changes = [_released_change(c, guard, key, released) for c in record.header_changes or []]
     return guard
+
+
+def _released_change(change: dict[str, Any], guard, key: bytes, released: dict) -> tuple[str, str, str]:
+    """A header change as the release shows it: (tag, attribute name, action), worked out once per distinct row."""
+    row = (change.get("tag", ""), change.get("name", ""), change.get("action", ""))
+    shown = released.get(row)
+    if shown is None:
+        name = guard.clean([_released_attribute_name(row[1], key)], "(name withheld)")[0]
+        shown = released[row] = (row[0], name, row[2])
+    return shown
 
 
 @functools.lru_cache(maxsize=4096)  # the same names recur in every item of a batch

@@ -56,3 +56,9 @@ def test_released_strings_walks_any_depth_in_document_order() -> None:
     strings = list(released_strings(deep))
     assert len(strings) == 5001 and strings[0] == "s4999" and strings[-1] == "last"
     assert list(released_strings(({"a": ["b", ("c",)]}, frozenset({"d"}), 7, None))) == ["b", "c", "d"]
+
+
+def test_check_counts_every_occurrence_of_a_repeated_text() -> None:
+    rows = [("(0010,0010)", "Eleanor Whitmore", "Z")] * 3  # the same row in three items
+    with pytest.raises(VerificationError, match="report/index.html: name 3"):
+        TextGuard(PHI).check({"report/index.html": [rows, "fine"]})
