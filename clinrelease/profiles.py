@@ -326,9 +326,9 @@ class FaceRealismCheck:
     corner_lift_max: float | None = 0.06
     #: mouth-opening series correlation, judged where the original's mouth moves (speech)
     mouth_correlation_min: float | None = None
-    #: |median mouth-opening change| (inner-lip gap over mouth width): the surrogate's closed mouth
-    #: drawn over the patient's open one, or parted lips over a closed one
-    mouth_opening_change_max: float | None = 0.05
+    #: |median mouth-opening change| (inner-lip gap over mouth width) as the face mesh reads it: the
+    #: surrogate's closed mouth drawn over the patient's open one, or parted lips over a closed one
+    mouth_opening_change_max: float | None = None
 
 
 @dataclass(frozen=True)

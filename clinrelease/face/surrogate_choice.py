@@ -55,6 +55,9 @@ CONFIRM_SHARE = 0.5
 #: encoder, and the candidates that drew a pressed grimace over eat.mkv's open smile changed it by
 #: 0.10-0.14 where the others kept it within 0.03
 EXPRESSION_SHARE = 0.8
+#: the mouth-opening limit the screening prefers surrogates by where the profile judges face realism
+#: but not the mouth (a preference only: a release is not quarantined for it)
+PREFERRED_MOUTH_LIMIT = 0.05
 #: frames the candidates are confirmed and ranked on, on re-id's sampling grid: the farthest on a few
 #: frames was often not the farthest on the frames verification samples (carphone under random keys),
 #: and a candidate confirmed between the grid's frames was matched on one of them (SFace)

@@ -49,7 +49,7 @@ def measure_surrogate(profile, key: bytes, pseudonym: str, analysis, frames, met
     """The screening of the key's surrogates for this patient on ``frames`` (an iterable, decoded
     once), as the release measures it; None when there is no patient face to measure on."""
     from clinrelease.face.small import size_aware
-    from clinrelease.face.surrogate_choice import RANK_FRAMES, patient_samples, screen, spread
+    from clinrelease.face.surrogate_choice import PREFERRED_MOUTH_LIMIT, RANK_FRAMES, patient_samples, screen, spread
     from clinrelease.verify.reid import profile_recognizers
 
     # the frames to confirm and rank on, where re-id will sample; screened on a few of them
@@ -66,9 +66,10 @@ def measure_surrogate(profile, key: bytes, pseudonym: str, analysis, frames, met
         pool = GeneratorPool(avoid=patient_embeddings(samples, sorted(recognizers)))
     # candidates are tried as the item will be rendered (small faces upscaled, turned ones blurred)
     anonymizer_for = lambda c: size_aware(build_anonymizers(profile, key, pseudonym, counter=c, pool=pool)[0], methods)  # noqa: E731
-    # a surrogate that redraws the patient's mouth would be quarantined by the face-realism check: pass it over
+    # a surrogate that redraws the patient's mouth is passed over: the face-realism check quarantines
+    # it where the profile judges the mouth, and it is the worse surrogate where it does not
     realism = profile.verify.face_realism
-    mouth_limit = None if realism is None else realism.mouth_opening_change_max
+    mouth_limit = None if realism is None else (realism.mouth_opening_change_max or PREFERRED_MOUTH_LIMIT)
     decision = screen(samples, anonymizer_for, analysis.patient.track_id, analysis, recognizers, more_samples=wider, mouth_limit=mouth_limit)
     if pool is not None:
         from clinrelease.face.surrogates import sequence_member

@@ -64,7 +64,7 @@ def test_face_swap_release_reports_per_recognizer_and_keypoint_figures(keys: Pat
     assert kp["head_ap"] >= 0.5 and kp["face_expression_nme"] is not None and kp["face_expression_nme"] <= 0.1
     assert kp["face_nme"] is not None and kp["face_nme"] > kp["face_expression_nme"]  # the shape change, left out
     assert {"body_ap", "head_ap", "face_nme", "face_expression_nme"} <= set(kp)
-    # the swapped face still reads as a face with the patient's mouth (pd_gait's face_realism, inherited)
+    # the swapped face still reads as a face with the patient's mouth (pd_face's face_realism, on pd_gait's)
     realism = figures["face_realism"]
     assert realism["face_realism_frames"] >= 1 and realism["face_score_ratio"] >= 0.9 and realism["face_mesh_presence"] >= 0.95
     assert realism["corner_lift_abs"] <= 0.06 and realism["mouth_opening_change_abs"] <= 0.05
