@@ -8,6 +8,7 @@ study attributes a DICOM header would hold.
 from __future__ import annotations
 
 import csv
+import functools
 import secrets
 import struct
 from dataclasses import dataclass, field, replace
@@ -214,7 +215,15 @@ _SOP_INSTANCE_UID = 0x00080018
 _HEAD_BYTES = 1 << 14
 #: "not found in the first bytes, or in an encoding the scan leaves to pydicom"
 _UNSURE = object()
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+
+
+@functools.lru_cache(maxsize=1)
+def _vrs() -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """Every two-letter VR, and the explicit VRs whose length takes four bytes, as pydicom knows them."""
+    from pydicom.filewriter import EXPLICIT_VR_LENGTH_32
+    from pydicom.valuerep import VR
+
+    return frozenset(vr.value.encode() for vr in VR if len(vr.value) == 2), frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
 
 
 def _sop_instance_uid(path: Path):
@@ -255,7 +264,7 @@ def _scanned_sop_instance_uid(head: bytes):
     if _looks_explicit(head, start) == implicit:
         return _UNSURE  # pydicom follows what the first element looks like, not the syntax
     for tag, vr, at, length in _elements(head, start, implicit):
-        if tag >> 16 == 0 or length == 0xFFFFFFFF or (vr is not None and vr not in _VRS):
+        if tag >> 16 == 0 or length == 0xFFFFFFFF or (vr is not None and vr not in _vrs()[0]):
             return _UNSURE  # a command set, a sequence of undefined length, bytes that are no element
         if tag > _SOP_INSTANCE_UID:
             return None
@@ -267,15 +276,10 @@ def _scanned_sop_instance_uid(head: bytes):
     return _UNSURE
 
 
-_VRS = frozenset(
-    vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF",
-                          "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN",
-                          "UR", "US", "UT", "UV")
-)  # fmt: skip
 
 
 def _looks_explicit(head: bytes, at: int) -> bool:
-    return head[at + 4 : at + 6] in _VRS
+    return head[at + 4 : at + 6] in _vrs()[0]
 
 
 def _elements(head: bytes, at: int, implicit: bool):
@@ -287,7 +291,7 @@ def _elements(head: bytes, at: int, implicit: bool):
             vr, length, value = None, struct.unpack_from("<L", head, at + 4)[0], at + 8
         else:
             vr = head[at + 4 : at + 6]
-            if vr in _LONG_VRS:
+            if vr in _vrs()[1]:
                 if at + 12 > len(head):
                     return
                 length, value = struct.unpack_from("<L", head, at + 8)[0], at + 12

@@ -191,21 +191,19 @@ class MouthReference:
     def __init__(self, reference: FaceReference) -> None:
         from clinrelease.verify.keypoints import face_mesh_detector
 
-        self._reference = reference
+        self._reference, self._mesh = reference, face_mesh_detector()
         face = reference.face
         self._crop = _mesh_box(face.box)
         self.opening: float | None = None
         if _face_px(face.box) >= MOUTH_MIN_PX and not face.occluders:
-            mesh = face_mesh_detector()(reference.original, self._crop)
+            mesh = self._mesh(reference.original, self._crop)
             self.opening = None if mesh is None else mouth_opening(mesh)
 
     def change(self, anonymized: np.ndarray) -> float | None:
         """The rendering's mouth opening less the original's; None where either has none."""
-        from clinrelease.verify.keypoints import face_mesh_detector
-
         if self.opening is None:
             return None
-        mesh = face_mesh_detector()(self._reference.upright(anonymized), self._crop)
+        mesh = self._mesh(self._reference.upright(anonymized), self._crop)
         return None if mesh is None else mouth_opening(mesh) - self.opening
 
 
