@@ -3,7 +3,9 @@
 The text is found by :mod:`clinrelease.verify.ocr`'s detector (the same one verification reads the
 released frames with); this module is the only part that changes pixels. Every region the detector
 finds on a scanned frame is blanked, legible or not, except what lies on a tracked face (the detector
-takes eyes, brows and glasses for text lines; legible text left on a face still fails verification).
+takes eyes, brows and glasses for text lines; legible text left on a face still fails verification)
+and what reads, confidently, as one character (:func:`~clinrelease.verify.ocr.lone_glyph`: a table's
+base read as "X"; verification never counts a lone glyph either).
 
 Videos are scanned on every Nth frame plus the last one. Burned-in annotations (names, IDs, dates,
 overlays) are static, so a frame between two scanned frames is cleaned with the union of both
@@ -12,7 +14,8 @@ Cleaning paints the detected quadrilateral, not its axis-aligned hull: the hull 
 tilted by 40 degrees (a shirt print on a tilted body) is a rectangle three times its area that
 reached over the patient's chin. Nor does it paint over a hand: a shirt print is found where the
 hands were not on its scanned frame, and a sign or a tap passes the hands over it in the frames
-between (the paint took the hands away there, and the body keypoint check quarantined the video).
+between (the paint took the hands away there, and the body keypoint check quarantined the video),
+nor over the legs of a person who walks past (``limbs``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import cv2
 import numpy as np
 
 from clinrelease.errors import ConfigError
-from clinrelease.verify.ocr import TextBox, TextScan, check_sampling, legible, mark_on_face, polygon, region_mask, text_regions
+from clinrelease.verify.ocr import TextBox, TextScan, check_sampling, legible, lone_glyph, mark_on_face, polygon, region_mask, text_regions
 
 
 #: how :func:`clean_text` may blank a region
@@ -37,6 +40,7 @@ def clean_text(
     pad: int = 4,
     fill: tuple[int, int, int] = (0, 0, 0),
     keep_out: Sequence[np.ndarray] = (),
+    keep_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """A copy of ``frame`` with every region (its quadrilateral grown by ``pad`` pixels) blanked.
 
@@ -55,13 +59,17 @@ def clean_text(
         Outlines ``(m, 2)`` (frame pixels) never painted, nor used as a source for the inpainting of
         a region beside them: the faces and hands of this frame. Regions marked ``on_face`` are
         skipped whole.
+    keep_mask:
+        Pixels (a boolean mask of the frame) kept the same way: a leg in front of a region.
     """
     if method not in CLEAN_METHODS:
         raise ConfigError(f"unknown text cleaning method {method!r}; use one of {', '.join(CLEAN_METHODS)}")
     out = frame.copy()
     h, w = frame.shape[:2]
-    regions = [region_mask(polygon(tb), pad, h, w, keep_out) for tb in boxes if not tb.on_face]
-    regions = [r for r in regions if r is not None]
+    regions = [region_mask(polygon(tb), pad, h, w, keep_out) for tb in boxes if tb.painted]
+    if keep_mask is not None:
+        regions = [None if r is None else (r[0], r[1], r[2] & ~keep_mask[r[0], r[1]]) for r in regions]
+    regions = [r for r in regions if r is not None and r[2].any()]
     if not regions:
         return out
     if method == "fill":
@@ -74,6 +82,9 @@ def clean_text(
     # a face or hand beside the text is no source for the fill (a hand's colour smeared into the
     # hoodie beside it): those next to a region are filled along with it, then put back
     kept = _kept_beside(full, regions, keep_out)
+    if keep_mask is not None:
+        reach = 2 * INPAINT_RADIUS + 3
+        kept[keep_mask & (cv2.dilate(full, np.ones((reach, reach), np.uint8)) > 0)] = 255
     out = cv2.inpaint(out, full | kept, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     if method == "textured":
         _add_grain(out, frame, regions)
@@ -114,12 +125,71 @@ def _add_grain(out: np.ndarray, frame: np.ndarray, regions: Sequence[tuple[slice
 FaceOutlines = Callable[[int], Sequence[np.ndarray]]
 
 
-def _cleaned(frame: np.ndarray, index: int, boxes: list[TextBox], method: str, keep: Sequence[FaceOutlines]) -> np.ndarray:
+LimbOutlines = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+#: a region of a frame counts as changed since the scan it is compared with (someone walked in front
+#: of it) when this share of its pixels moved by more than :data:`MOVED_LEVEL` grey levels: what
+#: stays put moves by less (the burned-in name and MRN of a re-encoded walking clip: 0.09% at most)
+MOVED_SHARE = 0.003
+MOVED_LEVEL = 30
+
+
+def _cleaned(
+    frame: np.ndarray,
+    index: int,
+    boxes: list[TextBox],
+    method: str,
+    keep: Sequence[FaceOutlines],
+    limbs: LimbOutlines | None = None,
+    scans: Sequence[tuple[np.ndarray, Sequence[TextBox]]] = (),
+) -> np.ndarray:
     # most frames carry no text: hand them on untouched rather than copied
-    boxes = [b for b in boxes if not b.on_face]
+    boxes = [b for b in boxes if b.painted]
     if not boxes:
         return frame
-    return clean_text(frame, boxes, method, keep_out=[outline for outlines in keep for outline in outlines(index)])
+    keep_out = [outline for outlines in keep for outline in outlines(index)]
+    keep_mask = None
+    moved = _moved(frame, scans) if limbs is not None else None
+    if moved is not None:
+        legs = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillPoly(legs, [np.round(o).astype(np.int32) for o in limbs(frame)], 1)
+        keep_mask = moved & (legs > 0)
+    return clean_text(frame, boxes, method, keep_out=keep_out, keep_mask=keep_mask)
+
+
+def _moved(frame: np.ndarray, scans: Sequence[tuple[np.ndarray, Sequence[TextBox]]]) -> np.ndarray | None:
+    """The pixels of the regions that changed since the scanned frame each is compared with
+    (``scans``: a scanned frame and its regions), grown by a pixel; None where no region changed
+    (:data:`MOVED_SHARE`). Only regions that do not read as text count (the base of a table read
+    as "XI" at 0.62): a leg passing in front of one changes its pixels, and the leg is kept."""
+    moved: np.ndarray | None = None
+    for scanned, boxes in scans:
+        for tb in boxes:
+            # legible text is painted whole, whatever moved: over a leg, a caption's stroke edges change
+            # with the leg behind them, and the strokes left read as text again
+            if not tb.painted or legible(tb):
+                continue
+            x0, y0, x1, y1 = tb.box
+            change = np.abs(frame[y0:y1, x0:x1].astype(np.int16) - scanned[y0:y1, x0:x1].astype(np.int16)).max(axis=-1) > MOVED_LEVEL
+            if change.size and change.mean() > MOVED_SHARE:
+                moved = np.zeros(frame.shape[:2], bool) if moved is None else moved
+                moved[y0:y1, x0:x1] |= cv2.dilate(change.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return moved
+
+
+class _LastFrame:
+    """``limbs`` of the last frame asked for, found once (a scanned frame is cleaned up to
+    :data:`SCAN_LOOKS` times)."""
+
+    def __init__(self, limbs: LimbOutlines) -> None:
+        self._limbs = limbs
+        self._frame: np.ndarray | None = None
+        self._outlines: Sequence[np.ndarray] = ()
+
+    def __call__(self, frame: np.ndarray) -> Sequence[np.ndarray]:
+        if frame is not self._frame:
+            self._frame, self._outlines = frame, list(self._limbs(frame))
+        return self._outlines
 
 
 #: looks at a scanned frame: the first, and again at the frame as cleaned while that finds more
@@ -143,7 +213,15 @@ def _painted_share(box: tuple[int, int, int, int], found: Sequence[TextBox], pad
 
 
 def _scanned(
-    frame: np.ndarray, index: int, previous: list[TextBox], read: bool, faces: FaceOutlines | None, method: str, keep: Sequence[FaceOutlines]
+    frame: np.ndarray,
+    index: int,
+    previous: list[TextBox],
+    read: bool,
+    faces: FaceOutlines | None,
+    method: str,
+    keep: Sequence[FaceOutlines],
+    limbs: LimbOutlines | None = None,
+    reference: np.ndarray | None = None,
 ) -> list[TextBox]:
     # large bold text hides smaller text from the detector: with a scanner's caption in the frame it
     # missed a shirt's print that it found, and verification read, once the caption was cleaned
@@ -156,15 +234,17 @@ def _scanned(
             # first look painted every region, legible or not; what a later look finds counts only
             # where it reads as text (over the paint's grain the detector joined a printed skull and
             # the face above it into one "line", again.mkv), and what lies on the paint is its edge
-            seen = _cleaned(frame, index, found, method, keep)
+            seen = _cleaned(frame, index, found, method, keep, limbs, [] if reference is None else [(reference, found)])
             new = [
                 b for b in text_regions(seen, index, previous, read=True)
-                if legible(b, LOOK_MIN_SCORE) and _painted_share(b.box, found) < LOOK_PAINTED_SHARE
+                if legible(b, LOOK_MIN_SCORE) and _painted_share(b.box, [f for f in found if f.painted]) < LOOK_PAINTED_SHARE
             ]  # fmt: skip
+        for b in new:
+            b.glyph = lone_glyph(b)
         if faces is not None:
             mark_on_face(new, faces(index), *frame.shape[:2])
         found.extend(new)
-        if not any(not b.on_face for b in new):
+        if not any(b.painted for b in new):
             break
     return found
 
@@ -177,6 +257,7 @@ def clean_video_text(
     read: bool = True,
     faces: FaceOutlines | None = None,
     hands: FaceOutlines | None = None,
+    limbs: LimbOutlines | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the frames with burned-in text removed, scanning every Nth frame plus the last.
 
@@ -201,30 +282,51 @@ def clean_video_text(
         ``hands(frame_index)`` gives the outlines (pixels) of the hands in that frame: no frame is
         painted inside its own hand outlines (text a hand covers is not visible there; text a hand
         holds, left legible, still fails verification's reading of the released frames).
+    limbs:
+        ``limbs(frame)`` gives the outlines (pixels) of the legs of the person in the frame
+        (:func:`clinrelease.verify.keypoints.limb_outlines`), asked only where a region's pixels
+        changed since the scan it is compared with: those changed pixels on the legs are not painted
+        (:func:`_moved`). The walking clip's table base read as "XI", and the paint held over it
+        took the legs of everyone who walked past (legs AP 0.85). Legible text left on a leg still
+        fails verification.
     """
     check_sampling(sample_every)
     scan = scan if scan is not None else TextScan(sample_every)
     keep = [outlines for outlines in (faces, hands) if outlines is not None]
     pending: list[tuple[int, np.ndarray]] = []
     prev: list[TextBox] = []
+    prev_frame: np.ndarray | None = None
+    limbs = _LastFrame(limbs) if limbs is not None else None
+
+    def between(held: np.ndarray, held_index: int, cur: list[TextBox], cur_frame: np.ndarray) -> np.ndarray:
+        scans = [(cur_frame, cur)] + ([(prev_frame, prev)] if prev_frame is not None else [])
+        return _cleaned(held, held_index, prev + cur, method, keep, limbs, scans)
+
+    def scanned(frame: np.ndarray, index: int) -> list[TextBox]:
+        return _scanned(frame, index, prev, read, faces, method, keep, limbs, prev_frame)
+
+    def at_scan(frame: np.ndarray, index: int, cur: list[TextBox]) -> np.ndarray:
+        # a scanned frame's regions are compared with the scan before (the first has none)
+        return _cleaned(frame, index, cur + prev, method, keep, limbs, [] if prev_frame is None else [(prev_frame, cur + prev)])
+
     index = -1
     for index, frame in enumerate(frames):
         scan.frames = index + 1
         if index % sample_every:
             pending.append((index, frame))
             continue
-        cur = _scanned(frame, index, prev, read, faces, method, keep)
+        cur = scanned(frame, index)
         scan.frames_scanned.append(index)
         scan.found.extend(cur)
         for held_index, held in pending:
-            yield _cleaned(held, held_index, prev + cur, method, keep)
+            yield between(held, held_index, cur, frame)
         pending.clear()
-        yield _cleaned(frame, index, cur + prev, method, keep)
-        prev = cur
+        yield at_scan(frame, index, cur)
+        prev, prev_frame = cur, frame
     if pending:  # the last frame was not on the grid: scan it too
         last_index, last = pending[-1]
-        cur = _scanned(last, last_index, prev, read, faces, method, keep)
+        cur = scanned(last, last_index)
         scan.frames_scanned.append(last_index)
         scan.found.extend(cur)
         for held_index, held in pending:
-            yield _cleaned(held, held_index, prev + cur, method, keep)
+            yield between(held, held_index, cur, last)

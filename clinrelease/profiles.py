@@ -96,6 +96,7 @@ PROFILE_SCHEMA: dict[str, Any] = _obj(
                 "small_face": {"enum": list(SMALL_FACE_METHODS)},
                 "profile_view": {"enum": list(PROFILE_VIEW_TREATMENTS)},
                 "profile_yaw": {"type": "number", "exclusiveMinimum": 0, "maximum": 2},
+                "required": {"type": "boolean"},
             }
         ),
         "anonymizer": {
@@ -242,6 +243,11 @@ class FacesSettings:
     profile_view: str = "blur"
     #: nose-tip offset from the eyes' midpoint (eye spans) past which a face counts as turned away
     profile_yaw: float = PROFILE_YAW
+    #: the exam must show the patient's face: a video where no sampled frame of the original shows a
+    #: face the checks can compare is quarantined (the detectors failed). False (a gait filmed from
+    #: behind): such a video is released without the re-id and face-realism figures, which need a
+    #: face, and its record counts the frames with one (``faces_in_original``: 0)
+    required: bool = True
 
 
 @dataclass(frozen=True)

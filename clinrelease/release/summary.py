@@ -69,7 +69,7 @@ def _released_attribute_name(name: str, key: bytes) -> str:
 
 #: figures of one recognizer in a record (flat ``NAME_FIGURE`` keys) -> their summary names
 _RECOGNIZER_FIGURES = ("frames_checked", "frames_matched", "worst", "match_rate")
-_KEYPOINT_FIGURES = ("body_ap", "head_ap", "face_nme", "face_expression_nme", "arms_ap", "legs_ap", "hands_ap")
+_KEYPOINT_FIGURES = ("body_ap", "head_ap", "face_nme", "face_expression_nme", "arms_ap", "legs_ap", "hands_ap", "keypoint_frames_unreliable")
 
 
 def summary_figures(verification: dict[str, Any], recognizers: Iterable[str]) -> dict[str, Any]:

@@ -96,26 +96,33 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
             "frames_by_track": {str(k): v for k, v in small.items()},
         }
     burned_in = TextScan(verify.ocr.sample_every)
+    limbs = None
     if clean_text:
         from functools import partial
 
         from clinrelease.face.pipeline import face_outlines, hand_outlines
+        from clinrelease.verify.keypoints import LimbFinder
 
         faces = partial(face_outlines, analysis) if analysis is not None else None
         hands = partial(hand_outlines, analysis) if analysis is not None else None
-        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces, hands=hands)
+        limbs = LimbFinder()
+        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces, hands=hands, limbs=limbs)
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
     started = time.perf_counter()
-    written = write_dicom_video(
-        staged,
-        result.dataset,
-        frames,
-        fps=info.fps,
-        syntax=profile.output.syntax,
-        quality=profile.output.quality,
-    )
+    try:
+        written = write_dicom_video(
+            staged,
+            result.dataset,
+            frames,
+            fps=info.fps,
+            syntax=profile.output.syntax,
+            quality=profile.output.quality,
+        )
+    finally:
+        if limbs is not None:
+            limbs.close()
     record.output = "data/" + output_relpath(result.dataset)
     record.output_uid = written.sop_instance_uid
     if faces_on:  # the small faces' guard chose methods while the frames were rendered
@@ -144,10 +151,12 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
     if clean_text:
         on_face = sum(tb.on_face for tb in burned_in.found)
         figures["burned_in_text_found"] = len(burned_in.found)
-        figures["burned_in_text_cleaned"] = len(burned_in.found) - on_face
+        figures["burned_in_text_cleaned"] = sum(tb.painted for tb in burned_in.found)
         figures["burned_in_text_cleaned_at"] = burned_in.where()
         figures["burned_in_text_on_face"] = on_face
-        figures["burned_in_text_on_face_at"] = burned_in.where(on_face=True)
+        figures["burned_in_text_on_face_at"] = burned_in.where("face")
+        figures["burned_in_glyphs_left"] = sum(tb.glyph and not tb.on_face for tb in burned_in.found)
+        figures["burned_in_glyphs_left_at"] = burned_in.where("glyph")
     # the patient's frames blurred on purpose carry no swap for the realism check to judge
     skip = methods.blurred_frames(analysis.patient.track_id) if faces_on and analysis.patient else frozenset()
     plan = walk_plan(verify, analysis, info.fps, clean_text, realism_skip=skip, painted=burned_in.painted_at if clean_text else None)

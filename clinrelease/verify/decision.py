@@ -89,6 +89,9 @@ class Check:
     unit: str = ""
     #: the reason when the check ran but could not measure the figure; None: not judged then
     unverified: str | None = None
+    #: a count figure the check applies only where it is not zero (``faces_in_original``: a profile
+    #: whose exams may show no face at all, ``faces.required: false``); a missing figure still fails
+    applies_if: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -157,12 +160,15 @@ def checks_for(profile: Any, *, text: bool | None = None) -> list[Check]:
     judged (by default: when the profile cleans pixel data and runs the OCR).
     """
     verify = profile.verify
+    # where the profile allows a video without a face (a gait filmed from behind), the checks that
+    # need one apply only where the original shows one
+    faced = None if profile.faces.required else "faces_in_original"
     checks = [
         Check("header_residual", "<=", 0, "values of the original left in the released header", "header"),
         Check("frame_count_difference", "<=", 0, "frames the released video has more or fewer than the input", "frames"),
     ]
     for name, rec in verify.recognizers.items():
-        checks.append(Check(f"{name}_frames_checked", ">=", 1, f"sampled frames {name} could compare", "reid"))
+        checks.append(Check(f"{name}_frames_checked", ">=", 1, f"sampled frames {name} could compare", "reid", applies_if=faced))
         checks.append(Check(f"{name}_match_rate", "<=", rec.max_matched_fraction, f"fraction of sampled frames {name} matches to the original (same person at {rec.threshold})", "reid"))
     if verify.residual_faces:
         checks.append(Check("residual_face_frames", "<=", 0, "frames showing a face that was not anonymized", "faces"))
@@ -181,7 +187,7 @@ def checks_for(profile: Any, *, text: bool | None = None) -> list[Check]:
                             unverified="keypoints: fewer than two sampled frames with a face mesh, face movement (expression) NME unverified"))
     face = verify.face_realism
     if face is not None and any(getattr(face, limit) is not None for _, _, limit, _, _ in REALISM_CHECKS):
-        checks.append(Check("face_realism_frames", ">=", 1, "sampled frames showing the patient's face in the original", "realism"))
+        checks.append(Check("face_realism_frames", ">=", 1, "sampled frames showing the patient's face in the original", "realism", applies_if=faced))
         for name, op, limit, label, _ in REALISM_CHECKS:
             if getattr(face, limit) is not None:
                 checks.append(Check(name, op, getattr(face, limit), label, "realism"))
@@ -227,6 +233,7 @@ def report_figures(reports: ItemReports) -> dict[str, Any]:
             figures[f"{name}_frames_matched"] = res.frames_matched
             figures[f"{name}_worst"] = res.worst_similarity
         figures["residual_recognizable_faces"] = len(reports.reid.residual_faces)
+        figures["faces_in_original"] = reports.reid.frames_with_face
     if reports.residual is not None:
         figures["residual_face_frames"] = len(reports.residual.frames)
         if reports.residual.cleaned_patterns:
@@ -236,6 +243,7 @@ def report_figures(reports: ItemReports) -> dict[str, Any]:
         for part, value in reports.keypoints.part_ap().items():
             figures[f"{part}_ap"] = value
         figures["face_nme"] = reports.keypoints.face_nme
+        figures["keypoint_frames_unreliable"] = len(reports.keypoints.frames_unreliable)
         figures["face_expression_nme"] = reports.keypoints.face_expression_nme
     if reports.realism is not None:
         r = reports.realism
@@ -280,6 +288,8 @@ def decide(figures: Mapping[str, Any], checks: Iterable[Check], reports: ItemRep
     reports = reports or ItemReports()
     decision = Decision(released=True)
     for check in checks:
+        if check.applies_if is not None and figures.get(check.applies_if) == 0:
+            continue
         if check.name not in figures:
             sentence = _not_run(check)
             if sentence not in decision.reasons:

@@ -68,6 +68,13 @@ class TextBox:
     quad: tuple[tuple[float, float], ...] | None = None
     #: the region lies on a face (see :data:`ON_FACE_FRACTION`): not annotation, never painted
     on_face: bool = False
+    #: the region reads, confidently, as one character (:func:`lone_glyph`): never painted
+    glyph: bool = False
+
+    @property
+    def painted(self) -> bool:
+        """Whether the cleaner paints the region (not on a face, not a lone glyph)."""
+        return not (self.on_face or self.glyph)
 
 
 #: a text box counts against a release when the OCR reads it with at least this score (clothing
@@ -81,6 +88,16 @@ TEXT_MIN_CHARS = 2
 def legible(box: TextBox, min_score: float = TEXT_MIN_SCORE) -> bool:
     """Whether a read region counts as text (:data:`TEXT_MIN_SCORE`, :data:`TEXT_MIN_CHARS`)."""
     return box.score >= min_score and sum(c.isalnum() for c in box.text) >= TEXT_MIN_CHARS
+
+
+def lone_glyph(box: TextBox) -> bool:
+    """Whether a read region is one character, read with verification's confidence: it identifies no
+    one (:data:`TEXT_MIN_CHARS`), and it is most often a shape of the scene. The base of a table in
+    the shared walking clip read "X" (0.88); painted, with the paint held over the frames between
+    two scans, it took the legs of the walker going past, and the pose model read the walker's feet
+    differently once it was gone. A region the recognizer cannot read with that confidence is
+    still painted, whatever it is."""
+    return box.score >= TEXT_MIN_SCORE and sum(c.isalnum() for c in box.text) < TEXT_MIN_CHARS and bool(box.text.strip())
 
 
 @lru_cache(maxsize=1)
@@ -276,17 +293,19 @@ class TextScan:
 
     def painted_at(self, index: int) -> list[TextBox]:
         """The regions :func:`clinrelease.clean.clean_video_text` painted on frame ``index`` (those
-        of the first scan at or after it and of the scan before that), less those left on a face."""
+        of the first scan at or after it and of the scan before that), less those it left."""
         k = bisect.bisect_left(self.frames_scanned, index)
         scans = set(self.frames_scanned[max(k - 1, 0) : k + 1])
-        return [tb for tb in self.found if tb.frame in scans and not tb.on_face]
+        return [tb for tb in self.found if tb.frame in scans and tb.painted]
 
-    def where(self, on_face: bool = False, limit: int = 8) -> str:
-        """Where the regions were (``on_face``: those left on a face), without what they say (the
-        readings are PHI): each place once, as its box and the number of scans that found it there."""
+    def where(self, left: str | None = None, limit: int = 8) -> str:
+        """Where the regions were (painted ones; ``left="face"``: those left on a face, ``"glyph"``:
+        the lone glyphs left), without what they say (the readings are PHI): each place once, as its
+        box and the number of scans that found it there."""
         places: list[tuple[tuple[int, int, int, int], int]] = []
         for tb in self.found:
-            if tb.on_face != on_face:
+            shown = {None: tb.painted, "face": tb.on_face, "glyph": tb.glyph and not tb.on_face}[left]
+            if not shown:
                 continue
             at = next((i for i, (box, _) in enumerate(places) if _iou(box, tb.box) >= 0.5), None)
             if at is None:

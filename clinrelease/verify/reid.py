@@ -347,6 +347,9 @@ class ReidReport:
     frames_sampled: int
     results: dict[str, RecognizerResult]
     residual_faces: list[ResidualFace] = field(default_factory=list)
+    #: sampled frames where the original shows a face YuNet confirms (:data:`CONFIRM_SCORE`), tracked
+    #: or not (untracked ones only where the residual search ran): none in a gait filmed from behind
+    frames_with_face: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -567,7 +570,7 @@ def verify_reid(
     tracks: list[FaceTrack] = [t for t in analysis.tracks if roles is None or t.role in roles]
     residual_rec = get_recognizer(residual_recognizer, model_dir) if isinstance(residual_recognizer, str) else residual_recognizer
     residual: list[ResidualFace] = []
-    sampled = 0
+    sampled = with_face = 0
     streams = [threaded(s, depth=prefetch, name="decode") if prefetch > 0 else iter(s) for s in (original_frames, anonymized_frames)]
     try:
         for index, orig, anon in iter_pairs(*streams):
@@ -575,6 +578,7 @@ def verify_reid(
                 continue
             sampled += 1
             references = [FaceReference(orig, t.faces[index], confirm_score) for t in tracks if index in t.faces]
+            face_seen = any(reference.confirmed for reference in references)
             for rec in recs:
                 res = results[rec.name]
                 frame_worst: float | None = None
@@ -595,20 +599,26 @@ def verify_reid(
                     res.frames_matched += 1
                     res.matched_frames.append(index)
             if residual_rec is not None:
-                residual.extend(_residual_faces(residual_rec, index, orig, anon, analysis.faces_in_frame(index)))
+                found, seen = _residual_faces(residual_rec, index, orig, anon, analysis.faces_in_frame(index))
+                residual.extend(found)
+                face_seen = face_seen or seen
+            with_face += int(face_seen)
     finally:
         for stream in streams:
             if hasattr(stream, "close"):
                 stream.close()
-    return ReidReport(sample_every=sample_every, frames_sampled=sampled, results=results, residual_faces=residual)
+    return ReidReport(sample_every=sample_every, frames_sampled=sampled, results=results, residual_faces=residual, frames_with_face=with_face)
 
 
-def _residual_faces(rec: Recognizer, index: int, orig: np.ndarray, anon: np.ndarray, tracked: list[TrackedFace]) -> list[ResidualFace]:
-    """Faces the detector finds in the original that no track covers and that still match in the output."""
+def _residual_faces(rec: Recognizer, index: int, orig: np.ndarray, anon: np.ndarray, tracked: list[TrackedFace]) -> tuple[list[ResidualFace], bool]:
+    """Faces the detector finds in the original that no track covers and that still match in the
+    output; and whether it confirmed any face in the original at all."""
     out = []
+    seen = False
     for row in face_locator().detect(orig):
         if row[14] < CONFIRM_SCORE:
             continue
+        seen = True
         box = [float(row[0]), float(row[1]), float(row[0] + row[2]), float(row[1] + row[3])]
         if any(_iou(box, f.box) > 0.2 for f in tracked):
             continue
@@ -620,7 +630,7 @@ def _residual_faces(rec: Recognizer, index: int, orig: np.ndarray, anon: np.ndar
         sim = rec.similarity(a, b)
         if rec.is_match(sim):
             out.append(ResidualFace(index, box, sim))
-    return out
+    return out, seen
 
 
 def detect_analysis(frames: Iterable[np.ndarray], sample_every: int = 1) -> FaceAnalysis:

@@ -536,3 +536,39 @@ def _release_shared_clip(tmp_path: Path, keys: Path, clip: str, profile: str, fr
     item = summary(out)["items"][0]
     assert result.exit_code == 0 and item["status"] == "released", item["reasons"]
     return exam, item
+
+
+def test_a_walk_filmed_from_behind_is_released_under_pd_gait_with_its_legs(keys: Path, tmp_path: Path) -> None:
+    """The shared walking clip where a walker stands at a table, leaves past it and the room stays
+    empty (frames 100-230), as a DICOM video with the scanner's burned-in name and MRN. It shows no face: pd_gait
+    (``faces.required: false``) releases it without re-id figures and says so (faces_in_original 0),
+    pd_motor quarantines it. Before, it was quarantined on three counts: no frame to compare; the
+    text cleaner read the table's base as "XI" and "X" and painted the walker's legs going past (legs
+    AP 0.85); and the pose model saw a "person" in the empty room of the re-encoded original (lost in
+    the release) that it does not see again one pixel over."""
+    import itertools
+
+    from _verify_helpers import require_media
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import write_mp4
+
+    source = open_video(require_media("one-by-one-person-detection.mp4"))
+    clip = tmp_path / "walk.mp4"
+    write_mp4(clip, itertools.islice(source.frames(), 100, 231), source.info.fps, {})
+    folder = tmp_path / "in"
+    build_dicom_fixture(folder / "walk.dcm", clip, "h264", None, identity=Identity(patient_id="MRN-walk"))
+    out = tmp_path / "release"
+    result = invoke(["run", "-p", "pd_gait", "-i", str(folder), "-o", str(out), "-k", str(keys), "--json"])
+    item = summary(out)["items"][0]
+    assert result.exit_code == 0 and item["status"] == "released", item["reasons"]
+    figures = item["verification"]
+    assert figures["faces_in_original"] == 0 and figures["residual_face_frames"] == 0
+    assert all(rec["frames_checked"] == 0 for rec in figures["recognizers"].values())
+    assert figures["keypoints"]["legs_ap"] >= 0.95 and figures["keypoints"]["body_ap"] >= 0.95
+    assert figures["keypoints"]["keypoint_frames_unreliable"] >= 1 and figures["burned_in_glyphs_left"] >= 1
+    assert figures["burned_in_text_cleaned"] >= 2 and figures["text_boxes"] == 0
+    assert invoke(["audit", "verify", str(out), "--key", str(keys / "signing.pub")]).exit_code == 0
+    motor = tmp_path / "motor"
+    invoke(["run", "-p", "pd_motor", "-i", str(folder), "-o", str(motor), "-k", str(keys), "--json"])
+    reasons = summary(motor)["items"][0]["reasons"]
+    assert any("only 0 frame(s) could be compared" in r for r in reasons), reasons

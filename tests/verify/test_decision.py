@@ -13,6 +13,7 @@ import pytest
 from clinrelease.audit.records import recheck
 from clinrelease.profiles import FaceRealismCheck, KeypointThresholds, RecognizerCheck, load_profile
 from clinrelease.verify.decision import (
+    REALISM_CHECKS,
     Check,
     ItemReports,
     checks_for,
@@ -124,3 +125,26 @@ def test_reasons_that_are_not_a_figure_against_a_limit() -> None:
         source: str
 
     assert header_reasons([Finding("date", "StudyDate", "PatientBirthDate")]) == ["header: date at StudyDate (from PatientBirthDate)"]
+
+
+def test_a_gait_filmed_from_behind_is_released_without_face_figures_and_a_seated_exam_is_not() -> None:
+    """pd_gait (``faces.required: false``): an original that shows no face on any sampled frame has
+    nothing for re-id or face realism to compare, and is released on the other checks; pd_motor
+    requires the face and quarantines the same figures. A face in the original, or a re-id that did
+    not run (no ``faces_in_original``), still needs the compared frames."""
+    faceless = {
+        "faces_in_original": 0, "dlib_frames_checked": 0, "dlib_match_rate": 0.0, "sface_frames_checked": 0, "sface_match_rate": 0.0,
+        "residual_face_frames": 0, "residual_recognizable_faces": 0, "face_realism_frames": 0,
+        # face realism ran and found no face to measure
+        **{name: None for name, *_ in REALISM_CHECKS},
+    }  # fmt: skip
+    for name, released in (("pd_gait", True), ("pd_motor", False)):
+        checks = [c for c in checks_for(load_profile(name)) if c.group in ("reid", "faces", "realism")]
+        decision = decide(faceless, checks)
+        assert decision.released is released, (name, decision.reasons)
+        assert all(recheck(row) == row["passed"] for row in decision.rows)
+        assert not any(row["name"].endswith("_frames_checked") or row["name"] == "face_realism_frames" for row in decision.rows) is released
+    gait = [c for c in checks_for(load_profile("pd_gait")) if c.group in ("reid", "faces", "realism")]
+    assert any("only 0 frame(s) could be compared" in r for r in decide({**faceless, "faces_in_original": 3}, gait).reasons)
+    unrun = {k: v for k, v in faceless.items() if k != "faces_in_original"}
+    assert not decide(unrun, gait).released

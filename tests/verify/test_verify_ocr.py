@@ -11,7 +11,7 @@ from clinrelease.errors import ConfigError
 from clinrelease.models import model_path
 from clinrelease.verify.decision import ItemReports, judge
 from clinrelease.clean import clean_text, clean_video_text
-from clinrelease.verify.ocr import find_text, scan_text, TextScan
+from clinrelease.verify.ocr import find_text, legible, scan_text, TextScan
 
 TEXT_ONLY = checks_only(text=True)
 
@@ -188,8 +188,11 @@ def test_faces_the_text_detector_takes_for_text_are_left_and_reported():
     blind = TextScan(3)
     painted = list(clean_video_text(frames, sample_every=3, scan=blind))
     assert blind.found and not any(b.on_face for b in blind.found)
+    # (a region read, confidently, as one character is a lone glyph and never painted: frame 0's)
+    assert [i for i in range(len(frames)) if blind.painted_at(i)] == list(range(1, len(frames)))
     for i, (out, frame) in enumerate(zip(painted, frames)):
-        assert ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).sum() > 1000
+        if blind.painted_at(i):
+            assert ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).sum() > 1000
 
     scan = TextScan(3)
     cleaned = list(clean_video_text(frames, sample_every=3, scan=scan, faces=faces))
@@ -197,7 +200,7 @@ def test_faces_the_text_detector_takes_for_text_are_left_and_reported():
     assert all(b.on_face for b in scan.found)
     for i, (out, frame) in enumerate(zip(cleaned, frames)):
         assert not ((out != frame).any(axis=-1) & _face_pixels(analysis, i, frame.shape)).any()
-    assert scan.where() == "" and scan.where(on_face=True).startswith("(")
+    assert scan.where() == "" and scan.where("face").startswith("(")
 
 
 def test_tilted_shirt_print_is_cleaned_as_drawn_and_around_the_face():
@@ -337,3 +340,32 @@ def test_a_print_a_scanners_caption_hid_from_the_detector_is_found_on_a_second_l
     cleaned = next(clean_video_text([frame], sample_every=1, scan=scan, read=False))
     assert any(b.box[1] > 150 for b in scan.found)  # the print, on the chest
     assert not [b.text for b in find_text(cleaned) if "MIS" in b.text.upper()]
+
+
+def test_legs_walking_past_a_region_between_scans_are_not_painted(tmp_path):
+    """The shared walking clip (frames 100-230, re-encoded as a release's original is): the text
+    detector reads the base of a table as "XI" (not legible) once the walker is beside it, and the
+    frames around that scan were painted with its region, over the legs and the coat's hem of the
+    walker going by: legs AP 0.85-0.93 against the original. With the legs kept where they pass in
+    front of such a region, the legs keep their keypoints; the burned-in captions are painted as
+    before, and the lone "X" the table reads as in the empty room is left (and reported)."""
+    import itertools
+
+    from _verify_helpers import require_media
+    from clinrelease.dicom.video import open_video
+    from clinrelease.fixtures import write_mp4
+    from clinrelease.verify.keypoints import LimbFinder, verify_keypoints
+
+    source = open_video(require_media("one-by-one-person-detection.mp4"))
+    write_mp4(tmp_path / "walk.mp4", itertools.islice(source.frames(), 100, 231), source.info.fps, {})
+    frames = [plant(f, "Doe^Jane MRN-77", (4, 30)) for f in open_video(tmp_path / "walk.mp4").frames()]
+    legs = {}
+    for keep in (None, LimbFinder()):
+        scan = TextScan(30)
+        cleaned = list(clean_video_text(frames, sample_every=30, scan=scan, limbs=keep))
+        shapes = [b for b in scan.found if b.painted and b.box[1] > 200]
+        assert shapes and not any(legible(b) for b in shapes)  # the table's base, read as no text
+        assert any(b.glyph for b in scan.found) and scan.where("glyph").startswith("(")
+        assert not [b for b in find_text(cleaned[0]) if legible(b)]  # the caption is gone
+        legs[keep is None] = verify_keypoints(frames, cleaned, sample_every=5, face=False).legs_ap
+    assert legs[True] < 0.95 <= legs[False], legs
