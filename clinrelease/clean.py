@@ -142,6 +142,7 @@ def _cleaned(
     keep: Sequence[FaceOutlines],
     limbs: LimbOutlines | None = None,
     scans: Sequence[tuple[np.ndarray, Sequence[TextBox]]] = (),
+    faces: FaceOutlines | None = None,
 ) -> np.ndarray:
     # most frames carry no text: hand them on untouched rather than copied
     boxes = [b for b in boxes if b.painted]
@@ -149,7 +150,7 @@ def _cleaned(
         return frame
     keep_out = [outline for outlines in keep for outline in outlines(index)]
     keep_mask = None
-    moved = _moved(frame, scans) if limbs is not None else None
+    moved = _moved(frame, scans, _legs_from(faces(index)) if faces is not None else 0.0) if limbs is not None else None
     if moved is not None:
         legs = np.zeros(frame.shape[:2], np.uint8)
         cv2.fillPoly(legs, [np.round(o).astype(np.int32) for o in limbs(frame)], 1)
@@ -157,17 +158,32 @@ def _cleaned(
     return clean_text(frame, boxes, method, keep_out=keep_out, keep_mask=keep_mask)
 
 
-def _moved(frame: np.ndarray, scans: Sequence[tuple[np.ndarray, Sequence[TextBox]]]) -> np.ndarray | None:
+#: face heights below a face's chin above which no leg of that person reaches (hips are about three)
+LEGS_BELOW_CHIN = 2.0
+
+
+def _legs_from(faces: Sequence[np.ndarray]) -> float:
+    """The highest row (pixels) a leg of a person with a face in the frame can reach; 0 without a face
+    (someone seen from behind: their legs may be anywhere)."""
+    if not len(faces):
+        return 0.0
+    tops = [float(np.max(f[:, 1])) + LEGS_BELOW_CHIN * float(np.ptp(f[:, 1])) for f in (np.asarray(f) for f in faces)]
+    return min(tops)
+
+
+def _moved(frame: np.ndarray, scans: Sequence[tuple[np.ndarray, Sequence[TextBox]]], legs_from: float = 0.0) -> np.ndarray | None:
     """The pixels of the regions that changed since the scanned frame each is compared with
     (``scans``: a scanned frame and its regions), grown by a pixel; None where no region changed
     (:data:`MOVED_SHARE`). Only regions that do not read as text count (the base of a table read
-    as "XI" at 0.62): a leg passing in front of one changes its pixels, and the leg is kept."""
+    as "XI" at 0.62): a leg passing in front of one changes its pixels, and the leg is kept. Regions
+    wholly above ``legs_from`` (:func:`_legs_from`) do not count: a seated signer's hands passing
+    over a shirt's print change it on most frames, and no leg is there to keep."""
     moved: np.ndarray | None = None
     for scanned, boxes in scans:
         for tb in boxes:
             # legible text is painted whole, whatever moved: over a leg, a caption's stroke edges change
             # with the leg behind them, and the strokes left read as text again
-            if not tb.painted or legible(tb):
+            if not tb.painted or legible(tb) or tb.box[3] < legs_from:
                 continue
             x0, y0, x1, y1 = tb.box
             change = np.abs(frame[y0:y1, x0:x1].astype(np.int16) - scanned[y0:y1, x0:x1].astype(np.int16)).max(axis=-1) > MOVED_LEVEL
@@ -234,7 +250,7 @@ def _scanned(
             # first look painted every region, legible or not; what a later look finds counts only
             # where it reads as text (over the paint's grain the detector joined a printed skull and
             # the face above it into one "line", again.mkv), and what lies on the paint is its edge
-            seen = _cleaned(frame, index, found, method, keep, limbs, [] if reference is None else [(reference, found)])
+            seen = _cleaned(frame, index, found, method, keep, limbs, [] if reference is None else [(reference, found)], faces)
             new = [
                 b for b in text_regions(seen, index, previous, read=True)
                 if legible(b, LOOK_MIN_SCORE) and _painted_share(b.box, [f for f in found if f.painted]) < LOOK_PAINTED_SHARE
@@ -300,14 +316,14 @@ def clean_video_text(
 
     def between(held: np.ndarray, held_index: int, cur: list[TextBox], cur_frame: np.ndarray) -> np.ndarray:
         scans = [(cur_frame, cur)] + ([(prev_frame, prev)] if prev_frame is not None else [])
-        return _cleaned(held, held_index, prev + cur, method, keep, limbs, scans)
+        return _cleaned(held, held_index, prev + cur, method, keep, limbs, scans, faces)
 
     def scanned(frame: np.ndarray, index: int) -> list[TextBox]:
         return _scanned(frame, index, prev, read, faces, method, keep, limbs, prev_frame)
 
     def at_scan(frame: np.ndarray, index: int, cur: list[TextBox]) -> np.ndarray:
         # a scanned frame's regions are compared with the scan before (the first has none)
-        return _cleaned(frame, index, cur + prev, method, keep, limbs, [] if prev_frame is None else [(prev_frame, cur + prev)])
+        return _cleaned(frame, index, cur + prev, method, keep, limbs, [] if prev_frame is None else [(prev_frame, cur + prev)], faces)
 
     index = -1
     for index, frame in enumerate(frames):

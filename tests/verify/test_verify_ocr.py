@@ -369,3 +369,34 @@ def test_legs_walking_past_a_region_between_scans_are_not_painted(tmp_path):
         assert not [b for b in find_text(cleaned[0]) if legible(b)]  # the caption is gone
         legs[keep is None] = verify_keypoints(frames, cleaned, sample_every=5, face=False).legs_ap
     assert legs[True] < 0.95 <= legs[False], legs
+
+
+def test_a_seated_signers_print_does_not_ask_for_the_legs():
+    """help.mkv: the hands pass over the hoodie's print on most frames, so the print's pixels change
+    between scans; it lies above where the signer's legs could be (two face heights below the chin),
+    so the pose model is never asked for legs there, and the print is cleaned as before."""
+    from functools import partial
+
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.face.pipeline import analyze_faces, face_outlines
+    from clinrelease.verify.keypoints import LimbFinder
+
+    path = SHARED_MEDIA / "asl" / "help.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = [f.copy() for f in clip_frames(str(path), 30)]
+    faces = partial(face_outlines, analyze_faces(frames, min_face_px=16, prefetch=0))
+    asked = []
+    finder = LimbFinder()
+
+    def limbs(frame):
+        asked.append(frame)
+        return finder(frame)
+
+    with_limbs = list(clean_video_text(frames, sample_every=10, faces=faces, limbs=limbs, read=True))
+    without = list(clean_video_text(frames, sample_every=10, faces=faces, read=True))
+    assert not asked
+    assert all(np.array_equal(a, b) for a, b in zip(with_limbs, without))
+    list(clean_video_text(frames, sample_every=10, limbs=limbs, read=True))  # no face known: the legs may be anywhere
+    assert asked
+    assert sum(int((a != f).any(axis=-1).sum()) for a, f in zip(with_limbs, frames)) > 3000 * len(frames)
