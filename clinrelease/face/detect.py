@@ -16,6 +16,11 @@ import numpy as np
 
 from clinrelease.errors import ConfigError, MissingModelError
 
+#: the score from which a face one detector alone sees is kept: no higher than the YuNet score
+#: verification confirms a face with (:data:`clinrelease.verify.reid.CONFIRM_SCORE`), or a face that
+#: verification counts goes unanonymized (the shared walking clip's walkers turning their heads,
+#: YuNet 0.82-0.84 alone: quarantined as untracked recognizable faces)
+CONFIRM_SCORE = 0.8
 #: detectors analyze_faces uses unless told otherwise
 DEFAULT_DETECTORS: tuple[str, ...] = ("mediapipe", "yunet")
 KNOWN_DETECTORS: tuple[str, ...] = ("mediapipe", "yunet", "scrfd")
@@ -77,7 +82,8 @@ class FaceDetector:
     min_score:
         Lowest per-detector score that counts as a proposal.
     confirm_score:
-        A face seen by only one detector is kept when that detector's score reaches this value.
+        A face seen by only one detector is kept when that detector's score reaches this value
+        (:data:`CONFIRM_SCORE`).
     agree_score:
         A face seen by two or more detectors is kept when the best of their scores reaches this value
         (hands held up in front of the body reach ~0.7 on both).
@@ -91,7 +97,7 @@ class FaceDetector:
         *,
         min_face_px: int = 12,
         min_score: float = 0.5,
-        confirm_score: float = 0.85,
+        confirm_score: float = CONFIRM_SCORE,
         agree_score: float = 0.75,
         model_dir: str | Path | None = None,
     ) -> None:
