@@ -15,7 +15,7 @@ tilted by 40 degrees (a shirt print on a tilted body) is a rectangle three times
 reached over the patient's chin. Nor does it paint over a hand: a shirt print is found where the
 hands were not on its scanned frame, and a sign or a tap passes the hands over it in the frames
 between (the paint took the hands away there, and the body keypoint check quarantined the video),
-nor over the legs of a person who walks past (``limbs``).
+nor over the legs of a person who walks past (``legs``).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _add_grain(out: np.ndarray, frame: np.ndarray, regions: Sequence[tuple[slice
 FaceOutlines = Callable[[int], Sequence[np.ndarray]]
 
 
-LimbOutlines = Callable[[np.ndarray], Sequence[np.ndarray]]
+LegOutlines = Callable[[np.ndarray], Sequence[np.ndarray]]
 
 #: a region of a frame counts as changed since the scan it is compared with (someone walked in front
 #: of it) when this share of its pixels moved by more than :data:`MOVED_LEVEL` grey levels: what
@@ -140,7 +140,7 @@ def _cleaned(
     boxes: list[TextBox],
     method: str,
     keep: Sequence[FaceOutlines],
-    limbs: LimbOutlines | None = None,
+    legs: LegOutlines | None = None,
     scans: Sequence[tuple[np.ndarray, Sequence[TextBox]]] = (),
     faces: FaceOutlines | None = None,
 ) -> np.ndarray:
@@ -150,11 +150,11 @@ def _cleaned(
         return frame
     keep_out = [outline for outlines in keep for outline in outlines(index)]
     keep_mask = None
-    moved = _moved(frame, scans, _legs_from(faces(index)) if faces is not None else 0.0) if limbs is not None else None
+    moved = _moved(frame, scans, _legs_from(faces(index)) if faces is not None else 0.0) if legs is not None else None
     if moved is not None:
-        legs = np.zeros(frame.shape[:2], np.uint8)
-        cv2.fillPoly(legs, [np.round(o).astype(np.int32) for o in limbs(frame)], 1)
-        keep_mask = moved & (legs > 0)
+        outlines = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillPoly(outlines, [np.round(o).astype(np.int32) for o in legs(frame)], 1)
+        keep_mask = moved & (outlines > 0)
     return clean_text(frame, boxes, method, keep_out=keep_out, keep_mask=keep_mask)
 
 
@@ -194,17 +194,17 @@ def _moved(frame: np.ndarray, scans: Sequence[tuple[np.ndarray, Sequence[TextBox
 
 
 class _LastFrame:
-    """``limbs`` of the last frame asked for, found once (a scanned frame is cleaned up to
+    """``legs`` of the last frame asked for, found once (a scanned frame is cleaned up to
     :data:`SCAN_LOOKS` times)."""
 
-    def __init__(self, limbs: LimbOutlines) -> None:
-        self._limbs = limbs
+    def __init__(self, legs: LegOutlines) -> None:
+        self._legs = legs
         self._frame: np.ndarray | None = None
         self._outlines: Sequence[np.ndarray] = ()
 
     def __call__(self, frame: np.ndarray) -> Sequence[np.ndarray]:
         if frame is not self._frame:
-            self._frame, self._outlines = frame, list(self._limbs(frame))
+            self._frame, self._outlines = frame, list(self._legs(frame))
         return self._outlines
 
 
@@ -236,7 +236,7 @@ def _scanned(
     faces: FaceOutlines | None,
     method: str,
     keep: Sequence[FaceOutlines],
-    limbs: LimbOutlines | None = None,
+    legs: LegOutlines | None = None,
     reference: np.ndarray | None = None,
 ) -> list[TextBox]:
     # large bold text hides smaller text from the detector: with a scanner's caption in the frame it
@@ -250,7 +250,7 @@ def _scanned(
             # first look painted every region, legible or not; what a later look finds counts only
             # where it reads as text (over the paint's grain the detector joined a printed skull and
             # the face above it into one "line", again.mkv), and what lies on the paint is its edge
-            seen = _cleaned(frame, index, found, method, keep, limbs, [] if reference is None else [(reference, found)], faces)
+            seen = _cleaned(frame, index, found, method, keep, legs, [] if reference is None else [(reference, found)], faces)
             new = [
                 b for b in text_regions(seen, index, previous, read=True)
                 if legible(b, LOOK_MIN_SCORE) and _painted_share(b.box, [f for f in found if f.painted]) < LOOK_PAINTED_SHARE
@@ -273,7 +273,7 @@ def clean_video_text(
     read: bool = True,
     faces: FaceOutlines | None = None,
     hands: FaceOutlines | None = None,
-    limbs: LimbOutlines | None = None,
+    legs: LegOutlines | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the frames with burned-in text removed, scanning every Nth frame plus the last.
 
@@ -298,9 +298,9 @@ def clean_video_text(
         ``hands(frame_index)`` gives the outlines (pixels) of the hands in that frame: no frame is
         painted inside its own hand outlines (text a hand covers is not visible there; text a hand
         holds, left legible, still fails verification's reading of the released frames).
-    limbs:
-        ``limbs(frame)`` gives the outlines (pixels) of the legs of the person in the frame
-        (:func:`clinrelease.verify.keypoints.limb_outlines`), asked only where a region's pixels
+    legs:
+        ``legs(frame)`` gives the outlines (pixels) of the legs of the person in the frame
+        (:func:`clinrelease.verify.keypoints.leg_outlines`), asked only where a region's pixels
         changed since the scan it is compared with: those changed pixels on the legs are not painted
         (:func:`_moved`). The walking clip's table base read as "XI", and the paint held over it
         took the legs of everyone who walked past (legs AP 0.85). Legible text left on a leg still
@@ -312,18 +312,18 @@ def clean_video_text(
     pending: list[tuple[int, np.ndarray]] = []
     prev: list[TextBox] = []
     prev_frame: np.ndarray | None = None
-    limbs = _LastFrame(limbs) if limbs is not None else None
+    legs = _LastFrame(legs) if legs is not None else None
 
     def between(held: np.ndarray, held_index: int, cur: list[TextBox], cur_frame: np.ndarray) -> np.ndarray:
         scans = [(cur_frame, cur)] + ([(prev_frame, prev)] if prev_frame is not None else [])
-        return _cleaned(held, held_index, prev + cur, method, keep, limbs, scans, faces)
+        return _cleaned(held, held_index, prev + cur, method, keep, legs, scans, faces)
 
     def scanned(frame: np.ndarray, index: int) -> list[TextBox]:
-        return _scanned(frame, index, prev, read, faces, method, keep, limbs, prev_frame)
+        return _scanned(frame, index, prev, read, faces, method, keep, legs, prev_frame)
 
     def at_scan(frame: np.ndarray, index: int, cur: list[TextBox]) -> np.ndarray:
         # a scanned frame's regions are compared with the scan before (the first has none)
-        return _cleaned(frame, index, cur + prev, method, keep, limbs, [] if prev_frame is None else [(prev_frame, cur + prev)], faces)
+        return _cleaned(frame, index, cur + prev, method, keep, legs, [] if prev_frame is None else [(prev_frame, cur + prev)], faces)
 
     index = -1
     for index, frame in enumerate(frames):

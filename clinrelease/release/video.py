@@ -96,17 +96,17 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
             "frames_by_track": {str(k): v for k, v in small.items()},
         }
     burned_in = TextScan(verify.ocr.sample_every)
-    limbs = None
+    legs = None
     if clean_text:
         from functools import partial
 
         from clinrelease.face.pipeline import face_outlines, hand_outlines
-        from clinrelease.verify.keypoints import LimbFinder
+        from clinrelease.verify.keypoints import LegFinder
 
         faces = partial(face_outlines, analysis) if analysis is not None else None
         hands = partial(hand_outlines, analysis) if analysis is not None else None
-        limbs = LimbFinder()
-        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces, hands=hands, limbs=limbs)
+        legs = LegFinder()
+        frames = clean_video_text(frames, sample_every=verify.ocr.sample_every, scan=burned_in, faces=faces, hands=hands, legs=legs)
 
     staged = ctx.paths.staging / f"{item.item_id}.dcm"
     work.staged = staged
@@ -121,8 +121,8 @@ def release_video(work: ItemWork, source, header, result, faces_on: bool) -> Non
             quality=profile.output.quality,
         )
     finally:
-        if limbs is not None:
-            limbs.close()
+        if legs is not None:
+            legs.close()
     record.output = "data/" + output_relpath(result.dataset)
     record.output_uid = written.sop_instance_uid
     if faces_on:  # the small faces' guard chose methods while the frames were rendered

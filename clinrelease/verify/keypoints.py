@@ -140,17 +140,15 @@ def body_box(face_box: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return np.array([max(0.0, cx - 1.6 * size), max(0.0, y0 - 0.5 * size), min(float(columns), cx + 1.6 * size), min(float(rows), y0 + 8.0 * size)])
 
 
-#: the lower body's points: hips, knees, ankles, heels, toes
-LOWER_BODY = tuple(range(23, 33))
 #: how far the lower body's outline reaches past its points, as a share of the torso's length
 #: (shoulders' midpoint to hips' midpoint): a thigh in a skirt or trousers seen from the front
-LIMB_RADIUS = 0.35
+LEG_REACH = 0.35
 
 
-def limb_outlines(pose: Pose) -> list[np.ndarray]:
+def leg_outlines(pose: Pose) -> list[np.ndarray]:
     """The outline ``(m, 2)`` (pixels) of the person's lower body: the hull of the visible hips,
     knees and feet (a skirt or a coat's hem between the legs is part of the walk) grown by
-    :data:`LIMB_RADIUS` of the torso's length (0.3 of the visible body's height where the torso is
+    :data:`LEG_REACH` of the torso's length (0.3 of the visible body's height where the torso is
     not seen); none with fewer than two of those points visible. The torso and arms are not
     outlined: a shirt's print is cleaned, also where a sleeve passes over it (the hands, kept
     apart, are outlined by the hand model)."""
@@ -158,7 +156,7 @@ def limb_outlines(pose: Pose) -> list[np.ndarray]:
 
     seen = pose.visibility >= VISIBILITY_MIN
     p = pose.points
-    lower = [i for i in LOWER_BODY if seen[i]]
+    lower = [i for i in BODY_PARTS["legs"] if seen[i]]
     if len(lower) < 2:
         return []
     if seen[[11, 12, 23, 24]].all():
@@ -166,14 +164,15 @@ def limb_outlines(pose: Pose) -> list[np.ndarray]:
     else:
         x0, y0, x1, y1 = pose.box()
         torso = 0.3 * float(y1 - y0)
-    radius = max(2, int(round(LIMB_RADIUS * torso)))
+    radius = max(2, int(round(LEG_REACH * torso)))
     rings = [cv2.ellipse2Poly((int(round(p[i][0])), int(round(p[i][1]))), (radius, radius), 0, 0, 360, 30) for i in lower]
     return [cv2.convexHull(np.concatenate(rings)).reshape(-1, 2).astype(np.float64)]
 
 
-class LimbFinder:
-    """:func:`limb_outlines` of the most prominent person in a frame (none: no person found), on a
-    pose graph of its own (the text cleaner's frames are drawn while verification holds the shared one)."""
+class LegFinder:
+    """:func:`leg_outlines` of the most prominent person in a frame (none: no person found), on a
+    pose graph of its own, closed once the frames are written (the shared one,
+    :func:`pose_detector`, belongs to verification)."""
 
     def __init__(self) -> None:
         self._detector: PoseDetector | None = None
@@ -182,7 +181,7 @@ class LimbFinder:
         if self._detector is None:
             self._detector = PoseDetector()
         pose = self._detector(frame)
-        return [] if pose is None else limb_outlines(pose)
+        return [] if pose is None else leg_outlines(pose)
 
     def close(self) -> None:
         """Release the pose graph."""
@@ -441,9 +440,9 @@ def reproduced(detect: PoseDetector, frame: np.ndarray, box: np.ndarray | None, 
     None, else a person within COCO's loosest threshold (OKS 0.5) of ``gt``.
 
     A frame where the anonymized video's reading differs from the original's is asked this before
-    it counts against the release: on the shared walking clip the model saw a person in the empty
-    room (the base of a table) in four of eight frames, in none of the re-encoded ones, and in at
-    most one of them again with the frame moved by a pixel."""
+    it counts against the release: in the re-encoded shared walking clip the model saw a person at
+    the base of a table in four of the eight sampled frames of the empty room, in none of the
+    released ones, and with those four moved by a pixel in one (OKS 0.08 with the first reading)."""
     import cv2
 
     shift = np.float32([[1, 0, REPRODUCE_SHIFT], [0, 1, REPRODUCE_SHIFT]])

@@ -354,21 +354,21 @@ def test_legs_walking_past_a_region_between_scans_are_not_painted(tmp_path):
     from _verify_helpers import require_media
     from clinrelease.dicom.video import open_video
     from clinrelease.fixtures import write_mp4
-    from clinrelease.verify.keypoints import LimbFinder, verify_keypoints
+    from clinrelease.verify.keypoints import LegFinder, verify_keypoints
 
     source = open_video(require_media("one-by-one-person-detection.mp4"))
     write_mp4(tmp_path / "walk.mp4", itertools.islice(source.frames(), 100, 231), source.info.fps, {})
     frames = [plant(f, "Doe^Jane MRN-77", (4, 30)) for f in open_video(tmp_path / "walk.mp4").frames()]
-    legs = {}
-    for keep in (None, LimbFinder()):
+    legs_ap = {}
+    for keep in (None, LegFinder()):
         scan = TextScan(30)
-        cleaned = list(clean_video_text(frames, sample_every=30, scan=scan, limbs=keep))
+        cleaned = list(clean_video_text(frames, sample_every=30, scan=scan, legs=keep))
         shapes = [b for b in scan.found if b.painted and b.box[1] > 200]
         assert shapes and not any(legible(b) for b in shapes)  # the table's base, read as no text
         assert any(b.glyph for b in scan.found) and scan.where("glyph").startswith("(")
         assert not [b for b in find_text(cleaned[0]) if legible(b)]  # the caption is gone
-        legs[keep is None] = verify_keypoints(frames, cleaned, sample_every=5, face=False).legs_ap
-    assert legs[True] < 0.95 <= legs[False], legs
+        legs_ap[keep is None] = verify_keypoints(frames, cleaned, sample_every=5, face=False).legs_ap
+    assert legs_ap[True] < 0.95 <= legs_ap[False], legs_ap
 
 
 def test_a_seated_signers_print_does_not_ask_for_the_legs():
@@ -379,7 +379,7 @@ def test_a_seated_signers_print_does_not_ask_for_the_legs():
 
     from _face_helpers import SHARED_MEDIA, clip_frames
     from clinrelease.face.pipeline import analyze_faces, face_outlines
-    from clinrelease.verify.keypoints import LimbFinder
+    from clinrelease.verify.keypoints import LegFinder
 
     path = SHARED_MEDIA / "asl" / "help.mkv"
     if not path.is_file():
@@ -387,16 +387,16 @@ def test_a_seated_signers_print_does_not_ask_for_the_legs():
     frames = [f.copy() for f in clip_frames(str(path), 30)]
     faces = partial(face_outlines, analyze_faces(frames, min_face_px=16, prefetch=0))
     asked = []
-    finder = LimbFinder()
+    finder = LegFinder()
 
-    def limbs(frame):
+    def legs(frame):
         asked.append(frame)
         return finder(frame)
 
-    with_limbs = list(clean_video_text(frames, sample_every=10, faces=faces, limbs=limbs, read=True))
+    with_legs = list(clean_video_text(frames, sample_every=10, faces=faces, legs=legs, read=True))
     without = list(clean_video_text(frames, sample_every=10, faces=faces, read=True))
     assert not asked
-    assert all(np.array_equal(a, b) for a, b in zip(with_limbs, without))
-    list(clean_video_text(frames, sample_every=10, limbs=limbs, read=True))  # no face known: the legs may be anywhere
+    assert all(np.array_equal(a, b) for a, b in zip(with_legs, without))
+    list(clean_video_text(frames, sample_every=10, legs=legs, read=True))  # no face known: the legs may be anywhere
     assert asked
-    assert sum(int((a != f).any(axis=-1).sum()) for a, f in zip(with_limbs, frames)) > 3000 * len(frames)
+    assert sum(int((a != f).any(axis=-1).sum()) for a, f in zip(with_legs, frames)) > 3000 * len(frames)
