@@ -148,9 +148,11 @@ def _cleaned(
     boxes = [b for b in boxes if b.painted]
     if not boxes:
         return frame
-    keep_out = [outline for outlines in keep for outline in outlines(index)]
+    # the faces' outlines are both kept out and where the legs begin: drawn once
+    face_lines = list(faces(index)) if faces is not None else []
+    keep_out = face_lines + [outline for outlines in keep if outlines is not faces for outline in outlines(index)]
     keep_mask = None
-    moved = _moved(frame, scans, _legs_from(faces(index)) if faces is not None else 0.0) if legs is not None else None
+    moved = _moved(frame, scans, _legs_from(face_lines)) if legs is not None else None
     if moved is not None:
         outlines = np.zeros(frame.shape[:2], np.uint8)
         cv2.fillPoly(outlines, [np.round(o).astype(np.int32) for o in legs(frame)], 1)
