@@ -7,9 +7,11 @@ takes eyes, brows and glasses for text lines; legible text left on a face still 
 and what reads, confidently, as one character (:func:`~clinrelease.verify.ocr.lone_glyph`: a table's
 base read as "X"; verification never counts a lone glyph either).
 
-Videos are scanned on every Nth frame plus the last one. Burned-in annotations (names, IDs, dates,
-overlays) are static, so a frame between two scanned frames is cleaned with the union of both
-frames' boxes: text that appears or disappears between scans is still covered on the scanned side.
+Videos are scanned on every Nth frame plus the last one. A frame between two scanned frames is
+cleaned with both frames' regions: text that appears or disappears between scans is still covered
+from the scan that saw it. Burned-in annotations (names, IDs, dates, overlays) are static, found at
+the same place by both scans, and painted there; text on something that moves (a shirt's print) is
+followed from each scan to where it is in the frame (:func:`_follow`).
 Cleaning paints the detected quadrilateral, not its axis-aligned hull: the hull of a text line
 tilted by 40 degrees (a shirt print on a tilted body) is a rectangle three times its area that
 reached over the patient's chin. Nor does it paint over a hand: a shirt print is found where the
@@ -26,7 +28,7 @@ import cv2
 import numpy as np
 
 from clinrelease.errors import ConfigError
-from clinrelease.verify.ocr import TextBox, TextScan, check_sampling, legible, lone_glyph, mark_on_face, polygon, region_mask, text_regions
+from clinrelease.verify.ocr import Followed, TextBox, TextScan, check_sampling, legible, lone_glyph, mark_on_face, polygon, region_mask, text_regions
 
 
 #: how :func:`clean_text` may blank a region
@@ -195,6 +197,188 @@ def _moved(frame: np.ndarray, scans: Sequence[tuple[np.ndarray, Sequence[TextBox
     return moved
 
 
+#: a region found at a scan is held where it was over the frames to the next scan when that scan
+#: found one at the same place (this share of the larger hull on both): a burned-in annotation. A
+#: region that only lies inside a larger one of the other scan (a print the detector joined with its
+#: neighbours there) is not at the same place
+SAME_PLACE = 0.5
+#: points a moving region's content is followed by (corners inside its quadrilateral, Shi-Tomasi), the
+#: fewest it may keep, and the forward-backward error (pixels) past which a followed point is dropped
+FOLLOW_POINTS = 40
+FOLLOW_MIN_POINTS = 6
+FOLLOW_ERROR = 1.0
+#: how far around its quadrilateral (pixels; at least its shorter side) a region's points are taken
+FOLLOW_AROUND_MIN = 6
+#: below this median displacement (pixels) between two frames a region has not moved: no drift
+FOLLOW_STILL = 0.5
+#: a followed region is painted where it was carried only where its picture matches there (normalized
+#: cross-correlation with the scanned frame's) at least this well, and by this much better than
+#: where it was
+FOLLOW_MATCH = 0.5
+FOLLOW_BETTER = 0.1
+#: the share of a region that must be in view (not behind a face or hand) for it to be compared
+FOLLOW_VISIBLE = 0.5
+
+
+def _same_place(box: tuple[int, int, int, int], others: Sequence[TextBox]) -> bool:
+    """Whether one of ``others`` lies where ``box`` does (:data:`SAME_PLACE` of the larger hull)."""
+    x0, y0, x1, y1 = box
+    for tb in others:
+        a0, b0, a1, b1 = tb.box
+        on = max(0, min(x1, a1) - max(x0, a0)) * max(0, min(y1, b1) - max(y0, b0))
+        if on >= SAME_PLACE * max(1, (x1 - x0) * (y1 - y0), (a1 - a0) * (b1 - b0)):
+            return True
+    return False
+
+
+def _follow(
+    boxes: Sequence[TextBox], frames: Sequence[np.ndarray], others: Sequence[TextBox], fronts: Sequence[Sequence[np.ndarray]] = ()
+) -> tuple[list[list[TextBox]], list[tuple[TextBox, np.ndarray]]]:
+    """Where each of ``boxes`` (regions of ``frames[0]``) lies in each later frame of ``frames``, and
+    the regions that were followed with their quadrilaterals there, ``(len(frames) - 1, 4, 2)``.
+
+    A region that ``others`` (the regions of the scan at the far end) show at the same place is a
+    burned-in annotation and stays put. Any other region may be text on something that moves (a
+    shirt's print on a walking or tilting body): points in and around it are followed from frame to
+    frame (pyramidal Lucas-Kanade, checked forwards and backwards), a rotation, scale and shift fitted
+    to them (RANSAC), and the region is painted where that carries it in the frames where
+    :func:`_carried` finds it there, else where it was found. Held in place, the paint of a print on a
+    body that turned 40 degrees between two scans lay on the background and the arm beside the body,
+    where no text was, and the print itself was left. Points on what is in front of it (``fronts``:
+    the outlines of each frame's faces and hands) do not count: a sign's hands passing over a print
+    that stays put carried its points away with them. Points lost stop the carrying there."""
+    out: list[list[TextBox]] = [[] for _ in frames[1:]]
+    moving = [tb for tb in boxes if tb.painted and not _same_place(tb.box, others)]
+    still = [tb for tb in boxes if all(tb is not m for m in moving)]
+    for held in out:
+        held.extend(still)
+    followed: list[tuple[TextBox, np.ndarray]] = []
+    if not moving or len(frames) < 2:
+        return out, followed
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    rows, columns = grey[0].shape
+    front = [_filled(outlines, rows, columns) for outlines in fronts] if fronts else [None] * len(frames)
+    for tb in moving:
+        start = polygon(tb).astype(np.float32)
+        quads = np.empty((len(frames) - 1, 4, 2), np.float32)
+        mask = np.zeros((rows, columns), np.uint8)
+        cv2.fillPoly(mask, [np.round(start).astype(np.int32)], 255)
+        # a line of small print has few corners of its own: what it is printed on moves with it
+        around = 2 * max(FOLLOW_AROUND_MIN, int(min(np.ptp(start, axis=0))))
+        mask = cv2.dilate(mask, np.ones((around + 1, around + 1), np.uint8))
+        if front[0] is not None:
+            mask[front[0]] = 0
+        points = cv2.goodFeaturesToTrack(grey[0], FOLLOW_POINTS, 0.01, 2, mask=mask)
+        carried = np.eye(3, dtype=np.float64)[:2]  # frames[0] -> frames[step]
+        for step in range(1, len(frames)):
+            if points is not None and len(points) >= FOLLOW_MIN_POINTS:
+                ahead, ok, _ = cv2.calcOpticalFlowPyrLK(grey[step - 1], grey[step], points, None)
+                back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey[step], grey[step - 1], ahead, None)
+                good = (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & (np.linalg.norm((back - points)[:, 0], axis=1) < FOLLOW_ERROR)
+                good &= ~_on(front[step - 1], points) & ~_on(front[step], ahead)
+                if good.sum() >= FOLLOW_MIN_POINTS:
+                    turn, _ = cv2.estimateAffinePartial2D(points[good], ahead[good], method=cv2.RANSAC, ransacReprojThreshold=FOLLOW_ERROR)
+                    if turn is not None and np.median(np.linalg.norm((ahead - points)[good, 0], axis=1)) >= FOLLOW_STILL:
+                        carried = turn @ np.vstack([carried, (0.0, 0.0, 1.0)])
+                    points = ahead[good]
+                else:
+                    points = None
+            quad = start
+            if not np.allclose(carried, np.eye(3)[:2]) and _carried(grey[0], grey[step], start, carried, front[0], front[step]):
+                quad = cv2.transform(start[None], carried)[0].astype(np.float32)
+            quads[step - 1] = quad
+            out[step - 1].append(tb if quad is start else tb.moved(quad))
+        followed.append((tb, quads))
+    return out, followed
+
+
+def _carried(
+    first: np.ndarray, later: np.ndarray, quad: np.ndarray, carried: np.ndarray, front: np.ndarray | None, front_later: np.ndarray | None
+) -> bool:
+    """Whether a followed region is painted in ``later`` where ``carried`` (a 2x3 affine) takes it,
+    rather than where it was found.
+
+    The picture inside ``quad`` of ``first`` is compared (normalized cross-correlation, on what is in
+    view: not behind ``front``, ``front_later``) with ``later`` at both places: carried where it
+    matches there (:data:`FOLLOW_MATCH`) and better than where it was (:data:`FOLLOW_BETTER`), and
+    where it was is in view. Anything else stays where it was, as a burned-in annotation does: hands
+    passing over a print that stays put carried its points along, and the print they half hid was
+    left unpainted where it still was."""
+    rows, columns = first.shape
+    x0, y0 = (max(0, int(v)) for v in np.floor(quad.min(axis=0)))
+    x1, y1 = min(columns, int(np.ceil(quad[:, 0].max())) + 1), min(rows, int(np.ceil(quad[:, 1].max())) + 1)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return False
+    patch = first[y0:y1, x0:x1].astype(np.float32)
+    mine = np.ones(patch.shape, bool) if front is None else ~front[y0:y1, x0:x1]
+    lin, shift = carried[:, :2], carried[:, 2]
+    to_later = np.hstack([lin, (lin @ np.array([x0, y0], np.float64) + shift)[:, None]])
+
+    def seen(picture: np.ndarray, warp: bool) -> np.ndarray:
+        if not warp:
+            return picture[y0:y1, x0:x1]
+        return cv2.warpAffine(picture, to_later, (x1 - x0, y1 - y0), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+    def match(warp: bool) -> float | None:
+        other = seen(later, warp).astype(np.float32)
+        valid = mine if front_later is None else mine & ~seen(front_later.astype(np.uint8), warp).astype(bool)
+        if valid.mean() < FOLLOW_VISIBLE:
+            return None
+        a, b = patch[valid] - patch[valid].mean(), other[valid] - other[valid].mean()
+        return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-6))
+
+    moved, here = match(True), match(False)
+    return moved is not None and here is not None and moved >= FOLLOW_MATCH and moved >= here + FOLLOW_BETTER
+
+
+def _filled(outlines: Sequence[np.ndarray], rows: int, columns: int) -> np.ndarray | None:
+    """(rows, columns) bool: inside any of ``outlines``; None when there are none."""
+    if not len(outlines):
+        return None
+    mask = np.zeros((rows, columns), np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(o, np.float64)).astype(np.int32) for o in outlines], 1)
+    return mask > 0
+
+
+def _on(mask: np.ndarray | None, points: np.ndarray) -> np.ndarray:
+    """Which of ``points`` ``(n, 1, 2)`` lie on ``mask`` (none without one)."""
+    if mask is None:
+        return np.zeros(len(points), bool)
+    xy = np.round(points[:, 0]).astype(int)
+    x, y = xy[:, 0].clip(0, mask.shape[1] - 1), xy[:, 1].clip(0, mask.shape[0] - 1)
+    return mask[y, x]
+
+
+def _held(
+    prev: list[TextBox],
+    prev_frame: np.ndarray | None,
+    cur: list[TextBox],
+    frame: np.ndarray,
+    between: Sequence[np.ndarray],
+    scan: TextScan,
+    fronts: Callable[[int], Sequence[np.ndarray]] | None = None,
+) -> tuple[list[list[TextBox]], list[TextBox]]:
+    """The regions painted on each frame ``between`` two scans (``prev`` found on ``prev_frame``, ``cur``
+    on ``frame``: the last two of ``scan.frames_scanned``) and on the later scanned frame: both scans'
+    regions, each where :func:`_follow` puts it in that frame (the followed ones recorded in ``scan``,
+    for :meth:`~clinrelease.verify.ocr.TextScan.painted_at`). Text that appears or disappears between
+    the scans is covered from the scan that saw it. ``fronts(index)``: the outlines in front of text
+    on that frame."""
+    if prev_frame is None:
+        return [list(cur) for _ in between], list(cur)
+    n = len(between)
+    first = scan.frames_scanned[-1] - n
+    moving = any(tb.painted and not _same_place(tb.box, cur) for tb in prev) or any(tb.painted and not _same_place(tb.box, prev) for tb in cur)
+    span = [fronts(i) for i in range(first - 1, first + n + 1)] if fronts is not None and moving else []
+    ahead, ahead_followed = _follow(prev, [prev_frame, *between, frame], cur, span)
+    behind, behind_followed = _follow(cur, [frame, *reversed(between), prev_frame], prev, span[::-1])
+    followed = [Followed(tb, first, quads) for tb, quads in ahead_followed]
+    followed += [Followed(tb, first, quads[:n][::-1].copy()) for tb, quads in behind_followed]
+    if followed:
+        scan.followed[first - 1] = followed
+    return [ahead[p] + behind[n - 1 - p] for p in range(n)], list(cur) + ahead[n]
+
+
 class _LastFrame:
     """``legs`` of the last frame asked for, found once (a scanned frame is cleaned up to
     :data:`SCAN_LOOKS` times)."""
@@ -281,8 +465,8 @@ def clean_video_text(
 
     Every region the detector finds on a scanned frame is blanked, legible or not, except what lies
     on a face. Holds at most ``sample_every`` frames: those between two scanned frames wait until the
-    later scan, then get the union of both scans' regions. Frames with nothing to blank are yielded
-    as they came (not copied).
+    later scan, then get both scans' regions, a moving one where it is in that frame (:func:`_held`).
+    Frames with nothing to blank are yielded as they came (not copied).
 
     Parameters
     ----------
@@ -311,21 +495,25 @@ def clean_video_text(
     check_sampling(sample_every)
     scan = scan if scan is not None else TextScan(sample_every)
     keep = [outlines for outlines in (faces, hands) if outlines is not None]
+
+    def fronts(index: int) -> list[np.ndarray]:
+        return [outline for outlines in keep for outline in outlines(index)]
+
     pending: list[tuple[int, np.ndarray]] = []
     prev: list[TextBox] = []
     prev_frame: np.ndarray | None = None
     legs = _LastFrame(legs) if legs is not None else None
 
-    def between(held: np.ndarray, held_index: int, cur: list[TextBox], cur_frame: np.ndarray) -> np.ndarray:
+    def between(held: np.ndarray, held_index: int, regions: list[TextBox], cur: list[TextBox], cur_frame: np.ndarray) -> np.ndarray:
         scans = [(cur_frame, cur)] + ([(prev_frame, prev)] if prev_frame is not None else [])
-        return _cleaned(held, held_index, prev + cur, method, keep, legs, scans, faces)
+        return _cleaned(held, held_index, regions, method, keep, legs, scans, faces)
 
     def scanned(frame: np.ndarray, index: int) -> list[TextBox]:
         return _scanned(frame, index, prev, read, faces, method, keep, legs, prev_frame)
 
-    def at_scan(frame: np.ndarray, index: int, cur: list[TextBox]) -> np.ndarray:
+    def at_scan(frame: np.ndarray, index: int, regions: list[TextBox], cur: list[TextBox]) -> np.ndarray:
         # a scanned frame's regions are compared with the scan before (the first has none)
-        return _cleaned(frame, index, cur + prev, method, keep, legs, [] if prev_frame is None else [(prev_frame, cur + prev)], faces)
+        return _cleaned(frame, index, regions, method, keep, legs, [] if prev_frame is None else [(prev_frame, cur + prev)], faces)
 
     index = -1
     for index, frame in enumerate(frames):
@@ -336,15 +524,17 @@ def clean_video_text(
         cur = scanned(frame, index)
         scan.frames_scanned.append(index)
         scan.found.extend(cur)
-        for held_index, held in pending:
-            yield between(held, held_index, cur, frame)
+        on_held, on_scan = _held(prev, prev_frame, cur, frame, [held for _, held in pending], scan, fronts)
+        for (held_index, held), regions in zip(pending, on_held):
+            yield between(held, held_index, regions, cur, frame)
         pending.clear()
-        yield at_scan(frame, index, cur)
+        yield at_scan(frame, index, on_scan, cur)
         prev, prev_frame = cur, frame
     if pending:  # the last frame was not on the grid: scan it too
         last_index, last = pending[-1]
         cur = scanned(last, last_index)
         scan.frames_scanned.append(last_index)
         scan.found.extend(cur)
-        for held_index, held in pending:
-            yield between(held, held_index, cur, last)
+        on_held, on_last = _held(prev, prev_frame, cur, last, [held for _, held in pending[:-1]], scan, fronts)
+        for (held_index, held), regions in zip(pending, [*on_held, on_last]):
+            yield between(held, held_index, regions, cur, last)

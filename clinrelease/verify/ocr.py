@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -75,6 +75,26 @@ class TextBox:
     def painted(self) -> bool:
         """Whether the cleaner paints the region (not on a face, not a lone glyph)."""
         return not (self.on_face or self.glyph)
+
+    def moved(self, quad: np.ndarray) -> TextBox:
+        """The region carried to the quadrilateral ``quad`` ``(4, 2)``, its hull with it."""
+        lo, hi = np.floor(quad.min(axis=0)).astype(int), np.ceil(quad.max(axis=0)).astype(int) + 1
+        return replace(self, quad=tuple((float(x), float(y)) for x, y in quad), box=(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])))
+
+
+@dataclass
+class Followed:
+    """A region of a scan that the cleaner followed over the frames from ``first`` on (text that
+    moves): its quadrilateral in each, ``(n, 4, 2)``."""
+
+    region: TextBox
+    first: int
+    quads: np.ndarray
+
+    def at(self, index: int) -> TextBox | None:
+        """The region as painted on frame ``index``; None outside the frames it was followed over."""
+        step = index - self.first
+        return self.region.moved(self.quads[step]) if 0 <= step < len(self.quads) else None
 
 
 #: a text box counts against a release when the OCR reads it with at least this score (clothing
@@ -286,17 +306,24 @@ class TextScan:
     frames: int = 0
     frames_scanned: list[int] = field(default_factory=list)
     found: list[TextBox] = field(default_factory=list)
+    #: the regions the cleaner followed, by the scan the frames they were followed over come after
+    followed: dict[int, list[Followed]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
-        return asdict(self)
+        """Plain JSON-ready data (what was found; not the followed regions' places frame by frame)."""
+        return {k: v for k, v in asdict(replace(self, followed={})).items() if k != "followed"}
 
     def painted_at(self, index: int) -> list[TextBox]:
         """The regions :func:`clinrelease.clean.clean_video_text` painted on frame ``index`` (those
-        of the first scan at or after it and of the scan before that), less those it left."""
+        of the first scan at or after it and of the scan before that, a followed one where it was
+        followed to), less those it left."""
         k = bisect.bisect_left(self.frames_scanned, index)
         scans = set(self.frames_scanned[max(k - 1, 0) : k + 1])
-        return [tb for tb in self.found if tb.frame in scans and tb.painted]
+        painted = [tb for tb in self.found if tb.frame in scans and tb.painted]
+        if k < 1:
+            return painted
+        carried = {id(f.region): moved for f in self.followed.get(self.frames_scanned[k - 1], ()) if (moved := f.at(index)) is not None}
+        return [carried.get(id(tb), tb) for tb in painted]
 
     def where(self, left: str | None = None, limit: int = 8) -> str:
         """Where the regions were (painted ones; ``left="face"``: those left on a face, ``"glyph"``:

@@ -69,6 +69,47 @@ def test_video_scan_cleans_text_that_appears_between_scans(portrait):
     assert judge(ItemReports(text=after), TEXT_ONLY).released
 
 
+def test_text_on_a_moving_body_is_painted_where_it_is_between_scans(portrait):
+    """A print on something that moves (the picture drifts 5 px and turns 0.3 degrees a frame, as a
+    walking or tilting body does) is painted where it is on every frame between two scans, not at
+    both scans' places: held there, the paint lay on what the print had left (the background, an arm)
+    and took the body keypoints with it. A burned-in caption, at the same place on both scans, is
+    held where it is."""
+    small = cv2.resize(portrait, (384, 384))
+
+    def caption(img: np.ndarray) -> np.ndarray:
+        colour = (255, 255, 255) if img.ndim == 3 else 255
+        cv2.putText(img, "DOE JANE 1234", (20, 300), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
+        return img
+
+    printed, strokes = caption(small.copy()), caption(np.zeros(small.shape[:2], np.uint8))
+    frames, where = [], []
+    for i in range(31):
+        turn = cv2.getRotationMatrix2D((192, 192), 0.3 * i, 1.0)
+        turn[0, 2] += 5 * i
+        frames.append(plant(cv2.warpAffine(printed, turn, (384, 384), borderMode=cv2.BORDER_REFLECT), "MRN 123456", (150, 30)))
+        where.append(cv2.warpAffine(strokes, turn, (384, 384)) > 0)
+    static = plant(np.zeros((384, 384), np.uint8), "MRN 123456", (150, 30)) > 0
+    scan = TextScan(30)
+    cleaned = list(clean_video_text(frames, sample_every=30, scan=scan))
+    near = [cv2.dilate(w.astype(np.uint8), np.ones((17, 17), np.uint8)) > 0 for w in where]
+    path = cv2.dilate(np.any(where, axis=0).astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
+    for i, (frame, out) in enumerate(zip(frames, cleaned)):
+        changed = np.abs(frame.astype(int) - out.astype(int)).max(axis=-1) > 20
+        covered = (changed | ~(np.abs(frame.astype(int) - 255).max(axis=-1) < 60))
+        assert covered[where[i]].mean() > 0.9, i  # the print's white strokes are painted on every frame
+        assert changed[static].mean() > 0.5, i  # and the burned-in caption
+        if 1 <= i <= 5:
+            # the paint on the print's path lies on the print: held at both scans' places it spread
+            # over 5,800 pixels of the path the print was not on
+            assert (changed & path & ~near[i]).sum() < 0.3 * near[i].sum(), i
+        # the scan says where it painted (the residual-face check asks it of a frame)
+        said = np.zeros(changed.shape, bool)
+        for tb in scan.painted_at(i):
+            said[max(0, tb.box[1] - 4) : tb.box[3] + 4, max(0, tb.box[0] - 4) : tb.box[2] + 4] = True  # as painted, with its pad
+        assert said[changed].mean() > 0.95, i
+
+
 def test_the_scan_says_where_each_frame_was_painted(portrait):
     """``TextScan.painted_at`` gives the regions the cleaner painted on each frame (what the
     residual-face check reads): every changed pixel lies in them, and each of them was changed."""
