@@ -266,7 +266,7 @@ def analyze_faces(
         smooth_track(track, smooth_window)
         for index, face in track.faces.items():
             face.occluders = overlapping(hand_outlines.get(index, []), face.box)
-    assign_roles(tracks, patient_rule)
+    assign_roles(tracks, patient_rule, rows, columns)
     return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks, hands=hand_outlines)
 
 
@@ -527,14 +527,9 @@ def _centre_in(box: np.ndarray, around: np.ndarray, margin: float) -> bool:
 def _on_painted_clothing(box: np.ndarray, painted: Sequence[TextBox], tracked: Sequence[TrackedFace], analysis: FaceAnalysis) -> bool:
     """Whether a found face ``box`` overlaps a painted region and has its centre on the body of a
     person tracked in the frame, below their face (:func:`clinrelease.verify.keypoints.body_box`)."""
-    from clinrelease.verify.keypoints import body_box
+    from clinrelease.verify.keypoints import on_body
 
     x0, y0, x1, y1 = (float(v) for v in box)
     if not any(tb.box[0] < x1 and x0 < tb.box[2] and tb.box[1] < y1 and y0 < tb.box[3] for tb in painted):
         return False
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    for face in tracked:
-        bx0, _, bx1, by1 = body_box(face.box, analysis.rows, analysis.columns)
-        if bx0 <= cx <= bx1 and face.box[3] < cy <= by1:
-            return True
-    return False
+    return any(on_body(box, face.box, analysis.rows, analysis.columns) for face in tracked)

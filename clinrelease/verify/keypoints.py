@@ -140,6 +140,15 @@ def body_box(face_box: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return np.array([max(0.0, cx - 1.6 * size), max(0.0, y0 - 0.5 * size), min(float(columns), cx + 1.6 * size), min(float(rows), y0 + 8.0 * size)])
 
 
+def on_body(box: np.ndarray, face_box: np.ndarray, rows: int, columns: int) -> bool:
+    """Whether the centre of ``box`` lies on the body of the person whose face is ``face_box``
+    (:func:`body_box`), below that face: where a shirt's print is."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    bx0, _, bx1, by1 = body_box(face_box, rows, columns)
+    return bool(bx0 <= cx <= bx1 and face_box[3] < cy <= by1)
+
+
 #: how far the lower body's outline reaches past its points, as a share of the torso's length
 #: (shoulders' midpoint to hips' midpoint): a thigh in a skirt or trousers seen from the front
 LEG_REACH = 0.35

@@ -328,3 +328,24 @@ def test_a_walker_turning_their_head_is_a_face_for_the_anonymizer_as_for_verific
     assert len(found) == 1 and found[0].sources == ("yunet",) and found[0].score < 0.85
     x0, y0, w, h = confirmed[0][:4]
     assert found[0].box[0] < x0 + w / 2 < found[0].box[2] and found[0].box[1] < y0 + h / 2 < found[0].box[3]
+
+
+def test_a_face_printed_on_the_patients_hoodie_is_never_the_patient():
+    """help.mkv turned by 30 degrees: the hoodie's printed skull is a face to the detectors in 13 of
+    30 frames and larger than the signer's, so the "largest" rule took it for the patient and the
+    signer's face for a bystander's. The face mesh finds no face in it, and it lies on the signer's
+    body below the signer's face: it is worn, and never the patient."""
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.fixtures import rotated
+    from clinrelease.face.track import worn
+
+    path = SHARED_MEDIA / "asl" / "help.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    frames = list(rotated(clip_frames(str(path), 30), 30.0))
+    analysis = analyze_faces(frames, min_face_px=32, hands=True, prefetch=0)
+    print_, signer = sorted(analysis.tracks, key=lambda t: sum(f.landmarks is not None for f in t.faces.values()))
+    assert print_.median_size > signer.median_size and len(print_.faces) >= 10
+    assert worn(print_, analysis.tracks, analysis.rows, analysis.columns)
+    assert not worn(signer, analysis.tracks, analysis.rows, analysis.columns)
+    assert analysis.patient is signer and print_.role == BYSTANDER
