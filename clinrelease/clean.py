@@ -258,9 +258,9 @@ def _follow(
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     rows, columns = grey[0].shape
     front = [_filled(outlines, rows, columns) for outlines in fronts] if fronts else [None] * len(frames)
-    for tb in moving:
-        start = polygon(tb).astype(np.float32)
-        quads = np.empty((len(frames) - 1, 4, 2), np.float32)
+    starts = [polygon(tb).astype(np.float32) for tb in moving]
+    points: list[np.ndarray | None] = []
+    for start in starts:
         mask = np.zeros((rows, columns), np.uint8)
         cv2.fillPoly(mask, [np.round(start).astype(np.int32)], 255)
         # a line of small print has few corners of its own: what it is printed on moves with it
@@ -268,28 +268,38 @@ def _follow(
         mask = cv2.dilate(mask, np.ones((around + 1, around + 1), np.uint8))
         if front[0] is not None:
             mask[front[0]] = 0
-        points = cv2.goodFeaturesToTrack(grey[0], FOLLOW_POINTS, 0.01, 2, mask=mask)
-        carried = np.eye(3, dtype=np.float64)[:2]  # frames[0] -> frames[step]
-        for step in range(1, len(frames)):
-            if points is not None and len(points) >= FOLLOW_MIN_POINTS:
-                ahead, ok, _ = cv2.calcOpticalFlowPyrLK(grey[step - 1], grey[step], points, None)
-                back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey[step], grey[step - 1], ahead, None)
-                good = (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & (np.linalg.norm((back - points)[:, 0], axis=1) < FOLLOW_ERROR)
-                good &= ~_on(front[step - 1], points) & ~_on(front[step], ahead)
-                if good.sum() >= FOLLOW_MIN_POINTS:
-                    turn, _ = cv2.estimateAffinePartial2D(points[good], ahead[good], method=cv2.RANSAC, ransacReprojThreshold=FOLLOW_ERROR)
-                    if turn is not None and np.median(np.linalg.norm((ahead - points)[good, 0], axis=1)) >= FOLLOW_STILL:
-                        carried = turn @ np.vstack([carried, (0.0, 0.0, 1.0)])
-                    points = ahead[good]
-                else:
-                    points = None
+        found = cv2.goodFeaturesToTrack(grey[0], FOLLOW_POINTS, 0.01, 2, mask=mask)
+        points.append(found if found is not None and len(found) >= FOLLOW_MIN_POINTS else None)
+    carried = [np.eye(3, dtype=np.float64)[:2] for _ in moving]  # frames[0] -> frames[step]
+    quads = [np.empty((len(frames) - 1, 4, 2), np.float32) for _ in moving]
+    for step in range(1, len(frames)):
+        live = [i for i, p in enumerate(points) if p is not None]
+        if live:
+            # every region's points in one pass: the pyramids of the two frames are built once
+            before = np.concatenate([points[i] for i in live])
+            ahead, ok, _ = cv2.calcOpticalFlowPyrLK(grey[step - 1], grey[step], before, None)
+            back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey[step], grey[step - 1], ahead, None)
+            good = (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & (np.linalg.norm((back - before)[:, 0], axis=1) < FOLLOW_ERROR)
+            good &= ~_on(front[step - 1], before) & ~_on(front[step], ahead)
+            at = 0
+            for i in live:
+                n = len(points[i])
+                mine, was, now = good[at : at + n], before[at : at + n], ahead[at : at + n]
+                at += n
+                if mine.sum() < FOLLOW_MIN_POINTS:
+                    points[i] = None
+                    continue
+                turn, _ = cv2.estimateAffinePartial2D(was[mine], now[mine], method=cv2.RANSAC, ransacReprojThreshold=FOLLOW_ERROR)
+                if turn is not None and np.median(np.linalg.norm((now - was)[mine, 0], axis=1)) >= FOLLOW_STILL:
+                    carried[i] = turn @ np.vstack([carried[i], (0.0, 0.0, 1.0)])
+                points[i] = now[mine]
+        for i, (tb, start) in enumerate(zip(moving, starts)):
             quad = start
-            if not np.allclose(carried, np.eye(3)[:2]) and _carried(grey[0], grey[step], start, carried, front[0], front[step]):
-                quad = cv2.transform(start[None], carried)[0].astype(np.float32)
-            quads[step - 1] = quad
+            if not np.allclose(carried[i], np.eye(3)[:2]) and _carried(grey[0], grey[step], start, carried[i], front[0], front[step]):
+                quad = cv2.transform(start[None], carried[i])[0].astype(np.float32)
+            quads[i][step - 1] = quad
             out[step - 1].append(tb if quad is start else tb.moved(quad))
-        followed.append((tb, quads))
-    return out, followed
+    return out, list(zip(moving, quads))
 
 
 def _carried(
