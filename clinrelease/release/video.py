@@ -237,7 +237,7 @@ def _method_figures(work: ItemWork, faces: dict[str, Any], figures: dict[str, An
 def patient_body(analysis) -> Callable[[int], Any] | None:
     """Where the patient's body is in each frame (below their tracked face), so that keypoints are
     compared on the patient when a video shows several people; None without a patient track."""
-    from clinrelease.verify.keypoints import body_box
+    from clinrelease.verify.keypoints import body_box, head_roll
 
     patient = analysis.patient
     if patient is None:
@@ -245,7 +245,7 @@ def patient_body(analysis) -> Callable[[int], Any] | None:
 
     def box(index: int):
         face = patient.faces.get(index)
-        return None if face is None else body_box(face.box, analysis.rows, analysis.columns)
+        return None if face is None else body_box(face.box, analysis.rows, analysis.columns, head_roll(face))
 
     return box
 

@@ -130,14 +130,33 @@ class PoseDetector:
         return Pose(pose.points + np.array([x0, y0], np.float64), pose.visibility, pose.score)
 
 
-def body_box(face_box: np.ndarray, rows: int, columns: int) -> np.ndarray:
+def body_box(face_box: np.ndarray, rows: int, columns: int, roll: float = 0.0) -> np.ndarray:
     """The crop that holds the body of the person whose face is ``face_box``: from half a face
     above the head to eight faces below, 1.6 faces to each side (shoulders are about two faces wide;
-    a wider crop takes in the walker beside), clipped to the frame."""
+    a wider crop takes in the walker beside), clipped to the frame. ``roll``: the head's tilt in the
+    frame (degrees, :func:`~clinrelease.face.landmarks.roll_degrees`); the body lies along it, and
+    the crop is the hull of that rectangle turned with the head. Upright, help.mkv turned by 45
+    degrees lost its right arm and legs to the crop, and the pose model read the swapped video
+    differently there (body AP 0.57)."""
     x0, y0, x1, y1 = (float(v) for v in face_box)
     size = max(x1 - x0, y1 - y0, 1.0)
-    cx = (x0 + x1) / 2
-    return np.array([max(0.0, cx - 1.6 * size), max(0.0, y0 - 0.5 * size), min(float(columns), cx + 1.6 * size), min(float(rows), y0 + 8.0 * size)])
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    angle = np.radians(roll)
+    down, across = np.array([-np.sin(angle), np.cos(angle)]), np.array([np.cos(angle), np.sin(angle)])
+    top, bottom = y0 - 0.5 * size - cy, y0 + 8.0 * size - cy
+    corners = np.array([[cx, cy] + u * across + v * down for u in (-1.6 * size, 1.6 * size) for v in (top, bottom)])
+    (a, b), (c, d) = corners.min(axis=0), corners.max(axis=0)
+    return np.array([max(0.0, a), max(0.0, b), min(float(columns), c), min(float(rows), d)])
+
+
+def head_roll(face) -> float:
+    """The roll (degrees) of a tracked face from its mesh, for :func:`body_box`: 0 without a mesh
+    and under :data:`~clinrelease.face.landmarks.MIN_ROLL` (an upright head keeps the upright crop;
+    a head tilted on an upright body still has that body in the turned crop's hull)."""
+    from clinrelease.face.landmarks import MIN_ROLL, roll_degrees
+
+    roll = 0.0 if face.landmarks is None else roll_degrees(face.landmarks)
+    return roll if abs(roll) >= MIN_ROLL else 0.0
 
 
 def on_body(box: np.ndarray, face_box: np.ndarray, rows: int, columns: int) -> bool:

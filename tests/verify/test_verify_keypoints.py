@@ -193,6 +193,41 @@ def test_two_walkers_are_judged_on_the_patient_not_whoever_the_model_picks():
             assert not box[0] <= cx <= box[2]
 
 
+def test_the_body_crop_of_a_tilted_head_turns_with_it():
+    """help.mkv turned by 45 degrees: the signer's body runs down and to the side of the face, and
+    the upright crop below the face cut off an arm and the legs (the swapped video's poses read on
+    it differed: body AP 0.57 in the release). The crop turned with the head's roll holds every
+    point the pose model sees on the whole frame; an upright head keeps the upright crop."""
+    from _face_helpers import SHARED_MEDIA, clip_frames
+    from clinrelease.face.pipeline import analyze_faces
+    from clinrelease.fixtures import rotated
+    from clinrelease.verify.keypoints import VISIBILITY_MIN, body_box, head_roll, pose_detector
+
+    path = SHARED_MEDIA / "asl" / "help.mkv"
+    if not path.is_file():
+        pytest.skip(f"shared media {path} is not present")
+    upright = list(clip_frames(str(path), 10, 3))
+    for degrees in (0.0, 45.0):
+        frames = list(rotated(upright, degrees))
+        analysis = analyze_faces(frames, min_face_px=32, prefetch=0)
+        detect = pose_detector()
+        held = {}
+        for turn in (False, True):
+            inside = []
+            for index, frame in enumerate(frames):
+                face = analysis.patient.faces[index]
+                roll = head_roll(face) if turn else 0.0
+                x0, y0, x1, y1 = body_box(face.box, analysis.rows, analysis.columns, roll)
+                pose = detect(frame)
+                seen = pose.points[pose.visibility >= VISIBILITY_MIN]
+                inside.append(float(np.mean((seen[:, 0] >= x0) & (seen[:, 0] <= x1) & (seen[:, 1] >= y0) & (seen[:, 1] <= y1))))
+            held[turn] = min(inside)
+        if degrees == 0.0:
+            assert all(head_roll(f) == 0.0 for f in analysis.patient.faces.values())
+        else:
+            assert held[False] < 0.8 and held[True] == 1.0, held
+
+
 @pytest.fixture(scope="module")
 def walk_reencoded(tmp_path_factory) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The shared walking clip, frames 150-230 every 5th: as decoded, and once more through the
