@@ -232,7 +232,7 @@ def _same_place(box: tuple[int, int, int, int], others: Sequence[TextBox]) -> bo
 
 
 def _follow(
-    boxes: Sequence[TextBox], frames: Sequence[np.ndarray], others: Sequence[TextBox], fronts: Sequence[Sequence[np.ndarray]] = ()
+    boxes: Sequence[TextBox], frames: Sequence[np.ndarray], others: Sequence[TextBox], fronts: Callable[[int], Sequence[np.ndarray]] | None = None
 ) -> tuple[list[list[TextBox]], list[tuple[TextBox, np.ndarray]]]:
     """Where each of ``boxes`` (regions of ``frames[0]``) lies in each later frame of ``frames``, and
     the regions that were followed with their quadrilaterals there, ``(len(frames) - 1, 4, 2)``.
@@ -244,8 +244,8 @@ def _follow(
     to them (RANSAC), and the region is painted where that carries it in the frames where
     :func:`_carried` finds it there, else where it was found. Held in place, the paint of a print on a
     body that turned 40 degrees between two scans lay on the background and the arm beside the body,
-    where no text was, and the print itself was left. Points on what is in front of it (``fronts``:
-    the outlines of each frame's faces and hands) do not count: a sign's hands passing over a print
+    where no text was, and the print itself was left. Points on what is in front of it
+    (``fronts(k)``: the outlines of the faces and hands of ``frames[k]``) do not count: a sign's hands passing over a print
     that stays put carried its points away with them. Points lost stop the carrying there."""
     out: list[list[TextBox]] = [[] for _ in frames[1:]]
     moving = [tb for tb in boxes if tb.painted and not _same_place(tb.box, others)]
@@ -257,7 +257,7 @@ def _follow(
         return out, followed
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     rows, columns = grey[0].shape
-    front = [_filled(outlines, rows, columns) for outlines in fronts] if fronts else [None] * len(frames)
+    front = [None if fronts is None else _filled(fronts(k), rows, columns) for k in range(len(frames))]
     starts = [polygon(tb).astype(np.float32) for tb in moving]
     points: list[np.ndarray | None] = []
     for start in starts:
@@ -378,10 +378,8 @@ def _held(
         return [list(cur) for _ in between], list(cur)
     n = len(between)
     first = scan.frames_scanned[-1] - n
-    moving = any(tb.painted and not _same_place(tb.box, cur) for tb in prev) or any(tb.painted and not _same_place(tb.box, prev) for tb in cur)
-    span = [fronts(i) for i in range(first - 1, first + n + 1)] if fronts is not None and moving else []
-    ahead, ahead_followed = _follow(prev, [prev_frame, *between, frame], cur, span)
-    behind, behind_followed = _follow(cur, [frame, *reversed(between), prev_frame], prev, span[::-1])
+    ahead, ahead_followed = _follow(prev, [prev_frame, *between, frame], cur, None if fronts is None else lambda k: fronts(first - 1 + k))
+    behind, behind_followed = _follow(cur, [frame, *reversed(between), prev_frame], prev, None if fronts is None else lambda k: fronts(first + n - k))
     followed = [Followed(tb, first, quads) for tb, quads in ahead_followed]
     followed += [Followed(tb, first, quads[:n][::-1].copy()) for tb, quads in behind_followed]
     if followed:

@@ -266,7 +266,7 @@ def analyze_faces(
         smooth_track(track, smooth_window)
         for index, face in track.faces.items():
             face.occluders = overlapping(hand_outlines.get(index, []), face.box)
-    assign_roles(tracks, patient_rule, rows, columns)
+    assign_roles(tracks, patient_rule)
     return FaceAnalysis(frames=count, rows=rows, columns=columns, tracks=tracks, hands=hand_outlines)
 
 
@@ -500,7 +500,7 @@ def residual_faces(
             for det in detector.detect(frame):
                 if any(_centre_in(det.box, b, margin) for b in covered):
                     continue
-                if original is not None and _on_painted_clothing(det.box, painted(index), tracked, analysis):
+                if original is not None and _on_painted_clothing(det.box, painted(index), tracked):
                     if in_original is None:
                         in_original = [d.box for d in detector.detect(original)]
                     if not any(_centre_in(d, det.box, margin) for d in in_original):
@@ -524,12 +524,12 @@ def _centre_in(box: np.ndarray, around: np.ndarray, margin: float) -> bool:
     return around[0] - gx <= cx <= around[2] + gx and around[1] - gy <= cy <= around[3] + gy
 
 
-def _on_painted_clothing(box: np.ndarray, painted: Sequence[TextBox], tracked: Sequence[TrackedFace], analysis: FaceAnalysis) -> bool:
+def _on_painted_clothing(box: np.ndarray, painted: Sequence[TextBox], tracked: Sequence[TrackedFace]) -> bool:
     """Whether a found face ``box`` overlaps a painted region and has its centre on the body of a
-    person tracked in the frame, below their face (:func:`clinrelease.verify.keypoints.body_box`)."""
+    person tracked in the frame, below their face (:func:`clinrelease.verify.keypoints.on_body`)."""
     from clinrelease.verify.keypoints import on_body
 
     x0, y0, x1, y1 = (float(v) for v in box)
     if not any(tb.box[0] < x1 and x0 < tb.box[2] and tb.box[1] < y1 and y0 < tb.box[3] for tb in painted):
         return False
-    return any(on_body(box, face.box, analysis.rows, analysis.columns) for face in tracked)
+    return any(on_body(box, face.box) for face in tracked)

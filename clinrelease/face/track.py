@@ -204,13 +204,13 @@ def _write_back(track: FaceTrack, frames: list[int], values: np.ndarray) -> None
         track.faces[i].landmarks[...] = pts
 
 
-def assign_roles(tracks: list[FaceTrack], rule: str, rows: int | None = None, columns: int | None = None) -> None:
+def assign_roles(tracks: list[FaceTrack], rule: str) -> None:
     """Mark the patient track(s) by ``rule``; every other track is a bystander.
 
     ``largest``: the track with the largest median face size (ties: the longer one);
     ``most_present``: the track seen in the most frames; ``all``: every track. A face worn on
-    another tracked person's clothes (:func:`worn`; ``rows``, ``columns``: the frame's size) is never
-    the patient while another track is there to choose.
+    another tracked person's clothes (:func:`worn`) is never the patient while another track is
+    there to choose.
     """
     if rule not in PATIENT_RULES:
         raise ConfigError(f"unknown patient rule {rule!r}; use one of {', '.join(PATIENT_RULES)}")
@@ -218,8 +218,7 @@ def assign_roles(tracks: list[FaceTrack], rule: str, rows: int | None = None, co
         t.role = PATIENT if rule == "all" else BYSTANDER
     if rule == "all" or not tracks:
         return
-    rows, columns = rows or 1 << 30, columns or 1 << 30
-    candidates = [t for t in tracks if not worn(t, tracks, rows, columns)] or tracks
+    candidates = [t for t in tracks if not worn(t, tracks)] or tracks
     if rule == "largest":
         # size weighted by presence, so a large one-frame false positive does not win
         best = max(candidates, key=lambda t: (t.median_size * min(1.0, len(t.faces) / 10), len(t.faces)))
@@ -232,13 +231,13 @@ def assign_roles(tracks: list[FaceTrack], rule: str, rows: int | None = None, co
 WORN_SHARE = 0.5
 
 
-def worn(track: FaceTrack, tracks: list[FaceTrack], rows: int, columns: int) -> bool:
+def worn(track: FaceTrack, tracks: list[FaceTrack]) -> bool:
     """Whether ``track`` is a face printed on another tracked person's clothes: the face mesh found
     no face in it on any frame, and on at least :data:`WORN_SHARE` of the frames it shares with a
     track that has a mesh there, it lies on that person's body below their face
     (:func:`~clinrelease.verify.keypoints.on_body`). help.mkv turned by 30 degrees: the hoodie's
     printed skull, a face to the detectors in 13 frames and larger than the signer's, was taken for
-    the patient; the signer's face was swapped as a bystander's."""
+    the patient; the signer's face was treated as a bystander's."""
     from clinrelease.verify.keypoints import on_body
 
     if any(face.landmarks is not None for face in track.faces.values()):
@@ -247,6 +246,6 @@ def worn(track: FaceTrack, tracks: list[FaceTrack], rows: int, columns: int) -> 
         if other is track:
             continue
         shared = [i for i in track.faces if i in other.faces and other.faces[i].landmarks is not None]
-        if shared and sum(on_body(track.faces[i].box, other.faces[i].box, rows, columns) for i in shared) >= WORN_SHARE * len(shared):
+        if shared and sum(on_body(track.faces[i].box, other.faces[i].box) for i in shared) >= WORN_SHARE * len(shared):
             return True
     return False

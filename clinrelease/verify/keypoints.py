@@ -159,12 +159,13 @@ def head_roll(face) -> float:
     return roll if abs(roll) >= MIN_ROLL else 0.0
 
 
-def on_body(box: np.ndarray, face_box: np.ndarray, rows: int, columns: int) -> bool:
+def on_body(box: np.ndarray, face_box: np.ndarray) -> bool:
     """Whether the centre of ``box`` lies on the body of the person whose face is ``face_box``
     (:func:`body_box`), below that face: where a shirt's print is."""
     x0, y0, x1, y1 = (float(v) for v in box)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    bx0, _, bx1, by1 = body_box(face_box, rows, columns)
+    # the frame's edges clip the crop, not where a centre inside the frame lies
+    bx0, _, bx1, by1 = body_box(face_box, np.inf, np.inf)
     return bool(bx0 <= cx <= bx1 and face_box[3] < cy <= by1)
 
 

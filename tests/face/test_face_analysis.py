@@ -346,6 +346,6 @@ def test_a_face_printed_on_the_patients_hoodie_is_never_the_patient():
     analysis = analyze_faces(frames, min_face_px=32, hands=True, prefetch=0)
     print_, signer = sorted(analysis.tracks, key=lambda t: sum(f.landmarks is not None for f in t.faces.values()))
     assert print_.median_size > signer.median_size and len(print_.faces) >= 10
-    assert worn(print_, analysis.tracks, analysis.rows, analysis.columns)
-    assert not worn(signer, analysis.tracks, analysis.rows, analysis.columns)
+    assert worn(print_, analysis.tracks)
+    assert not worn(signer, analysis.tracks)
     assert analysis.patient is signer and print_.role == BYSTANDER
