@@ -245,16 +245,16 @@ def _follow(
     :func:`_carried` finds it there, else where it was found. Held in place, the paint of a print on a
     body that turned 40 degrees between two scans lay on the background and the arm beside the body,
     where no text was, and the print itself was left. Points on what is in front of it
-    (``fronts(k)``: the outlines of the faces and hands of ``frames[k]``) do not count: a sign's hands passing over a print
-    that stays put carried its points away with them. Points lost stop the carrying there."""
+    (``fronts(k)``: the outlines of the faces and hands of ``frames[k]``) do not count: a sign's
+    hands passing over a print that stays put carried its points away with them. Points lost stop
+    the carrying there."""
     out: list[list[TextBox]] = [[] for _ in frames[1:]]
     moving = [tb for tb in boxes if tb.painted and not _same_place(tb.box, others)]
     still = [tb for tb in boxes if all(tb is not m for m in moving)]
     for held in out:
         held.extend(still)
-    followed: list[tuple[TextBox, np.ndarray]] = []
     if not moving or len(frames) < 2:
-        return out, followed
+        return out, []
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     rows, columns = grey[0].shape
     front = [None if fronts is None else _filled(fronts(k), rows, columns) for k in range(len(frames))]

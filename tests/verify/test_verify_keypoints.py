@@ -211,14 +211,14 @@ def test_the_body_crop_of_a_tilted_head_turns_with_it():
         frames = list(rotated(upright, degrees))
         analysis = analyze_faces(frames, min_face_px=32, prefetch=0)
         detect = pose_detector()
+        poses = [detect(frame) for frame in frames]
         held = {}
         for turn in (False, True):
             inside = []
-            for index, frame in enumerate(frames):
+            for index, pose in enumerate(poses):
                 face = analysis.patient.faces[index]
                 roll = head_roll(face) if turn else 0.0
                 x0, y0, x1, y1 = body_box(face.box, analysis.rows, analysis.columns, roll)
-                pose = detect(frame)
                 seen = pose.points[pose.visibility >= VISIBILITY_MIN]
                 inside.append(float(np.mean((seen[:, 0] >= x0) & (seen[:, 0] <= x1) & (seen[:, 1] >= y0) & (seen[:, 1] <= y1))))
             held[turn] = min(inside)
